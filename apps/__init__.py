@@ -1,0 +1,1 @@
+"""The `pointgcn` command line: one thin module per stage (parse, call the library, print)."""

@@ -1,0 +1,71 @@
+"""`pointgcn <stage> …`: dispatch to the stage modules in apps/.
+
+Each stage module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
+Bad input (`pointgcn.errors.InputError`) ends with one line `error: …` and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pointgcn.errors import InputError
+
+# Stage name → module in apps/. Order is the order shown by --help.
+STAGES = {
+    "data": "apps.data",
+    "train": "apps.train",
+    "eval": "apps.evaluate",
+    "segment": "apps.segment",
+    "classify": "apps.classify",
+    "export": "apps.export",
+    "bench": "apps.bench",
+    "latency": "apps.latency",
+    "search": "apps.search",
+    "viz": "apps.viz",
+    "info": "apps.info",
+}
+
+
+def _available() -> dict:
+    mods = {}
+    for name, path in STAGES.items():
+        try:
+            mods[name] = importlib.import_module(path)
+        except ModuleNotFoundError as e:
+            if e.name != path:  # a real import error inside an existing stage
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pointgcn",
+        description="Deep graph convolutional networks for 3D point clouds: build kNN graphs, "
+                    "train and run DeepGCN / searched models, export to ONNX.",
+        epilog="Run `pointgcn <stage> --help` for the options of one stage.")
+    parser.add_argument("--version", action="version", version="pointgcn 0.1.0")
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
+    for name, mod in _available().items():
+        p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Run configs: YAML files plus `key=value` overrides (dotted keys, YAML-typed values).
+
+`load_config("configs/s3dis_resgcn28.yaml", ["model.k=9", "train.epochs=2"])` → plain dict.
+A config may name a `base:` file (relative to itself) whose values it overrides.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    if "base" in data:
+        base = read_yaml(path.parent / data.pop("base"))
+        data = _merge(base, data)
+    return data
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = cfg
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return cfg
+
+
+def load_config(source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()) -> dict:
+    """A config from a YAML path or a dict, with overrides applied; always a fresh dict."""
+    cfg = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
+    return apply_overrides(cfg, overrides)
+
+
+def dump_config(cfg: Mapping, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))

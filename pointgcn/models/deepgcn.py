@@ -1,0 +1,137 @@
+"""DeepGCN models (Li et al., ICCV 2019 / TPAMI 2021) for segmentation and classification.
+
+head      graph conv on the input features, graph from the first `graph_channels` (xyz)
+backbone  n_blocks − 1 dynamic blocks, block i with dilation 1 + i (when use_dilation)
+fusion    1×1 conv of [head, all block outputs] to `fusion_channels`
+seg       prediction MLP on [max-pooled fusion broadcast to every point, all block outputs]
+cls       prediction MLP on [max-pool, mean-pool] of the fusion
+
+Reversible backbones fuse only the last block's output (keeping all of them would undo the
+memory saving).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..graph import DilatedKnn
+from ..nn import Conv1x1, RevStack, make_block, make_conv
+
+TASKS = ("segmentation", "part_segmentation", "classification")
+
+DEFAULTS = dict(
+    name="deepgcn", task="segmentation", in_channels=9, n_classes=13, n_blocks=28, channels=64,
+    k=16, conv="edge", block="res", norm="batch", act="relu", bias=True, act_first=False,
+    use_dilation=True, stochastic=True, epsilon=0.2, knn_backend="dense", res_scale=1.0,
+    growth=None, rev_groups=2, block_dropout=0.0, graph_channels=3, fusion_channels=1024,
+    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5,
+    heads=1, aggr="softmax", t=1.0, learn_t=True, p=1.0, learn_p=True, msg_norm=False,
+    learn_msg_scale=True, mlp_layers=1, eps=0.0, train_eps=False,
+)
+CONV_OPTIONS = ("heads", "aggr", "t", "learn_t", "p", "learn_p", "msg_norm", "learn_msg_scale",
+                "mlp_layers", "eps", "train_eps")
+
+
+def resolve(cfg: dict) -> dict:
+    """Fill defaults, reject unknown keys and impossible values."""
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown model keys: {', '.join(sorted(unknown))}")
+    c = {**DEFAULTS, **cfg}
+    if c["task"] not in TASKS:
+        raise ConfigError(f"model.task must be one of {TASKS}, got {c['task']!r}")
+    if not 1 <= c["n_blocks"] <= 200:
+        raise ConfigError(f"model.n_blocks must be in 1…200, got {c['n_blocks']}")
+    if c["pooling"] is None:
+        c["pooling"] = ["max", "mean"] if c["task"] == "classification" else ["max"]
+    if not set(c["pooling"]) <= {"max", "mean"}:
+        raise ConfigError(f"model.pooling entries must be max/mean, got {c['pooling']}")
+    if c["fusion_input"] is None:
+        c["fusion_input"] = "last" if c["block"] == "rev" else "all"
+    if c["fusion_input"] not in ("all", "last"):
+        raise ConfigError("model.fusion_input must be 'all' or 'last'")
+    if c["graph_channels"] and c["graph_channels"] > c["in_channels"]:
+        raise ConfigError("model.graph_channels exceeds model.in_channels")
+    return c
+
+
+class DeepGCN(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        c = self.cfg = resolve(cfg)
+        post = dict(norm=c["norm"], act=c["act"], bias=c["bias"], act_first=c["act_first"])
+        opts = {key: c[key] for key in CONV_OPTIONS}
+        width = c["channels"]
+        self.head_graph = DilatedKnn(c["k"], 1, c["stochastic"], c["epsilon"], c["knn_backend"])
+        self.head = make_conv(c["conv"], c["in_channels"], width, **post, **opts)
+        blocks, widths = [], [width]
+        for i in range(c["n_blocks"] - 1):
+            block = make_block(
+                c["block"], widths[-1], c["conv"], c["k"], 1 + i if c["use_dilation"] else 1,
+                stochastic=c["stochastic"], epsilon=c["epsilon"], knn_backend=c["knn_backend"],
+                res_scale=c["res_scale"], growth=c["growth"], dropout=c["block_dropout"],
+                rev_groups=c["rev_groups"], **post, **opts)
+            blocks.append(block)
+            widths.append(block.out_channels)
+        self.backbone = RevStack(blocks) if c["block"] == "rev" else nn.ModuleList(blocks)
+        fused = sum(widths) if c["fusion_input"] == "all" else widths[-1]
+        self.fusion = Conv1x1(fused, c["fusion_channels"], **post)
+        self.classify = c["task"] == "classification"
+        if self.classify:
+            pooled = c["fusion_channels"] * len(c["pooling"])
+            self.prediction = _mlp([pooled, *c["prediction"]], c["n_classes"], post, c["dropout"],
+                                   dropout_every=True)
+        else:
+            self.prediction = _mlp([fused + c["fusion_channels"], *c["prediction"]],
+                                   c["n_classes"], post, c["dropout"], dropout_every=False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Head and backbone outputs that feed the fusion."""
+        c = self.cfg
+        gc = c["graph_channels"] or x.shape[1]
+        graph = self.head_graph(x[:, :gc]) if self.head.needs_graph else None
+        feats = [self.head(x, graph)]
+        if isinstance(self.backbone, RevStack):
+            feats.append(self.backbone(feats[-1]))
+        else:
+            for block in self.backbone:
+                feats.append(block(feats[-1]))
+        return feats if c["fusion_input"] == "all" else feats[-1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.cfg["in_channels"]:
+            raise ConfigError(f"model expects input (B, {self.cfg['in_channels']}, N), "
+                              f"got {tuple(x.shape)}")
+        feats = torch.cat(self.features(x), dim=1)
+        fusion = self.fusion(feats, None)
+        if self.classify:
+            pools = {"max": lambda f: f.amax(-1, keepdim=True),
+                     "mean": lambda f: f.mean(-1, keepdim=True)}
+            pooled = torch.cat([pools[p](fusion) for p in self.cfg["pooling"]], dim=1)
+            return self._run_mlp(pooled).squeeze(-1)
+        glob = fusion.amax(-1, keepdim=True).expand(-1, -1, x.shape[2])
+        return self._run_mlp(torch.cat([glob, feats], dim=1))
+
+    def _run_mlp(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.prediction:
+            h = layer(h, None) if isinstance(layer, Conv1x1) else layer(h)
+        return h
+
+
+def _mlp(widths: list[int], n_out: int, post: dict, dropout: float,
+         dropout_every: bool) -> nn.Sequential:
+    """1×1 layers widths[0]→…→widths[-1], dropout (after each or only the last), → n_out.
+
+    With `dropout_every=False` the layer indices match the official DeepGCN segmentation head
+    (0, 1 = convs, 2 = dropout, 3 = classifier), which keeps the checkpoint converter trivial.
+    """
+    layers: list[nn.Module] = []
+    for cin, cout in zip(widths[:-1], widths[1:]):
+        layers.append(Conv1x1(cin, cout, **post))
+        if dropout_every:
+            layers.append(nn.Dropout(dropout))
+    if not dropout_every:
+        layers.append(nn.Dropout(dropout))
+    layers.append(Conv1x1(widths[-1], n_out, norm="none", act="none", bias=True))
+    return nn.Sequential(*layers)

@@ -1,0 +1,139 @@
+"""Reversible blocks (RevGNN): group additive coupling, activations recomputed in backward.
+
+Split x into G ≥ 2 channel groups x_1…x_G and set y_0 = Σ_{i≥2} x_i. Then
+    y_i = x_i + F_i(y_{i−1}),          F_i(z) = conv_i(z, kNN_d(z)),
+and the inverse, given y:  x_i = y_i − F_i(y_{i−1}) for i = G…2, y_0 = Σ_{i≥2} x_i,
+x_1 = y_1 − F_1(y_0). Each group builds its dynamic graph from its own input, so nothing but
+the stack's output needs keeping: `RevStack` runs the whole stack under one autograd Function
+that saves only its output and, in backward, walks back block by block — invert, recompute with
+grad, backprop — so training memory does not grow with depth.
+
+Why not torch_geometric's `GroupAddRev`: it calls each conv three times per step with the
+global RNG running on (stochastic dilation / dropout would draw different neighbours in the
+inverse than in the forward and the inversion would be wrong), updates BatchNorm running stats
+on every call, and keeps its graph arguments per block. Here each group's RNG state is recorded
+and replayed, and running stats are restored after the inverse and the recompute.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..graph import DilatedKnn
+
+
+@contextlib.contextmanager
+def _replay_rng(state):
+    """Run with the RNG state recorded at forward time; the global RNG is left untouched."""
+    devices = [torch.cuda.current_device()] if state[1] is not None else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1])
+        yield
+
+
+def _rng_state(x: torch.Tensor):
+    return torch.get_rng_state(), (torch.cuda.get_rng_state() if x.is_cuda else None)
+
+
+@contextlib.contextmanager
+def _frozen_buffers(module: nn.Module):
+    """Restore running statistics changed by a re-run (the forward already updated them)."""
+    saved = [b.detach().clone() for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(module.buffers(), saved):
+                b.copy_(s)
+
+
+class RevBlock(nn.Module):
+    def __init__(self, convs: list[nn.Module], graph: DilatedKnn):
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.graph = graph
+        self.groups = len(convs)
+        self.in_channels = self.out_channels = sum(c.in_channels for c in convs)
+
+    def _f(self, i: int, z: torch.Tensor, rng=None) -> torch.Tensor:
+        conv = self.convs[i]
+        with _replay_rng(rng) if rng is not None else contextlib.nullcontext():
+            return conv(z, self.graph(z) if conv.needs_graph else None)
+
+    def forward(self, x: torch.Tensor, rng_log: list | None = None,
+                rng: list | None = None) -> torch.Tensor:
+        """Coupling forward; records per-group RNG states in `rng_log`, or replays `rng`."""
+        xs = x.chunk(self.groups, dim=1)
+        y_prev = sum(xs[1:])
+        ys = []
+        for i in range(self.groups):
+            if rng_log is not None:
+                rng_log.append(_rng_state(x))
+            y_prev = xs[i] + self._f(i, y_prev, None if rng is None else rng[i])
+            ys.append(y_prev)
+        return torch.cat(ys, dim=1)
+
+    def inverse(self, y: torch.Tensor, rng: list) -> torch.Tensor:
+        ys = y.chunk(self.groups, dim=1)
+        xs = [None] * self.groups
+        for i in range(self.groups - 1, 0, -1):
+            xs[i] = ys[i] - self._f(i, ys[i - 1], rng[i])
+        xs[0] = ys[0] - self._f(0, sum(xs[1:]), rng[0])
+        return torch.cat(xs, dim=1)
+
+
+class _RevStackFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, stack, *params):
+        ctx.stack = stack
+        ctx.rng = []
+        with torch.no_grad():
+            for block in stack.blocks:
+                log = []
+                x = block(x, rng_log=log)
+                ctx.rng.append(log)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        stack = ctx.stack
+        grads = {}
+        for block, rng in zip(reversed(stack.blocks), reversed(ctx.rng)):
+            with _frozen_buffers(block):
+                with torch.no_grad():
+                    x = block.inverse(y, rng)
+                params = [p for p in block.parameters() if p.requires_grad]
+                with torch.enable_grad():
+                    x_in = x.detach().requires_grad_(True)
+                    out = block(x_in, rng=rng)
+                    got = torch.autograd.grad(out, [x_in] + params, grad, allow_unused=True)
+            grad = got[0]
+            for p, g in zip(params, got[1:]):
+                grads[p] = g
+            y = x
+        return (grad, None, *[grads.get(p) for p in stack.trainable()])
+
+
+class RevStack(nn.Module):
+    """A sequence of RevBlocks; training keeps only the stack's output for backward."""
+
+    def __init__(self, blocks: list[RevBlock], memory_saving: bool = True):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.memory_saving = memory_saving
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.memory_saving and torch.is_grad_enabled() and x.requires_grad:
+            return _RevStackFunction.apply(x, self, *self.trainable())
+        for block in self.blocks:
+            x = block(x)
+        return x
