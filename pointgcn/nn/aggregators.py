@@ -2,7 +2,7 @@
 
 softmax      Σ_j softmax_j(β·m_ij) ⊙ m_ij, β learnable; β→0 gives mean, β→∞ gives max
 softmax_sg   the same with the weights computed without gradient and β fixed
-power        (mean_j m_ij^p)^(1/p), p learnable; p=1 gives mean (messages clamped to [0, 100])
+power        (mean_j m_ij^p)^(1/p), p learnable; p=1 gives mean (messages clamped to [1e-4, 100])
 mean / max / sum
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
+# Power mean clamps messages into [1e-4, 100] (as PyG) so x^p and its gradient stay finite.
+POWER_MIN, POWER_MAX = 1e-4, 100.0
 AGGREGATORS = ("mean", "max", "sum", "softmax", "softmax_sg", "power")
 
 
@@ -41,8 +43,8 @@ class Aggregator(nn.Module):
             with torch.no_grad():
                 w = (m * self.t).softmax(dim)
             return (m * w).sum(dim)
-        powered = m.clamp(0.0, 100.0).pow(self.p)
-        return powered.mean(dim).clamp(0.0, 100.0).pow(1.0 / self.p)
+        powered = m.clamp(POWER_MIN, POWER_MAX).pow(self.p)
+        return powered.mean(dim).clamp(POWER_MIN, POWER_MAX).pow(1.0 / self.p)
 
     def extra_repr(self) -> str:
         return self.kind

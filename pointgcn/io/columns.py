@@ -1,0 +1,141 @@
+"""Turn named per-point columns (PLY/PCD properties, CSV headers, npz keys) or a headerless
+numeric table into a `PointCloud`: one place for the naming and colour rules every reader shares.
+
+Named columns: x y z (required); red green blue | r g b | diffuse_* → colors; nx ny nz |
+normal_x … → normals; label | class | scalar_label | scalar_class → labels (must be integers);
+alpha is dropped; anything else (e.g. pred, intensity) → `fields` under its own name.
+
+Headerless tables (txt/csv/npy) by column count:
+  3  x y z                      4  x y z label (a non-integer 4th column → fields["scalar"])
+  6  x y z r g b                7  x y z r g b label
+  9  x y z r g b nx ny nz       10 x y z r g b nx ny nz label
+  With 6 or 7 columns, columns 4–6 are nx ny nz instead when every row of them has unit length
+  (colours never do), so `write_npy` of a cloud with normals but no colours reads back.
+
+Colours: integer types are divided by their range (uint8 → 255, uint16 → 65535, other integers
+must lie in 0–255); floats are taken as 0–1 unless some value exceeds 1, then as 0–255.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import FormatError
+from .cloud import PointCloud
+
+XYZ = ("x", "y", "z")
+COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"),
+               ("diffuse_red", "diffuse_green", "diffuse_blue"))
+NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
+LABEL_NAMES = ("label", "class", "scalar_label", "scalar_class")
+DROPPED_NAMES = ("alpha", "a", "diffuse_alpha")
+
+# Headerless layouts: column count → names (the 6-column normals case is decided per file).
+LAYOUTS = {
+    3: XYZ,
+    4: XYZ + ("label",),
+    6: XYZ + ("red", "green", "blue"),
+    7: XYZ + ("red", "green", "blue", "label"),
+    9: XYZ + ("red", "green", "blue", "nx", "ny", "nz"),
+    10: XYZ + ("red", "green", "blue", "nx", "ny", "nz", "label"),
+}
+LAYOUT_HELP = ("3 (x y z), 4 (x y z label), 6 (x y z r g b), 7 (x y z r g b label), "
+               "9 (x y z r g b nx ny nz) or 10 (… label)")
+
+
+def _find(lower: Mapping[str, str], groups) -> tuple[str, ...] | None:
+    """The original names of the first group whose names are all present (case-insensitive)."""
+    for group in groups:
+        if all(n in lower for n in group):
+            return tuple(lower[n] for n in group)
+    return None
+
+
+def normalize_colors(rgb: np.ndarray, where: str) -> np.ndarray:
+    """(N, 3) colours of any numeric dtype → float32 in [0, 1] by the rule in the module doc."""
+    if rgb.dtype.kind in "ui":
+        scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+        colors = rgb.astype(np.float32) / scale
+    else:
+        colors = rgb.astype(np.float32)
+        finite = colors[np.isfinite(colors)]
+        if finite.size and finite.max() > 1.0:
+            colors = colors / 255.0
+    if colors.size and not (np.all(colors >= 0) and np.all(colors <= 1)):
+        raise FormatError(f"{where}: colour values outside 0–1 and 0–255")
+    return colors
+
+
+def as_labels(values: np.ndarray, where: str, name: str = "label") -> np.ndarray:
+    """Integer class ids as int64; float columns are accepted when every value is integral."""
+    if values.dtype.kind in "ui":
+        return values.astype(np.int64)
+    if values.dtype.kind == "b":
+        return values.astype(np.int64)
+    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        raise FormatError(f"{where}: {name!r} values are not integers")
+    return values.astype(np.int64)
+
+
+def _field(values: np.ndarray) -> np.ndarray:
+    """Extra fields: integers → int64, float64 stays (e.g. GPS time), other floats → float32."""
+    if values.dtype.kind in "uib":
+        return values.astype(np.int64)
+    return values.astype(np.float64 if values.dtype.itemsize == 8 else np.float32)
+
+
+def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str = "",
+                     ) -> PointCloud:
+    """Named per-point arrays (all the same length) → PointCloud by the naming rule above."""
+    lower = {}
+    for name in columns:
+        lower.setdefault(name.lower(), name)
+    xyz = _find(lower, (XYZ,))
+    if xyz is None:
+        raise FormatError(f"{where}: no x y z columns (has: {', '.join(columns) or 'none'})")
+    used = set(xyz)
+    points = np.stack([np.asarray(columns[n], dtype=np.float32) for n in xyz], axis=1)
+
+    colors = normals = labels = None
+    rgb = _find(lower, COLOR_NAMES)
+    if rgb is not None:
+        stacked = np.stack([np.asarray(columns[n]) for n in rgb], axis=1)
+        colors = normalize_colors(stacked, where)
+        used.update(rgb)
+    nxyz = _find(lower, NORMAL_NAMES)
+    if nxyz is not None:
+        normals = np.stack([np.asarray(columns[n], dtype=np.float32) for n in nxyz], axis=1)
+        used.update(nxyz)
+    for name in LABEL_NAMES:
+        if name in lower:
+            labels = as_labels(np.asarray(columns[lower[name]]), where, lower[name])
+            used.add(lower[name])
+            break
+    used.update(lower[n] for n in DROPPED_NAMES if n in lower)
+    fields = {n: _field(np.asarray(v)) for n, v in columns.items() if n not in used}
+    return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source)
+
+
+def _unit_rows(block: np.ndarray) -> bool:
+    norms = np.linalg.norm(block.astype(np.float64), axis=1)
+    return bool(norms.size) and bool(np.all(np.abs(norms - 1.0) < 1e-2))
+
+
+def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCloud:
+    """A headerless (N, C) numeric table → PointCloud by the column-count rule above."""
+    if table.ndim != 2 or table.shape[1] not in LAYOUTS:
+        shape = "x".join(map(str, table.shape))
+        raise FormatError(f"{where}: {shape} values; expected N rows of {LAYOUT_HELP} columns")
+    names = LAYOUTS[table.shape[1]]
+    if table.shape[1] in (6, 7) and _unit_rows(table[:, 3:6]):
+        names = XYZ + ("nx", "ny", "nz") + names[6:]
+    if table.dtype == np.float64:  # parsed text: no declared precision, extras become float32
+        table = table.astype(np.float32)
+    columns = {n: table[:, i] for i, n in enumerate(names)}
+    if "label" in columns:
+        lab = columns["label"]
+        integral = np.all(np.isfinite(lab)) and np.all(lab == np.round(lab))
+        if not integral and table.shape[1] == 4:
+            columns["scalar"] = columns.pop("label")
+    return cloud_from_named(columns, where, source)

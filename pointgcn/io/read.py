@@ -1,0 +1,128 @@
+"""`read_points`: the one entry that turns any supported file into a checked `PointCloud`.
+
+Meshes: OFF/OBJ/STL always, and PLY files whose face element has faces, are sampled —
+`n_points` (default 2048) area-weighted points on the surface with face normals, deterministic
+for `seed`. `as_mesh=False` returns a mesh's vertices instead; `as_mesh=True` insists on faces.
+Point clouds are returned whole (`n_points` does not apply; subsample with pointgcn.data).
+Every result is checked: NaN/Inf coordinates are an error unless `drop_invalid` (then those
+points, or a mesh's faces touching them, are dropped and counted in `report.dropped`), and an
+empty result is an error. All problems raise `InputError`/`FormatError` with a one-line message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .cloud import PointCloud
+from .columns import cloud_from_named
+
+CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz")
+MESH_FORMATS = (".off", ".obj", ".stl")
+SUPPORTED = CLOUD_FORMATS + MESH_FORMATS
+
+
+@dataclass
+class ReadReport:
+    """What `read_points` did, for the CLI to print (pass one in as `report=`)."""
+
+    format: str = ""      # e.g. "ply binary_little_endian", "pcd ascii", "mesh off"
+    n_read: int = 0       # points read (or sampled) before invalid ones were dropped
+    dropped: int = 0      # points (clouds) or faces (meshes) dropped for NaN/Inf coordinates
+    n_faces: int = 0      # triangles sampled from; 0 for point clouds
+
+
+def _check_path(path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise InputError(f"{path}: unknown extension {path.suffix or '(none)'!r}; supported: "
+                         f"{' '.join(SUPPORTED)}")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+
+
+def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: bool | None,
+              drop_invalid: bool, report: ReadReport) -> PointCloud:
+    suffix = path.suffix.lower()
+    faces = None
+    if suffix == ".ply":
+        from .ply import read_ply
+        data = read_ply(path, where)
+        report.format = f"ply {data.format}"
+        vertex_cloud = cloud_from_named(data.vertex, where, str(path))
+        faces = data.faces if data.faces is not None and len(data.faces) else None
+        if as_mesh and faces is None:
+            raise InputError(f"{where}: PLY file has no faces to sample points from")
+        if faces is None or as_mesh is False:
+            return vertex_cloud
+    elif suffix in MESH_FORMATS:
+        from .mesh import load_mesh
+        vertex_cloud, faces = load_mesh(path, where)
+        report.format = f"mesh {suffix[1:]}"
+        if as_mesh is False:
+            return vertex_cloud
+        if not len(faces):
+            raise InputError(f"{where}: mesh has no faces to sample points from")
+    elif suffix == ".pcd":
+        from .pcd import read_pcd
+        cloud, mode = read_pcd(path, where)
+        report.format = f"pcd {mode}"
+        return cloud
+    elif suffix in (".npy", ".npz"):
+        from .arrays import read_npy, read_npz
+        cloud, report.format = (read_npy if suffix == ".npy" else read_npz)(path, where)
+        return cloud
+    elif suffix in (".las", ".laz"):
+        from .las import read_las
+        cloud, report.format = read_las(path, where)
+        return cloud
+    else:
+        from .text import read_text
+        cloud, report.format = read_text(path, where)
+        return cloud
+
+    from .mesh import DEFAULT_SAMPLES, drop_invalid_faces, sample_surface
+    faces, report.dropped = drop_invalid_faces(vertex_cloud.points, faces, drop_invalid, where)
+    report.n_faces = int(len(faces))
+    return sample_surface(vertex_cloud, faces, n_points or DEFAULT_SAMPLES, seed, where)
+
+
+def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: bool = False,
+                seed: int = 0, as_mesh: bool | None = None,
+                report: ReadReport | None = None) -> PointCloud:
+    """Read a point cloud or sample a mesh (see the module doc for the rules).
+
+    Extensions (case-insensitive): .ply .pcd .xyz .txt .csv .pts .npy .npz .las .laz (laspy)
+    and meshes .off .obj .stl. `report`, if given, is filled in with what happened.
+    """
+    path = Path(path)
+    where = str(path)
+    report = report if report is not None else ReadReport()
+    _check_path(path)
+    try:
+        cloud = _read_any(path, where, n_points, seed, as_mesh, drop_invalid, report)
+    except (PermissionError, IsADirectoryError) as e:
+        raise InputError(f"{where}: cannot read ({e.strerror})") from None
+    except MemoryError:
+        raise InputError(f"{where}: too large to read into memory") from None
+    report.n_read = len(cloud)
+    if report.n_faces == 0:
+        finite = np.all(np.isfinite(cloud.points), axis=1)
+        n_bad = int(len(finite) - finite.sum())
+        if n_bad and not drop_invalid:
+            raise InputError(f"{where}: {n_bad} points have NaN/Inf coordinates; "
+                             "pass --drop-invalid to drop them")
+        if n_bad:
+            cloud = cloud.subset(finite)
+            report.dropped = n_bad
+    if len(cloud) == 0:
+        extra = " after dropping invalid ones" if report.dropped else ""
+        raise InputError(f"{where}: no points{extra}")
+    cloud.source = str(path)
+    return cloud

@@ -1,0 +1,160 @@
+"""Writers for clouds users open elsewhere: PLY (Open3D, CloudCompare, MeshLab), NPY and NPZ.
+
+All go through `atomic_path`, so a failure never leaves a partial file.
+
+PLY vertex properties, in order: x y z float; red green blue uchar (colours × 255, rounded) if
+colours; nx ny nz float if normals; label int if labels; then each field by name — integer and
+bool fields as int, float64 fields as double, other float fields as float. PLY has no 64-bit
+integers: integer values must fit in int32.
+NPY: one float32 (N, C) table, columns x y z [r g b (0–1)] [nx ny nz] [label] — the layouts
+`read_points` reads back; it cannot hold extra fields (use .ply or .npz for those).
+NPZ: arrays `points`, `colors`, `normals`, `labels` (those present) and each field by name.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .arrays import NPZ_KEYS
+from .atomic import atomic_path
+from .cloud import PointCloud
+
+WRITERS = (".ply", ".npy", ".npz")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_PLY = {"x", "y", "z", "red", "green", "blue", "nx", "ny", "nz", "label"}
+
+
+def _check(cloud: PointCloud, where: str, flat_fields: bool = True) -> int:
+    n = len(cloud)
+    if cloud.points.ndim != 2 or cloud.points.shape[1] != 3:
+        raise InputError(f"{where}: points must be (N, 3), got {cloud.points.shape}")
+    for name, value, shape in (("colors", cloud.colors, (n, 3)), ("normals", cloud.normals, (n, 3)),
+                               ("labels", cloud.labels, (n,))):
+        if value is not None and value.shape != shape:
+            raise InputError(f"{where}: {name} has shape {value.shape}, expected {shape}")
+    for name, value in cloud.fields.items():
+        if value.shape[:1] != (n,) or (flat_fields and value.ndim != 1):
+            raise InputError(f"{where}: field {name!r} has shape {value.shape}; only one value "
+                             "per point can be written")
+        if value.dtype.kind not in "uifb":
+            raise InputError(f"{where}: field {name!r} of type {value.dtype} is not numeric")
+    return n
+
+
+def _as_int32(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    if values.size and (values.min() < -2**31 or values.max() >= 2**31):
+        raise InputError(f"{where}: {name!r} values do not fit in a 32-bit PLY int")
+    return values.astype("<i4")
+
+
+def _color_bytes(colors: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(colors.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
+    """Write `cloud` as PLY (binary little endian by default, else ascii)."""
+    where = str(path)
+    n = _check(cloud, where)
+    columns: list[tuple[str, str, np.ndarray]] = []  # (name, ply type, values)
+    for i, axis in enumerate("xyz"):
+        columns.append((axis, "float", cloud.points[:, i].astype("<f4")))
+    if cloud.colors is not None:
+        rgb = _color_bytes(cloud.colors)
+        columns += [(c, "uchar", rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]
+    if cloud.normals is not None:
+        columns += [(c, "float", cloud.normals[:, i].astype("<f4"))
+                    for i, c in enumerate(("nx", "ny", "nz"))]
+    if cloud.labels is not None:
+        columns.append(("label", "int", _as_int32(cloud.labels, "label", where)))
+    for name, values in cloud.fields.items():
+        if not _NAME.match(name) or name in _RESERVED_PLY:
+            raise InputError(f"{where}: field name {name!r} cannot be a PLY property "
+                             "(letters, digits, _; not a reserved name)")
+        if values.dtype.kind in "uib":
+            columns.append((name, "int", _as_int32(values, name, where)))
+        elif values.dtype.itemsize == 8:
+            columns.append((name, "double", values.astype("<f8")))
+        else:
+            columns.append((name, "float", values.astype("<f4")))
+    header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
+              "comment written by pointgcn", f"element vertex {n}"]
+    header += [f"property {kind} {name}" for name, kind, _ in columns]
+    header.append("end_header")
+    head = ("\n".join(header) + "\n").encode("ascii")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(head)
+            if binary:
+                table = np.empty(n, np.dtype([(name, v.dtype) for name, _, v in columns]))
+                for name, _, v in columns:
+                    table[name] = v
+                f.write(table.tobytes())
+            elif n:
+                fmt = " ".join({"float": "%.9g", "double": "%.17g"}.get(kind, "%d")
+                               for _, kind, _ in columns)
+                np.savetxt(f, np.stack([v.astype(np.float64) for _, _, v in columns], axis=1),
+                           fmt=fmt)
+
+
+def npy_columns(cloud: PointCloud) -> list[str]:
+    """The column names `write_npy` writes for this cloud, in order."""
+    names = ["x", "y", "z"]
+    if cloud.colors is not None:
+        names += ["r", "g", "b"]
+    if cloud.normals is not None:
+        names += ["nx", "ny", "nz"]
+    if cloud.labels is not None:
+        names.append("label")
+    return names
+
+
+def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
+    """Write the float32 (N, C) table described in the module doc; returns its column names."""
+    where = str(path)
+    _check(cloud, where)
+    if cloud.fields:
+        raise InputError(f"{where}: .npy holds x y z [r g b] [nx ny nz] [label] only; write .ply "
+                         f"or .npz to keep the fields {', '.join(cloud.fields)}")
+    parts = [cloud.points, cloud.colors, cloud.normals,
+             None if cloud.labels is None else cloud.labels[:, None]]
+    table = np.concatenate([p.astype(np.float32) for p in parts if p is not None], axis=1)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, table)
+    return npy_columns(cloud)
+
+
+def write_npz(path: str | Path, cloud: PointCloud) -> None:
+    """Write the named arrays described in the module doc (uncompressed, loads without pickle)."""
+    where = str(path)
+    _check(cloud, where, flat_fields=False)
+    reserved = {k for keys in NPZ_KEYS.values() for k in keys}
+    clash = [k for k in cloud.fields if k.lower() in reserved]
+    if clash:
+        raise InputError(f"{where}: field names {', '.join(clash)} clash with npz keys "
+                         f"{', '.join(sorted(reserved))}")
+    arrays = {"points": cloud.points.astype(np.float32)}
+    for name in ("colors", "normals", "labels"):
+        if getattr(cloud, name) is not None:
+            arrays[name] = getattr(cloud, name)
+    arrays.update(cloud.fields)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def write_points(path: str | Path, cloud: PointCloud) -> None:
+    """Write by extension: .ply (binary), .npy or .npz."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".ply":
+        write_ply(path, cloud)
+    elif suffix == ".npy":
+        write_npy(path, cloud)
+    elif suffix == ".npz":
+        write_npz(path, cloud)
+    else:
+        raise InputError(f"{path}: cannot write {suffix or 'files without an extension'}; "
+                         f"supported: {' '.join(WRITERS)}")

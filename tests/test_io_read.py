@@ -1,0 +1,106 @@
+"""`read_points` as a whole: path checks, NaN/Inf policy, empty clouds, LAS via laspy."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from pointgcn.errors import FormatError, InputError
+from pointgcn.io import SUPPORTED, ReadReport, read_points
+
+HAS_LASPY = importlib.util.find_spec("laspy") is not None
+
+
+def raises_one_line(kind, match, path, **kw):
+    with pytest.raises(kind, match=match) as e:
+        read_points(path, **kw)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_path_problems(tmp_path):
+    message = raises_one_line(InputError, "unknown extension '.foo'", tmp_path / "a.foo")
+    assert all(ext in message for ext in SUPPORTED)
+    raises_one_line(InputError, "unknown extension '\\(none\\)'", tmp_path / "noext")
+    raises_one_line(InputError, "no such file", tmp_path / "missing.ply")
+    (tmp_path / "dir.ply").mkdir()
+    raises_one_line(InputError, "is a directory", tmp_path / "dir.ply")
+    for name in ("empty.ply", "empty.xyz", "empty.pcd", "empty.npy", "empty.off"):
+        (tmp_path / name).write_bytes(b"")
+        raises_one_line(InputError, "file is empty", tmp_path / name)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_rejected_or_dropped(tmp_path, bad):
+    path = tmp_path / "n.txt"
+    path.write_text(f"0 0 0 1\n1 {bad} 0 2\n2 0 0 3\n3 0 {bad} 4\n")
+    raises_one_line(InputError, "2 points have NaN/Inf coordinates; pass --drop-invalid", path)
+    report = ReadReport()
+    cloud = read_points(path, drop_invalid=True, report=report)
+    np.testing.assert_array_equal(cloud.points[:, 0], [0, 2])
+    np.testing.assert_array_equal(cloud.labels, [1, 3])
+    assert (report.n_read, report.dropped) == (4, 2)
+
+
+def test_nan_in_binary_ply_and_all_dropped(tmp_path):
+    xyz = np.array([[0, 0, 0], [np.nan, 1, 1]], "<f4")
+    head = b"ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty float x\n" \
+           b"property float y\nproperty float z\nend_header\n"
+    path = tmp_path / "n.ply"
+    path.write_bytes(head + xyz.tobytes())
+    raises_one_line(InputError, "1 points have NaN/Inf", path)
+    assert len(read_points(path, drop_invalid=True)) == 1
+    path.write_bytes(head + xyz[[1, 1]].tobytes())
+    raises_one_line(InputError, "no points after dropping invalid ones", path, drop_invalid=True)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("zero.ply", b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+                 b"property float z\nend_header\n"),
+    ("zero.pcd", b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 0\n"
+                 b"HEIGHT 1\nPOINTS 0\nDATA binary\n"),
+    ("header.csv", b"x,y,z\n"),
+])
+def test_empty_clouds(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    raises_one_line(InputError, "no points", path)
+
+
+def test_wrong_content_for_extension(tmp_path):
+    path = tmp_path / "really_text.ply"
+    path.write_text("1 2 3\n")
+    raises_one_line(FormatError, "not a PLY file", path)
+    path = tmp_path / "really_ply.pcd"
+    path.write_text("ply\nformat ascii 1.0\n")
+    raises_one_line(FormatError, "garbled PCD header", path)
+
+
+@pytest.mark.skipif(HAS_LASPY, reason="laspy is installed")
+def test_las_without_laspy_says_how_to_install(tmp_path):
+    path = tmp_path / "a.las"
+    path.write_bytes(b"LASF" + bytes(300))
+    raises_one_line(InputError, "pip install laspy", path)
+
+
+@pytest.mark.skipif(not HAS_LASPY, reason="laspy (optional extra `las`) is not installed")
+def test_las_with_laspy(tmp_path):
+    import laspy
+
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    header.scales, header.offsets = [0.001] * 3, [100.0, 200.0, 0.0]
+    las = laspy.LasData(header)
+    a = np.array
+    las.x, las.y, las.z = a([100.5, 101.25, 102.0]), a([200.0, 201.5, 199.0]), a([1.0, 2.0, 3.0])
+    las.red, las.green, las.blue = a([0, 65535, 65535]), a([0, 0, 32768]), a([65535, 0, 0])
+    las.classification, las.intensity = a([2, 6, 9]), a([10, 20, 30])
+    path = tmp_path / "a.LAS"
+    las.write(str(path))
+    cloud = read_points(path)
+    np.testing.assert_allclose(cloud.points, [[100.5, 200.0, 1.0], [101.25, 201.5, 2.0],
+                                              [102.0, 199.0, 3.0]], atol=1e-4)
+    np.testing.assert_allclose(cloud.colors, np.array([[0, 0, 65535], [65535, 0, 0],
+                                                       [65535, 32768, 0]]) / 65535, atol=1e-6)
+    np.testing.assert_array_equal(cloud.labels, [2, 6, 9])
+    np.testing.assert_array_equal(cloud.fields["intensity"], [10, 20, 30])
+    path.write_bytes(path.read_bytes()[:150])
+    raises_one_line(FormatError, "unreadable LAS file", path)

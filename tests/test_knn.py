@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from pointgcn.errors import InputError
+from pointgcn.graph import DilatedKnn, dilate, export_mode, knn, knn_export
+
+
+def brute_knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Reference: exact squared distances, order (self first, distance, index)."""
+    x = x.double().numpy()
+    b, _, n = x.shape
+    out = np.empty((b, n, k), dtype=np.int64)
+    for bi in range(b):
+        p = x[bi].T
+        for i in range(n):
+            d = ((p - p[i]) ** 2).sum(1)
+            not_self = np.arange(n) != i
+            order = np.lexsort((np.arange(n), d, not_self))  # last key sorts first
+            out[bi, i] = order[:k]
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("b,c,n,k", [(1, 3, 50, 1), (2, 3, 64, 8), (3, 7, 33, 33), (2, 16, 100, 10)])
+def test_knn_matches_brute_force(b, c, n, k):
+    x = torch.randn(b, c, n, dtype=torch.float64)
+    expect = brute_knn(x, k)
+    assert torch.equal(knn(x, k), expect)
+    assert torch.equal(knn(x, k, chunk_elements=b * n * 7), expect)  # 7-row chunks
+    assert torch.equal(knn_export(x, k), expect)
+
+
+def test_knn_ties_broken_by_index():
+    # An integer lattice with duplicated points: many exact ties, all computed exactly.
+    g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)
+    x = torch.cat([g, g[:, :, :10]], dim=2)[:, :, torch.randperm(74)]
+    for k in (1, 2, 5, 7, 13):
+        expect = brute_knn(x, k)
+        assert torch.equal(knn(x, k), expect)
+        assert torch.equal(knn(x, k, chunk_elements=74 * 5), expect)
+
+
+def test_self_is_first_and_float32_close_to_brute():
+    x = torch.randn(2, 3, 300)
+    idx = knn(x, 12)
+    assert torch.equal(idx[:, :, 0], torch.arange(300).expand(2, 300))
+    ref = brute_knn(x, 12)
+    # float32 rounding may swap near-equal neighbours; distances must agree closely
+    def dist(ix):
+        p = x.transpose(1, 2)
+        nb = torch.gather(p.unsqueeze(1).expand(2, 300, 300, 3), 2,
+                          ix.unsqueeze(-1).expand(2, 300, 12, 3))
+        return ((nb - p.unsqueeze(2)) ** 2).sum(-1)
+    assert torch.allclose(dist(idx), dist(ref), atol=1e-5)
+    assert (idx == ref).float().mean() > 0.99
+
+
+def test_knn_errors():
+    with pytest.raises(InputError, match="only 5 points"):
+        knn(torch.randn(1, 3, 5), 6)
+    with pytest.raises(InputError, match="shape"):
+        knn(torch.randn(3, 5), 2)
+    with pytest.raises(InputError, match="k·d"):
+        DilatedKnn(4, 3)(torch.randn(1, 3, 10))
+
+
+def test_export_mode_uses_loop_free_path(monkeypatch):
+    import sys
+    mod = sys.modules["pointgcn.graph.knn"]
+    real, calls = mod.knn_export, []
+    monkeypatch.setattr(mod, "knn_export", lambda x, k: calls.append(k) or real(x, k))
+    x = torch.randn(1, 3, 20)
+    with export_mode():
+        out = knn(x, 4)
+    assert calls == [4] and torch.equal(out, knn(x, 4))
+
+
+def test_dilation_keeps_every_dth():
+    x = torch.randn(2, 3, 80, dtype=torch.float64)
+    full = brute_knn(x, 4 * 3)
+    assert torch.equal(DilatedKnn(4, 3)(x), full[:, :, ::3])
+    assert torch.equal(dilate(full, 4, 3), full[:, :, [0, 3, 6, 9]])
+
+
+def test_stochastic_dilation_per_sample():
+    full = torch.arange(12).expand(64, 5, 12).contiguous()  # positions == indices
+    regular = full[:, :, ::3]
+    # eval / epsilon 0: regular stride
+    assert torch.equal(dilate(full, 4, 3, epsilon=0.0, stochastic=True), regular)
+    assert torch.equal(dilate(full, 4, 3, epsilon=1.0, stochastic=False), regular)
+    out = dilate(full, 4, 3, epsilon=1.0, stochastic=True)
+    assert out.shape == (64, 5, 4)
+    assert (out.diff(dim=-1) > 0).all()                     # ascending distance order kept
+    assert torch.equal(out, out[:, :1].expand_as(out))       # one subset per sample, all points
+    subsets = {tuple(s.tolist()) for s in out[:, 0]}
+    assert len(subsets) > 20                                 # drawn per sample, not per batch
+    torch.manual_seed(1)
+    half = dilate(full, 4, 3, epsilon=0.5, stochastic=True)
+    random_share = (half[:, 0] != regular[:, 0]).any(-1).float().mean()
+    assert 0.25 < random_share < 0.75
+
+
+def test_graph_module_respects_train_eval():
+    g = DilatedKnn(4, 3, stochastic=True, epsilon=1.0)
+    x = torch.randn(8, 3, 60, dtype=torch.float64)
+    g.eval()
+    assert torch.equal(g(x), brute_knn(x, 12)[:, :, ::3])
+    g.train()
+    assert not torch.equal(g(x), brute_knn(x, 12)[:, :, ::3])
+
+
+def test_cluster_backend_matches_dense():
+    pytest.importorskip("torch_cluster")
+    x = torch.rand(2, 3, 500)
+    dense = DilatedKnn(16, 2)(x)
+    clus = DilatedKnn(16, 2, backend="cluster")(x)
+    assert torch.equal(dense, clus)
