@@ -1,0 +1,111 @@
+"""Data sets: write the procedural ones, prepare the real ones, inspect any file or folder.
+
+  pointgcn data synth rooms|shapes|parts --out DIR [--n N] [--seed S]
+      write the procedural rooms (S3DIS raw tree), shapes (ModelNet40 OFF tree) or parts
+      (PartNet sem_seg_h5), deterministic for the seed
+  pointgcn data prepare s3dis --src RAW --out DIR [--blocks]
+      raw S3DIS tree → per-room Area_N_<room>.npy (x y z r g b label, PointNet's layout);
+      --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5)
+  pointgcn data prepare modelnet40 --src RAW --out DIR [--points N]
+      OFF tree or modelnet40_normal_resampled → modelnet_{train,test}.npz (N points per shape)
+  pointgcn data prepare partnet --src SEM_SEG_H5 --out DIR [--category C] [--points N]
+      check a sem_seg_h5 tree and copy it (some categories, N points per shape) in that layout
+  pointgcn data info PATH [--json]
+      a file: points, fields, colours/labels, bounds, label histogram; a folder: which data
+      set layout it is, counts per split/area/class, channels
+"""
+from __future__ import annotations
+
+import json
+
+HELP = "write synthetic data sets, prepare S3DIS/ModelNet40/PartNet, inspect files and folders"
+
+SYNTH_DEFAULT_N = {"rooms": 12, "shapes": 20, "parts": 60}
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    synth = sub.add_parser("synth", help="write a procedural data set in a published layout")
+    synth.add_argument("kind", choices=("rooms", "shapes", "parts"))
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--n", type=int, default=None,
+                       help="rooms / shapes per class / part shapes "
+                            f"(defaults {SYNTH_DEFAULT_N})")
+    synth.add_argument("--seed", type=int, default=0)
+
+    prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
+    prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
+    prep.add_argument("--src", required=True, help="the data set as downloaded")
+    prep.add_argument("--out", required=True, help="output folder")
+    prep.add_argument("--blocks", action="store_true",
+                      help="s3dis: also write PointNet's h5 blocks")
+    prep.add_argument("--points", type=int, default=None,
+                      help="modelnet40: points per shape (default 1024); partnet: points kept "
+                           "per shape (default all)")
+    prep.add_argument("--category", action="append", default=None,
+                      help="partnet: only this category (repeatable)")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="describe a point-cloud file or a data-set folder")
+    info.add_argument("path")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args) -> int:
+    return {"synth": _synth, "prepare": _prepare, "info": _info}[args.action](args)
+
+
+def _synth(args) -> int:
+    from pointgcn.errors import InputError
+
+    n = SYNTH_DEFAULT_N[args.kind] if args.n is None else args.n
+    if n < 1:
+        raise InputError(f"--n must be ≥ 1, got {n}")
+    from pointgcn.data import synthetic
+
+    writer, key = {"rooms": (synthetic.write_rooms, "n_rooms"),
+                   "shapes": (synthetic.write_shapes, "n_per_class"),
+                   "parts": (synthetic.write_parts, "n_shapes")}[args.kind]
+    path = writer(args.out, **{key: n}, seed=args.seed)
+    print(f"wrote {args.kind} to {path}")
+    return 0
+
+
+def _prepare(args) -> int:
+    from pointgcn.errors import InputError
+
+    progress = not args.no_progress
+    if args.points is not None and args.points < 1:
+        raise InputError(f"--points must be ≥ 1, got {args.points}")
+    if args.dataset == "s3dis":
+        from pointgcn.data.s3dis import prepare_s3dis
+
+        s = prepare_s3dis(args.src, args.out, blocks=args.blocks, seed=args.seed,
+                          progress=progress)
+        print(f"wrote {s['rooms']} rooms ({s['points']} points) to {args.out}"
+              + (f", {s['blocks']} blocks" if args.blocks else ""))
+        if s["repaired_bytes"] or s["dropped_lines"]:
+            print(f"repaired {s['repaired_bytes']} corrupted bytes, dropped "
+                  f"{s['dropped_lines']} unreadable lines")
+    elif args.dataset == "modelnet40":
+        from pointgcn.data.modelnet import prepare_modelnet40
+
+        counts = prepare_modelnet40(args.src, args.out, n_points=args.points or 1024,
+                                    seed=args.seed, progress=progress)
+        print(f"wrote {', '.join(f'{v} {k}' for k, v in counts.items())} shapes to {args.out}")
+    else:
+        from pointgcn.data.partnet import prepare_partnet
+
+        counts = prepare_partnet(args.src, args.out, categories=args.category,
+                                 n_points=args.points, seed=args.seed, progress=progress)
+        print(f"wrote {len(counts)} task splits ({sum(counts.values())} shapes) to {args.out}")
+    return 0
+
+
+def _info(args) -> int:
+    from pointgcn.data.describe import describe, format_info
+
+    info = describe(args.path)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0

@@ -1,0 +1,148 @@
+"""Config `data:` section → train / validation / test datasets for the engine.
+
+Validation never touches the test split: S3DIS holds out whole training rooms (a fraction,
+chosen by seed), ModelNet40 a fraction of the training shapes, PartNet uses its own val split.
+
+data:
+  dataset: s3dis | modelnet40 | partnet
+  root: PATH                    # any layout the loader accepts
+  n_points: 4096                # points per block / shape
+  test_area: 5                  # s3dis; 1…6 (6-fold = six runs)
+  val_fraction: 0.15            # s3dis rooms / modelnet shapes held out for validation
+  position_norm: normalize_scale  # s3dis (official DeepGCN preprocessing) | none
+  normals: false                # modelnet40
+  augment: true                 # modelnet40 / partnet training augmentation
+  category: Chair               # partnet
+  level: 1                      # partnet
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from ..errors import ConfigError
+
+DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
+                     position_norm="normalize_scale", normals=False, augment=True,
+                     category=None, level=1, block=1.0, stride=0.5)
+TASK_OF = {"s3dis": "segmentation", "modelnet40": "classification",
+           "partnet": "part_segmentation"}
+
+
+@dataclass
+class DataBundle:
+    train: Dataset | None
+    val: Dataset | None
+    test: Dataset | None
+    class_names: list[str]
+    in_channels: int
+    task: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def augment(self):
+        return None  # datasets augment themselves, seeded by (seed, epoch, index)
+
+
+def resolve_data(cfg: dict) -> dict:
+    unknown = set(cfg) - set(DATA_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown data keys: {', '.join(sorted(unknown))}")
+    d = {**DATA_DEFAULTS, **cfg}
+    if d["dataset"] not in TASK_OF:
+        raise ConfigError(f"data.dataset must be one of {sorted(TASK_OF)}, got {d['dataset']!r}")
+    if not d["root"]:
+        raise ConfigError("data.root is required (a folder holding the data set)")
+    if not 0 < d["val_fraction"] < 1:
+        raise ConfigError("data.val_fraction must be between 0 and 1")
+    return d
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("POINTGCN_CACHE", Path.home() / ".cache" / "pointgcn"))
+
+
+def _split_off(n: int, groups: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Indices (train, val) holding out `fraction` of the distinct groups (rooms or shapes)."""
+    names = sorted(set(groups))
+    rng = np.random.default_rng([seed, 7])
+    n_val = max(1, int(round(fraction * len(names))))
+    if n_val >= len(names):
+        raise ConfigError(f"only {len(names)} training groups; cannot hold out {n_val} for "
+                          "validation (lower data.val_fraction or add data)")
+    held = set(rng.choice(names, n_val, replace=False).tolist())
+    train = [i for i in range(n) if groups[i] not in held]
+    val = [i for i in range(n) if groups[i] in held]
+    return train, val
+
+
+def build_datasets(cfg: dict, splits=("train", "val"), progress: bool = False) -> DataBundle:
+    d = resolve_data(cfg.get("data", {}))
+    seed = int(cfg.get("seed", 0))
+    return {"s3dis": _s3dis, "modelnet40": _modelnet,
+            "partnet": _partnet}[d["dataset"]](d, seed, set(splits), progress)
+
+
+def _s3dis(d, seed, splits, progress):
+    from .s3dis import S3DIS
+
+    common = dict(test_area=d["test_area"], n_points=d["n_points"] or 4096, block=d["block"],
+                  stride=d["stride"], position_norm=d["position_norm"], seed=seed,
+                  progress=progress)
+    train = val = test = None
+    if splits & {"train", "val"}:
+        full = S3DIS(d["root"], "train", **common)
+        tr, va = _split_off(len(full), full.rooms, d["val_fraction"], seed)
+        train, val = Subset(full, tr), Subset(full, va)
+        train.set_epoch = full.set_epoch
+    if "test" in splits:
+        test = S3DIS(d["root"], "test", **common)
+    from .classes import S3DIS_CLASSES
+    return DataBundle(train, val, test, list(S3DIS_CLASSES), 9, "segmentation",
+                      {"test_area": d["test_area"]})
+
+
+def _modelnet(d, seed, splits, progress):
+    from .modelnet import ModelNet40, find_modelnet, prepare_modelnet40
+
+    n = d["n_points"] or 1024
+    root = Path(d["root"])
+    if find_modelnet(root).kind in ("off", "resampled"):  # sample meshes once, then cache
+        key = hashlib.sha1(f"{root.resolve()}|{n}|{seed}".encode()).hexdigest()[:16]
+        root = cache_dir() / "modelnet" / key
+        if not (root / "modelnet_train.npz").is_file():
+            prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress)
+    kw = dict(n_points=n, normals=d["normals"], seed=seed)
+    train = val = test = None
+    if splits & {"train", "val"}:
+        full = ModelNet40(root, "train", augment=d["augment"], **kw)
+        plain = ModelNet40(root, "train", augment=False, **kw)
+        tr, va = _split_off(len(full), list(range(len(full))), d["val_fraction"], seed)
+        train, val = Subset(full, tr), Subset(plain, va)
+        train.set_epoch = full.set_epoch
+    if "test" in splits:
+        test = ModelNet40(root, "test", **kw)
+    ref = test or val.dataset
+    return DataBundle(train, val, test, list(ref.classes), 6 if d["normals"] else 3,
+                      "classification")
+
+
+def _partnet(d, seed, splits, progress):
+    from .partnet import PartNetSemSeg
+
+    if not d["category"]:
+        raise ConfigError("data.category is required for partnet (e.g. Chair)")
+    kw = dict(category=d["category"], level=d["level"], n_points=d["n_points"], seed=seed)
+    train = PartNetSemSeg(d["root"], split="train", augment=d["augment"], **kw) \
+        if "train" in splits else None
+    val = PartNetSemSeg(d["root"], split="val", **kw) if "val" in splits else None
+    test = PartNetSemSeg(d["root"], split="test", **kw) if "test" in splits else None
+    ref = next(x for x in (train, val, test) if x is not None)
+    names = ["other"] + [f"part_{i}" for i in range(1, ref.num_classes)]
+    return DataBundle(train, val, test, names, 3, "part_segmentation",
+                      {"category": d["category"], "level": d["level"]})

@@ -1,0 +1,96 @@
+"""Small shared readers for the published data-set layouts: list files and HDF5 arrays, each
+turning a missing or malformed file into a one-line `FormatError` that names it."""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError
+from ..io.atomic import atomic_path
+
+
+def read_list_file(path: str | Path) -> list[str]:
+    """Non-empty stripped lines of a text list (train_files.txt, room_filelist.txt, …)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read ({e.strerror})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def resolve_listed(folder: Path, entry: str) -> Path:
+    """A file named in a list file: the published lists carry paths relative to the authors'
+    checkout (`data/modelnet40_ply_hdf5_2048/ply_data_train0.h5`), so fall back to the base
+    name inside the list's own folder."""
+    direct = folder / entry
+    if direct.is_file():
+        return direct
+    by_name = folder / Path(entry).name
+    if by_name.is_file():
+        return by_name
+    raise FormatError(f"{folder}: listed file {entry} is missing")
+
+
+def read_h5(path: str | Path, keys: dict[str, int], optional: dict[str, int] | None = None
+            ) -> dict[str, np.ndarray]:
+    """Read datasets `key → expected ndim` from an HDF5 file (optional ones only if present);
+    the leading dimension must agree across keys."""
+    import h5py
+
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for key, ndim in {**keys, **(optional or {})}.items():
+                if key not in f:
+                    if key in keys:
+                        raise FormatError(f"{path}: no '{key}' dataset (has {', '.join(f)})")
+                    continue
+                arr = f[key][...]
+                if arr.ndim != ndim:
+                    raise FormatError(f"{path}: '{key}' has shape {arr.shape}, "
+                                      f"expected {ndim} dimensions")
+                out[key] = arr
+    except OSError as e:
+        raise FormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    lengths = {k: len(v) for k, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise FormatError(f"{path}: datasets disagree in length {lengths}")
+    return out
+
+
+def write_h5(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write datasets atomically (gzip-compressed like the published files)."""
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, arr in arrays.items():
+                f.create_dataset(key, data=arr, compression="gzip", compression_opts=4)
+
+
+def write_text(path: str | Path, lines: list[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def item_rng(seed: int, *keys: int | str) -> np.random.Generator:
+    """A generator fixed by the seed and the item's keys (index, epoch, name), so a sample is
+    the same in any order, in any worker process and on every run."""
+    parts = [int(seed)] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
+    return np.random.default_rng([p & 0xFFFFFFFF for p in parts])

@@ -1,0 +1,257 @@
+"""ModelNet40 classification in its published layouts, plus a prepared cache.
+
+  off        `ModelNet40/<class>/{train,test}/<class>_XXXX.off` meshes (the `OFF8 6 0` glued
+             header included); points are sampled on the faces by `pointgcn.io.read_points`
+             (area-weighted, face normals), seeded per shape
+  h5         `modelnet40_ply_hdf5_2048/ply_data_{train,test}K.h5`: `data` (N, 2048, 3) float32,
+             `label` (N, 1), optional `normal`; `{train,test}_files.txt`, `shape_names.txt`
+  resampled  `modelnet40_normal_resampled/<class>/<class>_XXXX.txt`: 10 000 lines `x,y,z,nx,ny,nz`;
+             `modelnet40_shape_names.txt`, `modelnet40_{train,test}.txt` (ids like airplane_0001)
+  prepared   `modelnet_{train,test}.npz` written by `prepare_modelnet40` from off/resampled:
+             points, normals (M, n, 3) float32, labels (M,), ids, classes — one read per split
+
+Class list: the data set's own names file when present (shape_names.txt,
+modelnet40_shape_names.txt); an OFF tree without one uses MODELNET40_CLASSES when its class
+folders are exactly those 40, otherwise its folder names sorted (ModelNet10 and the procedural
+shapes then get their own alphabetical order, as ModelNet's own lists do).
+Like DGCNN and PointNet++, an item keeps the first n_points stored points; off and resampled
+clouds are centred and scaled to the unit sphere (the h5 and prepared ones already are).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, FormatError, InputError
+from .classes import MODELNET40_CLASSES
+from .formats import item_rng, read_h5, read_list_file, resolve_listed, write_npz
+from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
+
+SPLITS = ("train", "test")
+NAMES_FILES = ("shape_names.txt", "modelnet40_shape_names.txt")
+
+
+@dataclass
+class ModelNetSource:
+    kind: str  # "off" | "h5" | "resampled" | "prepared"
+    path: Path
+    classes: tuple[str, ...] = field(default=MODELNET40_CLASSES)
+
+
+def _names_file(folder: Path) -> tuple[str, ...] | None:
+    for name in NAMES_FILES:
+        if (folder / name).is_file():
+            names = tuple(read_list_file(folder / name))
+            if len(set(names)) != len(names) or not names:
+                raise FormatError(f"{folder / name}: empty or repeated class names")
+            return names
+    return None
+
+
+def _off_classes(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and any((p / s).is_dir() and any((p / s).glob("*.off"))
+                                        for s in SPLITS))
+
+
+def find_modelnet(root: str | Path) -> ModelNetSource:
+    """Which ModelNet layout `root` (or its standard child folder) holds, and its classes."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder")
+    if any((root / f"modelnet_{s}.npz").is_file() for s in SPLITS):
+        with np.load(next(root / f"modelnet_{s}.npz" for s in SPLITS
+                          if (root / f"modelnet_{s}.npz").is_file())) as z:
+            return ModelNetSource("prepared", root, tuple(str(c) for c in z["classes"]))
+    for cand in (root, root / "modelnet40_ply_hdf5_2048"):
+        if any((cand / f"{s}_files.txt").is_file() for s in SPLITS):
+            return ModelNetSource("h5", cand, _names_file(cand) or MODELNET40_CLASSES)
+    for cand in (root, root / "modelnet40_normal_resampled"):
+        if any((cand / f"modelnet40_{s}.txt").is_file() for s in SPLITS):
+            return ModelNetSource("resampled", cand, _names_file(cand) or MODELNET40_CLASSES)
+    for cand in (root, root / "ModelNet40"):
+        if cand.is_dir() and (folders := _off_classes(cand)):
+            names = _names_file(cand)
+            if names is None:
+                names = (MODELNET40_CLASSES if set(folders) == set(MODELNET40_CLASSES)
+                         else tuple(folders))
+            return ModelNetSource("off", cand, names)
+    raise FormatError(f"{root}: not a ModelNet folder (expected <class>/{{train,test}}/*.off, "
+                      f"train_files.txt + h5 files, modelnet40_train.txt, or modelnet_*.npz)")
+
+
+def _class_index(classes, name: str, where) -> int:
+    try:
+        return classes.index(name)
+    except ValueError:
+        raise FormatError(f"{where}: class {name!r} is not in the class list") from None
+
+
+def list_split(src: ModelNetSource, split: str) -> tuple[list, np.ndarray]:
+    """(items, labels) of a file-per-shape split: items are paths (off/resampled)."""
+    items, labels = [], []
+    if src.kind == "off":
+        for cls in _off_classes(src.path):
+            for p in sorted((src.path / cls / split).glob("*.off")):
+                items.append(p)
+                labels.append(_class_index(src.classes, cls, p))
+    elif src.kind == "resampled":
+        for shape_id in read_list_file(src.path / f"modelnet40_{split}.txt"):
+            cls = shape_id.rsplit("_", 1)[0]
+            items.append(src.path / cls / f"{shape_id}.txt")
+            labels.append(_class_index(src.classes, cls, src.path / f"modelnet40_{split}.txt"))
+    else:
+        raise InputError(f"{src.path}: {src.kind} data has no per-shape files")
+    if not items:
+        raise FormatError(f"{src.path}: no shapes in the {split} split")
+    return items, np.asarray(labels, dtype=np.int64)
+
+
+def read_resampled(path: Path) -> np.ndarray:
+    """One `x,y,z,nx,ny,nz` text file → (N, 6) float32."""
+    try:
+        rows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, ValueError) as e:
+        raise FormatError(f"{path}: not comma-separated x,y,z,nx,ny,nz lines ({e})") from None
+    if rows.shape[1] != 6 or len(rows) == 0 or not np.isfinite(rows).all():
+        raise FormatError(f"{path}: expected N×6 finite values, got {rows.shape}")
+    return rows
+
+
+def sample_off(path: Path, n_points: int, seed: int, name: str) -> np.ndarray:
+    """n_points on the mesh faces with face normals: (n, 6) float32."""
+    from ..io import read_points
+
+    cloud = read_points(path, n_points=n_points, seed=int(item_rng(seed, name).integers(2**31)),
+                        as_mesh=True)
+    return np.concatenate([cloud.points, cloud.normals], axis=1).astype(np.float32)
+
+
+def read_h5_split(src: ModelNetSource, split: str):
+    """(points (M, P, 3 or 6) float32, labels (M,)) of the h5 split; normals when stored."""
+    datas, labels = [], []
+    for entry in read_list_file(src.path / f"{split}_files.txt"):
+        path = resolve_listed(src.path, entry)
+        arrays = read_h5(path, {"data": 3, "label": 2}, {"normal": 3})
+        data = arrays["data"].astype(np.float32)
+        if data.shape[2] != 3 or arrays["label"].shape[1] != 1:
+            raise FormatError(f"{path}: expected data (N, P, 3) and label (N, 1)")
+        if "normal" in arrays:
+            data = np.concatenate([data, arrays["normal"].astype(np.float32)], axis=2)
+        datas.append(data)
+        labels.append(arrays["label"][:, 0].astype(np.int64))
+    if not datas:
+        raise FormatError(f"{src.path / f'{split}_files.txt'}: lists no h5 files")
+    widths = {d.shape[2] for d in datas}
+    if len(widths) > 1:
+        datas = [d[:, :, :3] for d in datas]
+    return np.concatenate(datas), np.concatenate(labels)
+
+
+def load_shape(kind: str, path: Path, n_points: int, seed: int) -> np.ndarray:
+    """One off/resampled shape as (n_points, 6) float32 on the unit sphere."""
+    if kind == "off":
+        pts = sample_off(path, n_points, seed, path.stem)
+    else:
+        pts = read_resampled(path)[:n_points]
+        if len(pts) < n_points:
+            raise FormatError(f"{path}: {len(pts)} points, fewer than n_points={n_points}")
+    return normalize_unit_sphere(pts)
+
+
+class ModelNet40(Dataset):
+    """(points (3 or 6, n_points) float32, label int64) per shape.
+
+    normals=True adds nx, ny, nz channels (off, resampled, prepared, or h5 with `normal`).
+    augment=True applies DGCNN's training augmentation (anisotropic scale in [2/3, 3/2],
+    shift in [−0.2, 0.2], shuffle) from a generator fixed by (seed, epoch, index).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", n_points: int = 1024,
+                 normals: bool = False, augment: bool = False, seed: int = 0):
+        if split not in SPLITS:
+            raise ConfigError(f"split must be train or test, got {split!r}")
+        self.source = find_modelnet(root)
+        self.classes = self.source.classes
+        self.num_classes = len(self.classes)
+        self.n_points, self.normals, self.augment, self.seed = n_points, normals, augment, seed
+        self.epoch = 0
+        self.points, self.files = None, None
+        kind = self.source.kind
+        if kind == "h5":
+            self.points, self.labels = read_h5_split(self.source, split)
+        elif kind == "prepared":
+            path = self.source.path / f"modelnet_{split}.npz"
+            if not path.is_file():
+                raise FormatError(f"{self.source.path}: no prepared {split} split ({path.name})")
+            with np.load(path) as z:
+                self.points = np.concatenate([z["points"], z["normals"]], axis=2)
+                self.labels = z["labels"].astype(np.int64)
+        else:
+            self.files, self.labels = list_split(self.source, split)
+        stored = None if self.points is None else self.points.shape[1]
+        if stored is not None and n_points > stored:
+            raise ConfigError(f"n_points={n_points} exceeds the {stored} points stored per "
+                              f"shape in {self.source.path}")
+        if normals and self.points is not None and self.points.shape[2] < 6:
+            raise ConfigError(f"{self.source.path}: these files store no normals")
+        if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
+            raise FormatError(f"{self.source.path}: labels outside 0–{self.num_classes - 1}")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, index: int) -> np.ndarray:
+        """The stored shape (P, 3 or 6) before augmentation, first n_points only."""
+        if self.points is not None:
+            return self.points[index, :self.n_points]
+        return load_shape(self.source.kind, self.files[index], self.n_points, self.seed)
+
+    def __getitem__(self, index: int):
+        pts = self.load(int(index))
+        pts = pts if self.normals else pts[:, :3]
+        if self.augment:
+            rng = item_rng(self.seed, self.epoch, int(index))
+            pts = scale_anisotropic(pts, rng, normals=self.normals)
+            pts = shuffle(translate(pts, rng), rng)
+        return (torch.from_numpy(np.ascontiguousarray(pts.T, dtype=np.float32)),
+                torch.tensor(int(self.labels[index])))
+
+
+def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, seed: int = 0,
+                       progress: bool = True) -> dict:
+    """Sample (off) or read (resampled) every shape once and write `modelnet_{split}.npz` to
+    `out` (unit-sphere normalised, n_points each). Returns shapes per split."""
+    source = find_modelnet(src)
+    if source.kind not in ("off", "resampled"):
+        raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
+                         f"use it directly")
+    out = Path(out)
+    counts = {}
+    for split in SPLITS:
+        try:
+            files, labels = list_split(source, split)
+        except FormatError:
+            continue
+        pts = np.empty((len(files), n_points, 6), dtype=np.float32)
+        items = range(len(files))
+        if progress:
+            from tqdm import tqdm
+
+            items = tqdm(items, desc=f"{split} shapes", unit="shape")
+        for i in items:
+            pts[i] = load_shape(source.kind, files[i], n_points, seed)
+        write_npz(out / f"modelnet_{split}.npz", points=pts[:, :, :3], normals=pts[:, :, 3:],
+                  labels=labels, ids=np.array([p.stem for p in files]),
+                  classes=np.array(source.classes), n_points=np.array(n_points))
+        counts[split] = len(files)
+    if not counts:
+        raise FormatError(f"{source.path}: no train or test shapes")
+    return counts

@@ -1,0 +1,164 @@
+"""PartNet fine-grained semantic segmentation, in the published `sem_seg_h5` layout.
+
+`sem_seg_h5/<Category>-<level>/{train,val,test}-NN.h5` hold `data` (B, 10000, 3) float32 and
+`label_seg` (B, 10000) integer part ids (0 = "other"), plus `data_num`; the split's files are
+listed by `{train,val,test}_files.txt` next to them (PartNet's `load_seg` joins each line to
+that folder). One model is trained per category and level. The class count of a published
+category comes from `classes.PARTNET_PARTS` (PartNet's level file lines + 1 for "other");
+other categories (the procedural parts) use the largest label found in any split, plus one.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, FormatError, InputError
+from .classes import PARTNET_PARTS
+from .formats import item_rng, read_h5, read_list_file, resolve_listed, write_h5, write_text
+
+SPLITS = ("train", "val", "test")
+DIR_NAME = "sem_seg_h5"
+_TASK_RE = re.compile(r"^(.+)-(\d+)$")
+
+
+def find_partnet(root: str | Path) -> Path:
+    """The folder holding `<Category>-<level>/` task folders (root or root/sem_seg_h5)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder")
+    for cand in (root, root / DIR_NAME):
+        if cand.is_dir() and list_tasks(cand):
+            return cand
+    raise FormatError(f"{root}: not a PartNet sem_seg_h5 folder (expected <Category>-<level>/"
+                      f"train_files.txt)")
+
+
+def list_tasks(folder: Path) -> list[tuple[str, int]]:
+    """(category, level) of every task folder with at least one split list."""
+    tasks = []
+    for p in sorted(folder.iterdir()):
+        m = _TASK_RE.match(p.name)
+        if m and p.is_dir() and any((p / f"{s}_files.txt").is_file() for s in SPLITS):
+            tasks.append((m.group(1), int(m.group(2))))
+    return tasks
+
+
+def read_split(task_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(points (B, P, 3) float32, labels (B, P) int64) of one split of one task."""
+    listing = task_dir / f"{split}_files.txt"
+    if not listing.is_file():
+        raise FormatError(f"{task_dir}: no {listing.name}")
+    points, labels = [], []
+    for entry in read_list_file(listing):
+        path = resolve_listed(task_dir, entry)
+        arrays = read_h5(path, {"data": 3, "label_seg": 2})
+        data, lab = arrays["data"], arrays["label_seg"]
+        if data.shape[2] != 3 or lab.shape != data.shape[:2]:
+            raise FormatError(f"{path}: expected data (B, P, 3) and label_seg (B, P), got "
+                              f"{data.shape} and {lab.shape}")
+        points.append(data.astype(np.float32))
+        labels.append(lab.astype(np.int64))
+    if not points:
+        raise FormatError(f"{listing}: lists no h5 files")
+    return np.concatenate(points), np.concatenate(labels)
+
+
+def num_classes(task_dir: Path, category: str, level: int) -> int:
+    """Classes a model for the task predicts, "other" included (see module docstring)."""
+    if level in PARTNET_PARTS.get(category, {}):
+        return PARTNET_PARTS[category][level]
+    top = -1
+    for split in SPLITS:
+        if (task_dir / f"{split}_files.txt").is_file():
+            top = max(top, int(read_split(task_dir, split)[1].max()))
+    return top + 1
+
+
+class PartNetSemSeg(Dataset):
+    """(points (3, n_points) float32, labels (n_points,) int64) per shape of one task.
+
+    n_points=None keeps all stored points; fewer are drawn without replacement from a generator
+    fixed by (seed, epoch, index). augment=True adds DGCNN's anisotropic scale and shift.
+    """
+
+    def __init__(self, root: str | Path, category: str, level: int, split: str = "train",
+                 n_points: int | None = None, augment: bool = False, seed: int = 0):
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        base = find_partnet(root)
+        self.task_dir = base / f"{category}-{int(level)}"
+        if not self.task_dir.is_dir():
+            have = ", ".join(f"{c}-{lv}" for c, lv in list_tasks(base))
+            raise InputError(f"{base}: no task {category}-{level} (has {have})")
+        self.category, self.level = category, int(level)
+        self.points, self.labels = read_split(self.task_dir, split)
+        self.num_classes = num_classes(self.task_dir, category, self.level)
+        if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
+            raise FormatError(f"{self.task_dir}: {split} labels outside 0–{self.num_classes - 1}")
+        stored = self.points.shape[1]
+        if n_points is not None and not 0 < n_points <= stored:
+            raise ConfigError(f"n_points must be in 1–{stored}, got {n_points}")
+        self.n_points, self.augment, self.seed, self.epoch = n_points, augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, index: int):
+        pts, lab = self.points[index], self.labels[index]
+        rng = item_rng(self.seed, self.epoch, int(index))
+        if self.n_points is not None and self.n_points < len(pts):
+            pick = rng.choice(len(pts), self.n_points, replace=False)
+            pts, lab = pts[pick], lab[pick]
+        if self.augment:
+            from .transforms import scale_anisotropic, translate
+
+            pts = translate(scale_anisotropic(pts, rng), rng)
+        return (torch.from_numpy(np.ascontiguousarray(pts.T, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(lab)))
+
+
+def prepare_partnet(src: str | Path, out: str | Path, categories: list[str] | None = None,
+                    n_points: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Check every task's files (keys, shapes, label range) and write a copy in the same
+    layout to `out`, optionally only some categories and with n_points drawn per shape (a
+    smaller CPU-sized copy). Returns shapes per task and split."""
+    base = find_partnet(src)
+    tasks = [t for t in list_tasks(base) if categories is None or t[0] in categories]
+    if not tasks:
+        raise InputError(f"{base}: no tasks for categories {', '.join(categories or [])}")
+    out = Path(out)
+    summary = {}
+    items = tasks
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(tasks, desc="tasks", unit="task")
+    for category, level in items:
+        task = f"{category}-{level}"
+        n_cls = num_classes(base / task, category, level)
+        for split in SPLITS:
+            if not (base / task / f"{split}_files.txt").is_file():
+                continue
+            pts, lab = read_split(base / task, split)
+            if lab.min() < 0 or lab.max() >= n_cls:
+                raise FormatError(f"{base / task}: {split} labels outside 0–{n_cls - 1}")
+            if n_points is not None and n_points < pts.shape[1]:
+                picks = np.stack([item_rng(seed, task, split, i).choice(
+                    pts.shape[1], n_points, replace=False) for i in range(len(pts))])
+                pts = np.take_along_axis(pts, picks[:, :, None], axis=1)
+                lab = np.take_along_axis(lab, picks, axis=1)
+            name = f"{split}-00.h5"
+            write_h5(out / task / name, {"data": pts.astype(np.float32),
+                                         "label_seg": lab.astype(np.uint8 if n_cls <= 256
+                                                                 else np.int32),
+                                         "data_num": np.full(len(pts), pts.shape[1], np.int32)})
+            write_text(out / task / f"{split}_files.txt", [name])
+            summary[f"{task}/{split}"] = len(pts)
+    return summary

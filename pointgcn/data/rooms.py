@@ -1,0 +1,243 @@
+"""Whole-room inference: overlapping 1 m blocks in, per-point votes out, in bounded memory.
+
+`plan_blocks` lays PointNet's block grid (blocks.py: start 0, stride, …, inclusive ends) over
+the cloud's xy extent, which by construction puts every point in at least one block; blocks
+with fewer than `min_points` points are dropped only when all their points lie in a kept block.
+Points are bucketed once by stride cell (an int64 permutation and the sorted float64 x, y), so
+a block's candidates are a few contiguous slices, and `iter_blocks` builds at most `batch`
+blocks at a time. Each block sample carries the same 9 channels as training (block_channels +
+position norm) and the indices of its points; `VoteAccumulator` sums the logits of every
+sample into an (N, C) float32 array and returns the mean per point. A point no sample drew
+(big blocks hold more than n_points) takes the mean logits of its nearest voted point;
+`cover_all=True` instead splits big blocks into several samples so every point is drawn.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..io.cloud import PointCloud
+from .blocks import apply_position_norm, block_channels, check_position_norm, grid_starts
+
+DEFAULT_FILL_COLOR = 0.5  # rgb channels of clouds without colours: mid grey
+
+
+@dataclass
+class BlockPlan:
+    """Where the blocks of one cloud are; indices of a block's points come from `members`."""
+
+    mins: np.ndarray  # (3,) min corner subtracted from every point
+    room_max: np.ndarray  # (3,) max of the shifted cloud (channels 6–8 divide by it)
+    block: float
+    stride: float
+    n_points: int
+    starts: np.ndarray  # (K, 2) block start x, y (shifted coordinates)
+    counts: np.ndarray  # (K,) points in each block
+    order: np.ndarray  # (N,) point indices sorted by stride cell
+    sorted_xy: np.ndarray  # (N, 2) float64 shifted x, y in `order` (contiguous per cell)
+    cell_offsets: np.ndarray  # (ncx * ncy + 1,) CSR offsets into order
+    ncx: int
+    ncy: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def n_cloud_points(self) -> int:
+        return len(self.order)
+
+    def samples_per_block(self, cover_all: bool) -> np.ndarray:
+        if not cover_all:
+            return np.ones(len(self), dtype=np.int64)
+        return np.maximum(1, -(-self.counts // self.n_points))
+
+    def members(self, k: int) -> np.ndarray:
+        """Indices of the points in block k (inclusive bounds), ascending."""
+        return _members(self, self.starts[k])
+
+
+def _cell_range(lo: float, hi: float, stride: float, n: int) -> range:
+    # Cells are floor(coordinate / stride); division by a positive number and floor are
+    # monotone in floating point, so lo ≤ v ≤ hi implies cell(lo) ≤ cell(v) ≤ cell(hi).
+    return range(min(n - 1, int(math.floor(lo / stride))),
+                 min(n - 1, int(math.floor(hi / stride))) + 1)
+
+
+def _members(plan: BlockPlan, start: np.ndarray) -> np.ndarray:
+    x0, y0 = float(start[0]), float(start[1])
+    x1, y1 = x0 + plan.block, y0 + plan.block
+    ys = _cell_range(y0, y1, plan.stride, plan.ncy)
+    slices = [slice(plan.cell_offsets[cx * plan.ncy + ys.start],
+                    plan.cell_offsets[cx * plan.ncy + ys.stop])
+              for cx in _cell_range(x0, x1, plan.stride, plan.ncx)]
+    xy = np.concatenate([plan.sorted_xy[s] for s in slices])
+    cand = np.concatenate([plan.order[s] for s in slices])
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    return np.sort(cand[inside])
+
+
+def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
+                n_points: int = 4096, min_points: int = 100) -> BlockPlan:
+    """Cover the cloud `points` (N, ≥3) with blocks; see the module docstring."""
+    if not (block > 0 and 0 < stride <= block):
+        raise ConfigError(f"need 0 < stride ≤ block, got block={block}, stride={stride}")
+    if n_points < 1:
+        raise ConfigError(f"n_points must be ≥ 1, got {n_points}")
+    xyz = np.asarray(points)[:, :3]
+    if len(xyz) == 0:
+        raise InputError("cannot block an empty cloud")
+    mins = xyz.min(axis=0).astype(np.float64)
+    room_max = xyz.max(axis=0).astype(np.float64) - mins
+    ncx = int(math.floor(room_max[0] / stride)) + 1
+    ncy = int(math.floor(room_max[1] / stride)) + 1
+    xy = xyz[:, :2].astype(np.float64) - mins[:2]
+    cell = (np.minimum(np.floor(xy[:, 0] / stride).astype(np.int64), ncx - 1) * ncy
+            + np.minimum(np.floor(xy[:, 1] / stride).astype(np.int64), ncy - 1))
+    order = np.argsort(cell, kind="stable")
+    offsets = np.zeros(ncx * ncy + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=ncx * ncy), out=offsets[1:])
+    sorted_xy = xy[order]
+    del xy, cell
+    gx, gy = grid_starts(room_max[0], block, stride), grid_starts(room_max[1], block, stride)
+    starts = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+    plan = BlockPlan(mins, room_max, float(block), float(stride), int(n_points), starts,
+                     np.zeros(len(starts), np.int64), order, sorted_xy, offsets, ncx, ncy)
+    counts = np.array([len(plan.members(k)) for k in range(len(starts))], dtype=np.int64)
+    keep = counts >= max(1, min_points)
+    if min_points > 1 and not keep.all():
+        covered = np.zeros(len(xyz), dtype=bool)
+        for k in np.flatnonzero(keep):
+            covered[plan.members(k)] = True
+        for k in np.flatnonzero(~keep & (counts > 0)):
+            idx = plan.members(k)
+            if not covered[idx].all():
+                keep[k] = True
+                covered[idx] = True
+    plan.starts, plan.counts = starts[keep], counts[keep]
+    return plan
+
+
+def iter_blocks(cloud: PointCloud | np.ndarray, plan: BlockPlan, batch: int = 8,
+                position_norm: str = "normalize_scale", fill_color: float = DEFAULT_FILL_COLOR,
+                cover_all: bool = False, seed: int = 0
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (features (B, 9, n_points) float32, point_index (B, n_points) int64), B ≤ batch.
+
+    A block with more than n_points points gives one sample of n_points distinct points (or,
+    with cover_all, ceil(count / n_points) samples that together draw every point, the last
+    one padded with other points of the block); a smaller block gives all its points plus
+    random duplicates. Clouds without colours get `fill_color` in the rgb channels.
+    """
+    check_position_norm(position_norm)
+    if batch < 1:
+        raise ConfigError(f"batch must be ≥ 1, got {batch}")
+    if isinstance(cloud, np.ndarray):
+        cloud = PointCloud(cloud[:, :3])
+    points = cloud.points
+    if len(points) != plan.n_cloud_points:
+        raise InputError(f"the plan is for {plan.n_cloud_points} points, the cloud has "
+                         f"{len(points)}")
+    colors = cloud.colors
+    rng = np.random.default_rng(seed)
+    n = plan.n_points
+    feats, index = [], []
+    for k in range(len(plan)):
+        members = plan.members(k)
+        for chosen in _samples(members, n, rng, cover_all):
+            xyz = points[chosen].astype(np.float64) - plan.mins
+            rgb = (colors[chosen] if colors is not None
+                   else np.full((n, 3), fill_color, dtype=np.float32))
+            f = block_channels(xyz, rgb, plan.room_max, plan.block)
+            feats.append(apply_position_norm(f, position_norm).T)
+            index.append(chosen)
+            if len(feats) == batch:
+                yield np.stack(feats), np.stack(index)
+                feats, index = [], []
+    if feats:
+        yield np.stack(feats), np.stack(index)
+
+
+def _samples(members: np.ndarray, n: int, rng: np.random.Generator, cover_all: bool):
+    count = len(members)
+    if count <= n:
+        yield np.concatenate([members, members[rng.choice(count, n - count, replace=True)]])
+    elif not cover_all:
+        yield members[np.sort(rng.choice(count, n, replace=False))]
+    else:
+        perm = rng.permutation(count)
+        for s in range(0, count, n):
+            part = perm[s:s + n]
+            if len(part) < n:
+                rest = np.setdiff1d(perm, part, assume_unique=True)
+                part = np.concatenate([part, rng.choice(rest, n - len(part), replace=False)])
+            yield members[np.sort(part)]
+
+
+class VoteAccumulator:
+    """Sum of the logits every block sample gives each original point, in (N, C) float32."""
+
+    def __init__(self, n_points: int, n_classes: int):
+        self.sums = np.zeros((int(n_points), int(n_classes)), dtype=np.float32)
+        self.counts = np.zeros(int(n_points), dtype=np.int32)
+
+    def add(self, logits, point_index) -> None:
+        """logits (B, C, n) — the model's (B, C, N) layout, numpy or torch — for the points
+        `point_index` (B, n). A point drawn twice in one sample votes twice."""
+        logits = np.asarray(logits.detach().cpu() if hasattr(logits, "detach") else logits,
+                            dtype=np.float32)
+        idx = np.asarray(point_index, dtype=np.int64)
+        if logits.ndim != 3 or logits.shape[1] != self.sums.shape[1] or \
+                logits.shape[0] != idx.shape[0] or logits.shape[2] != idx.shape[1]:
+            raise InputError(f"logits {tuple(logits.shape)} do not match point_index "
+                             f"{tuple(idx.shape)} and {self.sums.shape[1]} classes")
+        flat = idx.reshape(-1)
+        np.add.at(self.sums, flat, logits.transpose(0, 2, 1).reshape(-1, self.sums.shape[1]))
+        np.add.at(self.counts, flat, 1)
+
+    @property
+    def voted(self) -> np.ndarray:
+        return self.counts > 0
+
+    def result(self, points: np.ndarray | None = None, reduce: str = "mean") -> np.ndarray:
+        """(N, C) mean (or sum) logits per point. Points without votes take the logits of the
+        nearest voted point (by xyz), so `points` is needed when any point went undrawn."""
+        if reduce not in ("mean", "sum"):
+            raise ConfigError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        voted = self.voted
+        if not voted.any():
+            raise InputError("no votes were added")
+        out = self.sums.copy()
+        if reduce == "mean":
+            out[voted] /= self.counts[voted, None]
+        missing = np.flatnonzero(~voted)
+        if len(missing):
+            if points is None:
+                raise InputError(f"{len(missing)} points have no votes; pass points= to fill "
+                                 f"them from their nearest voted point")
+            from scipy.spatial import cKDTree
+
+            have = np.flatnonzero(voted)
+            xyz = np.asarray(points)[:, :3]
+            tree = cKDTree(xyz[have], balanced_tree=False, compact_nodes=False)
+            _, nearest = tree.query(xyz[missing], k=1)
+            out[missing] = out[have[nearest]]
+        return out
+
+
+def predict_room(cloud: PointCloud, predict: Callable[[np.ndarray], np.ndarray], n_classes: int,
+                 block: float = 1.0, stride: float = 0.5, n_points: int = 4096,
+                 min_points: int = 100, batch: int = 8, position_norm: str = "normalize_scale",
+                 fill_color: float = DEFAULT_FILL_COLOR, cover_all: bool = False,
+                 seed: int = 0) -> np.ndarray:
+    """Per-point mean logits (N, C) of a whole cloud: plan, iterate, vote, fill.
+    `predict` maps features (B, 9, n_points) to logits (B, C, n_points)."""
+    plan = plan_blocks(cloud.points, block, stride, n_points, min_points)
+    votes = VoteAccumulator(len(cloud), n_classes)
+    for feats, index in iter_blocks(cloud, plan, batch, position_norm, fill_color, cover_all,
+                                    seed):
+        votes.add(predict(feats), index)
+    return votes.result(cloud.points)

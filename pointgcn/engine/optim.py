@@ -1,0 +1,53 @@
+"""Optimisers, schedulers and the loss, chosen by name from the `train:` config section."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+TRAIN_DEFAULTS = dict(
+    epochs=10, batch_size=8, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
+    scheduler="cosine", step_size=20, gamma=0.5, min_lr=1e-5, label_smoothing=0.0,
+    grad_clip=0.0, amp=False, num_workers=0, ckpt_every_steps=0, val_every=1,
+    ignore_index=None, best_metric=None, augment={}, eval_batch_size=None, log_every=10,
+)
+
+
+def resolve_train(cfg: dict) -> dict:
+    unknown = set(cfg) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown train keys: {', '.join(sorted(unknown))}")
+    t = {**TRAIN_DEFAULTS, **cfg}
+    if t["epochs"] < 1 or t["batch_size"] < 1:
+        raise ConfigError("train.epochs and train.batch_size must be ≥ 1")
+    return t
+
+
+def make_optimizer(params, t: dict) -> torch.optim.Optimizer:
+    name = t["optimizer"].lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"],
+                               weight_decay=t["weight_decay"])
+    raise ConfigError(f"train.optimizer must be adam, adamw or sgd; got {name!r}")
+
+
+def make_scheduler(opt, t: dict):
+    """Stepped once per epoch."""
+    name = (t["scheduler"] or "none").lower()
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"], eta_min=t["min_lr"])
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t["step_size"], gamma=t["gamma"])
+    if name == "none":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ConfigError(f"train.scheduler must be cosine, step or none; got {name!r}")
+
+
+def make_loss(t: dict) -> nn.Module:
+    ignore = t["ignore_index"] if t["ignore_index"] is not None else -100
+    return nn.CrossEntropyLoss(label_smoothing=t["label_smoothing"], ignore_index=ignore)

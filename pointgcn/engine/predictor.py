@@ -1,0 +1,36 @@
+"""One inference interface for every runtime: features `(B, C, N)` float32 numpy → logits numpy.
+
+`segment`/`classify` and the evaluator take a `Predictor`, so PyTorch and onnxruntime share all
+pre- and post-processing. `TorchPredictor` is here; `OnnxPredictor` lives in pointgcn.export.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+class Predictor(Protocol):
+    in_channels: int
+    n_classes: int
+    task: str          # "segmentation" | "part_segmentation" | "classification"
+    name: str
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """Logits `(B, n_classes, N)` for segmentation, `(B, n_classes)` for classification."""
+        ...
+
+
+class TorchPredictor:
+    def __init__(self, model: torch.nn.Module, name: str = "torch", threads: int | None = None):
+        self.model = model.eval()
+        cfg = model.cfg
+        self.in_channels, self.n_classes, self.task = cfg["in_channels"], cfg["n_classes"], cfg["task"]
+        self.name = name
+        if threads:
+            torch.set_num_threads(threads)
+
+    @torch.no_grad()
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(np.ascontiguousarray(features, np.float32))).numpy()

@@ -1,0 +1,111 @@
+"""`pointgcn data synth|prepare|info`: the procedural sets load in the real loaders, prepare and
+info report exact counts, and bad input ends with one line and exit code 2."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from apps.cli import main
+from pointgcn.data import S3DIS, ModelNet40, PartNetSemSeg
+
+
+def run(capsys, *argv):
+    code = main(["data", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_raw_room(root, area, room, objects):
+    """objects: {file stem: n points}; lines `x y z r g b` as in the archive."""
+    rng = np.random.default_rng(area)
+    for stem, n in objects.items():
+        path = root / f"Area_{area}" / room / "Annotations" / f"{stem}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        xyz = rng.random((n, 3)) * [1.8, 1.2, 2.5]
+        path.write_text("".join(f"{x:.6f} {y:.6f} {z:.6f} 120.000000 64.000000 3.000000\n"
+                                for x, y, z in xyz))
+
+
+def test_synth_sets_load_in_the_real_loaders(tmp_path, capsys):
+    from pointgcn.data.synthetic import SHAPE_CLASSES
+
+    code, out, _ = run(capsys, "synth", "rooms", "--out", str(tmp_path / "r"), "--n", "2")
+    assert code == 0 and "Stanford3dDataset_v1.2_Aligned_Version" in out
+    test = S3DIS(tmp_path / "r", "test", 5, n_points=512)
+    x, y = test[0]
+    assert x.shape == (9, 512) and 0 <= int(y.min()) and int(y.max()) < 13
+    assert run(capsys, "synth", "shapes", "--out", str(tmp_path / "s"), "--n", "2")[0] == 0
+    shapes = ModelNet40(tmp_path / "s", "train", n_points=128)
+    assert shapes.classes == tuple(SHAPE_CLASSES) and len(shapes) == len(SHAPE_CLASSES)
+    assert shapes[0][0].shape == (3, 128)
+    assert run(capsys, "synth", "parts", "--out", str(tmp_path / "p"), "--n", "3")[0] == 0
+    parts = PartNetSemSeg(tmp_path / "p", "Chair", 1, "train", n_points=256)
+    assert parts.num_classes == 6 and parts[0][0].shape == (3, 256)
+
+
+def test_prepare_and_info_report_exact_counts(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    write_raw_room(raw, 1, "office_1", {"wall_1": 300, "stairs_1": 150})
+    write_raw_room(raw, 5, "WC_1", {"floor_1": 400, "chair_3": 120, "chair_4": 80})
+    code, out, _ = run(capsys, "info", str(raw), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "s3dis/raw"
+    assert info["rooms_per_area"] == {"Area_1": 1, "Area_5": 1}
+    assert info["objects_per_class"] == {"floor": 1, "wall": 1, "chair": 2, "clutter": 1}
+    code, out, err = run(capsys, "prepare", "s3dis", "--src", str(raw), "--out",
+                         str(tmp_path / "prep"), "--blocks")
+    assert code == 0 and "wrote 2 rooms (1050 points)" in out and "rooms" in err  # tqdm bar
+    info = json.loads(run(capsys, "info", str(tmp_path / "prep"), "--json")[1])
+    assert info["kind"] == "s3dis/h5" and info["points_per_block"] == 4096
+    assert set(info["blocks_per_area"]) == {"Area_1", "Area_5"}
+    info = json.loads(run(capsys, "info", str(tmp_path / "prep" / "Area_5_WC_1.npy"),
+                          "--json")[1])
+    assert info["points"] == 600 and info["colors"] and info["labels"]
+    assert info["label_histogram"] == {"1": 400, "8": 200}
+    np.testing.assert_allclose(info["bounds_min"], 0, atol=1e-6)  # PointNet's shifted rooms
+    h5 = tmp_path / "prep" / "indoor3d_sem_seg_hdf5_data" / "ply_data_all_0.h5"
+    info = json.loads(run(capsys, "info", str(h5), "--json")[1])
+    assert info["datasets"]["data"]["shape"][1:] == [4096, 9]
+    assert info["datasets"]["label"]["dtype"] == "uint8"
+    code, out, _ = run(capsys, "info", str(raw))
+    assert code == 0 and "rooms_per_area:" in out and "  Area_5: 1" in out
+
+
+def test_info_on_modelnet_and_partnet_folders(tmp_path, capsys):
+    folder = tmp_path / "modelnet40_ply_hdf5_2048"
+    folder.mkdir()
+    with h5py.File(folder / "ply_data_test0.h5", "w") as f:
+        f["data"] = np.zeros((3, 2048, 3), np.float32)
+        f["label"] = np.array([[0], [5], [5]], np.uint8)
+    (folder / "test_files.txt").write_text("data/modelnet40_ply_hdf5_2048/ply_data_test0.h5\n")
+    info = json.loads(run(capsys, "info", str(tmp_path), "--json")[1])
+    assert info["kind"] == "modelnet/h5"
+    assert info["splits"] == {"test": {"shapes": 3, "per_class": {"airplane": 1, "bottle": 2}}}
+    task = tmp_path / "pn" / "sem_seg_h5" / "Bag-1"
+    task.mkdir(parents=True)
+    with h5py.File(task / "val-00.h5", "w") as f:
+        f["data"] = np.zeros((2, 100, 3), np.float32)
+        f["label_seg"] = np.zeros((2, 100), np.int64)
+    (task / "val_files.txt").write_text("val-00.h5\n")
+    info = json.loads(run(capsys, "info", str(tmp_path / "pn"), "--json")[1])
+    assert info["tasks"] == {"Bag-1": {"classes": 4, "val": {"shapes": 2,
+                                                             "points_per_shape": 100}}}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["info", "{tmp}/missing"], "no such file or folder"),
+    (["info", "{tmp}/empty"], "not a recognised data set"),
+    (["prepare", "s3dis", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not an S3DIS raw"),
+    (["prepare", "modelnet40", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not a ModelNet"),
+    (["prepare", "partnet", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not a PartNet"),
+    (["synth", "rooms", "--out", "{tmp}/out", "--n", "0"], "--n must be"),
+    (["info", "{tmp}/bad.ply"], "bad.ply"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\n")
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))

@@ -1,0 +1,168 @@
+"""ModelNet40: OFF tree (incl. the glued `OFF8 6 0` header), the 2048-point h5, the normal-
+resampled text layout, the prepared cache, class lists and augmentation determinism."""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pointgcn.data.classes import MODELNET40_CLASSES
+from pointgcn.data.modelnet import ModelNet40, find_modelnet, prepare_modelnet40
+from pointgcn.errors import ConfigError, FormatError
+
+CUBE_V = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
+CUBE_F = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+
+
+def write_off(path, scale, glued=False):
+    """A box mesh with quad faces; `glued` writes ModelNet's `OFF8 6 0` first line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    v = CUBE_V * scale + [5.0, -2.0, 1.0]
+    head = "OFF8 6 0\n" if glued else "OFF\n8 6 0\n"
+    body = "".join(f"{a:.4f} {b:.4f} {c:.4f}\n" for a, b, c in v)
+    body += "".join("4 " + " ".join(map(str, f)) + "\n" for f in CUBE_F)
+    path.write_text(head + body)
+
+
+@pytest.fixture(scope="module")
+def off_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mn") / "ModelNet40"
+    for c, cls in enumerate(["table", "chair", "night_stand"]):
+        for k, split in enumerate(["train", "train", "test"]):
+            write_off(root / cls / split / f"{cls}_{k + 1:04d}.off", [1 + c, 1, 0.5 + k],
+                      glued=(c == 0 and k == 0))
+    return root
+
+
+def test_off_tree_classes_counts_and_sampling(off_tree):
+    src = find_modelnet(off_tree.parent)
+    assert src.kind == "off" and src.classes == ("chair", "night_stand", "table")
+    train = ModelNet40(off_tree, "train", n_points=256, normals=True)
+    test = ModelNet40(off_tree, "test", n_points=256)
+    assert (len(train), len(test), train.num_classes) == (6, 3, 3)
+    assert train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    x, y = train[4]  # table_0001: the `OFF8 6 0` file
+    assert x.shape == (6, 256) and x.dtype == torch.float32 and y.item() == 2
+    pts, nrm = x[:3].numpy().T, x[3:].numpy().T
+    np.testing.assert_allclose(pts.mean(0), 0, atol=1e-5)
+    assert np.isclose(np.linalg.norm(pts, axis=1).max(), 1.0, atol=1e-5)
+    # every sample lies on a face of the (normalised) box: one coordinate at its min or max
+    on_face = np.isclose(pts, pts.min(0), atol=1e-4) | np.isclose(pts, pts.max(0), atol=1e-4)
+    assert on_face.any(axis=1).all()
+    np.testing.assert_allclose(np.abs(nrm).max(1), 1.0, atol=1e-5)  # axis-aligned unit normals
+    assert torch.equal(train[4][0], x)  # the same sample every time (seeded per shape)
+    assert test[0][0].shape == (3, 256)
+
+
+def test_names_file_sets_class_order(off_tree, tmp_path):
+    import shutil
+
+    root = tmp_path / "ModelNet40"
+    shutil.copytree(off_tree, root)
+    (root / "shape_names.txt").write_text("table\nnight_stand\nchair\n")
+    ds = ModelNet40(root, "train", n_points=64)
+    assert ds.classes == ("table", "night_stand", "chair")
+    assert ds.labels.tolist() == [2, 2, 1, 1, 0, 0]
+
+
+def write_h5_layout(root, n_points=2048):
+    folder = root / "modelnet40_ply_hdf5_2048"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, sizes in (("train", (5, 3)), ("test", (4,))):
+        names = []
+        for k, n in enumerate(sizes):
+            data = rng.random((n, n_points, 3)).astype(np.float32)
+            label = rng.integers(0, 40, (n, 1)).astype(np.uint8)
+            with h5py.File(folder / f"ply_data_{split}{k}.h5", "w") as f:
+                f["data"], f["label"] = data, label
+                f["faceId"] = np.zeros((n, n_points), np.int32)
+            names.append(f"data/modelnet40_ply_hdf5_2048/ply_data_{split}{k}.h5")
+            arrays.setdefault(split, []).append((data, label))
+        (folder / f"{split}_files.txt").write_text("\n".join(names) + "\n")
+    (folder / "shape_names.txt").write_text("\n".join(MODELNET40_CLASSES) + "\n")
+    return folder, arrays
+
+
+def test_h5_layout(tmp_path):
+    folder, arrays = write_h5_layout(tmp_path)
+    ds = ModelNet40(tmp_path, "train", n_points=1024)
+    assert ds.source.kind == "h5" and ds.classes == MODELNET40_CLASSES and len(ds) == 8
+    data = np.concatenate([d for d, _ in arrays["train"]])
+    labels = np.concatenate([lab[:, 0] for _, lab in arrays["train"]])
+    x, y = ds[6]
+    np.testing.assert_array_equal(x.numpy().T, data[6, :1024])  # DGCNN: the first n points
+    assert y.item() == labels[6] and y.dtype == torch.int64
+    assert len(ModelNet40(folder, "test")) == 4
+    with pytest.raises(ConfigError, match="no normals"):
+        ModelNet40(folder, normals=True)
+    with pytest.raises(ConfigError, match="exceeds the 2048"):
+        ModelNet40(folder, n_points=4096)
+
+
+def write_resampled(root, n=300):
+    folder = root / "modelnet40_normal_resampled"
+    rng = np.random.default_rng(1)
+    ids = {"train": ["airplane_0001", "night_stand_0002"], "test": ["airplane_0627"]}
+    clouds = {}
+    for split, names in ids.items():
+        for shape_id in names:
+            cls = shape_id.rsplit("_", 1)[0]
+            pts = rng.normal(size=(n, 3)) * 3 + 10
+            nrm = rng.normal(size=(n, 3))
+            nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+            (folder / cls).mkdir(parents=True, exist_ok=True)
+            rows = np.concatenate([pts, nrm], 1)
+            (folder / cls / f"{shape_id}.txt").write_text(
+                "".join(",".join(f"{v:.6f}" for v in r) + "\n" for r in rows))
+            clouds[shape_id] = rows
+        (folder / f"modelnet40_{split}.txt").write_text("\n".join(names) + "\n")
+    (folder / "modelnet40_shape_names.txt").write_text("\n".join(MODELNET40_CLASSES) + "\n")
+    return folder, clouds
+
+
+def test_resampled_layout_and_prepared_cache(tmp_path):
+    folder, clouds = write_resampled(tmp_path)
+    ds = ModelNet40(tmp_path, "train", n_points=200, normals=True)
+    assert ds.source.kind == "resampled" and len(ds) == 2
+    assert ds.labels.tolist() == [0, MODELNET40_CLASSES.index("night_stand")]
+    x, _ = ds[1]
+    rows = clouds["night_stand_0002"][:200]
+    c = rows[:, :3] - rows[:, :3].mean(0)
+    np.testing.assert_allclose(x[:3].numpy().T, c / np.linalg.norm(c, axis=1).max(), atol=1e-5)
+    np.testing.assert_allclose(x[3:].numpy().T, rows[:, 3:], atol=1e-5)
+    counts = prepare_modelnet40(folder, tmp_path / "prep", n_points=200, progress=False)
+    assert counts == {"train": 2, "test": 1}
+    prepared = ModelNet40(tmp_path / "prep", "train", n_points=200, normals=True)
+    assert prepared.source.kind == "prepared" and prepared.classes == MODELNET40_CLASSES
+    for i in range(2):
+        np.testing.assert_allclose(prepared[i][0], ds[i][0], atol=1e-6)
+        assert prepared[i][1] == ds[i][1]
+    with pytest.raises(Exception, match="already in a ready-to-train layout"):
+        prepare_modelnet40(tmp_path / "prep", tmp_path / "again", progress=False)
+
+
+def test_prepared_off_equals_direct_sampling_and_augment_is_seeded(off_tree, tmp_path):
+    prepare_modelnet40(off_tree, tmp_path, n_points=128, seed=3, progress=False)
+    direct = ModelNet40(off_tree, "test", n_points=128, normals=True, seed=3)
+    cached = ModelNet40(tmp_path, "test", n_points=128, normals=True, seed=3)
+    assert cached.classes == direct.classes
+    for i in range(len(direct)):
+        np.testing.assert_allclose(cached[i][0], direct[i][0], atol=1e-6)
+    aug = ModelNet40(tmp_path, "test", n_points=128, augment=True, seed=1)
+    a, b = aug[0][0], aug[0][0]
+    assert torch.equal(a, b) and not torch.equal(a, cached[0][0][:3])
+    aug.set_epoch(1)
+    assert not torch.equal(aug[0][0], a)
+
+
+def test_bad_folders_and_files(tmp_path):
+    with pytest.raises(FormatError, match="not a ModelNet folder"):
+        ModelNet40(tmp_path)
+    root = tmp_path / "ModelNet40"
+    write_off(root / "cup" / "train" / "cup_0001.off", 1.0)
+    (root / "cup" / "train" / "cup_0002.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n")
+    ds = ModelNet40(root, "train", n_points=32)
+    ds[0]
+    with pytest.raises(FormatError, match="cup_0002.off"):
+        ds[1]

@@ -1,0 +1,147 @@
+"""Whole-room inference: block coverage, features, voting back to every point, bounded memory."""
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from pointgcn.data.blocks import apply_position_norm, block_channels
+from pointgcn.data.rooms import (DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks,
+                                 predict_room)
+from pointgcn.errors import InputError
+from pointgcn.io.cloud import PointCloud
+
+
+def brute_members(points, plan, start):
+    s = points[:, :2].astype(np.float64) - plan.mins[:2]
+    x0, y0 = start
+    return np.flatnonzero((s[:, 0] >= x0) & (s[:, 0] <= x0 + plan.block)
+                          & (s[:, 1] >= y0) & (s[:, 1] <= y0 + plan.block))
+
+
+@pytest.mark.parametrize("extent,block,stride,min_points", [
+    ((3.3, 2.1, 2.0), 1.0, 0.5, 100), ((0.4, 5.0, 1.0), 1.0, 0.5, 1),
+    ((2.0, 2.0, 1.0), 0.8, 0.3, 60),
+])
+def test_every_point_lies_in_a_block(extent, block, stride, min_points):
+    rng = np.random.default_rng(0)
+    pts = (rng.random((4000, 3)) * extent - 7.0).astype(np.float32)
+    pts[:5, 0] = pts[:, 0].max()  # points exactly on the far edge
+    plan = plan_blocks(pts, block, stride, 256, min_points)
+    covered = np.zeros(len(pts), bool)
+    for k in range(len(plan)):
+        members = plan.members(k)
+        np.testing.assert_array_equal(members, brute_members(pts, plan, plan.starts[k]))
+        assert len(members) == plan.counts[k] > 0
+        covered[members] = True
+    assert covered.all()
+
+
+def test_small_blocks_dropped_only_when_covered():
+    rng = np.random.default_rng(1)
+    dense = rng.random((3000, 3)) * [2.1, 2.1, 1.0]  # strips x, y ∈ [2, 2.1]: small blocks
+    corner = np.array([[2.9, 2.9, 0.5]])  # a lone point, reachable only by sparse blocks
+    pts = np.concatenate([dense, corner]).astype(np.float32)
+    plan = plan_blocks(pts, 1.0, 0.5, 128, min_points=100)
+    assert (plan.counts < 100).any()  # the corner's block was kept despite its few points
+    kept = set(np.concatenate([plan.members(k) for k in range(len(plan))]))
+    assert kept == set(range(len(pts)))
+    full = plan_blocks(pts, 1.0, 0.5, 128, min_points=1)
+    assert len(plan) < len(full)
+
+
+def label_of(xyz, n_classes):
+    return (np.floor(xyz[:, 0] / 0.7) + 2 * np.floor(xyz[:, 1] / 0.45)
+            + np.floor(xyz[:, 2] / 0.8)).astype(np.int64) % n_classes
+
+
+def make_room(n, rng, colors=True):
+    xyz = rng.random((n, 3)) * [3.1, 2.3, 2.4] + [4.0, -2.0, 0.1]
+    grid = np.array([0.7, 0.45, 0.8])
+    frac = (xyz / grid) % 1.0  # keep points 2 mm away from the function's steps
+    xyz = np.where((frac < 0.01) | (frac > 0.99), xyz + 0.02, xyz)
+    return PointCloud(xyz.astype(np.float32),
+                      rng.random((n, 3)).astype(np.float32) if colors else None)
+
+
+def known_model(plan, n_classes):
+    """A "network" that labels each block point by a fixed function of its room position,
+    recovered from channels 6–8 (xyz / room max) of the features it is given."""
+    def predict(feats):
+        xyz = feats[:, 6:9, :].transpose(0, 2, 1).astype(np.float64) * plan.room_max + plan.mins
+        lab = label_of(xyz.reshape(-1, 3), n_classes).reshape(xyz.shape[:2])
+        return torch.nn.functional.one_hot(torch.from_numpy(lab), n_classes).permute(0, 2, 1) * 4.0
+    return predict
+
+
+def test_features_match_the_points_they_index():
+    rng = np.random.default_rng(2)
+    cloud = make_room(3000, rng)
+    plan = plan_blocks(cloud.points, n_points=512)
+    shifted = cloud.points.astype(np.float64) - plan.mins
+    for feats, index in iter_blocks(cloud, plan, batch=3, position_norm="none"):
+        assert feats.shape[1:] == (9, 512) and index.shape == (feats.shape[0], 512)
+        for f, idx in zip(feats, index):
+            expect = block_channels(shifted[idx], cloud.colors[idx], plan.room_max, 1.0)
+            np.testing.assert_allclose(f.T, expect, atol=1e-6)
+    feats, index = next(iter_blocks(PointCloud(cloud.points), plan, batch=2))
+    np.testing.assert_array_equal(feats[:, 3:6], DEFAULT_FILL_COLOR)  # no colours → fill
+    expect = apply_position_norm(block_channels(shifted[index[0]], np.full((512, 3), 0.5),
+                                                plan.room_max, 1.0), "normalize_scale")
+    np.testing.assert_allclose(feats[0].T, expect, atol=1e-6)
+
+
+def test_cover_all_votes_reproduce_the_function_at_every_point():
+    rng = np.random.default_rng(3)
+    cloud = make_room(20000, rng)
+    plan = plan_blocks(cloud.points, n_points=1024)
+    assert (plan.counts > 1024).any()  # big blocks are split into several samples
+    logits = predict_room(cloud, known_model(plan, 5), 5, n_points=1024, batch=4,
+                          cover_all=True)
+    assert logits.shape == (20000, 5)
+    np.testing.assert_array_equal(logits.argmax(1), label_of(cloud.points.astype(np.float64), 5))
+    np.testing.assert_allclose(logits.max(1), 4.0)  # a mean of identical one-hot votes
+
+
+def test_unvoted_points_take_their_nearest_voted_point():
+    rng = np.random.default_rng(4)
+    cloud = make_room(3000, rng)
+    plan = plan_blocks(cloud.points, n_points=128)
+    votes = VoteAccumulator(len(cloud), 5)
+    model = known_model(plan, 5)
+    for feats, index in iter_blocks(cloud, plan, batch=8):
+        votes.add(model(feats), index)
+    voted = votes.voted
+    assert 0 < voted.sum() < len(cloud)
+    with pytest.raises(InputError, match="have no votes"):
+        votes.result()
+    out = votes.result(cloud.points)
+    truth = label_of(cloud.points.astype(np.float64), 5)
+    np.testing.assert_array_equal(out[voted].argmax(1), truth[voted])
+    have, miss = np.flatnonzero(voted), np.flatnonzero(~voted)
+    d = ((cloud.points[miss, None, :] - cloud.points[None, have, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(out[miss], out[have[d.argmin(1)]])
+    np.testing.assert_allclose(votes.result(cloud.points, "sum")[voted],
+                               votes.sums[voted])
+    np.testing.assert_allclose(out[voted] * votes.counts[voted, None], votes.sums[voted],
+                               rtol=1e-6)
+
+
+def test_two_million_points_in_bounded_memory():
+    rng = np.random.default_rng(5)
+    n = 2_000_000
+    cloud = PointCloud((rng.random((n, 3)) * [12.0, 12.0, 3.0]).astype(np.float32))
+    plan = plan_blocks(cloud.points)
+    all_blocks_bytes = len(plan) * 4096 * (9 * 4 + 8)
+    votes = VoteAccumulator(n, 2)
+    tracemalloc.start()
+    try:
+        for feats, index in iter_blocks(cloud, plan, batch=8):
+            votes.add(np.stack([feats[:, 6], -feats[:, 6]], axis=1), index)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < all_blocks_bytes / 5, (peak, all_blocks_bytes)
+    out = votes.result(cloud.points)
+    assert out.shape == (n, 2) and np.isfinite(out).all()
+    assert votes.counts.sum() == len(plan) * 4096
