@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -8,3 +10,50 @@ def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Keep the suite's caches (sampled shapes, latency tables) out of the user's home."""
+    old = os.environ.get("POINTGCN_CACHE")
+    os.environ["POINTGCN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("POINTGCN_CACHE", None)
+    else:
+        os.environ["POINTGCN_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """Tiny synthetic data sets in the real on-disk formats, written once per session."""
+    from pointgcn.data.synthetic import write_parts, write_rooms, write_shapes
+
+    root = tmp_path_factory.mktemp("synth")
+    write_rooms(root, n_rooms=6, seed=0)
+    write_shapes(root, n_per_class=4, seed=0)
+    write_parts(root, n_shapes=10, seed=0, n_points=512)
+    return root
+
+
+def tiny_model(**over) -> dict:
+    base = dict(n_blocks=3, channels=8, k=6, fusion_channels=16, prediction=[16], dropout=0.1,
+                epsilon=0.2)
+    return {**base, **over}
+
+
+def shapes_config(root, **train) -> dict:
+    return {"name": "t", "seed": 0,
+            "data": {"dataset": "modelnet40", "root": str(root / "ModelNet40"),
+                     "n_points": 128, "val_fraction": 0.25},
+            "model": tiny_model(),
+            "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, **train}}
+
+
+def rooms_config(root, **train) -> dict:
+    return {"name": "r", "seed": 0,
+            "data": {"dataset": "s3dis",
+                     "root": str(root / "Stanford3dDataset_v1.2_Aligned_Version"),
+                     "n_points": 256, "block": 2.0, "stride": 2.0, "val_fraction": 0.25},
+            "model": tiny_model(),
+            "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, **train}}

@@ -14,7 +14,6 @@ checkpoint replays to the same numbers as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import dump_config
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..models import build_model
 from ..models.checkpoint import atomic_torch_save, read_checkpoint
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
@@ -72,6 +71,9 @@ class Trainer:
         self.loss_fn = make_loss(self.t)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None,
                       "history": [], "running": None}
+        if len(data.train) < self.t["batch_size"] * self.d.world:
+            raise ConfigError(f"the training split has {len(data.train)} samples, fewer than "
+                              f"train.batch_size × processes = {self.t['batch_size'] * self.d.world}")
         self.ckpt_dir = self.run_dir / "checkpoints"
         if resume:
             self._load(self.ckpt_dir / "last.pt")
@@ -106,12 +108,19 @@ class Trainer:
             self.writer.close()
         return final
 
-    def _loader(self, dataset, order, epoch, augment, batch_size, skip_batches=0):
+    def _loader(self, dataset, order, epoch, augment, batch_size, skip_batches=0,
+                drop_last=False):
+        """Batches of the epoch order; training drops an incomplete last batch (as the
+        official code) so BatchNorm never sees a batch of one."""
         view = _EpochView(dataset, order, self.seed, epoch, augment)
-        batches = [list(range(i, min(len(view), i + batch_size)))
-                   for i in range(0, len(view), batch_size)][skip_batches:]
+        end = len(view) - len(view) % batch_size if drop_last else len(view)
+        batches = [list(range(i, min(end, i + batch_size)))
+                   for i in range(0, end, batch_size)][skip_batches:]
+        # Its own generator: creating an iterator must not draw from the global RNG, or a
+        # resumed run (which creates one more iterator) would drift from an uninterrupted one.
+        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         return torch.utils.data.DataLoader(view, batch_sampler=batches, collate_fn=collate,
-                                           num_workers=self.t["num_workers"])
+                                           num_workers=self.t["num_workers"], generator=gen)
 
     def _train_epoch(self, epoch: int) -> dict:
         self.net.train()
@@ -122,8 +131,8 @@ class Trainer:
         order = epoch_order(len(self.data.train), self.seed, epoch, True, self.d)
         start = self.state["batch"]
         loader = self._loader(self.data.train, order, epoch, self.data.augment,
-                              self.t["batch_size"], skip_batches=start)
-        total = math.ceil(len(order) / self.t["batch_size"])
+                              self.t["batch_size"], skip_batches=start, drop_last=True)
+        total = len(order) // self.t["batch_size"]
         bar = _progress(loader, self.progress and self.d.main, total, start,
                         f"epoch {epoch + 1}/{self.t['epochs']}")
         every = self.t["ckpt_every_steps"]

@@ -1,0 +1,78 @@
+"""Pre- and post-processing shared by every runtime (PyTorch, onnxruntime) and every stage.
+
+segment: any cloud → overlapping blocks (the training block size, stride and 9 channels) →
+per-point mean logits over all blocks covering each *original* point → labels.
+classify: any cloud or mesh sample → unit sphere → N points (votes over random subsets) →
+class probabilities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.build import DATA_DEFAULTS
+from ..data.rooms import DEFAULT_FILL_COLOR, predict_room
+from ..data.transforms import normalize_unit_sphere
+from ..errors import InputError
+from ..io.cloud import PointCloud
+from .predictor import Predictor
+
+
+@dataclass
+class Settings:
+    """The data settings a model was trained with (from its run config)."""
+    n_points: int
+    block: float = 1.0
+    stride: float = 0.5
+    position_norm: str = "normalize_scale"
+    normals: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Settings":
+        d = {**DATA_DEFAULTS, **cfg.get("data", {})}
+        task = cfg.get("model", {}).get("task", "segmentation")
+        n = d["n_points"] or (4096 if task == "segmentation" else 1024)
+        return cls(int(n), float(d["block"]), float(d["stride"]), d["position_norm"],
+                   bool(d["normals"]))
+
+
+def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
+                  batch: int = 8, seed: int = 0) -> np.ndarray:
+    """Mean logits `(N, n_classes)` for every point of `cloud`."""
+    if predictor.in_channels != 9:
+        raise InputError(f"this model takes {predictor.in_channels} channels; room "
+                         "segmentation needs a 9-channel (xyz, rgb, location) model")
+    return predict_room(cloud, predictor, predictor.n_classes, block=settings.block,
+                        stride=settings.stride, n_points=settings.n_points, batch=batch,
+                        position_norm=settings.position_norm, fill_color=DEFAULT_FILL_COLOR,
+                        seed=seed)
+
+
+def shape_features(cloud: PointCloud, settings: Settings, rng: np.random.Generator,
+                   in_channels: int) -> np.ndarray:
+    """One `(C, n_points)` sample of a shape, normalised like the training shapes."""
+    n = len(cloud)
+    pick = rng.choice(n, settings.n_points, replace=n < settings.n_points)
+    cols = [normalize_unit_sphere(cloud.points[pick])]
+    if in_channels == 6:
+        if cloud.normals is None:
+            raise InputError("this model needs normals; the input has none (give a mesh, or a "
+                             "cloud with nx ny nz)")
+        cols.append(cloud.normals[pick])
+    elif in_channels != 3:
+        raise InputError(f"this model takes {in_channels} channels; shape classification "
+                         "uses 3 (xyz) or 6 (xyz + normals)")
+    return np.concatenate(cols, 1).T.astype(np.float32)
+
+
+def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
+                   votes: int = 3, seed: int = 0) -> np.ndarray:
+    """Class probabilities `(n_classes,)`, averaged over `votes` random point subsets."""
+    rng = np.random.default_rng(seed)
+    feats = np.stack([shape_features(cloud, settings, rng, predictor.in_channels)
+                      for _ in range(votes)])
+    logits = predictor(feats)
+    z = logits - logits.max(1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(1, keepdims=True)).mean(0)

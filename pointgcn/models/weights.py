@@ -1,0 +1,65 @@
+"""Shipped weights: `weights/manifest.json` names each checkpoint with its sha256 and card.
+
+`resolve_weights("synth-rooms")` → verified path; a path is returned as is (after an
+existence check). Loading by name always verifies the hash, so a corrupted or swapped file
+is refused instead of silently giving wrong predictions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+MANIFEST = "manifest.json"
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("POINTGCN_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> list[dict]:
+    path = (folder or weights_dir()) / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())["models"]
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{path}: not a valid weights manifest ({e})") from e
+
+
+def find_entry(name: str, folder: Path | None = None) -> dict | None:
+    return next((m for m in read_manifest(folder) if m["name"] == name), None)
+
+
+def resolve_weights(name_or_path: str | Path, folder: Path | None = None) -> Path:
+    """A checkpoint path from a path or a shipped model's name (hash-verified)."""
+    path = Path(name_or_path)
+    if path.suffix and path.exists():
+        return path
+    folder = folder or weights_dir()
+    entry = find_entry(str(name_or_path), folder)
+    if entry is None:
+        if path.suffix or os.sep in str(name_or_path):
+            raise InputError(f"weights not found: {name_or_path}")
+        names = ", ".join(m["name"] for m in read_manifest(folder)) or "none"
+        raise InputError(f"no shipped model named {name_or_path!r} (shipped: {names})")
+    file = folder / entry["file"]
+    if not file.is_file():
+        raise InputError(f"shipped model {entry['name']}: file {file} is missing")
+    digest = sha256(file)
+    if digest != entry["sha256"]:
+        raise InputError(f"shipped model {entry['name']}: sha256 mismatch for {file} "
+                         f"(expected {entry['sha256'][:12]}…, got {digest[:12]}…)")
+    return file

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
+
+
+def test_confusion_matrix_hand_computed():
+    gt = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    pr = np.array([0, 0, 1, 1, 2, 2, 2, 0, 2, 0])
+    cm = ConfusionMatrix(5).update(pr, gt)
+    assert cm.matrix[0].tolist() == [2, 1, 0, 0, 0]
+    assert cm.oa() == pytest.approx(6 / 10)
+    # recall: c0 2/3, c1 1/2, c2 3/4, c3 0/1, c4 absent (NaN, not counted)
+    assert cm.macc() == pytest.approx(np.mean([2 / 3, 1 / 2, 3 / 4, 0]))
+    # IoU = TP / (TP + FP + FN): c0 2/(2+2+1), c1 1/(1+1+1), c2 3/(3+1+1), c3 0/(0+0+1)
+    iou = cm.iou()
+    assert iou[:4] == pytest.approx([2 / 5, 1 / 3, 3 / 5, 0.0])
+    assert np.isnan(iou[4])                       # absent and never predicted: not counted
+    assert cm.miou() == pytest.approx(np.mean([2 / 5, 1 / 3, 3 / 5, 0.0]))
+
+
+def test_predicted_but_absent_class_counts_as_zero_iou():
+    cm = ConfusionMatrix(3).update([0, 2], [0, 0])
+    assert cm.iou()[2] == 0.0 and np.isnan(cm.iou()[1])
+    assert cm.miou() == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_ignore_index_and_six_fold_sum():
+    a = ConfusionMatrix(3, ignore_index=2).update([0, 1, 1], [0, 2, 1])
+    assert a.total == 2
+    b = ConfusionMatrix(3, ignore_index=2).update([1, 1], [0, 1])
+    s = ConfusionMatrix(3)
+    s += a
+    s += b
+    # summed before dividing: class 0 IoU = 1 / (1 + 0 + 1), not the mean of per-fold IoUs
+    assert s.iou()[0] == pytest.approx(1 / 2)
+    assert s.iou()[1] == pytest.approx(2 / 3)
+
+
+def test_partnet_rule():
+    logits = np.zeros((2, 3, 4))
+    logits[:, 0] = 10.0                     # "other" has the highest logit everywhere …
+    logits[0, 1, :2] = 1.0
+    logits[0, 2, 2:] = 1.0
+    logits[1, 1, :] = 1.0
+    pred = PartNetIoU.predict(logits)       # … but is never predicted
+    assert pred.tolist() == [[1, 1, 2, 2], [1, 1, 1, 1]]
+    gt = np.array([[1, 2, 2, 0], [1, 1, 0, 0]])   # label 0 ignored
+    m = PartNetIoU(3).update(pred, gt)
+    # part 1: I = 1 + 2, U = 2 + 2 → 3/4; part 2: I = 1, U = 2 → 1/2 (pred 2 at the ignored point excluded)
+    assert m.part_iou()[1:] == pytest.approx([3 / 4, 1 / 2])
+    s = m.summary()
+    assert s["part_miou"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    # shape 1: parts 1 (1/2) and 2 (1/2) → 1/2; shape 2: part 1 → 1
+    assert s["shape_miou"] == pytest.approx((0.5 + 1.0) / 2)

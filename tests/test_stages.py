@@ -1,0 +1,163 @@
+"""segment / classify / eval end to end on files of every reader format, and bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+from conftest import tiny_model
+
+from apps.cli import main
+from pointgcn.io import PointCloud, read_points, write_npy, write_npz, write_ply
+from pointgcn.models import build_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    seg_cfg = {"data": {"dataset": "s3dis", "n_points": 128, "block": 1.0, "stride": 0.5},
+               "model": tiny_model(in_channels=9, n_classes=13)}
+    cls_cfg = {"data": {"dataset": "modelnet40", "n_points": 64},
+               "model": tiny_model(in_channels=3, n_classes=5, task="classification")}
+    names = ["a", "b", "c", "d", "e"]
+    save_checkpoint(d / "seg.pt", build_model(seg_cfg).eval(), seg_cfg)
+    save_checkpoint(d / "cls.pt", build_model(cls_cfg).eval(), cls_cfg,
+                    meta={"class_names": names})
+    return d
+
+
+def room_cloud(n=3000, seed=0, labels=True):
+    rng = np.random.default_rng(seed)
+    pts = (rng.random((n, 3)) * [3.0, 2.0, 2.5]).astype(np.float32)
+    col = rng.random((n, 3)).astype(np.float32)
+    lab = rng.integers(0, 13, n) if labels else None
+    return PointCloud(pts, col, labels=lab)
+
+
+def write_formats(folder, cloud):
+    """The same cloud in every cloud format the readers take."""
+    files = []
+    p = folder / "c_bin.ply"; write_ply(p, cloud); files.append(p)
+    p = folder / "c_ascii.ply"; write_ply(p, cloud, binary=False); files.append(p)
+    p = folder / "c.npy"; write_npy(p, cloud); files.append(p)
+    p = folder / "c.npz"; write_npz(p, cloud); files.append(p)
+    rgb = np.round(cloud.colors * 255).astype(int)
+    rows = [f"{x:.6f} {y:.6f} {z:.6f} {r} {g} {b}" for (x, y, z), (r, g, b) in zip(cloud.points, rgb)]
+    p = folder / "c.xyz"; p.write_text("\n".join(f"{r.split()[0]} {r.split()[1]} {r.split()[2]}" for r in rows) + "\n"); files.append(p)
+    p = folder / "c.txt"; p.write_text("\n".join(rows) + "\n"); files.append(p)
+    p = folder / "c.csv"; p.write_text("x,y,z,r,g,b\n" + "\n".join(r.replace(" ", ",") for r in rows) + "\n"); files.append(p)
+    p = folder / "c.pcd"
+    header = (f"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+              f"WIDTH {len(cloud)}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {len(cloud)}\nDATA ascii\n")
+    p.write_text(header + "\n".join(" ".join(f"{v:.6f}" for v in q) for q in cloud.points) + "\n")
+    files.append(p)
+    return files
+
+
+def test_segment_every_format(weights, tmp_path, capsys):
+    cloud = room_cloud()
+    for src in write_formats(tmp_path, cloud):
+        out = tmp_path / f"pred_{src.suffix[1:]}_{src.stem}.ply"
+        assert main(["segment", str(src), "--weights", str(weights / "seg.pt"),
+                     "--out", str(out)]) == 0, src
+        got = read_points(out)
+        assert len(got) == len(cloud)
+        assert np.allclose(got.points, cloud.points, atol=1e-5)      # every original point, in order
+        pred = got.fields["pred"]
+        assert pred.min() >= 0 and pred.max() < 13
+        text = capsys.readouterr().out
+        assert f"{len(cloud)} points" in text
+        assert ("no colours" in text) == (src.suffix in (".xyz", ".pcd"))
+    # ground truth in the file → accuracy against it is printed
+    assert "against the file's labels" in _run_capture(capsys, ["segment", str(tmp_path / "c_bin.ply"),
+                                                                "--weights", str(weights / "seg.pt"),
+                                                                "--out", str(tmp_path / "g.ply")])
+
+
+def _run_capture(capsys, argv):
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
+    files = write_formats(tmp_path, room_cloud(500, labels=False))
+    box = trimesh.creation.box((1, 2, 3))
+    for ext in ("off", "obj", "stl"):
+        p = tmp_path / f"m.{ext}"
+        box.export(p)
+        files.append(p)
+    for src in files:
+        assert main(["classify", str(src), "--weights", str(weights / "cls.pt"), "--json",
+                     "--top", "3"]) == 0, src
+        ranking = json.loads(capsys.readouterr().out)["ranking"]
+        probs = [r["probability"] for r in ranking]
+        assert len(ranking) == 3 and probs == sorted(probs, reverse=True)
+        assert {r["class"] for r in ranking} <= set("abcde")
+    main(["classify", str(files[0]), "--weights", str(weights / "cls.pt"), "--top", "5", "--json"])
+    assert sum(r["probability"] for r in json.loads(capsys.readouterr().out)["ranking"]) == \
+        pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["nan", "empty", "unknown_ext", "missing", "wrong_task",
+                                  "bad_out", "truncated_ply"])
+def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
+    cloud = room_cloud(200)
+    src, weight, out = tmp_path / "in.ply", weights / "seg.pt", tmp_path / "out.ply"
+    if case == "nan":
+        cloud.points[5, 1] = np.nan
+        write_ply(src, cloud)
+    elif case == "empty":
+        src = tmp_path / "in.xyz"
+        src.write_text("")
+    elif case == "unknown_ext":
+        src = tmp_path / "in.foo"
+        src.write_text("1 2 3\n")
+    elif case == "missing":
+        src = tmp_path / "nope.ply"
+    elif case == "wrong_task":
+        write_ply(src, cloud)
+        weight = weights / "cls.pt"
+    elif case == "bad_out":
+        write_ply(src, cloud)
+        out = tmp_path / "out.txt"
+    elif case == "truncated_ply":
+        write_ply(src, cloud)
+        src.write_bytes(src.read_bytes()[:-100])
+    code = main(["segment", str(src), "--weights", str(weight), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert not out.exists()
+    assert list(tmp_path.glob("*.tmp*")) == [] and list(tmp_path.glob(".*")) == []
+
+
+def test_drop_invalid_keeps_the_rest(weights, tmp_path, capsys):
+    cloud = room_cloud(300)
+    cloud.points[[3, 7], 0] = np.inf
+    write_ply(tmp_path / "in.ply", cloud)
+    assert main(["segment", str(tmp_path / "in.ply"), "--weights", str(weights / "seg.pt"),
+                 "--out", str(tmp_path / "o.ply"), "--drop-invalid"]) == 0
+    assert "dropped 2 points" in capsys.readouterr().out
+    assert len(read_points(tmp_path / "o.ply")) == 298
+
+
+def test_real_process_exit_code(weights, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "apps.cli", "classify", str(tmp_path / "x.ply"),
+                          "--weights", str(weights / "cls.pt")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: {tmp_path / 'x.ply'}: no such file"]
+
+
+def test_eval_rooms_full_resolution_and_per_block(synth_root, weights, tmp_path, capsys):
+    cfg = {"data": {"dataset": "s3dis", "root": str(synth_root / "Stanford3dDataset_v1.2_Aligned_Version"),
+                    "n_points": 128, "block": 2.0, "stride": 2.0}}
+    cfg_path = tmp_path / "e.yaml"
+    cfg_path.write_text(json.dumps(cfg))
+    assert main(["eval", str(cfg_path), "--ckpt", str(weights / "seg.pt"), "--json",
+                 str(tmp_path / "m.json"), "--no-progress"]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    rows = sum(len(np.loadtxt(f)) for f in (synth_root / "Stanford3dDataset_v1.2_Aligned_Version"
+                                             / "Area_5").glob("*/*.txt"))
+    assert m["full_resolution"]["points"] == rows              # every point of every room
+    assert m["per_block"]["points"] % 128 == 0 and "protocol" in m["per_block"]
