@@ -63,3 +63,67 @@ def resolve_weights(name_or_path: str | Path, folder: Path | None = None) -> Pat
         raise InputError(f"shipped model {entry['name']}: sha256 mismatch for {file} "
                          f"(expected {entry['sha256'][:12]}…, got {digest[:12]}…)")
     return file
+
+
+def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None = None) -> dict:
+    """Copy a trained checkpoint into the weights folder without its training state, write
+    its model card and add (or replace) its manifest entry. `card` holds: task, data,
+    command, metrics {name: value}, accuracy {metric, value, data}, notes."""
+    import torch
+
+    from ..io.atomic import atomic_path
+    from .checkpoint import atomic_torch_save, read_checkpoint
+
+    folder = folder or weights_dir()
+    ckpt = read_checkpoint(src)
+    slim = {k: v for k, v in ckpt.items() if k != "train_state"}
+    file = folder / f"{name}.pt"
+    atomic_torch_save(slim, file)
+    model_cfg = dict(ckpt["config"].get("model", {}))
+    params = sum(v.numel() for k, v in ckpt["state_dict"].items()
+                 if torch.is_floating_point(v) and "running" not in k)
+    entry = {"name": name, "file": file.name, "sha256": sha256(file), "task": card["task"],
+             "in_channels": model_cfg.get("in_channels"),
+             "points": ckpt["config"].get("data", {}).get("n_points"),
+             "accuracy": card["accuracy"], "params": int(params),
+             "size_bytes": file.stat().st_size, "card": f"{name}.md"}
+    with atomic_path(folder / f"{name}.md") as tmp:
+        tmp.write_text(_card_text(name, entry, card, ckpt["config"]))
+    entries = [m for m in read_manifest(folder) if m["name"] != name] + [entry]
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"models": entries}, indent=2) + "\n")
+    return entry
+
+
+def _card_text(name: str, entry: dict, card: dict, config: dict) -> str:
+    import yaml
+
+    metrics = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                        for k, v in card.get("metrics", {}).items())
+    return f"""# {name}
+
+{card.get('summary', '')}
+
+- task: {entry['task']}; input channels: {entry['in_channels']}; points per sample: {entry['points']}
+- parameters: {entry['params']:,}; file: `{entry['file']}` ({entry['size_bytes'] / 1e6:.2f} MB),
+  sha256 `{entry['sha256']}`
+- trained on: {card['data']}
+- **not** an S3DIS / ModelNet40 / PartNet model: it has only seen procedural synthetic data.
+
+## How it was made
+```
+{card['command']}
+```
+
+## Held-out metrics ({card['accuracy']['data']})
+| metric | value |
+|---|---|
+{metrics}
+
+{card.get('notes', '')}
+
+## Config
+```yaml
+{yaml.safe_dump(config, sort_keys=False).strip()}
+```
+"""

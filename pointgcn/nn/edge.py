@@ -32,14 +32,18 @@ def edge_max(center: torch.Tensor, nbr: torch.Tensor, idx: torch.Tensor,
     return post(center + top)
 
 
-class EdgeConv(GraphConv):
-    """EdgeConv with the weight stored as one `(C_out, 2·C_in)` matrix over [x_i, x_j − x_i]."""
+class _PairConv(GraphConv):
+    """A conv with one `(C_out, 2·C_in)` linear map over a pair of per-point features."""
 
     def __init__(self, in_channels: int, out_channels: int, norm: str = "batch",
                  act: str = "relu", bias: bool = True, act_first: bool = False):
         super().__init__(in_channels, out_channels)
         self.lin = nn.Linear(2 * in_channels, out_channels, bias=bias)
         self.post = PostProcess(out_channels, norm, act, act_first)
+
+
+class EdgeConv(_PairConv):
+    """EdgeConv with the weight stored as one `(C_out, 2·C_in)` matrix over [x_i, x_j − x_i]."""
 
     def conv(self, x, idx):
         c = self.in_channels
@@ -51,14 +55,8 @@ class EdgeConv(GraphConv):
         return edge_max(center, nbr, idx, self.post)
 
 
-class MRConv(GraphConv):
-    """Max-relative graph conv (DeepGCN)."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch",
-                 act: str = "relu", bias: bool = True, act_first: bool = False):
-        super().__init__(in_channels, out_channels)
-        self.lin = nn.Linear(2 * in_channels, out_channels, bias=bias)
-        self.post = PostProcess(out_channels, norm, act, act_first)
+class MRConv(_PairConv):
+    """Max-relative graph conv (DeepGCN): Θ over [x_i, max_j (x_j − x_i)]."""
 
     def conv(self, x, idx):
         rel = gather_neighbors(x, idx).amax(2) - x

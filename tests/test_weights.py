@@ -1,0 +1,62 @@
+"""Shipped weights: names resolve to hash-verified files; a tampered file is refused."""
+import json
+
+import pytest
+import torch
+
+from pointgcn.errors import InputError
+from pointgcn.models import build_model, load_checkpoint, save_checkpoint
+from pointgcn.models.weights import read_manifest, resolve_weights, ship_checkpoint, weights_dir
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    cfg = {"data": {"dataset": "modelnet40", "n_points": 64},
+           "model": dict(n_blocks=3, channels=8, k=4, in_channels=3, n_classes=4,
+                         task="classification", fusion_channels=16, prediction=[8])}
+    save_checkpoint(tmp_path / "run.pt", build_model(cfg), cfg, train_state={"x": 1})
+    card = {"task": "classification", "data": "tiny", "command": "pointgcn train …",
+            "metrics": {"oa": 0.5}, "accuracy": {"metric": "oa", "value": 0.5, "data": "t"}}
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    entry = ship_checkpoint(tmp_path / "run.pt", "tiny-cls", card, folder)
+    return folder, entry
+
+
+def test_ship_and_resolve(shipped):
+    folder, entry = shipped
+    path = resolve_weights("tiny-cls", folder)
+    assert path == folder / "tiny-cls.pt"
+    assert "train_state" not in torch.load(path, weights_only=True)
+    assert load_checkpoint(path).cfg["n_classes"] == 4
+    assert read_manifest(folder) == [entry]
+    assert "tiny-cls" in (folder / "tiny-cls.md").read_text()
+
+
+def test_tampered_file_is_refused(shipped):
+    folder, _ = shipped
+    data = bytearray((folder / "tiny-cls.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "tiny-cls.pt").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        resolve_weights("tiny-cls", folder)
+
+
+def test_unknown_name_lists_shipped(shipped):
+    folder, _ = shipped
+    with pytest.raises(InputError, match="shipped: tiny-cls"):
+        resolve_weights("nope", folder)
+    with pytest.raises(InputError, match="not found"):
+        resolve_weights("missing/file.pt", folder)
+
+
+def test_repository_weights_verify_and_load():
+    entries = read_manifest(weights_dir())
+    if not entries:
+        pytest.skip("no shipped weights in this checkout")
+    for e in entries:
+        model = load_checkpoint(resolve_weights(e["name"]))
+        assert model.cfg["task"] == e["task"] and model.cfg["in_channels"] == e["in_channels"]
+        assert e["size_bytes"] < 10_000_000
+        text = (weights_dir() / e["card"]).read_text()
+        assert "synthetic" in text and json.dumps(e["accuracy"]["value"])[:4] in text
