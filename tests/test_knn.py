@@ -40,6 +40,15 @@ def test_knn_ties_broken_by_index():
         assert torch.equal(knn(x, k, chunk_elements=74 * 5), expect)
 
 
+def test_heavily_duplicated_points():
+    """Resampled blocks repeat points many times: ties wider than the candidate window."""
+    base = torch.randn(1, 3, 20)
+    x = base.repeat(1, 1, 12)[:, :, torch.randperm(240)]
+    for k in (5, 16, 30):
+        assert torch.equal(knn(x, k), brute_knn(x, k))
+        assert torch.equal(knn(x, k, chunk_elements=240 * 7), brute_knn(x, k))
+
+
 def test_self_is_first_and_float32_close_to_brute():
     x = torch.randn(2, 3, 300)
     idx = knn(x, 12)

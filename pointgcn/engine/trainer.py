@@ -188,7 +188,7 @@ class Trainer:
         for k, v in row.items():
             if k not in ("epoch", "step", "split") and v is not None:
                 self.writer.add_scalar(f"{split}/{k}", v, epoch + 1)
-        if split == "val" and self.progress:
+        if split == "val":
             print(f"epoch {epoch + 1}: val {self.key} {metrics.get(self.key, float('nan')):.4f}"
                   f"  loss {metrics.get('loss', float('nan')):.4f}", flush=True)
 

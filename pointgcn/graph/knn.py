@@ -80,6 +80,28 @@ def _sort_by_score_then_index(vals: torch.Tensor, idx: torch.Tensor) -> torch.Te
     return idx.gather(-1, vals.argsort(dim=-1, stable=True))
 
 
+def _fix_wide_ties(d: torch.Tensor, idx: torch.Tensor, k: int) -> None:
+    """Rows whose k-th score is shared beyond the candidate window (duplicated points, common
+    in resampled blocks): keep the window's strictly smaller entries, then fill with the
+    lowest indices of the tied score found over the whole row. Edits `idx` in place."""
+    take = idx.shape[-1]
+    kth = d.gather(-1, idx[..., k - 1:k])
+    wide = (d.gather(-1, idx[..., take - 1:]) == kth).squeeze(-1)
+    if not wide.any():
+        return
+    bi, ri = wide.nonzero(as_tuple=True)
+    rows, v = d[bi, ri], kth[bi, ri]                                   # (R, N), (R, 1)
+    window = idx[bi, ri]
+    less = (rows.gather(-1, window) < v).sum(-1, keepdim=True)          # all in the window
+    n = rows.shape[-1]
+    cols = torch.arange(n, device=d.device).expand_as(rows)
+    tied = torch.where(rows == v, cols, torch.full_like(cols, n)).topk(
+        k, dim=-1, largest=False, sorted=True)[0]                      # lowest tied indices
+    pos = torch.arange(k, device=d.device).expand(len(bi), k)
+    fixed = torch.where(pos < less, window[:, :k], tied.gather(-1, (pos - less).clamp(min=0)))
+    idx[bi, ri, :k] = fixed
+
+
 def knn(x: torch.Tensor, k: int, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Indices `(B, N, k)` of the k nearest neighbours of every point (self first)."""
     _check(x, k)
@@ -99,13 +121,8 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int = CHUNK_ELEMENTS) -> torch.
             d[:, r, r + s] = -float("inf")  # self first, whatever the rounding
             vals, idx = d.topk(take, dim=-1, largest=False, sorted=False)
             idx = _sort_by_score_then_index(vals, idx)
-            if take < n:  # a tie at the k-th place running past the window: sort whole rows
-                wide = d.gather(-1, idx[..., take - 1:]) == d.gather(-1, idx[..., k - 1:k])
-                wide = wide.squeeze(-1)
-                if wide.any():
-                    bw, rw = wide.nonzero(as_tuple=True)
-                    cols = torch.arange(n, device=x.device).expand(len(bw), n)
-                    idx[bw, rw] = _sort_by_score_then_index(d[bw, rw], cols)[:, :take]
+            if take < n:
+                _fix_wide_ties(d, idx, k)
             out[:, s:e] = idx[..., :k]
         return out
 
