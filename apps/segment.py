@@ -1,11 +1,12 @@
-"""Label every point of a scanned room (or any cloud) with a segmentation model.
+"""Label every point of a scanned room (or any cloud), or the parts of one object.
 
   pointgcn segment scan.ply --weights synth-rooms --out scan_pred.ply --png scan_pred.png
 
 Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; meshes are sampled), splits it
 into the model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and
 class colours (plus `label` when the input has ground truth, with accuracy printed), and a
-class histogram. Clouds of any size run in bounded memory.
+class histogram. Clouds of any size run in bounded memory. Part-segmentation models (xyz input)
+label one object: its points are normalised and covered by samples of the training size.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def add_arguments(p):
 def run(args) -> int:
     import numpy as np
 
-    from pointgcn.engine.inference import Settings, segment_cloud
+    from pointgcn.engine.inference import Settings, segment_cloud, segment_object
+    from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.engine.predictor import load_predictor
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, read_points, write_ply
@@ -46,15 +48,20 @@ def run(args) -> int:
     predictor, cfg = load_predictor(str(args.onnx or args.weights), args.threads)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
-    if cloud.colors is None:
-        print("note: the input has no colours; the model's rgb channels get mid grey (0.5)")
-    logits = segment_cloud(cloud, predictor, Settings.from_config(cfg), batch=args.batch,
-                           seed=args.seed)
-    pred = logits.argmax(1)
+    settings = Settings.from_config(cfg)
+    if predictor.task == "part_segmentation":
+        logits = segment_object(cloud, predictor, settings, batch=args.batch, seed=args.seed)
+    else:
+        if cloud.colors is None:
+            print("note: the input has no colours; the model's rgb channels get mid grey (0.5)")
+        logits = segment_cloud(cloud, predictor, settings, batch=args.batch, seed=args.seed)
+    pred = predict_labels(predictor.task, logits.T[None])[0]
     names = predictor.class_names
     out = cloud.subset(np.arange(len(cloud)))
     out.fields["pred"] = pred.astype(np.int32)
-    out.colors = class_colors(pred, "s3dis" if len(names) == 13 else "generic", len(names))
+    palette = "s3dis" if predictor.task == "segmentation" and len(names) == 13 else (
+        "parts" if predictor.task == "part_segmentation" else "generic")
+    out.colors = class_colors(pred, palette, len(names))
     write_ply(args.out, out)
     print(f"{len(cloud)} points → {args.out}")
     counts = np.bincount(pred, minlength=len(names))
@@ -62,13 +69,18 @@ def run(args) -> int:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / len(pred):5.1f}%")
     if cloud.labels is not None:
-        from pointgcn.engine.metrics import ConfusionMatrix
-        cm = ConfusionMatrix(len(names)).update(pred, cloud.labels)
-        print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
+        from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
+        if predictor.task == "part_segmentation":
+            m = PartNetIoU(len(names)).update(pred[None], cloud.labels[None]).summary()
+            print(f"against the file's labels: part mIoU {m['part_miou']:.4f}")
+        else:
+            cm = ConfusionMatrix(len(names)).update(pred, cloud.labels)
+            print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
     if args.png:
         from pointgcn.viz.render import render_png
         kw = dict(labels="label", compare="pred") if cloud.labels is not None else dict(labels="pred")
-        res = render_png(out, args.png, palette="s3dis" if len(names) == 13 else "generic",
-                         class_names=names, **kw)
+        if predictor.task == "part_segmentation":
+            kw["up"] = "y"  # PartNet shapes are y-up
+        res = render_png(out, args.png, palette=palette, class_names=names, **kw)
         print(f"preview → {res.path} ({res.backend})")
     return 0

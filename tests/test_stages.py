@@ -80,6 +80,21 @@ def _run_capture(capsys, argv):
     return capsys.readouterr().out
 
 
+def test_segment_object_parts(weights, tmp_path, capsys):
+    cfg = {"data": {"dataset": "partnet", "n_points": 64},
+           "model": tiny_model(in_channels=3, n_classes=4, task="part_segmentation")}
+    save_checkpoint(tmp_path / "p.pt", build_model(cfg).eval(), cfg,
+                    meta={"class_names": ["other", "seat", "back", "legs"]})
+    cloud = room_cloud(150)
+    cloud.labels = cloud.labels % 4
+    write_ply(tmp_path / "chair.ply", cloud)
+    assert main(["segment", str(tmp_path / "chair.ply"), "--weights", str(tmp_path / "p.pt"),
+                 "--out", str(tmp_path / "o.ply")]) == 0
+    pred = read_points(tmp_path / "o.ply").fields["pred"]
+    assert len(pred) == 150 and pred.min() >= 1 and pred.max() <= 3   # "other" never predicted
+    assert "part mIoU" in capsys.readouterr().out
+
+
 def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
     files = write_formats(tmp_path, room_cloud(500, labels=False))
     box = trimesh.creation.box((1, 2, 3))

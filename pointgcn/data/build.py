@@ -144,5 +144,10 @@ def _partnet(d, seed, splits, progress):
     test = PartNetSemSeg(d["root"], split="test", **kw) if "test" in splits else None
     ref = next(x for x in (train, val, test) if x is not None)
     names = ["other"] + [f"part_{i}" for i in range(1, ref.num_classes)]
+    named = ref.task_dir / "part_names.json"  # written by the synthetic generator
+    if named.is_file():
+        import json
+        given = json.loads(named.read_text()).get("part_names", [])
+        names = [given[i] if i < len(given) else names[i] for i in range(len(names))]
     return DataBundle(train, val, test, names, 3, "part_segmentation",
                       {"category": d["category"], "level": d["level"]})

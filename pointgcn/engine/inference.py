@@ -49,6 +49,37 @@ def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
                         seed=seed)
 
 
+def segment_object(cloud: PointCloud, predictor: Predictor, settings: Settings,
+                   batch: int = 8, seed: int = 0) -> np.ndarray:
+    """Mean logits `(N, n_classes)` for every point of one object (part segmentation).
+
+    The object is centred and scaled to a unit bounding-box diagonal (the frame of the
+    synthetic parts; PartNet's h5 shapes are already normalised), its points shuffled and cut
+    into samples of the training point count — the last padded with random other points — so
+    every point is predicted at least once; logits of repeated points are averaged.
+    """
+    if predictor.in_channels != 3:
+        raise InputError(f"part segmentation models take xyz (3 channels); this one takes "
+                         f"{predictor.in_channels}")
+    pts = cloud.points.astype(np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    pts = (pts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-12)
+    rng = np.random.default_rng(seed)
+    n, m = len(pts), settings.n_points
+    order = rng.permutation(n)
+    pad = (-n) % m
+    order = np.concatenate([order, rng.choice(n, pad, replace=n < pad)])
+    samples = order.reshape(-1, m)
+    sums = np.zeros((n, predictor.n_classes), np.float64)
+    counts = np.zeros(n, np.int64)
+    for s in range(0, len(samples), batch):
+        idx = samples[s:s + batch]
+        logits = predictor(pts[idx].transpose(0, 2, 1).astype(np.float32))
+        np.add.at(sums, idx.reshape(-1), logits.transpose(0, 2, 1).reshape(-1, logits.shape[1]))
+        np.add.at(counts, idx.reshape(-1), 1)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
 def shape_features(cloud: PointCloud, settings: Settings, rng: np.random.Generator,
                    in_channels: int) -> np.ndarray:
     """One `(C, n_points)` sample of a shape, normalised like the training shapes."""
