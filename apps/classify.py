@@ -15,9 +15,8 @@ HELP = "classify a cloud or mesh; prints ranked classes with probabilities"
 
 def add_arguments(p):
     p.add_argument("input", type=Path, help="cloud or mesh file")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="checkpoint path or shipped model name")
-    src.add_argument("--onnx", type=Path, help="exported model (runs in onnxruntime)")
+    from pointgcn.export.serve import add_source_arguments
+    add_source_arguments(p)
     p.add_argument("--top", type=int, default=5, help="how many classes to list")
     p.add_argument("--votes", type=int, default=3, help="random subsets averaged")
     p.add_argument("--mesh-points", type=int, default=4096, help="surface samples for meshes")
@@ -32,7 +31,7 @@ def run(args) -> int:
     import numpy as np
 
     from pointgcn.engine.inference import Settings, classify_cloud
-    from pointgcn.engine.predictor import load_predictor
+    from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
     from pointgcn.io import read_points
 
@@ -40,7 +39,7 @@ def run(args) -> int:
         raise InputError("--top and --votes must be ≥ 1")
     cloud = read_points(args.input, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
                         seed=args.seed)
-    predictor, cfg = load_predictor(str(args.onnx or args.weights), args.threads)
+    predictor, cfg = predictor_from_args(args, "classification", 1024)
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")
     probs = classify_cloud(cloud, predictor, Settings.from_config(cfg), votes=args.votes,

@@ -31,7 +31,7 @@ def add_arguments(p):
 def run(args) -> int:
     from pointgcn.config import load_config
     from pointgcn.engine.evaluator import evaluate, six_fold
-    from pointgcn.engine.predictor import load_predictor
+    from pointgcn.export.serve import load_predictor
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import atomic_path
 

@@ -17,9 +17,8 @@ HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and
 
 def add_arguments(p):
     p.add_argument("input", type=Path, help="cloud file")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="checkpoint path or shipped model name")
-    src.add_argument("--onnx", type=Path, help="exported model (runs in onnxruntime)")
+    from pointgcn.export.serve import add_source_arguments
+    add_source_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output PLY")
     p.add_argument("--png", type=Path, help="also render a preview PNG")
     p.add_argument("--drop-invalid", action="store_true",
@@ -34,7 +33,7 @@ def run(args) -> int:
 
     from pointgcn.engine.inference import Settings, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
-    from pointgcn.engine.predictor import load_predictor
+    from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
@@ -45,7 +44,7 @@ def run(args) -> int:
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, report=report)
     if report.dropped:
         print(f"dropped {report.dropped} points with NaN/Inf coordinates")
-    predictor, cfg = load_predictor(str(args.onnx or args.weights), args.threads)
+    predictor, cfg = predictor_from_args(args, "segmentation", 4096)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
     settings = Settings.from_config(cfg)

@@ -176,3 +176,22 @@ def test_eval_rooms_full_resolution_and_per_block(synth_root, weights, tmp_path,
                                              / "Area_5").glob("*/*.txt"))
     assert m["full_resolution"]["points"] == rows              # every point of every room
     assert m["per_block"]["points"] % 128 == 0 and "protocol" in m["per_block"]
+
+
+def test_classify_within_budget(weights, tmp_path, capsys, monkeypatch):
+    from pointgcn.models.weights import ship_checkpoint
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    card = {"task": "classification", "data": "tiny", "command": "x", "metrics": {},
+            "accuracy": {"metric": "oa", "value": 0.5, "data": "t"}}
+    ship_checkpoint(weights / "cls.pt", "tiny-cls", card, folder)
+    monkeypatch.setenv("POINTGCN_WEIGHTS", str(folder))
+    write_ply(tmp_path / "s.ply", room_cloud(300, labels=False))
+    assert main(["classify", str(tmp_path / "s.ply"), "--budget-ms", "10000", "--points", "64",
+                 "--runtime", "torch", "--top", "1"]) == 0
+    assert "picked tiny-cls" in capsys.readouterr().out
+    assert main(["classify", str(tmp_path / "s.ply"), "--budget-ms", "0.0001", "--points", "64",
+                 "--runtime", "torch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no candidate meets" in err[0]

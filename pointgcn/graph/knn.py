@@ -132,9 +132,13 @@ def knn_export(x: torch.Tensor, k: int) -> torch.Tensor:
     with torch.no_grad():
         queries, keys = _augment(x.transpose(1, 2))
         d = torch.bmm(queries, keys.transpose(1, 2))
-        ar = torch.arange(d.shape[-1], device=x.device)
-        d = d.masked_fill(ar.unsqueeze(0) == ar.unsqueeze(1), -float("inf"))
-        return d.topk(k, dim=-1, largest=False, sorted=True)[1]
+        idx = d.topk(k, dim=-1, largest=False, sorted=True)[1]
+        # Self first without masking the N×N diagonal (≈ 14% of onnxruntime time): drop self
+        # from wherever it landed (or the k-th entry when it did not) and put it in front.
+        ar = torch.arange(d.shape[-1], device=x.device).view(1, -1, 1)
+        seen = (idx == ar).long().cumsum(-1) > 0
+        rest = torch.where(seen[:, :, :-1], idx[:, :, 1:], idx[:, :, :-1])
+        return torch.cat([ar.expand(idx.shape[0], -1, 1), rest], -1)
 
 
 def knn_cluster(x: torch.Tensor, k: int) -> torch.Tensor:

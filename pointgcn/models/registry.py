@@ -10,6 +10,8 @@ from ..config import load_config
 from ..errors import ConfigError
 
 MODELS: dict[str, Callable[[dict], nn.Module]] = {}
+# Models defined in packages above this one register themselves when imported.
+PLUGINS = {"nas": "pointgcn.nas.network"}
 
 
 def register(name: str):
@@ -27,6 +29,9 @@ def model_section(cfg: dict) -> dict:
 def build_model(cfg: dict | str | Path) -> nn.Module:
     section = model_section(load_config(cfg))
     name = section.get("name", "deepgcn")
+    if name not in MODELS and name in PLUGINS:
+        import importlib
+        importlib.import_module(PLUGINS[name])
     if name not in MODELS:
         raise ConfigError(f"unknown model name {name!r}; known: {', '.join(sorted(MODELS))}")
     return MODELS[name](section)

@@ -1,0 +1,119 @@
+"""Benchmark eager PyTorch against onnxruntime, or pick a model under a latency budget.
+
+    pointgcn bench MODEL… [--points N] [--batch B] [--runs R] [--threads T]
+                   [--json OUT] [--md OUT] [--model-config key=value …]
+    pointgcn bench --budget-ms X [--manifest weights/manifest.json] [--points N] [--task T]
+
+MODEL: a checkpoint, a shipped model name, a config YAML (random weights) or an .onnx file;
+with --model-config alone a model is built from those keys (e.g. the S3DIS ResGCN-28:
+`--model-config n_blocks=28 channels=64 k=16 in_channels=9 n_classes=13`). PyTorch models
+are exported to a temp dir and both runtimes run the same clouds, interleaved after warm-up:
+mean / p50 / p95 latency, points/s, peak inference memory (a subprocess per runtime) and the
+onnxruntime speed-up, as text, JSON and a markdown table with the environment line.
+
+--budget-ms: measure every manifest model on this device (cached per device, runtime, N and
+batch) and pick the most accurate one whose p95 fits; exit 2 when none does.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
+
+
+def add_arguments(parser):
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="checkpoint, shipped name, config YAML or .onnx")
+    parser.add_argument("--points", type=int, default=4096, help="points per cloud")
+    parser.add_argument("--batch", type=int, default=1, help="clouds per run")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per runtime")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    parser.add_argument("--threads", type=int, help="threads for both runtimes")
+    parser.add_argument("--json", type=Path, help="write results as JSON")
+    parser.add_argument("--md", type=Path, help="write a markdown table")
+    parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="model config keys/overrides (alone: build that model)")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
+    parser.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
+                        default="all", help="onnxruntime graph optimisation level")
+    parser.add_argument("--spin", choices=["default", "on", "off"], default="default",
+                        help="onnxruntime thread spinning between runs")
+    parser.add_argument("--budget-ms", type=float, help="pick a model whose p95 fits this")
+    parser.add_argument("--manifest", type=Path, help="candidates for --budget-ms "
+                        "(default: the shipped weights manifest)")
+    parser.add_argument("--runtime", choices=["onnx", "torch"], default="onnx",
+                        help="runtime measured for --budget-ms")
+    parser.add_argument("--task", help="only candidates of this task (--budget-ms)")
+
+
+def run(args) -> int:
+    from pointgcn.errors import InputError
+
+    for name in ("points", "batch", "runs"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name} must be ≥ 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise InputError(f"--warmup must be ≥ 0, got {args.warmup}")
+    for out, suffix in ((args.json, ".json"), (args.md, ".md")):
+        if out is not None and out.suffix != suffix:
+            raise InputError(f"{out}: expected a {suffix} file")
+    if args.budget_ms is not None:
+        return _budget(args)
+    return _bench(args)
+
+
+def _bench(args) -> int:
+    from pointgcn.errors import InputError
+    from pointgcn.export.benchmark import bench_source, format_row, markdown_table
+    from pointgcn.export.sources import load_source
+    from pointgcn.export.timing import environment, environment_line
+
+    specs = args.models or ([None] if args.model_config else [])
+    if not specs:
+        raise InputError("give at least one MODEL, or --model-config key=value …")
+    sources = [load_source(s, args.model_config) for s in specs]  # all inputs checked first
+    env = environment(args.threads)
+    print(environment_line(env))
+    rows = []
+    for src in sources:
+        row = bench_source(src, points=args.points, batch=args.batch, runs=args.runs,
+                           warmup=args.warmup, threads=args.threads,
+                           memory=not args.no_memory, optimization=args.optimization,
+                           spin={"default": None, "on": True, "off": False}[args.spin])
+        print(format_row(row))
+        rows.append(row)
+    _write(args.json, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
+    _write(args.md, markdown_table(rows, env) + "\n")
+    return 0
+
+
+def _budget(args) -> int:
+    from pointgcn.export.budget import Candidate, load_candidates, select_model
+
+    manifest = args.manifest or _default_manifest()
+    candidates = load_candidates(manifest)
+    candidates += [Candidate(name=Path(m).stem, path=Path(m)) for m in args.models]
+    sel = select_model(candidates, args.budget_ms, points=args.points, batch=args.batch,
+                       runtime=args.runtime, task=args.task, threads=args.threads,
+                       runs=args.runs)
+    print(sel.reason)
+    _write(args.json, json.dumps(sel.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _default_manifest() -> Path:
+    try:
+        from pointgcn.models.weights import MANIFEST, weights_dir
+        return weights_dir() / MANIFEST
+    except ImportError:
+        return Path("weights/manifest.json")
+
+
+def _write(path: Path | None, text: str) -> None:
+    if path is None:
+        return
+    from pointgcn.io.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    print(f"wrote {path}")

@@ -1,0 +1,76 @@
+"""Export a trained model to ONNX, with parity checks against PyTorch.
+
+    pointgcn export CKPT --out model.onnx [--points N] [--quantize] [--opset 17]
+                         [--check-data clouds.npy] [--min-agreement 0.99]
+
+CKPT is a checkpoint path, a shipped model name, or a config YAML (random weights). The file
+has dynamic batch and point count with the dilated kNN inside the graph, passes onnx.checker,
+and carries its task/classes/config as metadata (`pointgcn segment --onnx` reads them).
+Parity, printed and saved as <out stem>.parity.json: exact numbers on a static-graph copy,
+and label agreement with PyTorch at three point counts (must be ≥ --min-agreement, or the
+model is not written). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
+agreement and latency change. --check-data: .npy/.npz features (B, C, N) to check on instead
+of random clouds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", help="checkpoint path, shipped model name or config YAML")
+    parser.add_argument("--out", type=Path, help="output .onnx (default: CKPT's name with .onnx, here)")
+    parser.add_argument("--points", type=int,
+                        help="nominal points per cloud (default: the training N, else 4096 "
+                             "for segmentation / 1024 for classification)")
+    parser.add_argument("--batch", type=int, default=2, help="clouds per parity batch")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (≥ 17)")
+    parser.add_argument("--quantize", action="store_true", help="also write an int8 copy")
+    parser.add_argument("--check-data", type=Path, help=".npy/.npz features (B, C, N)")
+    parser.add_argument("--min-agreement", type=float, default=0.99,
+                        help="least share of equal labels PyTorch vs onnxruntime")
+    parser.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    parser.add_argument("--exporter", choices=["legacy", "dynamo"], default="legacy",
+                        help="torch exporter (legacy: faster to export; see docs)")
+    parser.add_argument("--threads", type=int, help="onnxruntime threads for the checks")
+    parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="model config overrides (e.g. k=9 for official checkpoints)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    from pointgcn.errors import InputError
+    from pointgcn.export import export_onnx
+    from pointgcn.export.parity import load_check_data
+    from pointgcn.export.sources import load_source
+
+    if args.points is not None and args.points < 1:
+        raise InputError(f"--points must be ≥ 1, got {args.points}")
+    if args.batch < 1:
+        raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if not 0.0 <= args.min_agreement <= 1.0:
+        raise InputError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
+    out = args.out or Path(Path(args.checkpoint).name).with_suffix(".onnx")
+    if out.suffix != ".onnx":
+        raise InputError(f"--out {out}: the output file must end in .onnx")
+    src = load_source(args.checkpoint, args.model_config, seed=args.seed)
+    if src.model is None:
+        raise InputError(f"{args.checkpoint} is already an ONNX model")
+    cfg = src.model.cfg
+    data = load_check_data(args.check_data, cfg["in_channels"]) if args.check_data else None
+    points = args.points or _training_points(src.run_config, cfg)
+    report = export_onnx(src.model, out, opset=args.opset, points=points, batch=args.batch,
+                         parity=not args.no_parity, check_data=data,
+                         min_agreement=args.min_agreement, quantize=args.quantize,
+                         run_config=src.run_config, class_names=src.class_names,
+                         exporter=args.exporter, threads=args.threads, seed=args.seed)
+    print(report.summary())
+    print(f"report        {report.report_path}")
+    return 0
+
+
+def _training_points(run_config: dict, model_cfg: dict) -> int:
+    n = (run_config.get("data") or {}).get("n_points")
+    return int(n) if n else (1024 if model_cfg.get("task") == "classification" else 4096)

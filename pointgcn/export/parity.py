@@ -1,0 +1,210 @@
+"""PyTorch ↔ onnxruntime parity of an exported model, in two parts.
+
+static graph  The model with every kNN graph turned into a graph *input*: PyTorch's own
+              neighbour indices are recorded on one batch and fed to an exported copy, so the
+              whole network (every conv, norm, block and head, at full depth) is compared
+              number for number: max abs error and max relative error (÷ max |logit|).
+labels        The real exported model (kNN inside) against PyTorch on held-out clouds at three
+              point counts (≈ N/2, N, 2N, each ≥ k × largest dilation, which also proves N is
+              dynamic): the share of equal per-point (segmentation) or per-shape
+              (classification) labels. Deep dynamic-kNN nets are not bit-stable across
+              runtimes — a last-bit difference flips a near-tie neighbour and the flip
+              propagates — so raw logits may differ there while labels must agree.
+
+Held-out clouds are the user's (`check_data`: .npy/.npz of `(B, C, N)` features) or random
+ones shaped like training data: xyz uniform in [−1, 1] (the normalised block/shape range),
+other channels uniform in [0, 1] (colours, normalised room coordinates).
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import FormatError, InputError
+from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor
+from .tracing import knn_modules, min_points, trace_to_onnx
+
+MIN_AGREEMENT = 0.99
+REL_TOL = 1e-4
+
+
+def random_clouds(batch: int, channels: int, points: int, seed: int = 0) -> np.ndarray:
+    """`(B, C, N)` float32: xyz in [−1, 1], other channels in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (batch, channels, points))
+    x[:, :min(3, channels)] = rng.uniform(-1.0, 1.0, (batch, min(3, channels), points))
+    return x.astype(np.float32)
+
+
+def load_check_data(path: str | Path, in_channels: int) -> np.ndarray:
+    """User clouds for the parity check: `.npy`/`.npz` with `(B, C, N)` or `(C, N)` features."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"check data not found: {path}")
+    if path.suffix not in (".npy", ".npz"):
+        raise InputError(f"{path}: check data must be .npy or .npz features (B, C, N)")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            key = next((k for k in ("features", "data", "x") if k in data.files), data.files[0])
+            data = data[key]
+    except (ValueError, OSError, IndexError) as e:
+        raise FormatError(f"{path}: not a readable numpy array file ({e})") from e
+    x = np.asarray(data, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1] != in_channels:
+        raise InputError(f"{path}: check data must be features (B, {in_channels}, N), "
+                         f"got shape {tuple(np.shape(data))}")
+    if not np.isfinite(x).all():
+        raise InputError(f"{path}: check data contains NaN or inf")
+    return x
+
+
+def parity_sizes(points: int, least: int) -> list[int]:
+    """Three distinct point counts around `points` (≈ N/2, N, 2N), none below `least`."""
+    n = max(points, least)
+    sizes = sorted({max(least, n // 2), n, 2 * n})
+    if len(sizes) < 3:
+        sizes = sorted({sizes[0], (sizes[0] + sizes[-1]) // 2, sizes[-1]})
+    return sizes
+
+
+def check_inputs(points: int, least: int, in_channels: int, batch: int, seed: int = 0,
+                 check_data: np.ndarray | None = None) -> list[np.ndarray]:
+    """Held-out feature batches at three point counts (subsets of the user's clouds if given)."""
+    if check_data is None:
+        return [random_clouds(batch, in_channels, n, seed + i)
+                for i, n in enumerate(parity_sizes(points, least))]
+    have = check_data.shape[2]
+    if have < least:
+        raise InputError(f"check data has {have} points per cloud; the model needs ≥ {least}")
+    rng = np.random.default_rng(seed)
+    sizes = [n for n in parity_sizes(points, least) if n <= have]
+    if len(sizes) < 3 and have not in sizes:  # clouds smaller than 2N: use all their points
+        sizes.append(have)
+    while len(sizes) < 3 and sizes[0] // 2 >= least:  # and halve below for the third size
+        sizes.insert(0, sizes[0] // 2)
+    return [check_data[:, :, np.sort(rng.choice(have, n, replace=False))] for n in sizes]
+
+
+class GivenGraphs(nn.Module):
+    """A copy of `model` whose kNN modules return graphs passed in as extra inputs, in call
+    order — the network without its data-dependent neighbour search."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        self._queue: list[torch.Tensor] = []
+        for module in knn_modules(self.model):
+            module.forward = self._next_graph  # instance attribute shadows the class method
+
+    def _next_graph(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._queue:
+            raise InputError("the model built more kNN graphs than were recorded")
+        return self._queue.pop(0)
+
+    def forward(self, x: torch.Tensor, *graphs: torch.Tensor) -> torch.Tensor:
+        self._queue = list(graphs)
+        return self.model(x)
+
+
+def record_graphs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """PyTorch's output on `x` and every kNN graph it built, in call order."""
+    graphs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: graphs.append(out))
+             for m in knn_modules(model)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, graphs
+
+
+def static_graph_parity(model: nn.Module, x: np.ndarray, *, opset: int = 17,
+                        exporter: str = "legacy", threads: int | None = None,
+                        workdir: str | Path | None = None) -> dict:
+    """Export the given-graph copy, feed it PyTorch's graphs, compare logits elementwise."""
+    xt = torch.from_numpy(x)
+    ref, graphs = record_graphs(model, xt)
+    names = [f"graph_{i}" for i in range(len(graphs))]
+    axes = {INPUT_NAME: {0: "batch", 2: "points"}, OUTPUT_NAME: _output_axes(ref)}
+    axes.update({n: {0: "batch", 1: "points"} for n in names})
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "static_graph.onnx"
+        trace_to_onnx(GivenGraphs(model), (xt, *graphs), path, input_names=[INPUT_NAME, *names],
+                      output_names=[OUTPUT_NAME], dynamic_axes=axes, opset=opset,
+                      exporter=exporter)
+        sess = OnnxPredictor(path, threads=threads).session
+        feeds = {INPUT_NAME: x, **{n: g.numpy() for n, g in zip(names, graphs)}}
+        got = sess.run([OUTPUT_NAME], feeds)[0]
+    ref = ref.numpy()
+    err = float(np.abs(got - ref).max())
+    scale = float(np.abs(ref).max())
+    return {"points": int(x.shape[2]), "batch": int(x.shape[0]), "graphs": len(graphs),
+            "max_abs": err, "max_rel": err / max(scale, 1e-12), "max_logit": scale}
+
+
+def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray]) -> list[dict]:
+    """Per point count: share of equal argmax labels and max |logit difference|."""
+    rows = []
+    for x in inputs:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = predictor(x)
+        same = ref.argmax(1) == got.argmax(1)
+        rows.append({"points": int(x.shape[2]), "batch": int(x.shape[0]),
+                     "labels": int(same.size), "agreement": float(same.mean()),
+                     "max_abs": float(np.abs(ref - got).max())})
+    return rows
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch: int = 2,
+                 check_data: np.ndarray | None = None, seed: int = 0,
+                 min_agreement: float = MIN_AGREEMENT, rel_tol: float = REL_TOL,
+                 opset: int = 17, exporter: str = "legacy", threads: int | None = None) -> dict:
+    """Both parity parts for an exported model; `passed` False lists why in `failures`."""
+    model = model.eval()
+    least = min_points(model)
+    if model.cfg.get("task") == "classification":
+        batch = max(batch, 8)  # per-shape labels: enough shapes for a percentage to mean much
+    inputs = check_inputs(points, least, model.cfg["in_channels"], batch, seed, check_data)
+    nominal = min(inputs, key=lambda x: abs(x.shape[2] - points))
+    static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,
+                                 threads=threads, workdir=Path(onnx_path).parent)
+    labels = label_agreement(model, OnnxPredictor(onnx_path, threads=threads), inputs)
+    failures = []
+    if not static["max_rel"] <= rel_tol:
+        failures.append(f"static-graph relative error {static['max_rel']:.2e} > {rel_tol:.0e} "
+                        f"at N={static['points']}")
+    for row in labels:
+        if not row["agreement"] >= min_agreement:
+            failures.append(f"label agreement {100 * row['agreement']:.2f}% < "
+                            f"{100 * min_agreement:.2f}% at N={row['points']}")
+    return {"static_graph": static, "labels": labels, "min_agreement": min_agreement,
+            "rel_tol": rel_tol, "data": "given" if check_data is not None else "random",
+            "passed": not failures, "failures": failures}
+
+
+def format_parity(parity: dict) -> str:
+    s = parity["static_graph"]
+    lines = [f"static graph  N={s['points']}: max abs {s['max_abs']:.2e}, "
+             f"max rel {s['max_rel']:.2e} (tolerance {parity['rel_tol']:.0e}, "
+             f"{s['graphs']} graphs given)"]
+    for row in parity["labels"]:
+        lines.append(f"labels        N={row['points']}: {100 * row['agreement']:.2f}% of "
+                     f"{row['labels']} agree (max |Δlogit| {row['max_abs']:.2e})")
+    lines.append("parity        " + ("passed" if parity["passed"]
+                                     else "FAILED: " + "; ".join(parity["failures"])))
+    return "\n".join(lines)
+
+
+def _output_axes(out: torch.Tensor) -> dict:
+    return {0: "batch", 2: "points"} if out.dim() == 3 else {0: "batch"}

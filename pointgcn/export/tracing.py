@@ -1,0 +1,124 @@
+"""Module → ONNX file with dynamic axes, in export mode, with exporter failures as `ExportError`.
+
+Exporter choice, by measurement (benchmarks/bench_runtime.py --exporters; 2-core shared CPU,
+torch 2.13, onnxruntime 1.32):
+- robustness: both the TorchScript-based exporter ("legacy", opset 17) and the torch.export
+  one ("dynamo", opset 18, needs onnxscript) export all 70 tiny block × conv × GEN-aggregator
+  models the configs can produce, with identical onnxruntime outputs at three point counts;
+- export time: legacy is far faster — tiny model 0.3 s vs 4 s, ResGCN-7 0.6 s vs 9.3 s,
+  ResGCN-28 3.5 s vs 37 s — and every export exports twice (the static-graph parity copy),
+  while `bench` and `--budget-ms` export on the fly;
+- onnxruntime speed: the dynamo graph is smaller (ResGCN-28: 969 vs 3740 nodes, mostly shape
+  arithmetic) but not faster beyond noise (ResGCN-28, N=4096: 12.1 vs 12.6 s in one run,
+  11.4 vs 10.9 s in another; ResGCN-7, N=1024: 158 vs 162 ms): the time is in TopK either way;
+- errors: legacy names the unsupported aten op in one sentence; dynamo buries it in a
+  multi-page report (both are parsed here).
+So "legacy" is the default and "dynamo" stays available (`exporter="dynamo"`).
+
+Graph modules: every `DilatedKnn` in the model builds one dynamic kNN graph; models that build
+graphs elsewhere (e.g. future searched cells) export the same way as long as their kNN goes
+through `pointgcn.graph.knn` (which `export_mode()` routes to the loop-free path).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ExportError
+from ..graph import DilatedKnn, export_mode
+
+EXPORTERS = ("legacy", "dynamo")
+MIN_OPSET = 17
+
+
+def knn_modules(model: nn.Module) -> list[DilatedKnn]:
+    return [m for m in model.modules() if isinstance(m, DilatedKnn)]
+
+
+def min_points(model: nn.Module) -> int:
+    """The smallest cloud every graph of the model can be built on: max k·dilation."""
+    return max([m.k * m.dilation for m in knn_modules(model)], default=1)
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Silence writes to fds 1 and 2 from C++ and the exporters: torch 2.13's legacy exporter
+    dumps the whole TorchScript graph to stdout when an op fails (even with logging off), and
+    the dynamo exporter prints progress lines. Our one-line `ExportError` replaces both."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+    saved = []
+    try:
+        with tempfile.TemporaryFile() as sink:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(sink.fileno(), fd)
+                except OSError:  # no such fd (embedded interpreters): leave it alone
+                    pass
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+_OP_PATTERNS = [
+    r"OpOverload\(op='([\w.]+)'",                    # dynamo: No ONNX function found for …
+    r"target=torch\.ops\.([\w.]+)",                  # dynamo: Error when translating node
+    r"operator '([\w:.]+)'",                        # legacy: Exporting the operator 'aten::x'
+    r"Python operator (\w+)",                       # autograd.Function without a symbolic
+    r"(?:decomposition|translation|function) for (?:the )?(?:operator )?['`\"]?"
+    r"((?:aten|prim|torch)[\w:.]+)",                # dynamo exporter
+    r"((?:aten|prim)::\w+)",
+    r"(aten\.\w+(?:\.\w+)?)",
+]
+
+
+def unsupported_op(exc: BaseException) -> str | None:
+    """The op an exporter exception complains about, if it names one."""
+    text = f"{exc}\n{exc.__cause__ or ''}"
+    for pattern in _OP_PATTERNS:
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def trace_to_onnx(module: nn.Module, args: tuple, path: str | Path, *, input_names: list[str],
+                  output_names: list[str], dynamic_axes: dict, opset: int = MIN_OPSET,
+                  exporter: str = "legacy") -> None:
+    """Export `module(*args)` in export mode; any exporter failure → one-line `ExportError`."""
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old: pointgcn exports need opset ≥ {MIN_OPSET}")
+    what = type(module).__name__
+    try:
+        with export_mode(), torch.no_grad(), warnings.catch_warnings(), quiet_native_output():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(path), input_names=input_names,
+                              output_names=output_names, dynamic_axes=dynamic_axes,
+                              opset_version=opset, dynamo=exporter == "dynamo",
+                              do_constant_folding=True)
+    except ExportError:
+        raise
+    except Exception as e:  # the exporters raise many types (UnsupportedOperatorError, …)
+        op = unsupported_op(e)
+        if op:
+            raise ExportError(f"cannot export {what} to ONNX (opset {opset}): operator "
+                              f"'{op}' is not supported by the {exporter} exporter") from e
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ExportError(f"cannot export {what} to ONNX (opset {opset}): "
+                          f"{type(e).__name__}: {first}") from e
