@@ -66,5 +66,13 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Iterable[str]
     return apply_overrides(cfg, overrides)
 
 
+def cache_dir() -> Path:
+    """Where sampled shapes, exported models and latency tables are cached."""
+    import os
+
+    env = os.environ.get("POINTGCN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "pointgcn"
+
+
 def dump_config(cfg: Mapping, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))

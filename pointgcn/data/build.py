@@ -18,13 +18,13 @@ data:
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from ..config import cache_dir
 from ..errors import ConfigError
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
@@ -61,10 +61,6 @@ def resolve_data(cfg: dict) -> dict:
     if not 0 < d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction must be between 0 and 1")
     return d
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("POINTGCN_CACHE", Path.home() / ".cache" / "pointgcn"))
 
 
 def _split_off(n: int, groups: list, fraction: float, seed: int) -> tuple[list, list]:

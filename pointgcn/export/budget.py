@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..config import cache_dir
 from ..errors import FormatError, InputError
 from ..io.atomic import atomic_path
+from ..models.weights import sha256
 from .timing import device_fingerprint
 
 RUNTIMES = ("onnx", "torch")
@@ -66,19 +67,6 @@ def load_candidates(manifest: str | Path) -> list[Candidate]:
     except (ValueError, KeyError, TypeError) as e:
         raise FormatError(f"{manifest}: not a weights manifest with a 'models' list ({e})") from e
     return [Candidate.from_entry(m, manifest.parent) for m in models]
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("POINTGCN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "pointgcn"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class LatencyCache:
@@ -137,7 +125,7 @@ def candidate_predictor(candidate: Candidate, runtime: str = "onnx", points: int
         from ..engine.predictor import TorchPredictor
         return TorchPredictor(model, threads=threads)
     from .onnx_export import export_onnx
-    onnx_file = cache_dir() / "onnx" / f"{file_sha256(candidate.path)[:24]}.onnx"
+    onnx_file = cache_dir() / "onnx" / f"{sha256(candidate.path)[:24]}.onnx"
     if not onnx_file.is_file():
         export_onnx(model, onnx_file, points=points, parity=False,
                     run_config=ckpt.get("config"),
@@ -242,7 +230,7 @@ def _p95(cand: Candidate, runtime: str, points: int, batch: int, threads: int | 
          runs: int, measure: Measure | None, cache) -> tuple[float, bool]:
     if not cand.path.is_file():
         raise InputError(f"candidate {cand.name}: file not found: {cand.path}")
-    sha = file_sha256(cand.path)
+    sha = sha256(cand.path)
     if cand.sha256 and cand.sha256 != sha:
         raise InputError(f"candidate {cand.name}: sha256 mismatch for {cand.path} "
                          f"(expected {cand.sha256[:12]}…, got {sha[:12]}…)")
