@@ -78,3 +78,13 @@ def test_config_errors():
         build_model({**TINY, "block": "rev", "rev_groups": 3})
     with pytest.raises(ConfigError, match="expects input"):
         build_model(TINY)(torch.randn(1, 3, 40))
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer", "none"])
+@pytest.mark.parametrize("act", ["relu", "leakyrelu", "prelu", "gelu", "none"])
+def test_every_norm_and_activation(norm, act):
+    model = build_model({**TINY, "norm": norm, "act": act})
+    x = torch.randn(2, 6, 40)
+    model.train()(x).sum().backward()
+    out = model.eval()(x)
+    assert out.shape == (2, 5, 40) and torch.isfinite(out).all()
