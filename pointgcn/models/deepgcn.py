@@ -16,9 +16,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..graph import DilatedKnn
-from ..nn import Conv1x1, RevStack, make_block, make_conv
+from ..nn import RevStack, make_block, make_conv
+from .heads import TASKS, FusionHead
 
-TASKS = ("segmentation", "part_segmentation", "classification")
 
 DEFAULTS = dict(
     name="deepgcn", task="segmentation", in_channels=9, n_classes=13, n_blocks=28, channels=64,
@@ -56,9 +56,9 @@ def resolve(cfg: dict) -> dict:
     return c
 
 
-class DeepGCN(nn.Module):
+class DeepGCN(FusionHead):
     def __init__(self, cfg: dict):
-        super().__init__()
+        nn.Module.__init__(self)
         c = self.cfg = resolve(cfg)
         post = dict(norm=c["norm"], act=c["act"], bias=c["bias"], act_first=c["act_first"])
         opts = {key: c[key] for key in CONV_OPTIONS}
@@ -76,15 +76,8 @@ class DeepGCN(nn.Module):
             widths.append(block.out_channels)
         self.backbone = RevStack(blocks) if c["block"] == "rev" else nn.ModuleList(blocks)
         fused = sum(widths) if c["fusion_input"] == "all" else widths[-1]
-        self.fusion = Conv1x1(fused, c["fusion_channels"], **post)
-        self.classify = c["task"] == "classification"
-        if self.classify:
-            pooled = c["fusion_channels"] * len(c["pooling"])
-            self.prediction = _mlp([pooled, *c["prediction"]], c["n_classes"], post, c["dropout"],
-                                   dropout_every=True)
-        else:
-            self.prediction = _mlp([fused + c["fusion_channels"], *c["prediction"]],
-                                   c["n_classes"], post, c["dropout"], dropout_every=False)
+        self._build_head(c["task"], fused, c["n_classes"], c["fusion_channels"],
+                         c["prediction"], c["dropout"], c["pooling"], post)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Head and backbone outputs that feed the fusion."""
@@ -103,35 +96,5 @@ class DeepGCN(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.cfg["in_channels"]:
             raise ConfigError(f"model expects input (B, {self.cfg['in_channels']}, N), "
                               f"got {tuple(x.shape)}")
-        feats = torch.cat(self.features(x), dim=1)
-        fusion = self.fusion(feats, None)
-        if self.classify:
-            pools = {"max": lambda f: f.amax(-1, keepdim=True),
-                     "mean": lambda f: f.mean(-1, keepdim=True)}
-            pooled = torch.cat([pools[p](fusion) for p in self.cfg["pooling"]], dim=1)
-            return self._run_mlp(pooled).squeeze(-1)
-        glob = fusion.amax(-1, keepdim=True).expand(-1, -1, x.shape[2])
-        return self._run_mlp(torch.cat([glob, feats], dim=1))
+        return self.predict(torch.cat(self.features(x), dim=1))
 
-    def _run_mlp(self, h: torch.Tensor) -> torch.Tensor:
-        for layer in self.prediction:
-            h = layer(h, None) if isinstance(layer, Conv1x1) else layer(h)
-        return h
-
-
-def _mlp(widths: list[int], n_out: int, post: dict, dropout: float,
-         dropout_every: bool) -> nn.Sequential:
-    """1×1 layers widths[0]→…→widths[-1], dropout (after each or only the last), → n_out.
-
-    With `dropout_every=False` the layer indices match the official DeepGCN segmentation head
-    (0, 1 = convs, 2 = dropout, 3 = classifier), which keeps the checkpoint converter trivial.
-    """
-    layers: list[nn.Module] = []
-    for cin, cout in zip(widths[:-1], widths[1:]):
-        layers.append(Conv1x1(cin, cout, **post))
-        if dropout_every:
-            layers.append(nn.Dropout(dropout))
-    if not dropout_every:
-        layers.append(nn.Dropout(dropout))
-    layers.append(Conv1x1(widths[-1], n_out, norm="none", act="none", bias=True))
-    return nn.Sequential(*layers)

@@ -1,0 +1,106 @@
+"""Architecture search: SGAS (greedy decisions) or LC-NAS (latency-constrained).
+
+  pointgcn search configs/nas_sgas_synth_tiny.yaml --method sgas --criterion 2 --out runs/sgas
+      → DIR/genotype.yaml (train it: model {name: nas, genotype: DIR/genotype.yaml}),
+        DIR/search_log.jsonl (per epoch: α, probabilities, scores, decision), DIR/search.json
+  pointgcn search CONFIG --method lcnas --latreg latreg.pt --target-ms 20 --out runs/lc
+      → also trains the genotype, measures its latency and writes the table row
+        (DIR/table.{json,md}), DIR/model.pt + DIR/model_card.json, DIR/candidates.json
+  pointgcn search CONFIG --method lcnas --latreg latreg.pt --lambda 0.1 …   (no target: the
+        non-targeted loss λ·LatReg(E(α)))
+  pointgcn search CONFIG --method lcnas --latreg latreg.pt --targets 15,20,25 --out runs/sweep
+      → one search per target in DIR/target_<T>ms/, the table, candidates and DIR/pareto.png
+  torchrun --nproc_per_node=2 -m apps.cli search CONFIG …     (data-parallel search)
+
+Weights are trained on the training split and α on the validation split held out from it;
+the test split is only used to report the accuracy of the final trained LC-NAS models.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
+
+
+def add_arguments(p):
+    p.add_argument("config", help="YAML config (data, model = supernet, search, final)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. search.epochs=3")
+    p.add_argument("--method", choices=("sgas", "lcnas"), help="default: the config's")
+    p.add_argument("--criterion", type=int, choices=(1, 2), help="SGAS criterion")
+    p.add_argument("--out", type=Path, help="output folder (default runs/search-<name>-<time>)")
+    p.add_argument("--latreg", type=Path, help="LC-NAS: latency regressor (pointgcn latency fit)")
+    p.add_argument("--target-ms", type=float, help="LC-NAS: latency target T in ms")
+    p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
+    p.add_argument("--targets", help="LC-NAS sweep: comma-separated targets in ms")
+    p.add_argument("--seed", type=int, help="overrides the config's seed")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    import torch
+
+    from pointgcn.config import load_config
+    from pointgcn.engine.distributed import init_distributed, shutdown
+    from pointgcn.errors import InputError
+    from pointgcn.nas.pipeline import format_table, parse_targets, run_search, write_outputs
+    from pointgcn.nas.search_loop import resolve_search
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.overrides)
+    search = cfg.setdefault("search", {})
+    for key, value in (("method", args.method), ("criterion", args.criterion),
+                       ("target_ms", args.target_ms), ("lambda", args.lam)):
+        if value is not None:
+            search[key] = value
+    if args.latreg is not None:
+        search["latreg"] = str(args.latreg)
+    if args.seed is not None:
+        cfg["seed"] = args.seed
+    targets = parse_targets(args.targets) if args.targets else None
+    if targets and args.target_ms is not None:
+        raise InputError("give either --target-ms or --targets, not both")
+    if targets:
+        search["target_ms"] = targets[0]
+    s = resolve_search(search)  # every bad setting fails here, before any data is read
+    if targets and s["method"] != "lcnas":
+        raise InputError("--targets is an LC-NAS sweep; add --method lcnas")
+    if s["method"] == "sgas" and any(v is not None for v in (args.latreg, args.target_ms,
+                                                              args.lam)):
+        raise InputError("--latreg, --target-ms and --lambda are LC-NAS options; add "
+                         "--method lcnas")
+    if s["method"] == "lcnas" and not Path(s["latreg"]).is_file():
+        raise InputError(f"latency regressor not found: {s['latreg']}")
+    name = cfg.get("name") or Path(args.config).stem
+    out = args.out or Path("runs") / f"search-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "search.json").exists() or (out / "table.json").exists():
+        raise InputError(f"{out} already holds a search; choose another --out")
+    progress = not args.no_progress
+    d = init_distributed()
+    if s["method"] == "sgas":
+        summary = run_search(cfg, out, d, progress)
+        if d.main:
+            print(f"genotype: {summary['genotype_text']}\nwritten: {out / 'genotype.yaml'}\n"
+                  f"validation {summary['key_metric']} {summary['val'].get(summary['key_metric'], 0):.4f}"
+                  f" (supernet, held-out part of the training split)")
+        shutdown(d)
+        return 0
+    rows = []
+    for target in targets or [s["target_ms"]]:
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg["search"]["target_ms"] = target
+        sub = out / f"target_{target:g}ms" if targets else out
+        result = run_search(run_cfg, sub, d, progress)
+        if d.main:
+            rows.append(result["row"])
+    if d.main:
+        paths = write_outputs(out, rows)
+        print(format_table(rows), end="")
+        print("test accuracy: trained model on the test split; val accuracy: supernet on the "
+              "held-out validation split during search")
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+    shutdown(d)
+    return 0

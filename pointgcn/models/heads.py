@@ -1,0 +1,79 @@
+"""The DeepGCN fusion + prediction head as a module any backbone can put on its features.
+
+`DeepGCN` is a `FusionHead` with a graph backbone in front (so its parameters keep the official
+`fusion` / `prediction` names); other backbones (the NAS cells) hold one. The head:
+
+seg  prediction MLP on [max-pooled fusion broadcast to every point, features]
+cls  prediction MLP on [max-pool, mean-pool] of the fusion (dropout after every layer)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..nn import Conv1x1
+
+TASKS = ("segmentation", "part_segmentation", "classification")
+POOLS = {"max": lambda f: f.amax(-1, keepdim=True), "mean": lambda f: f.mean(-1, keepdim=True)}
+
+
+class FusionHead(nn.Module):
+    def __init__(self, task: str, feature_channels: int, n_classes: int,
+                 fusion_channels: int = 1024, prediction=(512, 256), dropout: float = 0.5,
+                 pooling=None, post: dict | None = None):
+        super().__init__()
+        self._build_head(task, feature_channels, n_classes, fusion_channels, prediction,
+                         dropout, pooling, post)
+
+    def _build_head(self, task, feature_channels, n_classes, fusion_channels, prediction,
+                    dropout, pooling, post):
+        if task not in TASKS:
+            raise ConfigError(f"model.task must be one of {TASKS}, got {task!r}")
+        post = post or dict(norm="batch", act="relu", bias=True, act_first=False)
+        self.classify = task == "classification"
+        self.pooling = list(pooling or (["max", "mean"] if self.classify else ["max"]))
+        if not set(self.pooling) <= set(POOLS):
+            raise ConfigError(f"model.pooling entries must be max/mean, got {self.pooling}")
+        self.fusion = Conv1x1(feature_channels, fusion_channels, **post)
+        if self.classify:
+            self.prediction = _mlp([fusion_channels * len(self.pooling), *prediction], n_classes,
+                                   post, dropout, dropout_every=True)
+        else:
+            self.prediction = _mlp([feature_channels + fusion_channels, *prediction], n_classes,
+                                   post, dropout, dropout_every=False)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.predict(feats)
+
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        """Concatenated backbone features `(B, F, N)` → logits `(B, n_classes[, N])`."""
+        fusion = self.fusion(feats, None)
+        if self.classify:
+            pooled = torch.cat([POOLS[p](fusion) for p in self.pooling], dim=1)
+            return self._run_mlp(pooled).squeeze(-1)
+        glob = fusion.amax(-1, keepdim=True).expand(-1, -1, feats.shape[2])
+        return self._run_mlp(torch.cat([glob, feats], dim=1))
+
+    def _run_mlp(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.prediction:
+            h = layer(h, None) if isinstance(layer, Conv1x1) else layer(h)
+        return h
+
+
+def _mlp(widths: list[int], n_out: int, post: dict, dropout: float,
+         dropout_every: bool) -> nn.Sequential:
+    """1×1 layers widths[0]→…→widths[-1], dropout (after each or only the last), → n_out.
+
+    With `dropout_every=False` the layer indices match the official DeepGCN segmentation head
+    (0, 1 = convs, 2 = dropout, 3 = classifier), which keeps the checkpoint converter trivial.
+    """
+    layers: list[nn.Module] = []
+    for cin, cout in zip(widths[:-1], widths[1:]):
+        layers.append(Conv1x1(cin, cout, **post))
+        if dropout_every:
+            layers.append(nn.Dropout(dropout))
+    if not dropout_every:
+        layers.append(nn.Dropout(dropout))
+    layers.append(Conv1x1(widths[-1], n_out, norm="none", act="none", bias=True))
+    return nn.Sequential(*layers)

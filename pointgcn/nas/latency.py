@@ -1,0 +1,344 @@
+"""Latency data: sample cell architectures, measure real inference latency, grow a jsonl file.
+
+Sampling: each of the 9 supernet edges gets one of the 10 ops uniformly (the space LC-NAS's
+regressor reads, E(α) = the flattened 9×10 one-hot). A `none` edge is absent from the measured
+network (it costs nothing, which is what the encoding says); a node whose edges are all `none`
+outputs zeros, and an input state no kept edge reads is not preprocessed. Genotypes (two kept
+edges per node) are points of this space, so the regressor prices them directly.
+
+Timing is made robust for shared, noisy CPUs: a fixed intra-op thread count (1 by default)
+timed by process CPU time (see `measure_group`), eval mode without autograd, warm-up runs,
+and *interleaved* rounds — a group of architectures is built and, round after round, each
+runs once in a shuffled order — so a burst of load from another process hits every
+architecture of the group alike instead of biasing one. The row
+stores the median (and min/quartiles) over the rounds. Every group also times one fixed
+reference architecture (`REFERENCE_OPS`); its median is stored with each row, so the regressor
+can divide out slow drifts of the machine between groups (measured here: the spread of
+repeated medians of the same models drops from ≈ 2 % to ≈ 1 % after that normalisation).
+
+Row (one JSON object per line, appended with one O_APPEND write so parallel collectors and an
+interrupted run never leave a half row; a reader skips a final line without its newline):
+
+    {"encoding": [90 × 0/1], "ops": [9 op names], "config": {points, width, cells, k,
+     in_channels, n_classes, task, batch, stem_multiplier, fusion_channels, prediction},
+     "device": {cpu, machine, cores, torch, …, id}, "runtime": "torch" | "onnxruntime",
+     "threads": 1, "sampling": "uniform" | "stratified" | "given", "latency_ms": median,
+     "stats": {"min", "p25", "p75", "wall_median", "clock": "cpu" | "wall", "rounds",
+     "warmup"}, "reference_ms": median of the group's reference, "timestamp": "2024-…+00:00"}
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, FormatError, InputError
+from .genotype import N_EDGES, Genotype, encode_ops
+from .ops import PRIMITIVES
+
+RUNTIMES = ("torch", "onnxruntime")
+# The measured network: cells of `width` channels on `points` points, and the head around them
+# (as configs/nas_sgas_modelnet40.yaml). Every key is stored with each row.
+CONFIG_DEFAULTS = dict(points=1024, width=32, cells=2, k=9, in_channels=3, n_classes=40,
+                       task="classification", batch=1, stem_multiplier=3, fusion_channels=1024,
+                       prediction=[512, 256])
+# A mid-cost cell timed in every group as the yardstick for machine drift.
+REFERENCE_OPS = ["edge_conv", "conv_1x1", "mr_conv", "skip_connect", "none", "gat", "gin",
+                 "none", "conv_1x1"]
+
+
+def resolve_config(cfg: dict | None = None) -> dict:
+    c = {**CONFIG_DEFAULTS, **(cfg or {})}
+    unknown = set(c) - set(CONFIG_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown latency config keys: {sorted(unknown)}")
+    for key in ("points", "width", "cells", "k", "in_channels", "n_classes", "batch",
+                "stem_multiplier", "fusion_channels"):
+        if not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1:
+            raise ConfigError(f"latency config {key} must be a positive integer, got {c[key]!r}")
+    c["prediction"] = list(c["prediction"])
+    if not all(isinstance(v, int) and v >= 1 for v in c["prediction"]):
+        raise ConfigError(f"latency config prediction must be positive widths, "
+                          f"got {c['prediction']!r}")
+    if c["k"] * c["cells"] > c["points"]:
+        raise ConfigError(f"{c['cells']} cells with k={c['k']} need k·dilation ≤ points; "
+                          f"{c['points']} points are too few")
+    return c
+
+
+SAMPLINGS = ("uniform", "stratified", "sparse")
+GRAPH_FREE = ("none", "skip_connect", "conv_1x1")
+
+
+def sample_edge_ops(rng: np.random.Generator, sampling: str = "uniform") -> list[str]:
+    """One op per edge. `uniform`: each of the 10 ops with probability 1/10 (the space as
+    LC-NAS samples it). `stratified`: the number of edges carrying a graph op is uniform in
+    0…9, then ops are uniform within {graph ops} / {none, skip, 1×1} — uniform sampling almost
+    never yields a cell without graph ops (0.3⁹ ≈ 2·10⁻⁵), yet those skip the kNN and are the
+    fast cells a tight latency target needs, so a regressor needs examples of them.
+    `sparse`: 0, 1 or 2 graph ops. The first graph op of a cell adds the cell's kNN (here ≈ 3×
+    the whole cost of a graph-free cell), and an MLP only learns that step for an (edge, op)
+    input it has seen as the lone graph op: 7 ops × 9 edges = 63 such inputs to cover."""
+    if sampling == "uniform":
+        return [PRIMITIVES[i] for i in rng.integers(0, len(PRIMITIVES), N_EDGES)]
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    graph_ops = [p for p in PRIMITIVES if p not in GRAPH_FREE]
+    n_graph = int(rng.integers(0, (N_EDGES if sampling == "stratified" else 2) + 1))
+    on_graph = set(rng.choice(N_EDGES, n_graph, replace=False).tolist())
+    return [str(rng.choice(graph_ops)) if e in on_graph else str(rng.choice(GRAPH_FREE))
+            for e in range(N_EDGES)]
+
+
+def build_network(ops_or_genotype, config: dict) -> torch.nn.Module:
+    """The eval-mode stand-alone network of an edge assignment (or genotype) at `config`."""
+    from .network import NASNetwork
+
+    c = resolve_config(config)
+    g = ops_or_genotype if isinstance(ops_or_genotype, Genotype) else \
+        Genotype.from_edge_ops(list(ops_or_genotype))
+    model = NASNetwork({"genotype": g.to_dict(), "cells": c["cells"], "channels": c["width"],
+                        "k": c["k"], "in_channels": c["in_channels"],
+                        "n_classes": c["n_classes"], "task": c["task"],
+                        "stem_multiplier": c["stem_multiplier"],
+                        "fusion_channels": c["fusion_channels"], "prediction": c["prediction"],
+                        "dropout": 0.0})
+    return model.eval()
+
+
+def device_fingerprint(runtime: str, threads: int) -> dict:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    fp = {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
+          "system": platform.system(), "torch": torch.__version__,
+          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    if runtime == "onnxruntime":
+        import onnxruntime
+        fp["onnxruntime"] = onnxruntime.__version__
+    fp["id"] = hashlib.sha1(json.dumps([fp, runtime, threads], sort_keys=True).encode()
+                            ).hexdigest()[:12]
+    return fp
+
+
+# ---- runners: a callable that runs one inference ----------------------------------------
+def _torch_runner(model: torch.nn.Module, x: torch.Tensor):
+    def run():
+        with torch.inference_mode():
+            model(x)
+    return run
+
+
+def _onnx_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, workdir: Path):
+    import onnxruntime as ort
+
+    path = workdir / f"m{id(model)}.onnx"
+    export_onnx_file(model, x, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    return lambda: sess.run(None, feed)
+
+
+def export_onnx_file(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """ONNX file of `model` traced at the shape of `x` (N and batch stay dynamic): the
+    project's exporter (`pointgcn.export.export_onnx`, no parity run: timing only needs the
+    graph) when present, else torch.onnx inside `export_mode()` (loop-free kNN)."""
+    try:
+        from ..export import export_onnx  # imported lazily: export sits above nas
+    except ImportError:
+        export_onnx = None
+    if export_onnx is not None:
+        export_onnx(model, path, points=x.shape[2], batch=x.shape[0], parity=False)
+        return path
+    from ..graph import export_mode
+
+    with export_mode(), torch.no_grad():
+        torch.onnx.export(model, (x,), str(path), input_names=["features"],
+                          output_names=["logits"], opset_version=17, dynamo=False,
+                          dynamic_axes={"features": {0: "batch", 2: "points"}})
+    return path
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with `n` intra-op threads (oversubscribed spin-waiting threads are slower on a
+    busy machine than one thread), then restore."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def measure_group(models: list[torch.nn.Module], config: dict, runtime: str = "torch",
+                  threads: int = 1, warmup: int = 3, rounds: int = 20,
+                  seed: int = 0) -> list[dict]:
+    """Interleaved timing of several models on the same input: per model {median, min, …} ms.
+
+    Clock: with one thread, the process CPU time of each run — on an idle core it equals the
+    wall time, and unlike the wall time it leaves out the slices the scheduler gives other
+    processes (measured here under load: spread of repeated medians ≈ 2 % vs 3–28 % for wall
+    time). With more threads CPU time would add up the threads, so the wall clock is used.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if rounds < 1 or warmup < 0 or threads < 1:
+        raise ConfigError("rounds and threads must be ≥ 1 and warmup ≥ 0")
+    c = resolve_config(config)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(c["batch"], c["in_channels"], c["points"], generator=gen) * 2 - 1
+    rng = np.random.default_rng(seed)
+    clock = "cpu" if threads == 1 else "wall"
+    with torch_threads(threads), tempfile.TemporaryDirectory() as tmp:
+        runners = [_torch_runner(m, x) if runtime == "torch" else
+                   _onnx_runner(m, x, threads, Path(tmp)) for m in models]
+        for run in runners:
+            for _ in range(warmup):
+                run()
+        cpu = np.zeros((rounds, len(runners)))
+        wall = np.zeros((rounds, len(runners)))
+        for r in range(rounds):
+            for i in rng.permutation(len(runners)):
+                w0, c0 = time.perf_counter_ns(), time.process_time_ns()
+                runners[i]()
+                cpu[r, i] = (time.process_time_ns() - c0) / 1e6
+                wall[r, i] = (time.perf_counter_ns() - w0) / 1e6
+    main = cpu if clock == "cpu" else wall
+    return [{"median": float(np.median(t)), "min": float(t.min()),
+             "p25": float(np.percentile(t, 25)), "p75": float(np.percentile(t, 75)),
+             "wall_median": float(np.median(w)), "clock": clock, "rounds": rounds,
+             "warmup": warmup} for t, w in zip(main.T, wall.T)]
+
+
+def measure(ops_or_genotype, config: dict, runtime: str = "torch", threads: int = 1,
+            warmup: int = 5, rounds: int = 30, seed: int = 0) -> dict:
+    """Latency stats (ms) of one architecture, interleaved with the reference architecture
+    (its median is returned as `reference_ms`)."""
+    torch.manual_seed(seed)
+    models = [build_network(ops_or_genotype, config), build_network(REFERENCE_OPS, config)]
+    stats, ref = measure_group(models, config, runtime, threads, warmup, rounds, seed)
+    return {**stats, "reference_ms": ref["median"]}
+
+
+def measure_model(model: torch.nn.Module, config: dict, runtime: str = "torch",
+                  threads: int = 1, warmup: int = 5, rounds: int = 30, seed: int = 0) -> dict:
+    """Latency stats (ms) of a built (e.g. trained) model, interleaved with the reference."""
+    torch.manual_seed(seed)
+    ref = build_network(REFERENCE_OPS, config)
+    stats, ref_stats = measure_group([model.eval(), ref], config, runtime, threads, warmup,
+                                     rounds, seed)
+    return {**stats, "reference_ms": ref_stats["median"]}
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append one JSON line with a single O_APPEND write (never a half line from us)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = "torch",
+            threads: int = 1, warmup: int = 3, rounds: int = 20, group: int = 8,
+            seed: int | None = None, progress: bool = True, archs: list | None = None,
+            sampling: str = "uniform") -> int:
+    """Measure `n` sampled architectures (or the given `archs`) and append rows."""
+    c = resolve_config(config)
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if n < 1 or group < 1:
+        raise ConfigError("n and group must be ≥ 1")
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+    rng = np.random.default_rng(seed)
+    archs_given = archs
+    archs = [list(a) for a in archs] if archs is not None else \
+        [sample_edge_ops(rng, sampling) for _ in range(n)]
+    device = device_fingerprint(runtime, threads)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(archs), desc=f"latency ({runtime})", unit="arch", dynamic_ncols=True)
+    written = 0
+    for start in range(0, len(archs), group):
+        chunk = archs[start:start + group]
+        torch.manual_seed(seed + start)
+        models = [build_network(ops, c) for ops in chunk + [REFERENCE_OPS]]
+        *stats, ref = measure_group(models, c, runtime, threads, warmup, rounds, seed + start)
+        for ops, st in zip(chunk, stats):
+            row = {"encoding": encode_ops(ops).astype(int).tolist(), "ops": ops, "config": c,
+                   "device": device, "runtime": runtime, "threads": threads,
+                   "sampling": sampling if archs_given is None else "given",
+                   "latency_ms": st["median"], "stats": st, "reference_ms": ref["median"],
+                   "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            append_row(out, row)
+            written += 1
+        if bar is not None:
+            bar.update(len(chunk))
+            bar.set_postfix(last_ms=f"{stats[-1]['median']:.2f}")
+    if bar is not None:
+        bar.close()
+    return written
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a latency file, checked; a final line without newline (interrupted) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"latency file not found: {path}")
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        lines.pop()  # no trailing newline: an append that did not finish
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+        _check_row(row, f"{path}:{i}")
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no latency rows")
+    return rows
+
+
+def _check_row(row, where: str) -> None:
+    if not isinstance(row, dict):
+        raise FormatError(f"{where}: a row must be a JSON object")
+    for key in ("encoding", "config", "latency_ms", "runtime"):
+        if key not in row:
+            raise FormatError(f"{where}: row has no {key!r}")
+    enc = row["encoding"]
+    if not isinstance(enc, list) or len(enc) != N_EDGES * len(PRIMITIVES):
+        raise FormatError(f"{where}: encoding must be a list of {N_EDGES * len(PRIMITIVES)} "
+                          "numbers")
+    lat = row["latency_ms"]
+    if not isinstance(lat, (int, float)) or not lat > 0:
+        raise FormatError(f"{where}: latency_ms must be a positive number, got {lat!r}")
+    if not isinstance(row["config"], dict):
+        raise FormatError(f"{where}: config must be an object")

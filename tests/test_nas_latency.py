@@ -1,0 +1,154 @@
+"""Latency collection (rows, growth, schema), LatReg on a known latency function, the CLIs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from apps.cli import main
+from pointgcn.errors import FormatError, InputError
+from pointgcn.nas.genotype import Genotype, decode, encode_ops
+from pointgcn.nas.latency import (GRAPH_FREE, collect, read_rows, sample_edge_ops)
+from pointgcn.nas.latreg import fit, load_latreg, save_latreg
+from pointgcn.nas.ops import PRIMITIVES
+
+from test_nas_sgas import one_thread  # noqa: F401
+
+TINY = dict(points=16, width=2, cells=1, k=2, n_classes=3)
+ARCHS = [["none"] * 9, ["gin"] * 3 + ["skip_connect"] * 6,
+         ["edge_conv", "gat", "conv_1x1", "none", "sage", "rel_sage", "mr_conv", "semi_gcn", "gin"]]
+COST = np.array([0.0, 0.2, 0.6, 3.0, 2.5, 3.5, 2.0, 2.2, 3.2, 3.3])
+
+
+def synthetic_rows(n, seed=0, sizes=None):
+    """Latency = 4 ms + Σ_edges cost(op)·w(edge) (+ 2.5 ms per extra cell when sizes vary)."""
+    rng = np.random.default_rng(seed)
+    w = np.linspace(0.8, 1.2, 9)
+    rows = []
+    for i in range(n):
+        sampling = "uniform" if i % 2 else "stratified"
+        ops = sample_edge_ops(rng, sampling)
+        enc = encode_ops(ops).reshape(9, 10)
+        cells = 1 if sizes is None else int(rng.choice(sizes))
+        lat = 4.0 + float((enc * COST * w[:, None]).sum()) + 2.5 * (cells - 1)
+        rows.append({"encoding": encode_ops(ops).astype(int).tolist(), "ops": ops,
+                     "config": {"points": 64, "width": 8, "cells": cells, "k": 4,
+                                "task": "classification"},
+                     "runtime": "torch", "latency_ms": lat, "device": {"id": "synthetic"},
+                     "sampling": sampling})
+    return rows
+
+
+def test_regressor_fits_a_known_additive_latency():
+    rows = synthetic_rows(400)
+    model, report = fit(rows, holdout=0.25, steps=1500, hidden=64)
+    assert report["holdout"]["mape"] < 2.0, report["holdout"]
+    assert report["baseline_holdout_mape"] > 10 * report["holdout"]["mape"]
+    g = Genotype([[("gat", 0), ("gin", 1)], [("skip_connect", 0), ("conv_1x1", 2)],
+                  [("sage", 1), ("mr_conv", 3)]])
+    enc = g.encoding().reshape(9, 10)
+    truth = 4.0 + float((enc * COST * np.linspace(0.8, 1.2, 9)[:, None]).sum())
+    with torch.no_grad():
+        assert abs(float(model(torch.as_tensor(g.encoding()))) - truth) / truth < 0.05
+
+
+def test_regressor_takes_varying_cells_as_input(tmp_path):
+    rows = synthetic_rows(400, seed=1, sizes=[1, 2, 3])
+    model, report = fit(rows, steps=1500, hidden=64)
+    # the cell count moves latency by ±2.5 ms of ≈ 20: ≈ 8 % MAPE if the input were ignored
+    assert model.extra_keys == ("cells",) and report["holdout"]["mape"] < 2.0
+    save_latreg(model, tmp_path / "r.pt")
+    again = load_latreg(tmp_path / "r.pt")
+    x = torch.as_tensor(np.array(rows[0]["encoding"], np.float32))
+    ex = again.extras_for({"cells": 2})
+    with torch.no_grad():
+        assert torch.allclose(again(x, ex), model(x, ex))
+    assert again.meta["config"]["points"] == 64 and again.meta["varying"] == {"cells": [1, 2, 3]}
+
+
+def test_collect_appends_rows_that_grow_across_calls(tmp_path):
+    out = tmp_path / "lat.jsonl"
+    assert collect(out, 3, TINY, archs=ARCHS, warmup=0, rounds=2, progress=False, seed=0) == 3
+    assert collect(out, 3, TINY, archs=ARCHS[:2], warmup=0, rounds=2, progress=False,
+                   seed=1, runtime="onnxruntime", group=1) == 2
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5 and all(line.startswith("{") for line in lines)
+    rows = read_rows(out)
+    for row, ops in zip(rows, ARCHS + ARCHS[:2]):
+        assert decode(row["encoding"]) == ops == row["ops"]
+        assert sum(row["encoding"]) == 9 and len(row["encoding"]) == 90
+        assert row["latency_ms"] > 0 and row["reference_ms"] > 0
+        assert row["config"]["points"] == 16 and row["config"]["width"] == 2
+        assert row["threads"] == 1 and row["stats"]["clock"] == "cpu"
+        assert {"cpu", "cores", "torch", "id"} <= set(row["device"])
+        assert row["timestamp"].endswith("+00:00")
+    assert [r["runtime"] for r in rows] == ["torch"] * 3 + ["onnxruntime"] * 2
+
+
+def test_sampling_schemes():
+    rng = np.random.default_rng(0)
+    uni = [sample_edge_ops(rng) for _ in range(2000)]
+    counts = np.bincount([PRIMITIVES.index(op) for ops in uni for op in ops], minlength=10)
+    assert counts.min() > 0.8 * 1800 and counts.max() < 1.2 * 1800  # 18000 edges / 10 ops
+    strat = [sample_edge_ops(rng, "stratified") for _ in range(2000)]
+    n_graph = np.bincount([sum(op not in GRAPH_FREE for op in ops) for ops in strat],
+                          minlength=10)
+    assert n_graph.min() > 120  # ≈ 200 cells for each of 0…9 graph ops
+    assert sum(all(op in GRAPH_FREE for op in ops) for ops in uni) < 5
+
+
+def test_read_rows_skips_an_unfinished_append_and_rejects_bad_lines(tmp_path):
+    good = json.dumps(synthetic_rows(1)[0])
+    path = tmp_path / "l.jsonl"
+    path.write_text(good + "\n" + good[:40])  # the last append never finished
+    assert len(read_rows(path)) == 1
+    path.write_text(good + "\n{oops\n" + good + "\n")
+    with pytest.raises(FormatError, match="l.jsonl:2"):
+        read_rows(path)
+    bad = dict(synthetic_rows(1)[0], latency_ms=-1)
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(FormatError, match="positive"):
+        read_rows(path)
+    with pytest.raises(InputError, match="not found"):
+        read_rows(tmp_path / "missing.jsonl")
+    mixed = synthetic_rows(4)
+    mixed[0]["runtime"] = "onnxruntime"
+    with pytest.raises(InputError, match="mix runtimes"):
+        fit(mixed)
+
+
+def test_fit_cli_writes_model_metrics_and_plot(tmp_path, capsys):
+    data = tmp_path / "lat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(200, seed=3)))
+    out = tmp_path / "latreg.pt"
+    assert main(["latency", "fit", str(data), "--out", str(out), "--png",
+                 str(tmp_path / "fit.png"), "--steps", "800", "--hidden", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "MAPE" in printed and "MAE" in printed
+    metrics = json.loads((tmp_path / "latreg.json").read_text())
+    assert metrics["n_rows"] == 200 and metrics["n_holdout"] == 40
+    assert metrics["holdout"]["mape"] < 5
+    assert len(metrics["holdout_points"]["measured_ms"]) == 40
+    assert set(metrics["holdout_by_sampling"]) == {"stratified", "uniform"}
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert load_latreg(out).meta["runtime"] == "torch"
+    g = tmp_path / "g.yaml"
+    from pointgcn.nas.genotype import save_genotype
+    save_genotype(Genotype([[("gat", 0), ("gin", 1)], [("skip_connect", 0), ("conv_1x1", 2)],
+                            [("sage", 1), ("mr_conv", 3)]]), g)
+    assert main(["latency", "predict", str(out), str(g)]) == 0
+    assert "predicted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["latency", "fit", "MISSING.jsonl", "--out", "x.pt"], "not found"),
+    (["latency", "collect", "--out", "OUT.jsonl", "--n", "0"], "≥ 1"),
+    (["latency", "collect", "--out", "OUT.jsonl", "--points", "8", "--k", "9"], "too few"),
+])
+def test_latency_cli_bad_input(tmp_path, capsys, argv, msg):
+    argv = [a.replace("MISSING", str(tmp_path / "missing")).replace("OUT", str(tmp_path / "o"))
+            for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "x.pt").exists()

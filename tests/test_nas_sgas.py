@@ -1,0 +1,174 @@
+"""SGAS: criteria against hand-computed values, the schedule, pruning and frozen α."""
+import numpy as np
+import pytest
+import torch
+from scipy.stats import entropy
+
+from pointgcn.data.build import DataBundle
+from pointgcn.errors import ConfigError
+from pointgcn.nas.search_loop import Searcher, resolve_search
+from pointgcn.nas.sgas import (DecisionState, edge_scores, is_decision_epoch, minmax,
+                               schedule_length)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: a second intra-op thread that spin-waits for
+    a busy core made a 1 s search take 30 s here. (Imported by the other NAS test modules.)"""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _probs(p_none, q):
+    """A row of mixing probabilities with P(none) and the non-none distribution q (9,)."""
+    q = np.asarray(q, float) / np.sum(q)
+    return np.concatenate([[p_none], (1 - p_none) * q])
+
+
+PEAK_A = [0.9] + [0.1 / 8] * 8          # mass on op 1 (skip_connect)
+PEAK_B = [0.1 / 8] * 8 + [0.9]          # mass on op 9 (rel_sage)
+FLAT = [1.0] * 9
+
+
+def _scenario():
+    """Edges 0, 1, 2 undecided (the rest decided). Edge 0: most important and certain, but its
+    distribution just moved from B to A; edge 1: a bit less important, stable on A; edge 2:
+    unimportant and flat."""
+    probs = np.tile(_probs(0.5, FLAT), (9, 1))
+    probs[0] = _probs(0.05, PEAK_A)
+    probs[1] = _probs(0.2, [0.8] + [0.2 / 8] * 8)
+    probs[2] = _probs(0.5, FLAT)
+    hist = np.tile(np.asarray(FLAT) / 9, (9, 1))
+    hist[0] = np.asarray(PEAK_B) / np.sum(PEAK_B)
+    hist[1] = probs[1, 1:] / probs[1, 1:].sum()
+    cand = np.array([True, True, True] + [False] * 6)
+    return probs, hist, cand
+
+
+def test_criteria_by_hand():
+    probs, hist, cand = _scenario()
+    s1 = edge_scores(probs, cand, 1)
+    s2 = edge_scores(probs, cand, 2, [hist, hist])
+    # importance = 1 − p_none; certainty = 1 − H(q)/log 9 (scipy's entropy, natural log)
+    imp = np.array([0.95, 0.8, 0.5])
+    cert = np.array([1 - entropy(probs[e, 1:]) / np.log(9) for e in range(3)])
+    np.testing.assert_allclose(s1["importance"][:3], imp)
+    np.testing.assert_allclose(s1["certainty"][:3], cert)
+    expected1 = (imp - 0.5) / 0.45 * (cert - cert.min()) / (cert.max() - cert.min())
+    np.testing.assert_allclose(s1["score"][:3], expected1)
+    assert np.isnan(s1["score"][3:]).all()
+    # stability: Σ min(q, h) — edge 0: 0.1/8 on op 1 + 0.1/8 on op 9 + 7·(0.1/8) = 0.1125
+    stab = np.array([9 * 0.1 / 8, 1.0, 1.0])
+    np.testing.assert_allclose(s2["stability"][:3], stab)
+    np.testing.assert_allclose(s2["score"][:3], expected1 * (stab - stab.min()) / (1 - stab.min()))
+    # criterion 1 fixes edge 0, criterion 2 edge 1 (edge 0 is not stable yet)
+    for criterion, hist_list, edge in ((1, [], 0), (2, [hist, hist], 1)):
+        state = DecisionState(criterion)
+        state.selected = [-1, -1, -1, 3, 3, 0, 0, 3, 3]
+        state.history = hist_list
+        decision = state.decide(probs, state.observe(probs), epoch=9)
+        assert (decision.edge, decision.op) == (edge, 1)  # op 1 = argmax of q, never none
+        assert state.selected[edge] == 1
+
+
+def test_never_chooses_none_and_minmax_of_equal_values():
+    probs = np.tile(_probs(0.5, FLAT), (9, 1))
+    probs[4] = np.array([0.91] + [0.01] * 9)
+    probs[4, 7] = 0.02  # p_none dominates; among the others gin leads
+    probs[4] /= probs[4].sum()
+    state = DecisionState(1)
+    state.selected = [3, 3, -1, -1, -1, 0, 0, 3, 3]
+    scores = state.observe(probs)
+    np.testing.assert_array_equal(minmax(np.array([2.0, 2.0])), [0.0, 0.0])
+    d = state.decide(probs, scores, 0)
+    assert d.op != 0
+
+
+def test_pruning_once_a_node_keeps_two_edges():
+    state = DecisionState(1)
+    probs = np.tile(_probs(0.1, PEAK_A), (9, 1))
+    # node 2 owns edges 5..8; fix two of them by hand-shaped scores
+    for edge in (6, 8):
+        scores = {"score": np.where(np.arange(9) == edge, 1.0, 0.0)}
+        d = state.decide(probs, scores, epoch=0)
+    assert d.pruned == [5, 7]
+    assert state.selected[5:] == [0, 1, 0, 1]
+    assert state.selected[:5] == [-1] * 5
+
+
+def test_schedule_of_the_paper_config():
+    assert schedule_length(9, 7, 5) == 50
+    assert [e for e in range(50) if is_decision_epoch(e, 9, 7)][:6] == [9, 16, 23, 30, 37, 44]
+    assert resolve_search({})["epochs"] == 50
+    with pytest.raises(ConfigError, match="criterion"):
+        resolve_search({"criterion": 3})
+    with pytest.raises(ConfigError, match="latency regressor"):
+        resolve_search({"method": "lcnas", "target_ms": 5})
+
+
+def tiny_bundle(n=24, n_classes=3, points=24, seed=0):
+    """In-memory classification data: class c = a cloud stretched along axis c."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        c = i % n_classes
+        x = rng.normal(size=(3, points)).astype(np.float32)
+        x[c] *= 3.0
+        items.append((torch.from_numpy(x), torch.tensor(c)))
+    return DataBundle(items[: n * 2 // 3], items[n * 2 // 3:], None,
+                      [f"c{i}" for i in range(n_classes)], 3, "classification")
+
+
+TINY_MODEL = dict(cells=1, channels=4, k=4, fusion_channels=8, prediction=[8], dropout=0.0)
+
+
+def test_searcher_freezes_decided_alpha_and_prunes(tmp_path):
+    cfg = {"seed": 0, "model": TINY_MODEL,
+           "search": {"warmup_epochs": 0, "decision_freq": 1, "post_epochs": 0,
+                      "batch_size": 4, "arch_lr": 0.05}}
+    s = Searcher(cfg, tmp_path, tiny_bundle(), progress=False)
+    # fix edges 5 and 6 (node 2) → 7 and 8 are pruned; frozen rows must not move
+    s.decisions.selected = [-1, -1, -1, -1, -1, 3, 4, -1, -1]
+    s.decisions.prune()
+    s._apply_decisions()
+    assert s.model.selected == [-1, -1, -1, -1, -1, 3, 4, 0, 0]
+    before = s.model.alpha_matrix().detach().clone()
+    feats, labels = next(iter(s._batches(s.data.val, np.arange(4), 4)))
+    s._arch_step(feats, labels)
+    after = s.model.alpha_matrix().detach()
+    assert torch.equal(after[5:], before[5:])
+    assert not torch.equal(after[:5], before[:5])
+    assert all(a.grad is None for a in s.model.alphas)
+
+
+def test_full_schedule_gives_a_genotype_with_two_edges_per_node(tmp_path):
+    cfg = {"seed": 1, "model": TINY_MODEL,
+           "search": {"warmup_epochs": 0, "decision_freq": 1, "post_epochs": 0,
+                      "batch_size": 8, "batch_increase": 2, "max_batches": 1}}
+    s = Searcher(cfg, tmp_path, tiny_bundle(), progress=False)
+    genotype, summary = s.run()
+    assert len(summary["decisions"]) == 6 and summary["epochs"] == 6
+    genotype.validate(two_per_node=True)
+    assert "forced_edges" not in genotype.meta
+    assert all(op != "none" for node in genotype.nodes for op, _ in node)
+    assert s.batch_size == 8 + 6 * 2
+    assert (tmp_path / "genotype.yaml").is_file()
+    rows = [line for line in (tmp_path / "search_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+
+
+def test_segmentation_search_runs(tmp_path):
+    """Per-point labels (label = sign of x): the same loop with the segmentation head."""
+    rng = np.random.default_rng(0)
+    items = []
+    for _ in range(12):
+        x = rng.normal(size=(3, 24)).astype(np.float32)
+        items.append((torch.from_numpy(x), torch.from_numpy((x[0] > 0).astype(np.int64))))
+    data = DataBundle(items[:8], items[8:], None, ["neg", "pos"], 3, "segmentation")
+    cfg = {"seed": 0, "model": TINY_MODEL,
+           "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 4}}
+    genotype, summary = Searcher(cfg, tmp_path, data, progress=False).run()
+    genotype.validate()
+    assert summary["key_metric"] == "miou" and 0 <= summary["val"]["miou"] <= 1
