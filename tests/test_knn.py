@@ -21,7 +21,8 @@ def brute_knn(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-@pytest.mark.parametrize("b,c,n,k", [(1, 3, 50, 1), (2, 3, 64, 8), (3, 7, 33, 33), (2, 16, 100, 10)])
+@pytest.mark.parametrize("b,c,n,k", [(1, 3, 50, 1), (2, 3, 64, 8), (3, 7, 33, 33), (2, 16, 100, 10),
+                                     (2, 8, 300, 70)])  # the last selects with argpartition
 def test_knn_matches_brute_force(b, c, n, k):
     x = torch.randn(b, c, n, dtype=torch.float64)
     expect = brute_knn(x, k)
@@ -34,7 +35,7 @@ def test_knn_ties_broken_by_index():
     # An integer lattice with duplicated points: many exact ties, all computed exactly.
     g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)
     x = torch.cat([g, g[:, :, :10]], dim=2)[:, :, torch.randperm(74)]
-    for k in (1, 2, 5, 7, 13):
+    for k in (1, 2, 5, 7, 13, 50):
         expect = brute_knn(x, k)
         assert torch.equal(knn(x, k), expect)
         assert torch.equal(knn(x, k, chunk_elements=74 * 5), expect)
@@ -44,7 +45,7 @@ def test_heavily_duplicated_points():
     """Resampled blocks repeat points many times: ties wider than the candidate window."""
     base = torch.randn(1, 3, 20)
     x = base.repeat(1, 1, 12)[:, :, torch.randperm(240)]
-    for k in (5, 16, 30):
+    for k in (5, 16, 30, 60):
         assert torch.equal(knn(x, k), brute_knn(x, k))
         assert torch.equal(knn(x, k, chunk_elements=240 * 7), brute_knn(x, k))
 
