@@ -15,7 +15,7 @@ HELP = "classify a cloud or mesh; prints ranked classes with probabilities"
 
 def add_arguments(p):
     p.add_argument("input", type=Path, help="cloud or mesh file")
-    from pointgcn.export.serve import add_source_arguments
+    from apps.source_args import add_source_arguments
     add_source_arguments(p)
     p.add_argument("--top", type=int, default=5, help="how many classes to list")
     p.add_argument("--votes", type=int, default=3, help="random subsets averaged")

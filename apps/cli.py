@@ -28,15 +28,8 @@ STAGES = {
 }
 
 
-def _available() -> dict:
-    mods = {}
-    for name, path in STAGES.items():
-        try:
-            mods[name] = importlib.import_module(path)
-        except ModuleNotFoundError as e:
-            if e.name != path:  # a real import error inside an existing stage
-                raise
-    return mods
+def _stages() -> dict:
+    return {name: importlib.import_module(path) for name, path in STAGES.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `pointgcn <stage> --help` for the options of one stage.")
     parser.add_argument("--version", action="version", version="pointgcn 0.1.0")
     sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
-    for name, mod in _available().items():
+    for name, mod in _stages().items():
         p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

@@ -17,7 +17,7 @@ HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and
 
 def add_arguments(p):
     p.add_argument("input", type=Path, help="cloud file")
-    from pointgcn.export.serve import add_source_arguments
+    from apps.source_args import add_source_arguments
     add_source_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output PLY")
     p.add_argument("--png", type=Path, help="also render a preview PNG")

@@ -6,7 +6,6 @@ block/point settings the model was trained with, so pre-processing matches train
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..engine.predictor import Predictor, TorchPredictor
@@ -83,24 +82,3 @@ def predictor_from_args(args, task: str, default_points: int) -> tuple[Predictor
     if source is None:
         raise InputError("give --weights, --onnx or --budget-ms")
     return load_predictor(str(source), args.threads)
-
-
-def add_source_arguments(parser) -> None:
-    """--weights / --onnx / --budget-ms, shared by segment and classify."""
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="checkpoint path or shipped model name")
-    src.add_argument("--onnx", type=Path, help="exported model (runs in onnxruntime)")
-    src.add_argument("--budget-ms", type=float, metavar="MS",
-                     help="pick the most accurate shipped/--candidates model whose p95 latency "
-                          "here fits MS milliseconds (measured once, cached)")
-    parser.add_argument("--candidates", nargs="+", type=Path, metavar="JSON",
-                        help="with --budget-ms: extra manifests / search candidates.json files")
-    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
-                        help="with --budget-ms: the runtime to measure and serve with")
-    parser.add_argument("--points", type=int, metavar="N",
-                        help="with --budget-ms: points per forward pass to budget for "
-                             "(default: 4096 for segment, 1024 for classify)")
-
-
-def manifest_entries(path: str | Path) -> list[dict]:
-    return json.loads(Path(path).read_text())["models"]
