@@ -33,10 +33,12 @@ def run(args) -> int:
     from pointgcn.engine.inference import Settings, classify_cloud
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from pointgcn.io import read_points
+    from pointgcn.io import check_writable, read_points
 
     if args.top < 1 or args.votes < 1:
         raise InputError("--top and --votes must be ≥ 1")
+    if args.png:
+        check_writable(args.png)
     cloud = read_points(args.input, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
                         seed=args.seed)
     predictor, cfg = predictor_from_args(args, "classification", 1024)

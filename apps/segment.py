@@ -5,7 +5,8 @@
 Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; meshes are sampled), splits it
 into the model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and
 class colours (plus `label` when the input has ground truth, with accuracy printed), and a
-class histogram. Clouds of any size run in bounded memory. Part-segmentation models (xyz input)
+class histogram. Blocks are built a batch at a time, so memory grows only with the cloud itself
+(the points, their votes and the output), not with the model. Part-segmentation models (xyz input)
 label one object: its points are normalised and covered by samples of the training size.
 """
 from __future__ import annotations
@@ -29,17 +30,24 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import dataclasses
+
     import numpy as np
 
     from pointgcn.engine.inference import Settings, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from pointgcn.io import ReadReport, read_points, write_ply
+    from pointgcn.io import ReadReport, check_writable, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
 
     if args.out.suffix.lower() != ".ply":
         raise InputError(f"--out must be a .ply file, got {args.out}")
+    check_writable(args.out)
+    if args.png:
+        check_writable(args.png)
+    if args.batch < 1:
+        raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     report = ReadReport("", 0, 0, 0)
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, report=report)
     if report.dropped:
@@ -56,8 +64,7 @@ def run(args) -> int:
         logits = segment_cloud(cloud, predictor, settings, batch=args.batch, seed=args.seed)
     pred = predict_labels(predictor.task, logits.T[None])[0]
     names = predictor.class_names
-    out = cloud.subset(np.arange(len(cloud)))
-    out.fields["pred"] = pred.astype(np.int32)
+    out = dataclasses.replace(cloud, fields={**cloud.fields, "pred": pred.astype(np.int32)})
     palette = "s3dis" if predictor.task == "segmentation" and len(names) == 13 else (
         "parts" if predictor.task == "part_segmentation" else "generic")
     out.colors = class_colors(pred, palette, len(names))

@@ -38,6 +38,9 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
+        if args.config or args.overrides or args.seed is not None:
+            raise InputError("--resume continues a run exactly as configured; it takes no "
+                             "CONFIG, overrides or --seed (start a new run to change them)")
         cfg_path = args.resume / "config.yaml"
         if not cfg_path.is_file():
             raise InputError(f"{args.resume}: not a run folder (no config.yaml)")

@@ -66,6 +66,19 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Iterable[str]
     return apply_overrides(cfg, overrides)
 
 
+def check_int(section: dict, key: str, name: str, minimum: int = 1) -> None:
+    """One-line ConfigError unless section[key] is an int ≥ minimum (None is left alone)."""
+    v = section.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
+        raise ConfigError(f"{name}.{key} must be an integer ≥ {minimum}, got {v!r}")
+
+
+def check_number(section: dict, key: str, name: str) -> None:
+    v = section.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        raise ConfigError(f"{name}.{key} must be a number ≥ 0, got {v!r}")
+
+
 def cache_dir() -> Path:
     """Where sampled shapes, exported models and latency tables are cached."""
     import os

@@ -53,3 +53,8 @@ def test_partnet_rule():
     assert s["part_miou"] == pytest.approx((3 / 4 + 1 / 2) / 2)
     # shape 1: parts 1 (1/2) and 2 (1/2) → 1/2; shape 2: part 1 → 1
     assert s["shape_miou"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_out_of_range_prediction_is_refused():
+    with pytest.raises(ValueError, match="outside"):
+        ConfusionMatrix(3).update([4, 0], [0, 0])

@@ -145,3 +145,18 @@ print(hwm() - base)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) < 300_000, out.stdout  # kB
+
+
+def test_knn_ignores_autocast():
+    x = torch.randn(2, 16, 200)
+    ref = DilatedKnn(16, 3)(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(DilatedKnn(16, 3)(x), ref)
+
+
+def test_cluster_backend_keeps_self_first_with_duplicates():
+    pytest.importorskip("torch_cluster")
+    from pointgcn.graph.knn import knn_cluster
+    x = torch.rand(1, 3, 30).repeat(1, 1, 20)
+    idx = knn_cluster(x, 16)
+    assert torch.equal(idx[0, :, 0], torch.arange(600))

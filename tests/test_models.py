@@ -78,6 +78,12 @@ def test_config_errors():
         build_model({**TINY, "block": "rev", "rev_groups": 3})
     with pytest.raises(ConfigError, match="expects input"):
         build_model(TINY)(torch.randn(1, 3, 40))
+    with pytest.raises(ConfigError, match="fuse only the last"):
+        build_model({**TINY, "block": "rev", "fusion_input": "all"})
+    with pytest.raises(ConfigError, match="model.k must be an integer"):
+        build_model({**TINY, "k": "abc"})
+    with pytest.raises(ConfigError, match="model.channels must be an integer ≥ 1"):
+        build_model({**TINY, "channels": 0})
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance", "layer", "none"])

@@ -116,6 +116,8 @@ def test_bad_checkpoints(tmp_path):
     model = build_model(dict(n_blocks=3, channels=8))
     good = tmp_path / "good.pt"
     save_checkpoint(good, model, {"model": dict(n_blocks=3, channels=8)})
+    with pytest.raises(FormatError, match="weights do not fit"):
+        load_checkpoint(good, channels=16)
     good.write_bytes(good.read_bytes()[:200])  # truncated
     with pytest.raises(FormatError):
         load_checkpoint(good)

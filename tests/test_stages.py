@@ -115,7 +115,7 @@ def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["nan", "empty", "unknown_ext", "missing", "wrong_task",
-                                  "bad_out", "truncated_ply"])
+                                  "bad_out", "truncated_ply", "unwritable_png"])
 def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     cloud = room_cloud(200)
     src, weight, out = tmp_path / "in.ply", weights / "seg.pt", tmp_path / "out.ply"
@@ -139,7 +139,12 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     elif case == "truncated_ply":
         write_ply(src, cloud)
         src.write_bytes(src.read_bytes()[:-100])
-    code = main(["segment", str(src), "--weights", str(weight), "--out", str(out)])
+    extra = []
+    if case == "unwritable_png":
+        write_ply(src, cloud)
+        (tmp_path / "afile").write_text("x")
+        extra = ["--png", str(tmp_path / "afile" / "p.png")]  # parent is a file
+    code = main(["segment", str(src), "--weights", str(weight), "--out", str(out), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: ")

@@ -69,6 +69,21 @@ def test_config_errors(synth_root, tmp_path):
         "error: model.n_classes is 3 but the data set gives 13"]
 
 
+def test_bad_train_settings(synth_root, tmp_path):
+    cfg = shapes_config(synth_root, best_metric="mIoU")
+    with pytest.raises(ConfigError, match="best_metric"):
+        _fit(cfg, tmp_path / "a")
+    cfg = shapes_config(synth_root, epochs="ten")
+    with pytest.raises(ConfigError, match="train.epochs must be an integer"):
+        _fit(cfg, tmp_path / "b")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("model: {}\n")
+    out = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--resume",
+                          str(tmp_path / "run"), "train.epochs=5"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "takes no CONFIG, overrides" in out.stderr
+
+
 def _train_cmd(cfg_path, out, *extra):
     return [sys.executable, "-m", "apps.cli", "train", str(cfg_path), "--out", str(out),
             "--no-progress", "--threads", "1", *extra]

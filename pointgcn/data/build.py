@@ -44,10 +44,6 @@ class DataBundle:
     task: str
     info: dict = field(default_factory=dict)
 
-    @property
-    def augment(self):
-        return None  # datasets augment themselves, seeded by (seed, epoch, index)
-
 
 def resolve_data(cfg: dict) -> dict:
     unknown = set(cfg) - set(DATA_DEFAULTS)
@@ -77,6 +73,25 @@ def _split_off(n: int, groups: list, fraction: float, seed: int) -> tuple[list, 
     return train, val
 
 
+class _EpochZero(Dataset):
+    """Validation items of a dataset shared with training, always drawn as in epoch 0 (so
+    "best" compares the same validation samples every epoch)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        epoch = self.dataset.epoch
+        self.dataset.set_epoch(0)
+        try:
+            return self.dataset[self.indices[i]]
+        finally:
+            self.dataset.set_epoch(epoch)
+
+
 def build_datasets(cfg: dict, splits=("train", "val"), progress: bool = False) -> DataBundle:
     d = resolve_data(cfg.get("data", {}))
     seed = int(cfg.get("seed", 0))
@@ -94,7 +109,7 @@ def _s3dis(d, seed, splits, progress):
     if splits & {"train", "val"}:
         full = S3DIS(d["root"], "train", **common)
         tr, va = _split_off(len(full), full.rooms, d["val_fraction"], seed)
-        train, val = Subset(full, tr), Subset(full, va)
+        train, val = Subset(full, tr), _EpochZero(full, va)
         train.set_epoch = full.set_epoch
     if "test" in splits:
         test = S3DIS(d["root"], "test", **common)

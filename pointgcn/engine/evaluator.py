@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.build import build_datasets, resolve_data
 from ..data.s3dis import iter_rooms, room_cloud
+from ..errors import InputError
 from .inference import Settings, segment_cloud
 from .metrics import ConfusionMatrix, PartNetIoU
 from .predictor import Predictor
@@ -36,6 +37,11 @@ def evaluate(cfg: dict, predictor: Predictor, *, batch: int = 8, full_resolution
     """Metrics on the test split; the result says which protocol each number follows."""
     data = build_datasets(cfg, ("test",), progress=progress)
     task = data.task
+    if predictor.n_classes != len(data.class_names) or predictor.task != task:
+        raise InputError(f"the model predicts {predictor.n_classes} classes for "
+                         f"{predictor.task}; the data set has {len(data.class_names)} for {task}")
+    if batch < 1:
+        raise InputError(f"batch must be ≥ 1, got {batch}")
     out: dict = {"task": task, "dataset": cfg["data"]["dataset"], "model": predictor.name}
     test = data.test
     n_batches = -(-len(test) // batch)

@@ -19,6 +19,11 @@ from ..io.cloud import PointCloud
 from .predictor import Predictor
 
 
+# Points per sample when a config does not say: the loaders' own defaults (PartNet's h5 shapes
+# hold 10 000 points and are used whole).
+DEFAULT_POINTS = {"segmentation": 4096, "classification": 1024, "part_segmentation": 10000}
+
+
 @dataclass
 class Settings:
     """The data settings a model was trained with (from its run config)."""
@@ -32,7 +37,7 @@ class Settings:
     def from_config(cls, cfg: dict) -> "Settings":
         d = {**DATA_DEFAULTS, **cfg.get("data", {})}
         task = cfg.get("model", {}).get("task", "segmentation")
-        n = d["n_points"] or (4096 if task == "segmentation" else 1024)
+        n = d["n_points"] or DEFAULT_POINTS[task]
         return cls(int(n), float(d["block"]), float(d["stride"]), d["position_norm"],
                    bool(d["normals"]))
 

@@ -24,6 +24,8 @@ class ConfusionMatrix:
         if self.ignore_index is not None:
             keep &= target != self.ignore_index
         pred, target = pred[keep], target[keep]
+        if len(pred) and (pred.min() < 0 or pred.max() >= self.n):
+            raise ValueError(f"predicted class {int(pred.max())} outside 0–{self.n - 1}")
         self.matrix += np.bincount(target * self.n + pred, minlength=self.n * self.n
                                    ).reshape(self.n, self.n)
         return self

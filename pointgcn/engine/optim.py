@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import check_int, check_number
 from ..errors import ConfigError
 
 TRAIN_DEFAULTS = dict(
     epochs=10, batch_size=8, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
     scheduler="cosine", step_size=20, gamma=0.5, min_lr=1e-5, label_smoothing=0.0,
     grad_clip=0.0, amp=False, num_workers=0, ckpt_every_steps=0, val_every=1,
-    ignore_index=None, best_metric=None, augment={}, eval_batch_size=None, log_every=10,
+    ignore_index=None, best_metric=None, eval_batch_size=None,
 )
 
 
@@ -19,8 +20,12 @@ def resolve_train(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown train keys: {', '.join(sorted(unknown))}")
     t = {**TRAIN_DEFAULTS, **cfg}
-    if t["epochs"] < 1 or t["batch_size"] < 1:
-        raise ConfigError("train.epochs and train.batch_size must be ≥ 1")
+    for key in ("epochs", "batch_size", "num_workers", "ckpt_every_steps", "val_every",
+                "step_size"):
+        check_int(t, key, "train", minimum=0 if key in ("num_workers", "ckpt_every_steps") else 1)
+    for key in ("lr", "weight_decay", "momentum", "gamma", "min_lr", "label_smoothing",
+                "grad_clip"):
+        check_number(t, key, "train")
     return t
 
 

@@ -7,8 +7,11 @@ import torch
 from .distributed import Dist, gather_objects, sum_array
 from .metrics import ConfusionMatrix, PartNetIoU
 
-# The metric that picks the best checkpoint, per task.
+# The metric that picks the best checkpoint, per task, and the ones allowed instead (all are
+# higher-is-better).
 KEY_METRIC = {"segmentation": "miou", "classification": "oa", "part_segmentation": "part_miou"}
+SELECTABLE = {"segmentation": ("miou", "oa", "macc"), "classification": ("oa", "macc", "miou"),
+              "part_segmentation": ("part_miou", "shape_miou")}
 
 
 def predict_labels(task: str, logits: np.ndarray) -> np.ndarray:

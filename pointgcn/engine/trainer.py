@@ -7,9 +7,10 @@ that value, so "best" is the best validated checkpoint.
 
 Exact resume: all randomness comes from torch's RNG (model: stochastic dilation, dropout) and
 from numpy generators seeded by (seed, epoch, sample) (data order, augmentation). A checkpoint
-stores model, optimiser, scheduler, the torch RNG state of every rank, the position in the
-epoch and the epoch's running metrics, so a run killed at any point and resumed from its last
-checkpoint replays to the same numbers as an uninterrupted run.
+stores model, optimiser, scheduler, the torch RNG state and the epoch's running metrics of
+every rank, and the position in the epoch, so a run killed at any point and resumed from its
+last checkpoint (with the same process count) replays to the same numbers as an
+uninterrupted run.
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import dump_config
 from ..errors import ConfigError, InputError
 from ..models import build_model
-from ..models.checkpoint import atomic_torch_save, read_checkpoint
+from ..models.checkpoint import read_checkpoint, save_checkpoint
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
 from .optim import make_loss, make_optimizer, make_scheduler, resolve_train
-from .task_metrics import KEY_METRIC, TaskMetrics
+from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
 
 
 def collate(items):
@@ -36,22 +37,17 @@ def collate(items):
 
 
 class _EpochView(torch.utils.data.Dataset):
-    """Samples in this rank's epoch order, augmented with per-sample seeded generators."""
+    """Samples in this rank's epoch order (datasets augment themselves, seeded by
+    (seed, epoch, index), via their `set_epoch`)."""
 
-    def __init__(self, dataset, order, seed, epoch, augment=None):
-        self.dataset, self.order, self.seed, self.epoch, self.augment = (
-            dataset, order, seed, epoch, augment)
+    def __init__(self, dataset, order):
+        self.dataset, self.order = dataset, order
 
     def __len__(self):
         return len(self.order)
 
     def __getitem__(self, i):
-        index = int(self.order[i])
-        feats, label = self.dataset[index]
-        if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            feats, label = self.augment(feats, label, rng)
-        return feats, label
+        return self.dataset[int(self.order[i])]
 
 
 class Trainer:
@@ -65,6 +61,9 @@ class Trainer:
         self.model = build_model(cfg)
         self.task = self.model.cfg["task"]
         self.key = self.t["best_metric"] or KEY_METRIC[self.task]
+        if self.key not in SELECTABLE[self.task]:
+            raise ConfigError(f"train.best_metric must be one of {SELECTABLE[self.task]} for "
+                              f"{self.task}, got {self.key!r}")
         self.net = DistributedDataParallel(self.model) if self.d.enabled else self.model
         self.opt = make_optimizer(self.model.parameters(), self.t)
         self.sched = make_scheduler(self.opt, self.t)
@@ -108,11 +107,10 @@ class Trainer:
             self.writer.close()
         return final
 
-    def _loader(self, dataset, order, epoch, augment, batch_size, skip_batches=0,
-                drop_last=False):
+    def _loader(self, dataset, order, epoch, batch_size, skip_batches=0, drop_last=False):
         """Batches of the epoch order; training drops an incomplete last batch (as the
         official code) so BatchNorm never sees a batch of one."""
-        view = _EpochView(dataset, order, self.seed, epoch, augment)
+        view = _EpochView(dataset, order)
         end = len(view) - len(view) % batch_size if drop_last else len(view)
         batches = [list(range(i, min(end, i + batch_size)))
                    for i in range(0, end, batch_size)][skip_batches:]
@@ -126,12 +124,12 @@ class Trainer:
         self.net.train()
         metrics = TaskMetrics(self.task, self.model.cfg["n_classes"], self.data.class_names,
                               self.t["ignore_index"])
-        if self.state["running"] is not None:
-            metrics.load_state(self.state["running"])
+        if self.state["running"] is not None:  # one entry per rank
+            metrics.load_state(self.state["running"][self.d.rank])
         order = epoch_order(len(self.data.train), self.seed, epoch, True, self.d)
         start = self.state["batch"]
-        loader = self._loader(self.data.train, order, epoch, self.data.augment,
-                              self.t["batch_size"], skip_batches=start, drop_last=True)
+        loader = self._loader(self.data.train, order, epoch, self.t["batch_size"],
+                              skip_batches=start, drop_last=True)
         total = len(order) // self.t["batch_size"]
         bar = _progress(loader, self.progress and self.d.main, total, start,
                         f"epoch {epoch + 1}/{self.t['epochs']}")
@@ -144,7 +142,7 @@ class Trainer:
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss:.3f}")
             if every and self.state["step"] % every == 0 and self.state["batch"] < total:
-                self.state["running"] = metrics.state()
+                self.state["running"] = gather_objects(self.d, metrics.state())
                 self._save("last.pt")
         out = metrics.result(self.d)
         out["lr"] = self.opt.param_groups[0]["lr"]
@@ -171,7 +169,7 @@ class Trainer:
                               self.t["ignore_index"])
         order = epoch_order(len(self.data.val), self.seed, 0, False, self.d, pad=False)
         bs = self.t["eval_batch_size"] or self.t["batch_size"]
-        for feats, labels in self._loader(self.data.val, order, 0, None, bs):
+        for feats, labels in self._loader(self.data.val, order, 0, bs):
             logits = self.model(feats)
             metrics.update(logits, labels, self.loss_fn(logits, labels).item())
         return metrics.result(self.d)
@@ -203,17 +201,13 @@ class Trainer:
         rng = gather_objects(self.d, torch.get_rng_state())
         if not self.d.main:
             return
-        payload = {
-            "format": "pointgcn", "version": 1, "config": self.cfg,
-            "state_dict": self.model.state_dict(),
-            "meta": {"epoch": self.state["epoch"], "step": self.state["step"],
-                     "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
-                     "key_metric": self.key, "class_names": list(self.data.class_names)},
-            "train_state": {**self.state, "optimizer": self.opt.state_dict(),
-                            "scheduler": self.sched.state_dict(), "rng": rng,
-                            "world": self.d.world},
-        }
-        atomic_torch_save(payload, self.ckpt_dir / name)
+        meta = {"epoch": self.state["epoch"], "step": self.state["step"],
+                "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
+                "key_metric": self.key, "class_names": list(self.data.class_names)}
+        train_state = {**self.state, "optimizer": self.opt.state_dict(),
+                       "scheduler": self.sched.state_dict(), "rng": rng, "world": self.d.world}
+        save_checkpoint(self.ckpt_dir / name, self.model, self.cfg, meta=meta,
+                        train_state=train_state)
 
     def _load(self, path: Path) -> None:
         ckpt = read_checkpoint(path)

@@ -152,7 +152,10 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int = CHUNK_ELEMENTS) -> torch.
     if is_exporting():
         return knn_export(x, k)
     b, _, n = x.shape
-    with torch.no_grad():
+    # Distances in at least float32 even under autocast (bf16 scores would reorder neighbours).
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         queries, keys = _augment(x.detach().transpose(1, 2))
         keys_t = keys.transpose(1, 2)
         rows = max(1, min(n, chunk_elements // max(1, b * n)))
@@ -186,7 +189,10 @@ def knn_export(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def knn_cluster(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Same contract via torch_cluster (optional extra); fast on xyz, slow on wide features."""
+    """Same contract via torch_cluster (optional extra); fast on xyz, slow on wide features.
+
+    Self is forced into the list; among equal distances torch_cluster's choice is kept, so
+    with many duplicated points the other neighbours may differ from the dense path's."""
     _check(x, k)
     try:
         import torch_cluster
@@ -203,5 +209,8 @@ def knn_cluster(x: torch.Tensor, k: int) -> torch.Tensor:
         offset = torch.arange(b, device=x.device).view(b, 1, 1) * n
         nb = pts[(col + offset).view(-1)].view(b, n, k, c)
         d = ((nb - pts.view(b, n, 1, c)) ** 2).sum(-1)
-        d = d.masked_fill(col == torch.arange(n, device=x.device).view(1, n, 1), -float("inf"))
+        ar = torch.arange(n, device=x.device).view(1, n, 1)
+        missing = ~(col == ar).any(-1)  # many duplicates can crowd self out of the k
+        col[..., -1] = torch.where(missing, ar[..., 0].expand(b, n), col[..., -1])
+        d = d.masked_fill(col == ar, -float("inf"))
         return _sort_by_score_then_index(d, col)

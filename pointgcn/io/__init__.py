@@ -4,10 +4,10 @@
 laspy; meshes OFF/OBJ/STL/PLY-with-faces are sampled); `write_points(path, cloud)` writes .ply,
 .npy or .npz. Bad files raise `pointgcn.errors.InputError` / `FormatError` with one-line messages.
 """
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .cloud import PointCloud
 from .read import SUPPORTED, ReadReport, read_points
 from .write import npy_columns, write_npy, write_npz, write_ply, write_points
 
-__all__ = ["PointCloud", "ReadReport", "SUPPORTED", "atomic_path", "npy_columns", "read_points",
+__all__ = ["PointCloud", "ReadReport", "SUPPORTED", "atomic_path", "check_writable", "npy_columns", "read_points",
            "write_npy", "write_npz", "write_ply", "write_points"]

@@ -30,3 +30,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early (before long work) when `path` cannot be written; creates missing folders."""
+    from ..errors import InputError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror}") from None
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot write {path}: {path.parent} is not writable")
+    return path

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import FormatError, InputError
 from ..io.atomic import atomic_path
 from .official import convert_official, is_official
-from .registry import build_model
+from .registry import build_model, model_section
 
 FORMAT = "pointgcn"
 VERSION = 1
@@ -54,8 +54,7 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
     """
     ckpt = read_checkpoint(path)
     if ckpt.get("format") == FORMAT:
-        config = dict(ckpt["config"])
-        section = dict(config.get("model", config))
+        section = model_section(dict(ckpt["config"]))
         section.update(overrides)
         model = build_model(section)
         state = ckpt["state_dict"]
@@ -64,7 +63,11 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
         model = build_model(section)
     else:
         raise FormatError(f"{path}: neither a pointgcn nor an official DeepGCN checkpoint")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes that do not fit the configured model
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
+        raise FormatError(f"{path}: weights do not fit the model ({first.strip()})") from None
     if missing or unexpected:
         raise FormatError(f"{path}: weights do not fit the model "
                           f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")

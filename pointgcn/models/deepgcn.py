@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..graph import DilatedKnn
 from ..nn import RevStack, make_block, make_conv
@@ -39,6 +40,13 @@ def resolve(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown model keys: {', '.join(sorted(unknown))}")
     c = {**DEFAULTS, **cfg}
+    for key in ("in_channels", "n_classes", "n_blocks", "channels", "k", "fusion_channels",
+                "rev_groups", "heads", "mlp_layers", "graph_channels", "growth"):
+        check_int(c, key, "model", minimum=0 if key == "graph_channels" else 1)
+    for key in ("epsilon", "dropout", "block_dropout", "res_scale"):
+        check_number(c, key, "model")
+    if not all(isinstance(w, int) and w >= 1 for w in c["prediction"]):
+        raise ConfigError(f"model.prediction must be a list of widths ≥ 1, got {c['prediction']}")
     if c["task"] not in TASKS:
         raise ConfigError(f"model.task must be one of {TASKS}, got {c['task']!r}")
     if not 1 <= c["n_blocks"] <= 200:
@@ -51,6 +59,9 @@ def resolve(cfg: dict) -> dict:
         c["fusion_input"] = "last" if c["block"] == "rev" else "all"
     if c["fusion_input"] not in ("all", "last"):
         raise ConfigError("model.fusion_input must be 'all' or 'last'")
+    if c["block"] == "rev" and c["fusion_input"] == "all":
+        raise ConfigError("reversible blocks fuse only the last block (fusion_input: last); "
+                          "keeping every block output would undo their memory saving")
     if c["graph_channels"] and c["graph_channels"] > c["in_channels"]:
         raise ConfigError("model.graph_channels exceeds model.in_channels")
     return c

@@ -61,10 +61,11 @@ def apply_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def channel_scale(norm: nn.Module) -> torch.Tensor | None:
-    """Per-channel slope of an eval-mode norm that is affine per channel, else None.
+    """Per-channel slope of an eval-mode norm that is affine per channel.
 
-    BatchNorm in eval is y = s·x + t per channel; identity has s = 1. Instance/layer norms mix
-    values across points or channels, so they have no such slope.
+    BatchNorm in eval is y = s·x + t per channel; identity returns None (slope 1 everywhere).
+    Instance/layer norms mix values across points or channels, so they have no such slope:
+    ValueError.
     """
     if isinstance(norm, nn.Identity):
         return None

@@ -91,6 +91,8 @@ class _RevStackFunction(torch.autograd.Function):
     def forward(ctx, x, stack, *params):
         ctx.stack = stack
         ctx.rng = []
+        device = x.device.type
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         with torch.no_grad():
             for block in stack.blocks:
                 log = []
@@ -100,24 +102,32 @@ class _RevStackFunction(torch.autograd.Function):
         return x
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad):  # under the forward's autocast state, so the inverse matches
         (y,) = ctx.saved_tensors
         stack = ctx.stack
         grads = {}
-        for block, rng in zip(reversed(stack.blocks), reversed(ctx.rng)):
-            with _frozen_buffers(block):
-                with torch.no_grad():
-                    x = block.inverse(y, rng)
-                params = [p for p in block.parameters() if p.requires_grad]
-                with torch.enable_grad():
-                    x_in = x.detach().requires_grad_(True)
-                    out = block(x_in, rng=rng)
-                    got = torch.autograd.grad(out, [x_in] + params, grad, allow_unused=True)
-            grad = got[0]
-            for p, g in zip(params, got[1:]):
-                grads[p] = g
-            y = x
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            grad = _backward_blocks(ctx, stack, y, grad, grads)
         return (grad, None, *[grads.get(p) for p in stack.trainable()])
+
+
+def _backward_blocks(ctx, stack, y, grad, grads):
+    """Walk back through the blocks: invert, recompute with grad, backprop; returns dL/dx."""
+    for block, rng in zip(reversed(stack.blocks), reversed(ctx.rng)):
+        with _frozen_buffers(block):
+            with torch.no_grad():
+                x = block.inverse(y, rng)
+            params = [p for p in block.parameters() if p.requires_grad]
+            with torch.enable_grad():
+                x_in = x.detach().requires_grad_(True)
+                out = block(x_in, rng=rng)
+                got = torch.autograd.grad(out, [x_in] + params, grad, allow_unused=True)
+        grad = got[0]
+        for p, g in zip(params, got[1:]):
+            grads[p] = g
+        y = x
+    return grad
 
 
 class RevStack(nn.Module):
