@@ -36,7 +36,7 @@ def add_arguments(parser):
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
     prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
     prep.add_argument("--src", required=True, help="the data set as downloaded")
-    prep.add_argument("--out", required=True, help="output folder")
+    prep.add_argument("--out", required=True, help="output folder: new or empty; written whole or not at all")
     prep.add_argument("--blocks", action="store_true",
                       help="s3dis: also write PointNet's h5 blocks")
     prep.add_argument("--points", type=int, default=None,

@@ -109,3 +109,39 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert code == 2 and err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+
+def write_junk_or_keyless(path, junk):
+    if junk:
+        path.write_bytes(b"\x89HDF\r\n junk, not HDF5")
+    else:
+        with h5py.File(path, "w") as f:
+            f["points"] = np.zeros((2, 16, 9), np.float32)  # neither 'data' nor 'label'
+
+
+@pytest.mark.parametrize("layout, junk", [
+    ("s3dis", True), ("s3dis", False), ("modelnet", True), ("modelnet", False),
+    ("partnet", True), ("partnet", False), ("file", True),  # one h5 file: lists what it has
+])
+def test_info_on_broken_h5_is_one_line(tmp_path, capsys, layout, junk):
+    """`data info` opens listed h5 files itself: a junk file or a missing dataset is exit 2 and
+    one line naming the file, never an OSError/KeyError traceback."""
+    if layout == "s3dis":
+        bad = tmp_path / "ply_data_all_0.h5"
+        (tmp_path / "all_files.txt").write_text("indoor3d_sem_seg_hdf5_data/ply_data_all_0.h5\n")
+        (tmp_path / "room_filelist.txt").write_text("Area_1_a\nArea_1_a\n")
+    elif layout == "modelnet":
+        bad = tmp_path / "ply_data_train0.h5"
+        (tmp_path / "train_files.txt").write_text("ply_data_train0.h5\n")
+    elif layout == "partnet":
+        (tmp_path / "Bag-1").mkdir()
+        bad = tmp_path / "Bag-1" / "train-00.h5"
+        (tmp_path / "Bag-1" / "train_files.txt").write_text("train-00.h5\n")
+    else:
+        bad = tmp_path / "x.h5"
+    write_junk_or_keyless(bad, junk)
+    target = bad if layout == "file" else tmp_path
+    code, out, err = run(capsys, "info", str(target), "--json")
+    assert code == 2 and err.startswith(f"error: {bad}: "), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert ("not a readable HDF5 file" if junk else "missing HDF5 dataset") in err

@@ -7,7 +7,7 @@ import torch
 
 from pointgcn.data.classes import MODELNET40_CLASSES
 from pointgcn.data.modelnet import ModelNet40, find_modelnet, prepare_modelnet40
-from pointgcn.errors import ConfigError, FormatError
+from pointgcn.errors import ConfigError, FormatError, InputError
 
 CUBE_V = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
 CUBE_F = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
@@ -166,3 +166,41 @@ def test_bad_folders_and_files(tmp_path):
     ds[0]
     with pytest.raises(FormatError, match="cup_0002.off"):
         ds[1]
+
+
+def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
+    """data/build.py treats `modelnet_train.npz` as "the cache is complete": a run stopped in
+    the test split (after train was done) must leave none, and no staging folder either."""
+    import pointgcn.data.modelnet as mn
+
+    folder, _ = write_resampled(tmp_path / "src")
+    real = mn.load_shape
+
+    def stop_in_test_split(kind, path, n_points, seed):
+        if path.stem == "airplane_0627":  # the only test shape; train shapes come first
+            raise KeyboardInterrupt
+        return real(kind, path, n_points, seed)
+
+    monkeypatch.setattr(mn, "load_shape", stop_in_test_split)
+    out = tmp_path / "cache" / "key"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_modelnet40(folder, out, n_points=50, progress=False)
+    assert not out.exists() and not list((tmp_path / "cache").iterdir())
+    monkeypatch.setattr(mn, "load_shape", real)
+    assert prepare_modelnet40(folder, out, n_points=50, progress=False) == {"train": 2, "test": 1}
+    assert sorted(p.name for p in out.iterdir()) == ["modelnet_test.npz", "modelnet_train.npz"]
+    with pytest.raises(InputError, match="key: exists and is not an empty folder"):
+        prepare_modelnet40(folder, out, n_points=50, progress=False)
+
+
+def test_broken_split_is_an_error_not_a_missing_split(tmp_path):
+    folder, _ = write_resampled(tmp_path)
+    (folder / "modelnet40_test.txt").write_text("airplane_0001\nnot_a_class_0001\n")
+    with pytest.raises(FormatError, match="class 'not_a_class' is not in the class list"):
+        prepare_modelnet40(folder, tmp_path / "out", n_points=50, progress=False)
+    assert not (tmp_path / "out").exists()
+    prepared = tmp_path / "prep"
+    prepared.mkdir()
+    (prepared / "modelnet_train.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(FormatError, match="modelnet_train.npz: not a prepared ModelNet split"):
+        ModelNet40(prepared)

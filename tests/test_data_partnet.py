@@ -107,3 +107,61 @@ def test_bad_inputs(sem_seg, tmp_path):
     (tmp_path / "Chair-1" / "train_files.txt").write_text("train-07.h5\n")
     with pytest.raises(FormatError, match="train-07.h5 is missing"):
         PartNetSemSeg(tmp_path, "Chair", 1)
+
+
+def count_reads(monkeypatch):
+    """Record (file name, keys) of every read_h5 call the PartNet module makes."""
+    import pointgcn.data.partnet as pn
+
+    reads, real = [], pn.read_h5
+
+    def spy(path, keys, optional=None):
+        reads.append((path.name, tuple(keys)))
+        return real(path, keys, optional)
+
+    monkeypatch.setattr(pn, "read_h5", spy)
+    return reads
+
+
+def test_labels_stay_compact_and_each_file_is_read_once(sem_seg, monkeypatch):
+    base, chair, synth = sem_seg
+    reads = count_reads(monkeypatch)
+    ds = PartNetSemSeg(base, "Chair", 1, "train")
+    assert ds.labels.dtype == np.uint8 and ds.labels.nbytes == 5 * 500  # not 8 bytes a label
+    np.testing.assert_array_equal(ds.labels, chair["train"][1])
+    assert ds[4][1].dtype == torch.int64
+    np.testing.assert_array_equal(ds[4][1].numpy(), chair["train"][1][4])
+    assert reads == [("train-00.h5", ("data", "label_seg")), ("train-01.h5", ("data", "label_seg"))]
+    reads.clear()
+    # a category outside PARTNET_PARTS needs every split's labels: the loaded split is reused,
+    # the others are read label_seg only
+    mug = PartNetSemSeg(base, "Mug", 2, "test")
+    assert mug.num_classes == max(synth["train"][1].max(), synth["test"][1].max()) + 1
+    assert reads == [("test-00.h5", ("data", "label_seg")), ("train-00.h5", ("label_seg",))]
+    reads.clear()
+    prepare_partnet(base, base.parent / "mug_copy", categories=["Mug"], progress=False)
+    assert sorted(reads) == [("test-00.h5", ("data", "label_seg")),
+                             ("train-00.h5", ("data", "label_seg"))]
+
+
+def test_wide_label_ids_get_a_wider_type(tmp_path):
+    write_task(tmp_path, "Thing-1", 300, sizes={"train": (2,)}, n_points=400)
+    ds = PartNetSemSeg(tmp_path, "Thing", 1)
+    assert ds.labels.dtype == np.int16 and ds.num_classes == int(ds.labels.max()) + 1 > 256
+
+
+def test_interrupted_prepare_leaves_no_tasks(sem_seg, tmp_path, monkeypatch):
+    import pointgcn.data.partnet as pn
+
+    base, _, _ = sem_seg
+    real = pn.read_split
+
+    def stop_at_mug(task_dir, split):
+        if task_dir.name == "Mug-2":  # Chair-1 is complete by then
+            raise KeyboardInterrupt
+        return real(task_dir, split)
+
+    monkeypatch.setattr(pn, "read_split", stop_at_mug)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_partnet(base, tmp_path / "out", progress=False)
+    assert not list(tmp_path.iterdir())

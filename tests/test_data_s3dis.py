@@ -10,7 +10,7 @@ from pointgcn.data.classes import S3DIS_CLASSES
 from pointgcn.data.s3dis import S3DIS, find_s3dis, iter_rooms, prepare_s3dis, read_block_h5
 from pointgcn.data.s3dis_raw import (RAW_DIR_NAME, list_raw_rooms, parse_numeric_text,
                                      read_raw_room, repair_bit_flips)
-from pointgcn.errors import ConfigError, FormatError
+from pointgcn.errors import ConfigError, FormatError, InputError
 
 ROOM_SIZE = (2.2, 1.6, 2.5)
 
@@ -240,3 +240,39 @@ def test_dataset_is_deterministic_and_labels_cover_classes(raw_tree):
     assert set(np.unique(a.labels)) == {2, 8, S3DIS_CLASSES.index("clutter")}
     assert len(a) + len(S3DIS(root, "test", 5, n_points=256)) == len(S3DIS(root, "all",
                                                                            n_points=256))
+
+
+def test_interrupted_prepare_leaves_nothing_to_train_on(raw_tree, tmp_path, monkeypatch):
+    """A run stopped at the third room (Ctrl-C, a bad room) must not leave rooms 1–2 where
+    find_s3dis would take them for the whole data set."""
+    import pointgcn.data.s3dis as s3dis_module
+
+    root, _ = raw_tree
+    real, calls = s3dis_module.read_raw_room, []
+
+    def stop_at_third(room_dir, area=None):
+        calls.append(room_dir)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(room_dir, area=area)
+
+    monkeypatch.setattr(s3dis_module, "read_raw_room", stop_at_third)
+    out = tmp_path / "prepared"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_s3dis(root, out, progress=False)
+    assert not out.exists() and not list(tmp_path.iterdir())  # no staging folder left either
+    out.mkdir()  # an empty folder is fine, and stays empty when the run fails
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        prepare_s3dis(root, out, blocks=True, progress=False)
+    assert not list(out.iterdir())
+    with pytest.raises(FormatError, match="not an S3DIS folder"):
+        find_s3dis(out)
+
+
+def test_prepare_refuses_a_folder_with_files(raw_tree, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="exists and is not an empty folder") as e:
+        prepare_s3dis(raw_tree[0], tmp_path, progress=False)
+    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

@@ -57,12 +57,15 @@ def test_jitter_is_clipped_and_shuffle_keeps_pairs(cloud):
 def test_point_dropout_replaces_with_first_point(cloud):
     rng = np.random.default_rng(2)
     labels = np.arange(len(cloud))
-    out, lab = T.point_dropout(cloud, rng, 0.875, labels)
+    out, lab = T.point_dropout(cloud, rng, labels)  # labels after rng are never the ratio
     assert out.shape == cloud.shape
     dropped = lab != labels
     assert dropped.any() and (lab[dropped] == 0).all()
     np.testing.assert_array_equal(out[dropped], np.broadcast_to(cloud[0], out[dropped].shape))
     np.testing.assert_array_equal(out[~dropped], cloud[~dropped])
+    same, same_lab = T.point_dropout(cloud, rng, labels, max_ratio=0.0)  # r = 0 drops nothing
+    np.testing.assert_array_equal(same, cloud)
+    np.testing.assert_array_equal(same_lab, labels)
 
 
 def brute_fps(p, m, start=0):

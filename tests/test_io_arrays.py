@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pointgcn.errors import FormatError, InputError
-from pointgcn.io import PointCloud, read_points, write_npy, write_npz, write_points
+from pointgcn.io import PointCloud, ReadReport, read_points, write_npy, write_npz, write_points
 
 rng = np.random.default_rng(0)
 N = 30
@@ -80,11 +80,18 @@ def test_object_and_garbage_npy_refused(tmp_path):
     path.write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(FormatError, match="not a readable numpy file"):
         read_points(path)
+    bad_zip = tmp_path / "z.npz"
+    bad_zip.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(FormatError, match="z.npz: not a readable numpy file"):
+        read_points(bad_zip)
+    np.savez(bad_zip, points=XYZ, names=np.array([{"a": 1}] * N, dtype=object))
+    with pytest.raises(FormatError, match="z.npz: not a readable numpy archive"):
+        read_points(bad_zip)  # a member is only loaded (and refused) when read
 
 
 @pytest.mark.parametrize("colors, normals, labels, width", [
-    (None, None, None, 3), (RGB, None, LAB, 7), (None, NRM, None, 6), (None, NRM, LAB, 7),
-    (RGB, NRM, LAB, 10), (RGB, None, None, 6),
+    (None, None, None, 3), (RGB, None, LAB, 7), (RGB, NRM, LAB, 10), (RGB, None, None, 6),
+    (RGB, NRM, None, 9),
 ])
 def test_write_npy_round_trip(tmp_path, colors, normals, labels, width):
     cloud = PointCloud(XYZ, colors, normals, labels)
@@ -115,6 +122,8 @@ def test_write_refusals_leave_no_file(tmp_path):
     cloud = PointCloud(XYZ, fields={"pred": LAB})
     with pytest.raises(InputError, match="keep the fields pred"):
         write_npy(tmp_path / "x.npy", cloud)
+    with pytest.raises(InputError, match="x.npy: .npy cannot hold normals without colours"):
+        write_npy(tmp_path / "x.npy", PointCloud(XYZ, normals=NRM))
     with pytest.raises(InputError, match="clash with npz keys"):
         write_npz(tmp_path / "x.npz", PointCloud(XYZ, fields={"rgb": LAB}))
     with pytest.raises(InputError, match="supported: .ply .npy .npz"):
@@ -122,3 +131,72 @@ def test_write_refusals_leave_no_file(tmp_path):
     assert not list(tmp_path.iterdir())
     write_points(tmp_path / "x.PLY", cloud)
     np.testing.assert_array_equal(read_points(tmp_path / "x.PLY").fields["pred"], LAB)
+
+
+PRIMARIES = np.eye(3, dtype=np.float32)[np.arange(N) % 3]  # (1,0,0), (0,1,0), (0,0,1), …
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_unit_length_colours_are_colours(tmp_path, with_labels):
+    """Pure primaries have unit length like normals; colours are never negative, so they stay
+    colours (6 and 7 columns)."""
+    parts = [XYZ, PRIMARIES] + ([LAB[:, None]] if with_labels else [])
+    path = tmp_path / "p.npy"
+    np.save(path, np.concatenate(parts, axis=1).astype(np.float32))
+    cloud = read_points(path)
+    assert cloud.normals is None
+    np.testing.assert_array_equal(cloud.colors, PRIMARIES)
+    if with_labels:
+        np.testing.assert_array_equal(cloud.labels, LAB)
+    # the same through write_npy (colours only) → read_points
+    write_npy(path, PointCloud(XYZ, PRIMARIES))
+    np.testing.assert_array_equal(read_points(path).colors, PRIMARIES)
+
+
+@pytest.mark.parametrize("per_file", [np.int64(5), np.array([5]), np.array([[5]])])
+def test_npz_per_file_class_id_is_ignored(tmp_path, per_file):
+    path = tmp_path / "shape.npz"
+    np.savez(path, points=XYZ, label=per_file, name_id=np.int32(3), normals=NRM)
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    np.testing.assert_array_equal(cloud.points, XYZ)
+    np.testing.assert_array_equal(cloud.normals, NRM)
+    assert cloud.labels is None and not cloud.fields
+    assert "not per-point, ignored: label, name_id" in report.format
+    one = tmp_path / "one.npz"  # a one-point cloud: a single label is that point's label
+    np.savez(one, points=XYZ[:1], label=np.array([4]))
+    np.testing.assert_array_equal(read_points(one).labels, [4])
+
+
+def test_content_decides_not_the_extension(tmp_path):
+    table = np.concatenate([XYZ, LAB[:, None]], axis=1)
+    npz_named = tmp_path / "table.npz"
+    with open(npz_named, "wb") as f:  # a single .npy array under an .npz name
+        np.save(f, table)
+    report = ReadReport()
+    cloud = read_points(npz_named, report=report)
+    np.testing.assert_array_equal(cloud.points, XYZ)
+    np.testing.assert_array_equal(cloud.labels, LAB)
+    assert report.format == f"npy ({N}, 4)"
+    npy_named = tmp_path / "archive.npy"
+    with open(npy_named, "wb") as f:  # an archive under an .npy name
+        np.savez(f, points=XYZ, labels=LAB)
+    np.testing.assert_array_equal(read_points(npy_named).labels, LAB)
+
+
+def test_structured_npy_string_field_is_skipped(tmp_path):
+    table = np.zeros(N, [("x", "f4"), ("y", "f4"), ("z", "f4"), ("name", "U4"),
+                         ("label", "i2")])
+    for i, a in enumerate("xyz"):
+        table[a] = XYZ[:, i]
+    table["name"], table["label"] = "abc", LAB
+    path = tmp_path / "s.npy"
+    np.save(path, table)
+    cloud = read_points(path)
+    np.testing.assert_array_equal(cloud.points, XYZ)
+    np.testing.assert_array_equal(cloud.labels, LAB)
+    assert cloud.fields == {}  # the string column is not a per-point number
+    bad = np.zeros(N, [("x", "U8"), ("y", "f4"), ("z", "f4")])
+    np.save(path, bad)
+    with pytest.raises(FormatError, match="s.npy: column 'x' holds <U8, not numbers"):
+        read_points(path)

@@ -128,9 +128,36 @@ def test_nan_vertex_rejected_or_its_faces_dropped(tmp_path):
     np.testing.assert_allclose(cloud.points[:, 2], 5.0)
 
 
+@pytest.mark.parametrize("name, text", [
+    ("empty.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0.5 1 0\n"),
+    ("points.obj", "# exported cloud\nv 0 0 0\nv 1 0 0\nv 0.5 1 0\n"),
+])
+def test_vertices_without_faces_are_a_cloud(tmp_path, name, text):
+    """An OBJ of `v` lines only is a common point-cloud export: its vertices, whatever as_mesh
+    says short of insisting on faces."""
+    path = tmp_path / name
+    path.write_text(text)
+    want = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1, 0]], np.float32)
+    report = ReadReport()
+    cloud = read_points(path, n_points=100, report=report)
+    np.testing.assert_array_equal(cloud.points, want)
+    assert report.n_faces == 0 and "no faces" in report.format
+    np.testing.assert_array_equal(read_points(path, as_mesh=False).points, want)
+    with pytest.raises(InputError, match="no faces") as e:
+        read_points(path, as_mesh=True)
+    assert "\n" not in str(e.value) and name in str(e.value)
+
+
+def test_obj_vertex_colours_without_faces(tmp_path):
+    path = tmp_path / "rgb.obj"
+    path.write_text("v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0 1\nv 1 1 1 0.5 0.5 0.5\n")
+    cloud = read_points(path)
+    np.testing.assert_array_equal(cloud.points, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 1]])
+    np.testing.assert_allclose(cloud.colors, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5] * 3],
+                               atol=1 / 255)
+
+
 @pytest.mark.parametrize("name, text, kind, match", [
-    ("empty.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n", InputError, "no faces"),
-    ("points.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\n", InputError, "no faces"),
     ("flat.off", "OFF\n3 1 0\n0 0 0\n1 1 1\n2 2 2\n3 0 1 2\n", InputError, "zero surface area"),
     ("bad.off", "OFF\nthree 1 0\n", FormatError, "unreadable mesh"),
 ])

@@ -283,3 +283,22 @@ def test_empty_face_element_is_a_cloud(tmp_path, fmt):
     report = ReadReport()
     np.testing.assert_array_equal(read_points(path, report=report).points, [[1, 2, 3]])
     assert report.n_faces == 0
+
+
+@pytest.mark.parametrize("order, fmt", [("<", "binary_little_endian"), (">", "binary_big_endian")])
+@pytest.mark.parametrize("rows", [[-1], [3, -2]])  # first row (fixed-size path) or a later one
+def test_negative_binary_list_count(tmp_path, order, fmt, rows):
+    """`property list char int` allows negative counts: a FormatError, never a crash or a read
+    to the end of the file."""
+    head = (f"ply\nformat {fmt} 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+            f"property float z\nelement face {len(rows)}\n"
+            "property list char int vertex_indices\nend_header\n").encode()
+    body = struct.pack(order + "9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+    for n in rows:
+        body += struct.pack(order + "b", n) + struct.pack(order + "3i", 0, 1, 2)
+    path = tmp_path / "neg.ply"
+    path.write_bytes(head + body)
+    with pytest.raises(FormatError, match="negative list length in property 'vertex_indices'") \
+            as e:
+        read_points(path)
+    one_line(e, path)

@@ -25,7 +25,7 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from ..config import cache_dir
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
                      position_norm="normalize_scale", normals=False, augment=True,
@@ -126,8 +126,12 @@ def _modelnet(d, seed, splits, progress):
     if find_modelnet(root).kind in ("off", "resampled"):  # sample meshes once, then cache
         key = hashlib.sha1(f"{root.resolve()}|{n}|{seed}".encode()).hexdigest()[:16]
         root = cache_dir() / "modelnet" / key
-        if not (root / "modelnet_train.npz").is_file():
-            prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress)
+        if not root.is_dir():  # prepare writes the folder whole or not at all
+            try:
+                prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress)
+            except InputError:
+                if not root.is_dir():  # another process finishing the same cache is fine
+                    raise
     kw = dict(n_points=n, normals=d["normals"], seed=seed)
     train = val = test = None
     if splits & {"train", "val"}:

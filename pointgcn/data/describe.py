@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import FormatError, InputError
 from .blocks import BLOCK_CHANNELS
 from .classes import S3DIS_CLASSES
+from .formats import open_h5, read_list_file, resolve_listed
 
 
 def describe(path: str | Path) -> dict:
@@ -48,16 +49,13 @@ def describe_cloud(path: Path) -> dict:
 def describe_h5(path: Path) -> dict:
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            datasets = {k: {"shape": list(f[k].shape), "dtype": str(f[k].dtype)}
-                        for k in f if isinstance(f[k], h5py.Dataset)}
-            info = {"kind": "h5", "path": str(path), "datasets": datasets}
-            for key in ("label", "label_seg"):
-                if key in f:
-                    info["label_histogram"] = _histogram(f[key][...])
-    except OSError as e:
-        raise FormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    with open_h5(path) as f:
+        datasets = {k: {"shape": list(f[k].shape), "dtype": str(f[k].dtype)}
+                    for k in f if isinstance(f[k], h5py.Dataset)}
+        info = {"kind": "h5", "path": str(path), "datasets": datasets}
+        for key in ("label", "label_seg"):
+            if key in f:
+                info["label_histogram"] = _histogram(f[key][...])
     return info
 
 
@@ -102,14 +100,10 @@ def _s3dis(src) -> dict:
         info["points_per_class"] = dict(hist)
         info["channels"] = ["x", "y", "z", "r", "g", "b", "label"]
     else:
-        import h5py
-
-        from .formats import read_list_file, resolve_listed
-
         rooms = read_list_file(src.path / "room_filelist.txt")
         hist, blocks, points = Counter(), 0, None
         for entry in read_list_file(src.path / "all_files.txt"):  # labels only: data is big
-            with h5py.File(resolve_listed(src.path, entry), "r") as f:
+            with open_h5(resolve_listed(src.path, entry)) as f:
                 blocks += f["data"].shape[0]
                 points = int(f["data"].shape[1])
                 hist.update(_histogram(f["label"][...], S3DIS_CLASSES))
@@ -130,10 +124,10 @@ def _modelnet(src) -> dict:
     info = {"kind": f"modelnet/{src.kind}", "path": str(src.path), "classes": list(src.classes),
             "splits": {}}
     for split in SPLITS:
-        try:
-            labels, channels = _modelnet_labels(src, split, list_split)
-        except FormatError:
+        found = _modelnet_labels(src, split, list_split)
+        if found is None:
             continue
+        labels, channels = found
         info["splits"][split] = {"shapes": int(len(labels)),
                                  "per_class": _histogram(labels, src.classes)}
         info["channels"] = channels
@@ -141,24 +135,19 @@ def _modelnet(src) -> dict:
 
 
 def _modelnet_labels(src, split, list_split):
-    import h5py
+    """(labels, channels) of a split, or None when the data set has no such split."""
+    from .modelnet import has_split, read_prepared
 
-    from .formats import read_list_file, resolve_listed
-
+    if not has_split(src, split):
+        return None
     if src.kind in ("off", "resampled"):
         return list_split(src, split)[1], ["x", "y", "z", "nx", "ny", "nz"]
     if src.kind == "prepared":
-        path = src.path / f"modelnet_{split}.npz"
-        if not path.is_file():
-            raise FormatError(f"{path}: missing")
-        with np.load(path) as z:
-            return z["labels"], ["x", "y", "z", "nx", "ny", "nz"]
+        labels = read_prepared(src.path / f"modelnet_{split}.npz", ("labels",))["labels"]
+        return labels, ["x", "y", "z", "nx", "ny", "nz"]
     labels, channels = [], ["x", "y", "z"]
-    listing = src.path / f"{split}_files.txt"
-    if not listing.is_file():
-        raise FormatError(f"{listing}: missing")
-    for entry in read_list_file(listing):
-        with h5py.File(resolve_listed(src.path, entry), "r") as f:
+    for entry in read_list_file(src.path / f"{split}_files.txt"):
+        with open_h5(resolve_listed(src.path, entry)) as f:
             labels.append(f["label"][...].ravel())
             if "normal" in f:
                 channels = ["x", "y", "z", "nx", "ny", "nz"]
@@ -166,9 +155,6 @@ def _modelnet_labels(src, split, list_split):
 
 
 def _partnet(base) -> dict:
-    import h5py
-
-    from .formats import read_list_file, resolve_listed
     from .partnet import SPLITS, list_tasks, num_classes
 
     tasks = {}
@@ -181,7 +167,7 @@ def _partnet(base) -> dict:
                 continue
             shapes, points = 0, None
             for name in read_list_file(listing):
-                with h5py.File(resolve_listed(task_dir, name), "r") as f:
+                with open_h5(resolve_listed(task_dir, name)) as f:
                     shapes += f["data"].shape[0]
                     points = f["data"].shape[1]
             entry[split] = {"shapes": shapes, "points_per_shape": points}

@@ -2,6 +2,7 @@
 turning a missing or malformed file into a one-line `FormatError` that names it."""
 from __future__ import annotations
 
+import contextlib
 import zlib
 from pathlib import Path
 
@@ -34,28 +35,49 @@ def resolve_listed(folder: Path, entry: str) -> Path:
     raise FormatError(f"{folder}: listed file {entry} is missing")
 
 
+@contextlib.contextmanager
+def open_h5(path: str | Path):
+    """`h5py.File(path, "r")` whose failures are one-line FormatErrors naming the file: a file
+    that is not HDF5 (OSError) or a missing dataset (KeyError) inside the `with` body."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+        has = ", ".join(f.keys()) or "nothing"
+    except OSError as e:
+        raise FormatError(f"{path}: not a readable HDF5 file ({_first_line(e)})") from None
+    try:
+        with f:
+            yield f
+    except KeyError as e:
+        raise FormatError(f"{path}: missing HDF5 dataset ({_first_line(e)}; has {has})") from None
+    except OSError as e:
+        raise FormatError(f"{path}: unreadable HDF5 data ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e.args[0]) if len(e.args) == 1 else str(e)
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def read_h5(path: str | Path, keys: dict[str, int], optional: dict[str, int] | None = None
             ) -> dict[str, np.ndarray]:
     """Read datasets `key → expected ndim` from an HDF5 file (optional ones only if present);
     the leading dimension must agree across keys."""
-    import h5py
-
     path = Path(path)
     out: dict[str, np.ndarray] = {}
-    try:
-        with h5py.File(path, "r") as f:
-            for key, ndim in {**keys, **(optional or {})}.items():
-                if key not in f:
-                    if key in keys:
-                        raise FormatError(f"{path}: no '{key}' dataset (has {', '.join(f)})")
-                    continue
-                arr = f[key][...]
-                if arr.ndim != ndim:
-                    raise FormatError(f"{path}: '{key}' has shape {arr.shape}, "
-                                      f"expected {ndim} dimensions")
-                out[key] = arr
-    except OSError as e:
-        raise FormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    with open_h5(path) as f:
+        for key, ndim in {**keys, **(optional or {})}.items():
+            if key not in f:
+                if key in keys:
+                    raise FormatError(f"{path}: no '{key}' dataset (has {', '.join(f)})")
+                continue
+            arr = f[key][...]
+            if arr.ndim != ndim:
+                raise FormatError(f"{path}: '{key}' has shape {arr.shape}, "
+                                  f"expected {ndim} dimensions")
+            out[key] = arr
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) > 1:
         raise FormatError(f"{path}: datasets disagree in length {lengths}")

@@ -19,6 +19,7 @@ clouds are centred and scaled to the unit sphere (the h5 and prepared ones alrea
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +65,10 @@ def find_modelnet(root: str | Path) -> ModelNetSource:
     if not root.is_dir():
         raise InputError(f"{root}: no such folder")
     if any((root / f"modelnet_{s}.npz").is_file() for s in SPLITS):
-        with np.load(next(root / f"modelnet_{s}.npz" for s in SPLITS
-                          if (root / f"modelnet_{s}.npz").is_file())) as z:
-            return ModelNetSource("prepared", root, tuple(str(c) for c in z["classes"]))
+        path = next(root / f"modelnet_{s}.npz" for s in SPLITS
+                    if (root / f"modelnet_{s}.npz").is_file())
+        classes = read_prepared(path, ("classes",))["classes"]
+        return ModelNetSource("prepared", root, tuple(str(c) for c in classes))
     for cand in (root, root / "modelnet40_ply_hdf5_2048"):
         if any((cand / f"{s}_files.txt").is_file() for s in SPLITS):
             return ModelNetSource("h5", cand, _names_file(cand) or MODELNET40_CLASSES)
@@ -82,6 +84,28 @@ def find_modelnet(root: str | Path) -> ModelNetSource:
             return ModelNetSource("off", cand, names)
     raise FormatError(f"{root}: not a ModelNet folder (expected <class>/{{train,test}}/*.off, "
                       f"train_files.txt + h5 files, modelnet40_train.txt, or modelnet_*.npz)")
+
+
+def read_prepared(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Arrays `keys` of a `modelnet_<split>.npz` written by `prepare_modelnet40`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FormatError(f"{path}: not a prepared ModelNet split ({text})") from None
+
+
+def has_split(src: ModelNetSource, split: str) -> bool:
+    """Whether the data set holds `split` at all (a split that is there but broken is an
+    error when read, never a silently missing split)."""
+    if src.kind == "off":
+        return any(src.path.glob(f"*/{split}/*.off"))
+    if src.kind == "resampled":
+        return (src.path / f"modelnet40_{split}.txt").is_file()
+    if src.kind == "prepared":
+        return (src.path / f"modelnet_{split}.npz").is_file()
+    return (src.path / f"{split}_files.txt").is_file()
 
 
 def _class_index(classes, name: str, where) -> int:
@@ -188,9 +212,9 @@ class ModelNet40(Dataset):
             path = self.source.path / f"modelnet_{split}.npz"
             if not path.is_file():
                 raise FormatError(f"{self.source.path}: no prepared {split} split ({path.name})")
-            with np.load(path) as z:
-                self.points = np.concatenate([z["points"], z["normals"]], axis=2)
-                self.labels = z["labels"].astype(np.int64)
+            z = read_prepared(path, ("points", "normals", "labels"))
+            self.points = np.concatenate([z["points"], z["normals"]], axis=2)
+            self.labels = z["labels"].astype(np.int64)
         else:
             self.files, self.labels = list_split(self.source, split)
         stored = None if self.points is None else self.points.shape[1]
@@ -228,30 +252,33 @@ class ModelNet40(Dataset):
 def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, seed: int = 0,
                        progress: bool = True) -> dict:
     """Sample (off) or read (resampled) every shape once and write `modelnet_{split}.npz` to
-    `out` (unit-sphere normalised, n_points each). Returns shapes per split."""
+    `out` (unit-sphere normalised, n_points each). All or nothing (`atomic_folder`): `out`
+    must be new or empty and appears only when every split is written, so an interrupted run
+    leaves no `modelnet_train.npz` behind. Returns shapes per split."""
+    from ..io.atomic import atomic_folder
+
     source = find_modelnet(src)
     if source.kind not in ("off", "resampled"):
         raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
                          f"use it directly")
-    out = Path(out)
     counts = {}
-    for split in SPLITS:
-        try:
+    with atomic_folder(out) as stage:
+        for split in SPLITS:
+            if not has_split(source, split):
+                continue
             files, labels = list_split(source, split)
-        except FormatError:
-            continue
-        pts = np.empty((len(files), n_points, 6), dtype=np.float32)
-        items = range(len(files))
-        if progress:
-            from tqdm import tqdm
+            pts = np.empty((len(files), n_points, 6), dtype=np.float32)
+            items = range(len(files))
+            if progress:
+                from tqdm import tqdm
 
-            items = tqdm(items, desc=f"{split} shapes", unit="shape")
-        for i in items:
-            pts[i] = load_shape(source.kind, files[i], n_points, seed)
-        write_npz(out / f"modelnet_{split}.npz", points=pts[:, :, :3], normals=pts[:, :, 3:],
-                  labels=labels, ids=np.array([p.stem for p in files]),
-                  classes=np.array(source.classes), n_points=np.array(n_points))
-        counts[split] = len(files)
-    if not counts:
-        raise FormatError(f"{source.path}: no train or test shapes")
+                items = tqdm(items, desc=f"{split} shapes", unit="shape")
+            for i in items:
+                pts[i] = load_shape(source.kind, files[i], n_points, seed)
+            write_npz(stage / f"modelnet_{split}.npz", points=pts[:, :, :3],
+                      normals=pts[:, :, 3:], labels=labels, ids=np.array([p.stem for p in files]),
+                      classes=np.array(source.classes), n_points=np.array(n_points))
+            counts[split] = len(files)
+        if not counts:
+            raise FormatError(f"{source.path}: no train or test shapes")
     return counts

@@ -260,34 +260,34 @@ def prepare_s3dis(src: str | Path, out: str | Path, blocks: bool = False, seed: 
                   progress: bool = True) -> dict:
     """Raw tree → PointNet's per-room `Area_N_<room>.npy` (N×7 float32, shifted) in `out`;
     with `blocks`, also `out/indoor3d_sem_seg_hdf5_data` (stride 0.5 blocks of every room).
-    Every file is written atomically. Returns counts (rooms, points, repaired bytes,
-    dropped lines, blocks)."""
+    All or nothing (`atomic_folder`): `out` must be new or empty and appears only when every
+    room is written, so a failed or interrupted run can never pass for a smaller data set.
+    Returns counts (rooms, points, repaired bytes, dropped lines, blocks)."""
+    from ..io.atomic import atomic_folder
     from .formats import write_npy
 
     rooms = list_raw_rooms(src)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"rooms": 0, "points": 0, "repaired_bytes": 0, "dropped_lines": 0, "blocks": 0}
+    with atomic_folder(out) as stage:
+        def rows_iter():
+            for area, room_dir in _progress(rooms, progress, "rooms"):
+                room = read_raw_room(room_dir, area=area)
+                rows = room.as_rows(shift=True)
+                write_npy(stage / f"{room.name}.npy", rows)
+                summary["rooms"] += 1
+                summary["points"] += len(rows)
+                summary["repaired_bytes"] += room.repaired
+                summary["dropped_lines"] += room.dropped
+                yield room.name, rows
 
-    def rows_iter():
-        for area, room_dir in _progress(rooms, progress, "rooms"):
-            room = read_raw_room(room_dir, area=area)
-            rows = room.as_rows(shift=True)
-            write_npy(out / f"{room.name}.npy", rows)
-            summary["rooms"] += 1
-            summary["points"] += len(rows)
-            summary["repaired_bytes"] += room.repaired
-            summary["dropped_lines"] += room.dropped
-            yield room.name, rows
-
-    if blocks:
-        def block_iter():
-            for name, rows in rows_iter():
-                d, lab = room_to_blocks(rows[:, :3], rows[:, 3:6], rows[:, 6],
-                                        item_rng(seed, name))
-                yield name, d, lab
-        summary["blocks"] = write_block_h5(out / H5_DIR_NAME, block_iter())
-    else:
-        for _ in rows_iter():
-            pass
+        if blocks:
+            def block_iter():
+                for name, rows in rows_iter():
+                    d, lab = room_to_blocks(rows[:, :3], rows[:, 3:6], rows[:, 6],
+                                            item_rng(seed, name))
+                    yield name, d, lab
+            summary["blocks"] = write_block_h5(stage / H5_DIR_NAME, block_iter())
+        else:
+            for _ in rows_iter():
+                pass
     return summary

@@ -94,11 +94,12 @@ def shuffle(points: np.ndarray, rng: np.random.Generator, *others: np.ndarray):
     return (points[order],) + tuple(o[order] for o in others)
 
 
-def point_dropout(points: np.ndarray, rng: np.random.Generator, max_ratio: float = 0.875,
-                  *others: np.ndarray):
+def point_dropout(points: np.ndarray, rng: np.random.Generator, *others: np.ndarray,
+                  max_ratio: float = 0.875):
     """PointNet++ `random_point_dropout`: draw a ratio r ~ U(0, max_ratio), then each point is
     dropped with probability r and replaced by the first point, so N stays fixed (a fixed-size
-    batch needs it). Per-point arrays in `others` get the same replacement."""
+    batch needs it). Per-point arrays in `others` get the same replacement (`max_ratio` is
+    keyword-only, so a labels array passed after rng can never become the ratio)."""
     ratio = rng.uniform(0.0, max_ratio)
     drop = np.flatnonzero(rng.random(len(points)) <= ratio)
     out = np.array(points, copy=True)

@@ -1,8 +1,11 @@
-"""Write-then-rename so a failed or interrupted run never leaves a partial output file."""
+"""Write-then-rename so a failed or interrupted run never leaves a partial output file (or a
+partial output folder: `atomic_folder`)."""
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +33,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder next to `path`; on success rename it to `path`.
+
+    All or nothing: until the one rename, `path` is untouched, and a failure or Ctrl-C removes
+    the staging folder. `path` must be missing or an empty folder (rename replaces only an empty
+    one; merging into a folder of other files could not be undone), checked before any work.
+    """
+    from ..errors import InputError
+
+    where = str(path)
+    target = Path(path).resolve()  # a symlinked `out` gets its target replaced, not the link
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{where}: exists and is not an empty folder; choose a new output "
+                         "folder (it is written whole or not at all)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    stage.mkdir()
+    try:
+        yield stage
+        try:
+            os.rename(stage, target)
+        except OSError as e:
+            raise InputError(f"{where}: cannot move the finished folder into place "
+                             f"({e.strerror}; did something write to it meanwhile?)") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def check_writable(path: str | Path) -> Path:

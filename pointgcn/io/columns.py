@@ -3,14 +3,18 @@ numeric table into a `PointCloud`: one place for the naming and colour rules eve
 
 Named columns: x y z (required); red green blue | r g b | diffuse_* → colors; nx ny nz |
 normal_x … → normals; label | class | scalar_label | scalar_class → labels (must be integers);
-alpha is dropped; anything else (e.g. pred, intensity) → `fields` under its own name.
+alpha is dropped; anything else (e.g. pred, intensity) → `fields` under its own name, except
+non-numeric columns (a structured .npy's string `name`), which are skipped: they cannot be
+per-point numbers. x y z, colour, normal and label columns must be numeric (else FormatError).
 
 Headerless tables (txt/csv/npy) by column count:
   3  x y z                      4  x y z label (a non-integer 4th column → fields["scalar"])
   6  x y z r g b                7  x y z r g b label
   9  x y z r g b nx ny nz       10 x y z r g b nx ny nz label
   With 6 or 7 columns, columns 4–6 are nx ny nz instead when every row of them has unit length
-  (colours never do), so `write_npy` of a cloud with normals but no colours reads back.
+  and some value is negative: colours are never negative, while pure primaries such as (1, 0, 0)
+  do have unit length. Normals that all lie in the positive octant (one plane facing +z) are
+  therefore read as colours, which is why `write_npy` refuses normals without colours.
 
 Colours: integer types are divided by their range (uint8 → 255, uint16 → 65535, other integers
 must lie in 0–255); floats are taken as 0–1 unless some value exceeds 1, then as 0–255.
@@ -29,6 +33,7 @@ COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"),
                ("diffuse_red", "diffuse_green", "diffuse_blue"))
 NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
 LABEL_NAMES = ("label", "class", "scalar_label", "scalar_class")
+NUMERIC = "uifb"  # numpy dtype kinds a per-point column may have
 DROPPED_NAMES = ("alpha", "a", "diffuse_alpha")
 
 # Headerless layouts: column count → names (the 6-column normals case is decided per file).
@@ -88,38 +93,41 @@ def _field(values: np.ndarray) -> np.ndarray:
 def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str = "",
                      ) -> PointCloud:
     """Named per-point arrays (all the same length) → PointCloud by the naming rule above."""
+    columns = {n: np.asarray(v) for n, v in columns.items()}
     lower = {}
     for name in columns:
         lower.setdefault(name.lower(), name)
     xyz = _find(lower, (XYZ,))
     if xyz is None:
         raise FormatError(f"{where}: no x y z columns (has: {', '.join(columns) or 'none'})")
-    used = set(xyz)
-    points = np.stack([np.asarray(columns[n], dtype=np.float32) for n in xyz], axis=1)
-
-    colors = normals = labels = None
     rgb = _find(lower, COLOR_NAMES)
-    if rgb is not None:
-        stacked = np.stack([np.asarray(columns[n]) for n in rgb], axis=1)
-        colors = normalize_colors(stacked, where)
-        used.update(rgb)
     nxyz = _find(lower, NORMAL_NAMES)
+    label = next((lower[n] for n in LABEL_NAMES if n in lower), None)
+    known = xyz + (rgb or ()) + (nxyz or ()) + ((label,) if label else ())
+    for name in known:
+        if columns[name].dtype.kind not in NUMERIC:
+            raise FormatError(f"{where}: column {name!r} holds {columns[name].dtype}, "
+                              "not numbers")
+    used = set(known)
+    points = np.stack([columns[n].astype(np.float32) for n in xyz], axis=1)
+    colors = normals = labels = None
+    if rgb is not None:
+        colors = normalize_colors(np.stack([columns[n] for n in rgb], axis=1), where)
     if nxyz is not None:
-        normals = np.stack([np.asarray(columns[n], dtype=np.float32) for n in nxyz], axis=1)
-        used.update(nxyz)
-    for name in LABEL_NAMES:
-        if name in lower:
-            labels = as_labels(np.asarray(columns[lower[name]]), where, lower[name])
-            used.add(lower[name])
-            break
+        normals = np.stack([columns[n].astype(np.float32) for n in nxyz], axis=1)
+    if label is not None:
+        labels = as_labels(columns[label], where, label)
     used.update(lower[n] for n in DROPPED_NAMES if n in lower)
-    fields = {n: _field(np.asarray(v)) for n, v in columns.items() if n not in used}
+    fields = {n: _field(v) for n, v in columns.items()
+              if n not in used and v.dtype.kind in NUMERIC}
     return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source)
 
 
-def _unit_rows(block: np.ndarray) -> bool:
+def _looks_like_normals(block: np.ndarray) -> bool:
+    """Every row of unit length and some value negative (the rule in the module doc)."""
     norms = np.linalg.norm(block.astype(np.float64), axis=1)
-    return bool(norms.size) and bool(np.all(np.abs(norms - 1.0) < 1e-2))
+    return (bool(norms.size) and bool(np.all(np.abs(norms - 1.0) < 1e-2))
+            and bool(np.any(block < 0)))
 
 
 def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCloud:
@@ -128,7 +136,7 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
         shape = "x".join(map(str, table.shape))
         raise FormatError(f"{where}: {shape} values; expected N rows of {LAYOUT_HELP} columns")
     names = LAYOUTS[table.shape[1]]
-    if table.shape[1] in (6, 7) and _unit_rows(table[:, 3:6]):
+    if table.shape[1] in (6, 7) and _looks_like_normals(table[:, 3:6]):
         names = XYZ + ("nx", "ny", "nz") + names[6:]
     if table.dtype == np.float64:  # parsed text: no declared precision, extras become float32
         table = table.astype(np.float32)

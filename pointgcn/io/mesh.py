@@ -19,15 +19,26 @@ DEFAULT_SAMPLES = 2048
 
 
 def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
-    """(per-vertex cloud with positions and vertex colours if any, (F, 3) int64 faces)."""
+    """(per-vertex cloud with positions and vertex colours if any, (F, 3) int64 faces); a file
+    of vertices only gives (its vertices, no faces)."""
     import trimesh
 
+    kind = path.suffix.lower().lstrip(".")
     try:
-        mesh = trimesh.load(str(path), file_type=path.suffix.lower().lstrip("."),
-                            force="mesh", process=False)
+        mesh = trimesh.load(str(path), file_type=kind, force="mesh", process=False)
+        if not len(getattr(mesh, "vertices", ())) and not len(getattr(mesh, "faces", ())):
+            # force="mesh" drops vertices no face uses: an OBJ of `v` lines only (a common
+            # point-cloud export) comes back empty; unforced it is a trimesh PointCloud
+            mesh = trimesh.load(str(path), file_type=kind, process=False)
     except Exception as e:  # trimesh raises bare ValueError/IndexError/KeyError on bad files
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"{where}: unreadable mesh ({message})") from None
+    if isinstance(mesh, trimesh.PointCloud):
+        vertices, faces = np.asarray(mesh.vertices, np.float64), np.empty((0, 3), np.int64)
+        rgba = np.asarray(mesh.colors)
+        colors = (rgba[:, :3].astype(np.float32) / 255.0
+                  if rgba.ndim == 2 and len(rgba) == len(vertices) else None)
+        return PointCloud(vertices.astype(np.float32), colors, source=str(path)), faces
     vertices = np.asarray(getattr(mesh, "vertices", np.empty((0, 3))), np.float64)
     faces = np.asarray(getattr(mesh, "faces", np.empty((0, 3))), np.int64).reshape(-1, 3)
     colors = None

@@ -127,7 +127,8 @@ def _fixed_dtype(element: PlyElement, order: str, list_lengths: dict[str, int]) 
     return np.dtype(parts)
 
 
-def _first_row_list_lengths(data: bytes, pos: int, element: PlyElement, order: str):
+def _first_row_list_lengths(data: bytes, pos: int, element: PlyElement, order: str,
+                            where: str):
     """Length of each list property in the element's first row; None if the data ends first."""
     lengths = {}
     for p in element.properties:
@@ -138,6 +139,8 @@ def _first_row_list_lengths(data: bytes, pos: int, element: PlyElement, order: s
         if pos + size > len(data):
             return None
         lengths[p.name] = int(np.frombuffer(data, order + p.count_dtype, 1, pos)[0])
+        if lengths[p.name] < 0:
+            raise _negative_count(where, element, p)
         pos += size + lengths[p.name] * np.dtype(p.dtype).itemsize
     return lengths
 
@@ -160,7 +163,7 @@ def _read_binary_element(data: bytes, pos: int, element: PlyElement, order: str,
     """
     lists = [p for p in element.properties if p.count_dtype is not None]
     lengths = ({p.name: 0 for p in lists} if not (lists and element.count)
-               else _first_row_list_lengths(data, pos, element, order))
+               else _first_row_list_lengths(data, pos, element, order, where))
     if lengths is not None:
         dtype = _fixed_dtype(element, order, lengths)
         need = dtype.itemsize * element.count
@@ -194,6 +197,8 @@ def _walk_binary_rows(data: bytes, pos: int, element: PlyElement, order: str, wh
             if pos + size > len(data):
                 raise _truncated(where, element, None)
             n = int(np.frombuffer(view, order + p.count_dtype, 1, pos)[0])
+            if n < 0:
+                raise _negative_count(where, element, p)
             pos += size
             item = np.dtype(p.dtype).itemsize
             if pos + n * item > len(data):
@@ -206,6 +211,11 @@ def _walk_binary_rows(data: bytes, pos: int, element: PlyElement, order: str, wh
         flat = np.concatenate(chunks[name]) if chunks[name] else np.empty(0, np.int64)
         out[name] = (counts[name], flat)
     return out, pos
+
+
+def _negative_count(where: str, element: PlyElement, prop: PlyProperty) -> FormatError:
+    return FormatError(f"{where}: negative list length in property {prop.name!r} of element "
+                       f"{element.name!r}")
 
 
 def _truncated(where: str, element: PlyElement, have: int | None, need: int | None = None):

@@ -1,8 +1,9 @@
 """`read_points`: the one entry that turns any supported file into a checked `PointCloud`.
 
-Meshes: OFF/OBJ/STL always, and PLY files whose face element has faces, are sampled —
-`n_points` (default 2048) area-weighted points on the surface with face normals, deterministic
-for `seed`. `as_mesh=False` returns a mesh's vertices instead; `as_mesh=True` insists on faces.
+Meshes: OFF/OBJ/STL and PLY files with faces are sampled — `n_points` (default 2048)
+area-weighted points on the surface with face normals, deterministic for `seed`. A file without
+faces (a PLY cloud, an OBJ of `v` lines only) is returned as its vertices, and `as_mesh=False`
+returns a mesh's vertices too; `as_mesh=True` insists on faces.
 Point clouds are returned whole (`n_points` does not apply; subsample with pointgcn.data).
 Every result is checked: NaN/Inf coordinates are an error unless `drop_invalid` (then those
 points, or a mesh's faces touching them, are dropped and counted in `report.dropped`), and an
@@ -64,19 +65,19 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
     elif suffix in MESH_FORMATS:
         from .mesh import load_mesh
         vertex_cloud, faces = load_mesh(path, where)
-        report.format = f"mesh {suffix[1:]}"
-        if as_mesh is False:
-            return vertex_cloud
-        if not len(faces):
+        report.format = f"mesh {suffix[1:]}" if len(faces) else f"{suffix[1:]} vertices, no faces"
+        if as_mesh and not len(faces):
             raise InputError(f"{where}: mesh has no faces to sample points from")
+        if as_mesh is False or not len(faces):
+            return vertex_cloud
     elif suffix == ".pcd":
         from .pcd import read_pcd
         cloud, mode = read_pcd(path, where)
         report.format = f"pcd {mode}"
         return cloud
     elif suffix in (".npy", ".npz"):
-        from .arrays import read_npy, read_npz
-        cloud, report.format = (read_npy if suffix == ".npy" else read_npz)(path, where)
+        from .arrays import read_numpy
+        cloud, report.format = read_numpy(path, where)
         return cloud
     elif suffix in (".las", ".laz"):
         from .las import read_las

@@ -7,7 +7,9 @@ colours; nx ny nz float if normals; label int if labels; then each field by name
 bool fields as int, float64 fields as double, other float fields as float. PLY has no 64-bit
 integers: integer values must fit in int32.
 NPY: one float32 (N, C) table, columns x y z [r g b (0–1)] [nx ny nz] [label] — the layouts
-`read_points` reads back; it cannot hold extra fields (use .ply or .npz for those).
+`read_points` reads back; it cannot hold extra fields, nor normals without colours (a
+headerless x y z nx ny nz table is ambiguous with x y z r g b, see io/columns.py); use .ply or
+.npz for those.
 NPZ: arrays `points`, `colors`, `normals`, `labels` (those present) and each field by name.
 """
 from __future__ import annotations
@@ -118,6 +120,10 @@ def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
     if cloud.fields:
         raise InputError(f"{where}: .npy holds x y z [r g b] [nx ny nz] [label] only; write .ply "
                          f"or .npz to keep the fields {', '.join(cloud.fields)}")
+    if cloud.normals is not None and cloud.colors is None:
+        raise InputError(f"{where}: .npy cannot hold normals without colours (x y z nx ny nz "
+                         "reads back as x y z r g b when no normal is negative); "
+                         "write .ply or .npz")
     parts = [cloud.points, cloud.colors, cloud.normals,
              None if cloud.labels is None else cloud.labels[:, None]]
     table = np.concatenate([p.astype(np.float32) for p in parts if p is not None], axis=1)
