@@ -2,7 +2,7 @@
 
     pointgcn bench MODEL… [--points N] [--batch B] [--runs R] [--threads T]
                    [--json OUT] [--md OUT] [--model-config key=value …]
-    pointgcn bench --budget-ms X [--manifest weights/manifest.json] [--points N] [--task T]
+    pointgcn bench --budget-ms X [MODEL…] [--manifest M] [--points N] [--task T]
 
 MODEL: a checkpoint, a shipped model name, a config YAML (random weights) or an .onnx file;
 with --model-config alone a model is built from those keys (e.g. the S3DIS ResGCN-28:
@@ -11,8 +11,10 @@ are exported to a temp dir and both runtimes run the same clouds, interleaved af
 mean / p50 / p95 latency, points/s, peak inference memory (a subprocess per runtime) and the
 onnxruntime speed-up, as text, JSON and a markdown table with the environment line.
 
---budget-ms: measure every manifest model on this device (cached per device, runtime, N and
-batch) and pick the most accurate one whose p95 fits; exit 2 when none does.
+--budget-ms: measure every manifest model (default: the shipped weights) and every MODEL
+(checkpoint, shipped name or .onnx — trained weights only, so no YAML or --model-config) on
+this device (cached per device, runtime, N and batch) and pick the most accurate one whose
+p95 fits; exit 2 when none does.
 """
 from __future__ import annotations
 
@@ -89,25 +91,33 @@ def _bench(args) -> int:
 
 
 def _budget(args) -> int:
+    from pointgcn.errors import InputError
     from pointgcn.export.budget import Candidate, load_candidates, select_model
+    from pointgcn.export.sources import weights_file
+    from pointgcn.models.weights import MANIFEST, find_entry, weights_dir
 
-    manifest = args.manifest or _default_manifest()
-    candidates = load_candidates(manifest)
-    candidates += [Candidate(name=Path(m).stem, path=Path(m)) for m in args.models]
+    if args.model_config:
+        raise InputError("--model-config builds untrained models; --budget-ms picks among "
+                         "trained ones (give checkpoints, shipped names or .onnx files)")
+    paths = [weights_file(m) for m in args.models]  # every MODEL checked before measuring
+    shipped = weights_dir() / MANIFEST
+    if args.manifest is not None:
+        candidates = load_candidates(args.manifest)
+    else:
+        candidates = load_candidates(shipped) if shipped.is_file() or not paths else []
+    known = {c.path.resolve() for c in candidates}
+    for spec, path in zip(args.models, paths):
+        if path.resolve() in known:
+            continue
+        entry = None if Path(spec).is_file() else find_entry(spec)  # a shipped name
+        candidates.append(Candidate.from_entry(entry, weights_dir()) if entry
+                          else Candidate(name=Path(spec).stem, path=path))
     sel = select_model(candidates, args.budget_ms, points=args.points, batch=args.batch,
                        runtime=args.runtime, task=args.task, threads=args.threads,
                        runs=args.runs)
     print(sel.reason)
     _write(args.json, json.dumps(sel.to_dict(), indent=2) + "\n")
     return 0
-
-
-def _default_manifest() -> Path:
-    try:
-        from pointgcn.models.weights import MANIFEST, weights_dir
-        return weights_dir() / MANIFEST
-    except ImportError:
-        return Path("weights/manifest.json")
 
 
 def _write(path: Path | None, text: str) -> None:

@@ -170,3 +170,42 @@ def test_bench_budget_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no candidate meets 1e-06 ms at N=64; fastest is ")
     assert "\n" not in err
+
+
+def test_bench_budget_takes_shipped_names_and_refuses_configs(tmp_path, monkeypatch, capsys):
+    """MODEL arguments go through the same resolver as everywhere else: a shipped name brings
+    its manifest entry (accuracy); a config YAML or --model-config has no trained weights."""
+    from pointgcn.models.weights import ship_checkpoint
+
+    small, big = _real_candidates(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": [
+        {"name": "small", "file": small.path.name, "task": "segmentation",
+         "accuracy": {"metric": "miou", "value": 0.5}}]}))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    ship_checkpoint(big.path, "shipped-big", {
+        "task": "segmentation", "data": "t", "command": "x", "metrics": {},
+        "accuracy": {"metric": "miou", "value": 0.9, "data": "t"}}, shipped)
+    monkeypatch.setenv("POINTGCN_WEIGHTS", str(shipped))
+    common = ["--points", "64", "--runs", "2", "--threads", "1", "--runtime", "torch"]
+    out = tmp_path / "sel.json"
+    assert main(["bench", "--budget-ms", "1e6", "shipped-big", "--manifest", str(manifest),
+                 *common, "--json", str(out)]) == 0
+    assert "picked shipped-big (miou 0.9" in capsys.readouterr().out
+    picked = json.loads(out.read_text())
+    assert picked["choice"] == "shipped-big" and len(picked["candidates"]) == 2
+    # without --manifest the shipped one is a candidate once, not twice
+    assert main(["bench", "--budget-ms", "1e6", "shipped-big", *common, "--json", str(out)]) == 0
+    assert [r["name"] for r in json.loads(out.read_text())["candidates"]] == ["shipped-big"]
+    capsys.readouterr()
+
+    config = tmp_path / "model.yaml"
+    config.write_text("model: {n_blocks: 3, channels: 8}\n")
+    for argv, message in (([str(config)], "config YAML has no trained weights"),
+                          (["--model-config", "k=4"], "--model-config builds untrained"),
+                          (["no-such-model"], "no shipped model named 'no-such-model'")):
+        assert main(["bench", "--budget-ms", "1e6", *argv, "--manifest", str(manifest),
+                     *common]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

@@ -152,3 +152,48 @@ def test_latency_cli_bad_input(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "x.pt").exists()
+
+
+def test_device_fingerprint_builds_on_the_export_one(monkeypatch):
+    """One CPU probe for the package (export.timing); rows add machine/OS and an id that
+    separates runtimes and thread counts; a torch row does not depend on onnxruntime."""
+    import pointgcn.export.timing as timing
+    from pointgcn.nas import latency
+
+    monkeypatch.setattr(timing, "cpu_model", lambda: "Test CPU 9000")
+    torch_fp = latency.device_fingerprint("torch", 1)
+    ort_fp = latency.device_fingerprint("onnxruntime", 1)
+    assert torch_fp["cpu"] == ort_fp["cpu"] == "Test CPU 9000"
+    base = timing.device_fingerprint()
+    assert {k: v for k, v in ort_fp.items() if k not in ("machine", "system", "id")} == base
+    assert "onnxruntime" not in torch_fp and ort_fp["onnxruntime"] == base["onnxruntime"]
+    ids = {latency.device_fingerprint(r, t)["id"] for r in ("torch", "onnxruntime")
+           for t in (1, 2)}
+    assert len(ids) == 4 and latency.device_fingerprint("torch", 1)["id"] == torch_fp["id"]
+    monkeypatch.setattr(timing, "cpu_model", lambda: "Other CPU")
+    assert latency.device_fingerprint("torch", 1)["id"] != torch_fp["id"]
+
+
+def test_onnx_runner_uses_the_export_session_and_fails_in_one_line(tmp_path, monkeypatch):
+    from pointgcn.nas import latency
+
+    net = latency.build_network(ARCHS[2], TINY)
+    x = torch.rand(1, 3, 16)
+    run = latency._onnx_runner(net, x, 1, tmp_path)
+    with torch.no_grad():
+        np.testing.assert_allclose(run()[0], net(x).numpy(), atol=1e-4)
+
+    def broken(model, x, path):
+        path.write_bytes(b"not an onnx model")
+        return path
+    monkeypatch.setattr(latency, "export_onnx_file", broken)
+    with pytest.raises(FormatError, match="onnxruntime cannot load it") as e:
+        latency._onnx_runner(net, x, 1, tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_pipeline_hashes_with_the_weights_helper():
+    from pointgcn.models import weights
+    from pointgcn.nas import pipeline
+
+    assert pipeline.sha256 is weights.sha256  # one implementation, as candidates.json needs

@@ -196,3 +196,25 @@ def test_bad_genotype_and_missing_config(tmp_path, capsys):
     with pytest.raises(ConfigError, match="cannot read state 5"):
         build_model(str(bad))
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_search_json_is_written_atomically(shapes, tmp_path, capsys, monkeypatch):
+    """A disk that fills up while search.json is written leaves no (partial) search.json."""
+    real = Path.write_text
+
+    def disk_full(self, text, *a, **kw):
+        if self.name.startswith((".search.", "search.")) and self.name.endswith(".json"):
+            real(self, text[:len(text) // 2], *a, **kw)
+            raise OSError(28, "No space left on device")
+        return real(self, text, *a, **kw)
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    cfg = _config(tmp_path / "search.yaml", shapes,
+                  search={**SEARCH, "epochs": 1, "max_batches": 1})
+    out = tmp_path / "full"
+    assert main(["search", str(cfg), "--method", "sgas", "--out", str(out),
+                 "--no-progress"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (out / "genotype.yaml").is_file()          # written before, and complete
+    assert not (out / "search.json").exists()
+    assert [p.name for p in out.iterdir() if "search." in p.name and ".json" in p.name
+            and not p.name.endswith("jsonl")] == []   # no temp file left behind either

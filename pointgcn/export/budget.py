@@ -113,24 +113,29 @@ def measure_candidate(candidate: Candidate, runtime: str, points: int, batch: in
 
 def candidate_predictor(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
                         threads: int | None = None):
-    """The predictor a candidate is measured (and should be served) with: its .onnx file, its
-    checkpoint in PyTorch, or (runtime "onnx") the checkpoint's export cached by file hash."""
-    from .runtime import OnnxPredictor
-    if candidate.path.suffix == ".onnx":
-        return OnnxPredictor(candidate.path, threads=threads)
-    from ..models import load_checkpoint, read_checkpoint
-    model = load_checkpoint(candidate.path)
-    ckpt = read_checkpoint(candidate.path)
+    """The predictor a candidate is measured (and should be served) with."""
+    return serve_candidate(candidate, runtime, points, threads)[0]
+
+
+def serve_candidate(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
+                    threads: int | None = None) -> tuple:
+    """(predictor, run config) of a candidate: its .onnx file, its checkpoint in PyTorch, or
+    (runtime "onnx") the checkpoint's export cached by file hash — a cache hit never opens
+    the checkpoint."""
+    from .serve import onnx_predictor
+    from .sources import open_checkpoint, torch_predictor
+
+    if candidate.path.suffix.lower() == ".onnx":
+        return onnx_predictor(candidate.path, threads)
     if runtime == "torch":
-        from ..engine.predictor import TorchPredictor
-        return TorchPredictor(model, threads=threads)
-    from .onnx_export import export_onnx
+        return torch_predictor(candidate.path, threads, name=str(candidate.path))
     onnx_file = cache_dir() / "onnx" / f"{sha256(candidate.path)[:24]}.onnx"
     if not onnx_file.is_file():
-        export_onnx(model, onnx_file, points=points, parity=False,
-                    run_config=ckpt.get("config"),
-                    class_names=(ckpt.get("meta") or {}).get("class_names"))
-    return OnnxPredictor(onnx_file, threads=threads)
+        from .onnx_export import export_onnx
+        model, run_config, meta = open_checkpoint(candidate.path)
+        export_onnx(model, onnx_file, points=points, parity=False, run_config=run_config,
+                    class_names=meta.get("class_names"))
+    return onnx_predictor(onnx_file, threads)
 
 
 @dataclass
@@ -146,7 +151,11 @@ class Selection:
 
     def predictor(self, threads: int | None = None):
         """The chosen model, loaded the way it was measured."""
-        return candidate_predictor(self.choice, self.runtime, self.points, threads)
+        return self.served(threads)[0]
+
+    def served(self, threads: int | None = None) -> tuple:
+        """(predictor, run config) of the chosen model, loaded the way it was measured."""
+        return serve_candidate(self.choice, self.runtime, self.points, threads)
 
     def to_dict(self) -> dict:
         return {"choice": self.choice.name, "path": str(self.choice.path),

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, InputError
+from .sources import default_class_names
 
 META_PREFIX = "pointgcn."
 INPUT_NAME = "features"
@@ -137,7 +138,8 @@ class OnnxPredictor:
         self.min_points = int(meta.get("min_points", 1))
         self.config = meta.get("config") or {"model": {
             "task": self.task, "in_channels": self.in_channels, "n_classes": self.n_classes}}
-        self.class_names = meta.get("class_names") or _default_names(self.config, self.n_classes)
+        self.class_names = meta.get("class_names") or default_class_names(
+            {"task": self.task, "n_classes": self.n_classes})
         self.name = name or self.path.name
         self.metadata = meta
 
@@ -158,10 +160,3 @@ def _static_dim(shape, axis: int, path: Path) -> int:
                           f"{list(shape)} is not fixed; export it with `pointgcn export`")
     return shape[axis]
 
-
-def _default_names(config: dict, n_classes: int) -> list[str]:
-    try:
-        from ..engine.predictor import default_class_names
-        return list(default_class_names(config["model"]))
-    except (ImportError, KeyError):
-        return [str(i) for i in range(n_classes)]

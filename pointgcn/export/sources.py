@@ -1,5 +1,9 @@
-"""What `export`, `bench` and budgets accept as a model: a checkpoint path, a shipped model
-name, a config YAML (random weights, for speed work before training) or an .onnx file."""
+"""What `export`, `bench`, budgets and serving accept as a model: a checkpoint path, a shipped
+model name, a config YAML (random weights, for speed work before training) or an .onnx file.
+
+The one place that turns such a spec into a file (`resolve_path`) and a checkpoint into a
+model (`open_checkpoint`: one unpickling gives the model, its run config and its meta).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,16 +41,68 @@ def parse_overrides(items: list[str] | None) -> dict:
     return apply_overrides({}, items or [])
 
 
-def resolve_path(spec: str) -> Path:
-    """A path, or a shipped weights name through `pointgcn.models.weights.resolve_weights`."""
+def resolve_path(spec: str | Path) -> Path:
+    """An existing file (any name, with or without suffix), else a shipped model's name
+    (hash-verified by `resolve_weights`); a folder is refused."""
+    from ..models.weights import resolve_weights
+
     path = Path(spec)
-    if path.exists():
+    if path.is_file():
         return path
-    try:
-        from ..models.weights import resolve_weights
-    except ImportError:
-        raise InputError(f"model file not found: {spec}") from None
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a model file")
+    if path.suffix.lower() == ".onnx":
+        raise InputError(f"ONNX model not found: {path}")
     return Path(resolve_weights(spec))
+
+
+def weights_file(spec: str | Path) -> Path:
+    """`resolve_path` for uses that need trained weights (serving, latency budgets): a
+    checkpoint (known suffix or none) or an .onnx file; a config YAML is refused."""
+    path = resolve_path(spec)
+    suffix = path.suffix.lower()
+    if suffix in CONFIG_SUFFIXES:
+        raise InputError(f"{path}: a config YAML has no trained weights; give a checkpoint, "
+                         "a shipped model name or an .onnx file")
+    if suffix and suffix != ".onnx" and suffix not in CHECKPOINT_SUFFIXES:
+        raise InputError(f"{path}: unknown model file type {suffix}; expected a checkpoint "
+                         f"({', '.join(CHECKPOINT_SUFFIXES)}) or .onnx")
+    return path
+
+
+def open_checkpoint(path: str | Path, **overrides) -> tuple[nn.Module, dict, dict]:
+    """(model in eval mode, run config, meta) from one read of a pointgcn or official
+    checkpoint. The run config's `model` section is the model actually built (overrides
+    included); an official checkpoint has no run config beyond that."""
+    from ..models.checkpoint import FORMAT, model_from_checkpoint, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path, **overrides)
+    run_config = dict(ckpt.get("config") or {}) if ckpt.get("format") == FORMAT else {}
+    run_config["model"] = dict(model.cfg)
+    return model, run_config, dict(ckpt.get("meta") or {})
+
+
+def default_class_names(model_cfg: dict) -> list[str]:
+    """S3DIS names for 13-class segmenters, ModelNet40 names for 40-class classifiers."""
+    from ..data.classes import MODELNET40_CLASSES, S3DIS_CLASSES
+
+    n, task = int(model_cfg["n_classes"]), model_cfg.get("task")
+    if task == "segmentation" and n == len(S3DIS_CLASSES):
+        return list(S3DIS_CLASSES)
+    if task == "classification" and n == len(MODELNET40_CLASSES):
+        return list(MODELNET40_CLASSES)
+    return [str(i) for i in range(n)]
+
+
+def torch_predictor(path: str | Path, threads: int | None = None, name: str | None = None):
+    """(TorchPredictor, run config) of a checkpoint, class names from its meta or defaults."""
+    from ..engine.predictor import TorchPredictor
+
+    model, run_config, meta = open_checkpoint(path)
+    names = meta.get("class_names") or default_class_names(model.cfg)
+    return TorchPredictor(model, name=name or str(path), threads=threads,
+                          class_names=list(names)), run_config
 
 
 def load_source(spec: str | None, overrides: list[str] | None = None,
@@ -59,8 +115,6 @@ def load_source(spec: str | None, overrides: list[str] | None = None,
                              "--model-config key=value …")
         return _from_config({"model": extra}, "model-config", seed)
     path = resolve_path(spec)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not a model file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if extra:
@@ -70,15 +124,12 @@ def load_source(spec: str | None, overrides: list[str] | None = None,
         cfg = load_config(path)
         cfg["model"] = {**(cfg.get("model") or {}), **extra}
         return _from_config(cfg, path.stem, seed)
-    if suffix not in CHECKPOINT_SUFFIXES:
-        raise InputError(f"{path}: unknown model file type {suffix or '(none)'}; expected a "
+    if suffix and suffix not in CHECKPOINT_SUFFIXES:
+        raise InputError(f"{path}: unknown model file type {suffix}; expected a "
                          f"checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}), a config "
                          f"({', '.join(CONFIG_SUFFIXES)}) or .onnx")
-    from ..models import load_checkpoint, read_checkpoint
-    ckpt = read_checkpoint(path)
-    model = load_checkpoint(path, **extra)
-    run_config = dict(ckpt.get("config") or {}) if ckpt.get("format") == "pointgcn" else {}
-    names = (ckpt.get("meta") or {}).get("class_names")
+    model, run_config, meta = open_checkpoint(path, **extra)
+    names = meta.get("class_names")
     return ModelSource(label=path.stem, model=model, checkpoint=path, run_config=run_config,
                        class_names=list(names) if names else None)
 

@@ -52,7 +52,13 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
 
     `overrides` set model config keys the official format cannot record (k, conv, block, …).
     """
-    ckpt = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), path, **overrides)
+
+
+def model_from_checkpoint(ckpt: dict, source: str | Path = "checkpoint",
+                          **overrides: Any) -> nn.Module:
+    """`load_checkpoint` on a dict already read by `read_checkpoint` (callers that also need
+    its config or meta unpickle the file once); `source` names the file in errors."""
     if ckpt.get("format") == FORMAT:
         section = model_section(dict(ckpt["config"]))
         section.update(overrides)
@@ -62,13 +68,13 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
         section, state = convert_official(ckpt, **overrides)
         model = build_model(section)
     else:
-        raise FormatError(f"{path}: neither a pointgcn nor an official DeepGCN checkpoint")
+        raise FormatError(f"{source}: neither a pointgcn nor an official DeepGCN checkpoint")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shapes that do not fit the configured model
         first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
-        raise FormatError(f"{path}: weights do not fit the model ({first.strip()})") from None
+        raise FormatError(f"{source}: weights do not fit the model ({first.strip()})") from None
     if missing or unexpected:
-        raise FormatError(f"{path}: weights do not fit the model "
+        raise FormatError(f"{source}: weights do not fit the model "
                           f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
     return model.eval()

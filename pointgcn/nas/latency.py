@@ -116,18 +116,15 @@ def build_network(ops_or_genotype, config: dict) -> torch.nn.Module:
 
 
 def device_fingerprint(runtime: str, threads: int) -> dict:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    fp = {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
-          "system": platform.system(), "torch": torch.__version__,
-          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    if runtime == "onnxruntime":
-        import onnxruntime
-        fp["onnxruntime"] = onnxruntime.__version__
+    """`pointgcn.export.timing.device_fingerprint` plus what a latency row needs: machine and
+    OS, and an `id` over device, runtime and threads (the regressor fits one device at a time).
+    A torch row leaves out the onnxruntime version, which cannot change its latency."""
+    from ..export.timing import device_fingerprint as base_fingerprint
+
+    fp = base_fingerprint()
+    if runtime != "onnxruntime":
+        fp.pop("onnxruntime", None)
+    fp.update(machine=platform.machine(), system=platform.system())
     fp["id"] = hashlib.sha1(json.dumps([fp, runtime, threads], sort_keys=True).encode()
                             ).hexdigest()[:12]
     return fp
@@ -142,35 +139,20 @@ def _torch_runner(model: torch.nn.Module, x: torch.Tensor):
 
 
 def _onnx_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, workdir: Path):
-    import onnxruntime as ort
+    from ..export.runtime import make_session
 
-    path = workdir / f"m{id(model)}.onnx"
-    export_onnx_file(model, x, path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    path = export_onnx_file(model, x, workdir / f"m{id(model)}.onnx")
+    sess = make_session(path, threads, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x.numpy()}
     return lambda: sess.run(None, feed)
 
 
 def export_onnx_file(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
-    """ONNX file of `model` traced at the shape of `x` (N and batch stay dynamic): the
-    project's exporter (`pointgcn.export.export_onnx`, no parity run: timing only needs the
-    graph) when present, else torch.onnx inside `export_mode()` (loop-free kNN)."""
-    try:
-        from ..export import export_onnx  # imported lazily: export sits above nas
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        export_onnx(model, path, points=x.shape[2], batch=x.shape[0], parity=False)
-        return path
-    from ..graph import export_mode
+    """ONNX file of `model` traced at the shape of `x` (N and batch stay dynamic) by the
+    project's exporter, without a parity run (timing only needs the graph)."""
+    from ..export import export_onnx  # imported lazily: export sits above nas
 
-    with export_mode(), torch.no_grad():
-        torch.onnx.export(model, (x,), str(path), input_names=["features"],
-                          output_names=["logits"], opset_version=17, dynamo=False,
-                          dynamic_axes={"features": {0: "batch", 2: "points"}})
+    export_onnx(model, path, points=x.shape[2], batch=x.shape[0], parity=False)
     return path
 
 

@@ -21,7 +21,6 @@ fusion_channels, dropout) and `train:` for `pointgcn.engine.trainer.Trainer`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..engine.trainer import Trainer, collate
 from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
 from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.weights import sha256
 from .genotype import Genotype
 from .latency import measure_model
 from .latreg import load_latreg, normalise_ms
@@ -241,10 +241,3 @@ def parse_targets(text: str) -> list[float]:
         raise InputError(f"--targets must be positive latencies in ms, got {text!r}")
     return targets
 
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

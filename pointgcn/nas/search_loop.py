@@ -34,6 +34,7 @@ from ..engine.distributed import Dist, epoch_order, gather_objects
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.trainer import collate
 from ..errors import ConfigError
+from ..io.atomic import atomic_path
 from .genotype import Genotype, save_genotype
 from .lcnas import ENCODINGS, latency_loss, search_encoding
 from .network import SearchNetwork
@@ -313,7 +314,8 @@ class Searcher:
                                   "config": self.deploy}
         if self.d.main:
             save_genotype(genotype, self.out / "genotype.yaml")
-            (self.out / "search.json").write_text(json.dumps(summary, indent=2))
+            with atomic_path(self.out / "search.json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=2))
         return genotype, summary
 
     def _apply_decisions(self) -> None:
