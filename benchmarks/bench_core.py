@@ -77,14 +77,24 @@ def naive_forward(model, x):
     return model._run_mlp(torch.cat([glob, f], 1))
 
 
+def count_flops(model, x):
+    """Model FLOPs; one thread so the kNN products (run in worker threads otherwise) count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        torch.set_num_threads(threads)
+    return counter.get_total_flops()
+
+
 def bench_resgcn28(repeats):
     model = build_model({"n_blocks": 28}).eval()
     x = torch.rand(1, 9, 4096)
     with torch.no_grad():
         agree = (naive_forward(model, x).argmax(1) == model(x).argmax(1)).float().mean().item()
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-        flops = counter.get_total_flops()
+        flops = count_flops(model, x)
         t = interleaved({"ours": lambda: model(x), "naive": lambda: naive_forward(model, x)},
                         repeats, warmup=1)
     gflops = gemm_gflops()

@@ -31,6 +31,23 @@ def test_knn_matches_brute_force(b, c, n, k):
     assert torch.equal(knn_export(x, k), expect)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_selection_path_exact_on_any_thread_count(threads):
+    """float32 rows with > 48 candidates go through numpy (argpartition + int64 keys), one
+    chunk per worker thread; small integer coordinates make every distance exact, with ties."""
+    x = torch.randint(-6, 7, (2, 8, 300)).float()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for k in (70, 200):
+            expect = brute_knn(x, k)
+            assert torch.equal(knn(x, k), expect)
+            assert torch.equal(knn(x, k, chunk_elements=2 * 300 * 7), expect)
+            assert torch.get_num_threads() == threads  # restored after the worker threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_knn_ties_broken_by_index():
     # An integer lattice with duplicated points: many exact ties, all computed exactly.
     g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)
