@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from pointgcn.models import build_model
@@ -18,9 +19,10 @@ def _grads(model, x, y, seed):
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-def test_reversible_gradients_equal_plain_autograd():
+@pytest.mark.parametrize("groups", [2, 3, 4])
+def test_reversible_gradients_equal_plain_autograd(groups):
     torch.manual_seed(0)
-    model = build_model(REV).double().train()
+    model = build_model({**REV, "channels": 12, "rev_groups": groups}).double().train()
     x = torch.randn(2, 3, 48, dtype=torch.float64)
     y = torch.randint(0, 3, (2, 48))
     state = {k: v.clone() for k, v in model.state_dict().items()}
