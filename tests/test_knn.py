@@ -33,7 +33,7 @@ def test_knn_matches_brute_force(b, c, n, k):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_float32_selection_path_exact_on_any_thread_count(threads):
-    """float32 rows with > 48 candidates go through numpy (argpartition + int64 keys), one
+    """float32 rows with > SMALL_TAKE candidates go through numpy (argpartition + int64 keys), one
     chunk per worker thread; small integer coordinates make every distance exact, with ties."""
     x = torch.randint(-6, 7, (2, 8, 300)).float()
     before = torch.get_num_threads()
