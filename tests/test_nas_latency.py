@@ -172,6 +172,25 @@ def test_device_fingerprint_builds_on_the_export_one(monkeypatch):
     assert len(ids) == 4 and latency.device_fingerprint("torch", 1)["id"] == torch_fp["id"]
     monkeypatch.setattr(timing, "cpu_model", lambda: "Other CPU")
     assert latency.device_fingerprint("torch", 1)["id"] != torch_fp["id"]
+    other_cpu = latency.device_fingerprint("torch", 1)["id"]
+    monkeypatch.setattr(timing, "code_fingerprint", lambda: "changed-code")
+    assert latency.device_fingerprint("torch", 1)["id"] != other_cpu  # pointgcn's code counts
+
+
+def test_code_fingerprint_follows_the_sources(tmp_path):
+    import pointgcn.export.timing as timing
+
+    assert timing.device_fingerprint()["pointgcn"] == timing.code_fingerprint()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    first = timing.sources_hash(tmp_path)
+    assert timing.sources_hash(tmp_path) == first
+    (tmp_path / "notes.txt").write_text("still ignored")
+    assert timing.sources_hash(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert timing.sources_hash(tmp_path) != first
 
 
 def test_onnx_runner_uses_the_export_session_and_fails_in_one_line(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""End to end on a handful of synthetic shapes: SGAS → genotype → `pointgcn train` → ONNX;
-LC-NAS sweep → table, model cards, candidates, Pareto plot; torchrun with 2 processes;
+"""End to end on a handful of synthetic shapes: SGAS → genotype → `pointgcn train` → ONNX
+(and on synthetic rooms for segmentation); LC-NAS sweep → table, model cards, candidates, Pareto plot; torchrun with 2 processes;
 bad input → exit 2 with one line."""
 import json
 import os
@@ -218,3 +218,31 @@ def test_search_json_is_written_atomically(shapes, tmp_path, capsys, monkeypatch
     assert not (out / "search.json").exists()
     assert [p.name for p in out.iterdir() if "search." in p.name and ".json" in p.name
             and not p.name.endswith("jsonl")] == []   # no temp file left behind either
+
+
+def test_sgas_on_synthetic_rooms_segments(synth_root, tmp_path, capsys):
+    """The rooms path: S3DIS raw layout → blocks → segmentation supernet → genotype → train."""
+    data = {"dataset": "s3dis", "root": str(synth_root / "Stanford3dDataset_v1.2_Aligned_Version"),
+            "n_points": 64, "block": 2.0, "stride": 2.0, "val_fraction": 0.25, "augment": False}
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "rooms", "seed": 0, "data": data,
+                                   "model": dict(MODEL), "search": dict(SEARCH)}))
+    out = tmp_path / "sgas"
+    assert main(["search", str(cfg), "--method", "sgas", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "val miou" in printed and "genotype:" in printed
+    assert json.loads((out / "search.json").read_text())["key_metric"] == "miou"
+    load_genotype(out / "genotype.yaml").validate()
+
+    train_cfg = {"name": "nas-rooms", "seed": 0, "data": data,
+                 "model": {"name": "nas", "genotype": str(out / "genotype.yaml"),
+                           **{k: v for k, v in MODEL.items() if k not in ("cells", "k")}},
+                 "train": {"epochs": 1, "batch_size": 4}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_cfg))
+    assert main(["train", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["key_metric"] == "miou" and 0.0 <= metrics["last"]["miou"] <= 1.0
+    model = build_model({**train_cfg["model"], "n_classes": 13, "in_channels": 9,
+                         "task": "segmentation"})
+    assert model.eval()(torch.randn(2, 9, 64)).shape == (2, 13, 64)

@@ -4,8 +4,9 @@ Candidates come from a weights manifest (`{"models": [{"name", "file", "sha256",
 "accuracy": {"metric", "value", …}, …}]}`) or are given directly. Each is measured on this
 device for (runtime, N, batch, threads) and the p95 is cached in
 `$POINTGCN_CACHE/latency.json` (default `~/.cache/pointgcn`) under a key made of the device
-fingerprint (CPU model, cores, torch/onnxruntime versions), the runtime, N, batch, threads and
-the file's sha256 — a changed file, library or machine is measured afresh.
+fingerprint (CPU model, cores, torch/onnxruntime versions, a hash of pointgcn's sources), the
+runtime, N, batch, threads and the file's sha256 — a changed file, library, pointgcn version or
+machine is measured afresh.
 
 Ranking: higher accuracy first, then lower p95, then name; accuracies are only compared
 within one metric (mixing mIoU and OA would be meaningless, so that is an error).

@@ -13,6 +13,8 @@ the reset is unavailable the peak includes loading and is labelled so.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -59,12 +61,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """Hash of pointgcn's own sources: a faster kNN makes cached eager timings stale too."""
+    return sources_hash(Path(__file__).resolve().parents[1])
+
+
+def sources_hash(root: Path) -> str:
+    h = hashlib.sha1()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def device_fingerprint() -> dict:
-    """What makes a latency measurement valid elsewhere: CPU, cores, runtime versions."""
+    """What makes a latency measurement valid elsewhere: CPU, cores, runtime versions and
+    pointgcn's code."""
     import onnxruntime
     import torch
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime": onnxruntime.__version__, "pointgcn": code_fingerprint(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
