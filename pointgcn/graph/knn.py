@@ -1,13 +1,14 @@
 """k-nearest neighbours on dense `(B, C, N)` features → indices `(B, N, k)`.
 
 Why our own: PyG's `knn` moved to pyg-lib (not installable here) and torch_cluster's CPU kNN is
-slow on feature space (479 ms vs ≈ 21 ms for 64-d, N=4096, see docs/performance.md), and neither
-exports to ONNX. A fused `baddbmm` + `topk` does both.
+slow on feature space (482 ms vs 33 ms for 64-d, N=4096, see docs/performance.md), and neither
+exports to ONNX. One augmented `bmm` per row chunk plus a selection does both; on CPU each
+worker thread runs whole chunks (product, numpy selection, ordering).
 
 Order contract (both paths): self first, then ascending squared distance, ties broken by the
 lower index, so the graph is deterministic. The eager path chunks rows to bound memory
-(N=16384 needs ~128 MB per chunk instead of 1 GB per full matrix) and fixes up the rare rows
-whose k-th distance is tied. The export path has no Python loop over N (a loop would freeze N
+(4 MB of scores per chunk and thread instead of 1 GB for a full N=16384 matrix) and fixes up
+the rare rows whose k-th distance is tied beyond the candidate window. The export path has no Python loop over N (a loop would freeze N
 in the traced graph); ONNX TopK itself breaks ties by lower index.
 """
 from __future__ import annotations
