@@ -55,6 +55,11 @@ def run(args) -> int:
     predictor, cfg = predictor_from_args(args, "segmentation", 4096)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
+    n = len(predictor.class_names)
+    if cloud.labels is not None and len(cloud.labels) and (
+            cloud.labels.min() < 0 or cloud.labels.max() >= n):
+        raise InputError(f"{args.input}: labels {int(cloud.labels.min())}–"
+                         f"{int(cloud.labels.max())} are outside this model's classes 0–{n - 1}")
     settings = Settings.from_config(cfg)
     if predictor.task == "part_segmentation":
         logits = segment_object(cloud, predictor, settings, batch=args.batch, seed=args.seed)

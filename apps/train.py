@@ -59,15 +59,37 @@ def run(args) -> int:
     d = init_distributed()
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     _check_model_fits_data(cfg, data)
-    trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
-                      progress=not args.no_progress, dist=d)
-    final = trainer.fit()
+    existed = run_dir.exists()
+    try:
+        trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
+                          progress=not args.no_progress, dist=d)
+        final = trainer.fit()
+    except BaseException:
+        if d.main and not args.resume:
+            _discard_unfinished(run_dir, existed)
+        raise
     if d.main:
         best = final["best"]
         print(f"run: {run_dir}\nbest validation {final['key_metric']} "
               f"{best[final['key_metric']]:.4f} at epoch {best['epoch']}")
     shutdown(d)
     return 0
+
+
+def _discard_unfinished(run_dir: Path, existed: bool) -> None:
+    """A new run that failed before its first checkpoint leaves nothing behind (nothing to
+    resume from): the folder goes if this run made it, else only what the run wrote."""
+    import shutil
+
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        return  # resumable: keep it
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in ("config.yaml", "metrics.jsonl", "metrics.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "checkpoints"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def _check_model_fits_data(cfg: dict, data) -> None:

@@ -38,3 +38,13 @@ def test_paper_setups():
             mn["model"]["n_classes"]) == (9, 64, 1024, 40)
     pn = load_config(CONFIGS[0].parent / "partnet_resgcn28.yaml")["model"]
     assert (pn["k"], pn["in_channels"], pn["n_blocks"]) == (9, 3, 28)
+
+
+def test_exponent_floats_in_files_and_overrides(tmp_path):
+    """YAML 1.1 (PyYAML) reads `1e-3` as a string; configs read it as the number it is."""
+    from pointgcn.config import load_config
+
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-3\n  weight_decay: 5E-4\n  name: 1e\n")
+    cfg = load_config(tmp_path / "c.yaml", ["train.momentum=9e-1", "model.tag=e5"])
+    assert cfg["train"] == {"lr": 0.001, "weight_decay": 0.0005, "name": "1e", "momentum": 0.9}
+    assert cfg["model"]["tag"] == "e5"

@@ -150,6 +150,10 @@ def test_prepare_npy_and_h5_agree_with_raw_and_pyg_preprocessing(raw_tree, tmp_p
     np.testing.assert_array_equal(rows[:, 6], labels)
     assert (tmp_path / "indoor3d_sem_seg_hdf5_data" / "ply_data_all_0.h5").is_file()
     assert not list(tmp_path.rglob(".*tmp*"))  # atomic writes left no temp files
+    # one folder, both layouts: blocks for training, whole rooms for full-resolution eval
+    assert find_s3dis(tmp_path).kind == "h5"
+    assert find_s3dis(tmp_path, whole_rooms=True).kind == "npy"
+    assert [name for name, _ in iter_rooms(tmp_path, [2])] == ["Area_2_office_1"]
     # the same blocks whichever layout they come from (blocks seeded by room name)
     ds_raw = S3DIS(root, "test", 5, position_norm="none")
     h5_dir = tmp_path / "indoor3d_sem_seg_hdf5_data"
@@ -194,6 +198,8 @@ def test_h5_layout_splits_area5_and_six_fold(tmp_path):
     rooms = [f"Area_{a}_office_{k}" for a in range(1, 7) for k in range(1, 3) for _ in range(a)]
     folder = tmp_path / "indoor3d_sem_seg_hdf5_data"
     data, label = write_pointnet_h5(folder, rooms)
+    with pytest.raises(InputError, match="hold no whole rooms"):  # h5 alone: no full resolution
+        list(iter_rooms(tmp_path, [5]))
     areas = np.array([int(r.split("_")[1]) for r in rooms])
     for fold in range(1, 7):
         test = S3DIS(tmp_path, "test", fold, n_points=64)

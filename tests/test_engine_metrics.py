@@ -58,3 +58,46 @@ def test_partnet_rule():
 def test_out_of_range_prediction_is_refused():
     with pytest.raises(ValueError, match="outside"):
         ConfusionMatrix(3).update([4, 0], [0, 0])
+
+
+class _Oracle:
+    """Predicts part 1 where x < 0 and part 2 elsewhere, from whatever sample it is given."""
+    n_classes = 3
+
+    def __call__(self, feats):
+        x = feats[:, 0, :]
+        logits = np.zeros((feats.shape[0], 3, feats.shape[2]), np.float32)
+        logits[:, 1] = (x < 0) * 5.0
+        logits[:, 2] = (x >= 0) * 5.0
+        return logits
+
+
+class _Shapes:
+    """The slice of PartNetSemSeg that evaluation reads: stored points, labels, n_points."""
+
+    def __init__(self, points, labels, n_points):
+        self.points, self.labels, self.n_points = points, labels, n_points
+
+    def __len__(self):
+        return len(self.points)
+
+
+def test_partnet_evaluation_scores_every_point():
+    """Shapes of 1000 points scored with 64-point samples: every point is counted once."""
+    from pointgcn.engine.evaluator import evaluate_parts
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-1, 1, (3, 1000, 3))
+    labels = np.where(pts[..., 0] < 0, 1, 2)
+    labels[:, :100] = 0                                     # "other": ignored by the rule
+    names = ["other", "a", "b"]
+    out = evaluate_parts(_Shapes(pts, labels, 64), _Oracle(), names, batch=4, progress=False)
+    assert out["part_miou"] == 1.0 and out["shape_miou"] == 1.0 and out["shapes"] == 3
+    assert "every point" in out["protocol"]
+    # flip 300 points per shape: the IoU is that of all 900 scored points, not of a sample
+    flipped = labels.copy()
+    flipped[:, 100:400] = np.where(labels[:, 100:400] == 1, 2, 1)
+    out = evaluate_parts(_Shapes(pts, flipped, 64), _Oracle(), names, batch=4, progress=False)
+    g, p = flipped[:, 100:], np.where(pts[:, 100:, 0] < 0, 1, 2)
+    expect = np.mean([((g == c) & (p == c)).sum() / ((g == c) | (p == c)).sum() for c in (1, 2)])
+    assert abs(out["part_miou"] - expect) < 1e-12

@@ -115,7 +115,8 @@ def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["nan", "empty", "unknown_ext", "missing", "wrong_task",
-                                  "bad_out", "truncated_ply", "unwritable_png"])
+                                  "bad_out", "truncated_ply", "unwritable_png",
+                                  "labels_out_of_range"])
 def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     cloud = room_cloud(200)
     src, weight, out = tmp_path / "in.ply", weights / "seg.pt", tmp_path / "out.ply"
@@ -139,6 +140,9 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     elif case == "truncated_ply":
         write_ply(src, cloud)
         src.write_bytes(src.read_bytes()[:-100])
+    elif case == "labels_out_of_range":  # the file's labels are not this model's classes
+        cloud.labels = np.arange(len(cloud)) % 20
+        write_ply(src, cloud)
     extra = []
     if case == "unwritable_png":
         write_ply(src, cloud)
@@ -176,6 +180,9 @@ def test_eval_rooms_full_resolution_and_per_block(synth_root, weights, tmp_path,
     cfg_path.write_text(json.dumps(cfg))
     assert main(["eval", str(cfg_path), "--ckpt", str(weights / "seg.pt"), "--json",
                  str(tmp_path / "m.json"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out  # trained on 1 m blocks (stride 0.5), evaluated on 2 m
+    assert "note: data.block is 2.0 here but the model was trained with 1.0" in printed
+    assert "note: data.n_points" not in printed
     m = json.loads((tmp_path / "m.json").read_text())
     rows = sum(len(np.loadtxt(f)) for f in (synth_root / "Stanford3dDataset_v1.2_Aligned_Version"
                                              / "Area_5").glob("*/*.txt"))

@@ -84,6 +84,29 @@ def test_bad_train_settings(synth_root, tmp_path):
     assert out.returncode == 2 and "takes no CONFIG, overrides" in out.stderr
 
 
+@pytest.mark.parametrize("train,msg", [
+    ({"batch_size": 1}, "train.batch_size must be ≥ 2"),
+    ({"lr": "1e12", "optimizer": "sgd"}, "training diverged: loss is"),
+])
+def test_failed_new_run_leaves_nothing(synth_root, tmp_path, capsys, train, msg):
+    """One line, exit 2, and no half-made run folder (a user-made folder keeps its files)."""
+    from apps.cli import main
+
+    cfg = shapes_config(synth_root, epochs=1)
+    cfg["train"].update(train)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg).replace("'1e12'", "1e12"))
+    assert main(["train", str(cfg_path), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0]
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["train", str(cfg_path), "--out", str(mine), "--no-progress"]) == 2
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
 def _train_cmd(cfg_path, out, *extra):
     return [sys.executable, "-m", "apps.cli", "train", str(cfg_path), "--out", str(out),
             "--no-progress", "--threads", "1", *extra]

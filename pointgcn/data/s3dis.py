@@ -43,20 +43,26 @@ class S3DISSource:
     path: Path
 
 
-def find_s3dis(root: str | Path) -> S3DISSource:
-    """Which S3DIS layout `root` (or its standard child folder) holds."""
+def find_s3dis(root: str | Path, whole_rooms: bool = False) -> S3DISSource:
+    """Which S3DIS layout `root` (or its standard child folder) holds; h5 blocks first
+    (training), or with `whole_rooms` only npy rooms or the raw tree (full-resolution eval;
+    `data prepare s3dis --blocks` writes both into one folder)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder")
-    for cand in (root, root / H5_DIR_NAME):
-        if (cand / "all_files.txt").is_file() and (cand / "room_filelist.txt").is_file():
-            return S3DISSource("h5", cand)
+    h5 = [c for c in (root, root / H5_DIR_NAME)
+          if (c / "all_files.txt").is_file() and (c / "room_filelist.txt").is_file()]
+    if h5 and not whole_rooms:
+        return S3DISSource("h5", h5[0])
     for cand in (root, root / NPY_DIR_NAME):
         if cand.is_dir() and any(_ROOM_RE.match(p.stem) for p in cand.glob("Area_*.npy")):
             return S3DISSource("npy", cand)
     raw = find_raw_root(root)
     if raw is not None:
         return S3DISSource("raw", raw)
+    if h5:
+        raise InputError(f"{h5[0]}: the h5 blocks hold no whole rooms; full resolution needs "
+                         f"the raw tree or per-room npy files (or `pointgcn eval --no-rooms`: per block only)")
     raise FormatError(f"{root}: not an S3DIS folder (expected Area_N/<room>/Annotations, "
                       f"Area_N_<room>.npy files, or all_files.txt + room_filelist.txt)")
 
@@ -91,10 +97,7 @@ def iter_rooms(root: str | Path, areas=None, progress: bool = False
                ) -> Iterator[tuple[str, np.ndarray]]:
     """(room name, N×7 rows) of every room of a raw or npy source, optionally of some areas.
     Rows of raw rooms are shifted to a zero min corner, as the npy files are."""
-    src = find_s3dis(root)
-    if src.kind == "h5":
-        raise InputError(f"{src.path}: the h5 blocks hold no whole rooms; use the raw tree "
-                         f"or per-room npy files")
+    src = find_s3dis(root, whole_rooms=True)
     wanted = None if areas is None else {int(a) for a in areas}
     if src.kind == "npy":
         items = [(name, p) for name, p in npy_rooms(src.path)

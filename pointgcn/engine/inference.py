@@ -59,9 +59,7 @@ def segment_object(cloud: PointCloud, predictor: Predictor, settings: Settings,
     """Mean logits `(N, n_classes)` for every point of one object (part segmentation).
 
     The object is centred and scaled to a unit bounding-box diagonal (the frame of the
-    synthetic parts; PartNet's h5 shapes are already normalised), its points shuffled and cut
-    into samples of the training point count — the last padded with random other points — so
-    every point is predicted at least once; logits of repeated points are averaged.
+    synthetic parts; PartNet's h5 shapes are already normalised), then `cover_logits`.
     """
     if predictor.in_channels != 3:
         raise InputError(f"part segmentation models take xyz (3 channels); this one takes "
@@ -69,8 +67,16 @@ def segment_object(cloud: PointCloud, predictor: Predictor, settings: Settings,
     pts = cloud.points.astype(np.float64)
     lo, hi = pts.min(0), pts.max(0)
     pts = (pts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-12)
+    return cover_logits(pts, predictor, settings.n_points, batch, seed)
+
+
+def cover_logits(pts: np.ndarray, predictor: Predictor, n_points: int, batch: int = 8,
+                 seed: int = 0) -> np.ndarray:
+    """Mean logits `(N, n_classes)` of an `(N, 3)` object: its points shuffled and cut into
+    samples of `n_points` — the last padded with random other points — so every point is
+    predicted at least once; logits of repeated points are averaged."""
     rng = np.random.default_rng(seed)
-    n, m = len(pts), settings.n_points
+    n, m = len(pts), n_points
     order = rng.permutation(n)
     pad = (-n) % m
     order = np.concatenate([order, rng.choice(n, pad, replace=n < pad)])

@@ -73,12 +73,17 @@ class Trainer:
         if len(data.train) < self.t["batch_size"] * self.d.world:
             raise ConfigError(f"the training split has {len(data.train)} samples, fewer than "
                               f"train.batch_size × processes = {self.t['batch_size'] * self.d.world}")
+        if self.task == "classification" and self.t["batch_size"] < 2 and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+            raise ConfigError("train.batch_size must be ≥ 2 per process: the classifier's "
+                              "batch norm needs more than one shape per batch")
         self.ckpt_dir = self.run_dir / "checkpoints"
         if resume:
             self._load(self.ckpt_dir / "last.pt")
         elif self.d.main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, self.run_dir / "config.yaml")
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a new run's log only
         self.writer = None
         if self.d.main:
             from torch.utils.tensorboard import SummaryWriter
@@ -152,9 +157,9 @@ class Trainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.t["amp"])):
             logits = self.net(feats)
             loss = self.loss_fn(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.state['step']}; "
-                                     "lower train.lr or enable train.grad_clip")
+        if not torch.isfinite(loss):  # a setting to change, so one line and exit 2
+            raise ConfigError(f"training diverged: loss is {loss.item()} at step "
+                              f"{self.state['step']}; lower train.lr or set train.grad_clip")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.t["grad_clip"]:
