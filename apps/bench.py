@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
 
 
@@ -31,7 +33,7 @@ def add_arguments(parser):
     parser.add_argument("--batch", type=int, default=1, help="clouds per run")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per runtime")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
-    parser.add_argument("--threads", type=int, help="threads for both runtimes")
+    parser.add_argument("--threads", type=positive_int, help="threads for both runtimes")
     parser.add_argument("--json", type=Path, help="write results as JSON")
     parser.add_argument("--md", type=Path, help="write a markdown table")
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",

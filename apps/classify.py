@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "classify a cloud or mesh; prints ranked classes with probabilities"
 
 
@@ -23,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--png", type=Path, help="also render a preview PNG")
     p.add_argument("--drop-invalid", action="store_true")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -33,12 +35,13 @@ def run(args) -> int:
     from pointgcn.engine.inference import Settings, classify_cloud
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from pointgcn.io import check_writable, read_points
+    from apps.outputs import check_output
+    from pointgcn.io import read_points
 
-    if args.top < 1 or args.votes < 1:
-        raise InputError("--top and --votes must be ≥ 1")
+    if args.top < 1 or args.votes < 1 or args.mesh_points < 1:
+        raise InputError("--top, --votes and --mesh-points must be ≥ 1")
     if args.png:
-        check_writable(args.png)
+        check_output(args.png, ".png", "--png", args.input)
     cloud = read_points(args.input, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
                         seed=args.seed)
     predictor, cfg = predictor_from_args(args, "classification", 1024)

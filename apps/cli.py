@@ -28,12 +28,30 @@ STAGES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line `error: …` and exit 2 like any bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --threads: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
 def _stages() -> dict:
     return {name: importlib.import_module(path) for name, path in STAGES.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pointgcn",
         description="Deep graph convolutional networks for 3D point clouds: build kNN graphs, "
                     "train and run DeepGCN / searched models, export to ONNX.",

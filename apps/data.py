@@ -21,6 +21,9 @@ import json
 HELP = "write synthetic data sets, prepare S3DIS/ModelNet40/PartNet, inspect files and folders"
 
 SYNTH_DEFAULT_N = {"rooms": 12, "shapes": 20, "parts": 60}
+SYNTH_MIN_N = {"rooms": 1, "shapes": 2, "parts": 3}
+SYNTH_WHY = {"rooms": "at least one room", "shapes": "a train and a test shape per class",
+             "parts": "a train, a val and a test shape"}
 
 
 def add_arguments(parser):
@@ -29,8 +32,8 @@ def add_arguments(parser):
     synth.add_argument("kind", choices=("rooms", "shapes", "parts"))
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--n", type=int, default=None,
-                       help="rooms / shapes per class / part shapes "
-                            f"(defaults {SYNTH_DEFAULT_N})")
+                       help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
+                            f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
     synth.add_argument("--seed", type=int, default=0)
 
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
@@ -60,8 +63,10 @@ def _synth(args) -> int:
     from pointgcn.errors import InputError
 
     n = SYNTH_DEFAULT_N[args.kind] if args.n is None else args.n
-    if n < 1:
-        raise InputError(f"--n must be ≥ 1, got {n}")
+    least = SYNTH_MIN_N[args.kind]
+    if n < least:
+        raise InputError(f"--n must be ≥ {least} for {args.kind} ({SYNTH_WHY[args.kind]}), "
+                         f"got {n}")
     from pointgcn.data import synthetic
 
     writer, key = {"rooms": (synthetic.write_rooms, "n_rooms"),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
 
 
@@ -34,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check")
     parser.add_argument("--exporter", choices=["legacy", "dynamo"], default="legacy",
                         help="torch exporter (legacy: faster to export; see docs)")
-    parser.add_argument("--threads", type=int, help="onnxruntime threads for the checks")
+    parser.add_argument("--threads", type=positive_int, help="onnxruntime threads for the checks")
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model config overrides (e.g. k=9 for official checkpoints)")
     parser.add_argument("--seed", type=int, default=0)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "collect on-device latencies of sampled cells; fit / query the latency regressor"
 
 
@@ -45,7 +47,7 @@ def add_arguments(parser):
                    help="uniform over the 10 ops per edge (default); stratified: the number of "
                         "graph ops per cell uniform in 0…9; sparse: 0–2 graph ops (the fast "
                         "cells tight latency targets need)")
-    c.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    c.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1)")
     c.add_argument("--warmup", type=int, default=3, help="warm-up runs per architecture")
     c.add_argument("--rounds", type=int, default=20, help="timed runs per architecture")
     c.add_argument("--group", type=int, default=8, help="architectures timed interleaved")

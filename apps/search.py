@@ -21,6 +21,8 @@ import copy
 import time
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
 
 
@@ -35,7 +37,7 @@ def add_arguments(p):
     p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
     p.add_argument("--targets", help="LC-NAS sweep: comma-separated targets in ms")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

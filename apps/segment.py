@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
 
 
@@ -25,7 +27,7 @@ def add_arguments(p):
     p.add_argument("--drop-invalid", action="store_true",
                    help="drop points with NaN/Inf coordinates instead of refusing the file")
     p.add_argument("--batch", type=int, default=8, help="blocks per forward pass")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=int, default=0, help="block sampling seed")
 
 
@@ -34,18 +36,17 @@ def run(args) -> int:
 
     import numpy as np
 
+    from apps.outputs import check_output
     from pointgcn.engine.inference import Settings, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from pointgcn.io import ReadReport, check_writable, read_points, write_ply
+    from pointgcn.io import ReadReport, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
 
-    if args.out.suffix.lower() != ".ply":
-        raise InputError(f"--out must be a .ply file, got {args.out}")
-    check_writable(args.out)
+    check_output(args.out, ".ply", "--out", args.input)
     if args.png:
-        check_writable(args.png)
+        check_output(args.png, ".png", "--png", args.input, args.out)
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     report = ReadReport("", 0, 0, 0)
@@ -55,11 +56,6 @@ def run(args) -> int:
     predictor, cfg = predictor_from_args(args, "segmentation", 4096)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
-    n = len(predictor.class_names)
-    if cloud.labels is not None and len(cloud.labels) and (
-            cloud.labels.min() < 0 or cloud.labels.max() >= n):
-        raise InputError(f"{args.input}: labels {int(cloud.labels.min())}–"
-                         f"{int(cloud.labels.max())} are outside this model's classes 0–{n - 1}")
     settings = Settings.from_config(cfg)
     if predictor.task == "part_segmentation":
         logits = segment_object(cloud, predictor, settings, batch=args.batch, seed=args.seed)
@@ -80,13 +76,7 @@ def run(args) -> int:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / len(pred):5.1f}%")
     if cloud.labels is not None:
-        from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
-        if predictor.task == "part_segmentation":
-            m = PartNetIoU(len(names)).update(pred[None], cloud.labels[None]).summary()
-            print(f"against the file's labels: part mIoU {m['part_miou']:.4f}")
-        else:
-            cm = ConfusionMatrix(len(names)).update(pred, cloud.labels)
-            print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
+        print(_score_against_labels(pred, cloud.labels, predictor.task, names))
     if args.png:
         from pointgcn.viz.render import render_png
         kw = dict(labels="label", compare="pred") if cloud.labels is not None else dict(labels="pred")
@@ -95,3 +85,25 @@ def run(args) -> int:
         res = render_png(out, args.png, palette=palette, class_names=names, **kw)
         print(f"preview → {res.path} ({res.backend})")
     return 0
+
+
+def _score_against_labels(pred, labels, task: str, names) -> str:
+    """Metrics against the file's labels: negative labels are unlabelled and ignored; labels
+    beyond the model's classes mean another label set, so no metrics (never partial ones)."""
+    import numpy as np
+
+    from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
+
+    known = labels >= 0
+    if not known.any():
+        return "the file's labels are all negative (unlabelled): no metrics"
+    if labels.max() >= len(names):
+        return (f"note: the file's labels go up to {int(labels.max())}, beyond this model's "
+                f"classes 0–{len(names) - 1}: another label set, no metrics")
+    skipped = f" ({int((~known).sum())} unlabelled points ignored)" if not known.all() else ""
+    if task == "part_segmentation":
+        t = np.where(known, labels, 0)  # PartNet's rule ignores label 0 ("other")
+        m = PartNetIoU(len(names)).update(pred[None], t[None]).summary()
+        return f"against the file's labels: part mIoU {m['part_miou']:.4f}{skipped}"
+    cm = ConfusionMatrix(len(names)).update(pred[known], labels[known])
+    return f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}{skipped}"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from apps.cli import positive_int
+
 HELP = "train a model from a config (resumable, torchrun-ready)"
 
 
@@ -22,7 +24,7 @@ def add_arguments(p):
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

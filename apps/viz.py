@@ -64,6 +64,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _curves(args, size) -> int:
+    from apps.outputs import check_output
     from pointgcn.errors import InputError
     from pointgcn.viz.plots import plot_training_curves
 
@@ -73,6 +74,7 @@ def _curves(args, size) -> int:
         raise InputError(f"{', '.join(cloud_only)} apply to clouds, not to training curves")
     src = Path(args.input)
     out = Path(args.png) if args.png else (src if src.is_dir() else src.parent) / "curves.png"
+    check_output(out, ".png", "--png", src)
     plot_training_curves(src, out, title=args.title, size=size or (1280, 960))
     print(f"wrote {out} (training curves)")
     return 0
@@ -89,6 +91,7 @@ def _read(path: str, mesh_points: int):
 
 
 def run(args) -> int:
+    from apps.outputs import check_output
     from pointgcn.errors import InputError
     from pointgcn.viz import cloud_field, has_display, render_png, show
 
@@ -114,6 +117,8 @@ def run(args) -> int:
     options = dict(color_by=args.color, labels=labels, compare=compare, palette=args.palette,
                    view=args.view, up=args.up, remove_ceiling=False if args.keep_ceiling else None,
                    backend=None if args.backend in (None, "auto") else args.backend)
+    if args.png is not None:
+        check_output(Path(args.png), ".png", "--png", src, args.compare)
     if args.png is None and has_display():
         result = show(cloud, png=src.with_suffix(".png"), title=args.title, size=size, **options)
         print(result.message)

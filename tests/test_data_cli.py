@@ -72,6 +72,14 @@ def test_prepare_and_info_report_exact_counts(tmp_path, capsys):
     assert code == 0 and "rooms_per_area:" in out and "  Area_5: 1" in out
 
 
+def test_info_counts_invalid_points_instead_of_failing(tmp_path, capsys):
+    (tmp_path / "nan.xyz").write_text("0 0 0\nnan 1 1\n1 2 3\ninf 0 0\n")
+    code, out, _ = run(capsys, "info", str(tmp_path / "nan.xyz"), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["points"] == 2 and info["invalid_points"].startswith("2 with NaN")
+    assert info["bounds_max"] == [1.0, 2.0, 3.0]
+
+
 def test_info_on_modelnet_and_partnet_folders(tmp_path, capsys):
     folder = tmp_path / "modelnet40_ply_hdf5_2048"
     folder.mkdir()
@@ -99,7 +107,9 @@ def test_info_on_modelnet_and_partnet_folders(tmp_path, capsys):
     (["prepare", "s3dis", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not an S3DIS raw"),
     (["prepare", "modelnet40", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not a ModelNet"),
     (["prepare", "partnet", "--src", "{tmp}/empty", "--out", "{tmp}/out"], "not a PartNet"),
-    (["synth", "rooms", "--out", "{tmp}/out", "--n", "0"], "--n must be"),
+    (["synth", "rooms", "--out", "{tmp}/out", "--n", "0"], "--n must be ≥ 1 for rooms"),
+    (["synth", "shapes", "--out", "{tmp}/out", "--n", "1"], "--n must be ≥ 2 for shapes"),
+    (["synth", "parts", "--out", "{tmp}/out", "--n", "2"], "--n must be ≥ 3 for parts"),
     (["info", "{tmp}/bad.ply"], "bad.ply"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):

@@ -288,3 +288,29 @@ def test_searched_cell_network_exports_unchanged(tmp_path):
     assert report.passed and report.parity["static_graph"]["graphs"] == 2  # one per cell
     assert report.parity["static_graph"]["max_rel"] < 1e-5
     assert report.min_points == 8 and read_metadata(tmp_path / "nas.onnx")["name"] == "nas"
+
+
+def test_default_check_clouds_are_of_the_models_kind():
+    """Room blocks (9 channels, no resampled duplicates), shapes on the unit sphere (3 or 6
+    channels), part shapes; deterministic; anything else falls back to noise (None)."""
+    from pointgcn.export.check_clouds import synthetic_clouds
+
+    rooms = {"model": {"task": "segmentation", "in_channels": 9},
+             "data": {"block": 1.0, "stride": 0.5, "position_norm": "normalize_scale"}}
+    x, name = synthetic_clouds(rooms, 2, 256, seed=1)
+    assert name == "synthetic room blocks" and x.shape == (2, 9, 512) and x.dtype == np.float32
+    for block in x:
+        assert len(np.unique(block[:3].T, axis=0)) == 512            # every point distinct
+        assert np.all((block[3:6] >= 0) & (block[3:6] <= 1))          # colours
+        assert np.abs(block[:3]).max() <= 1.0 + 1e-6                  # normalize_scale
+    assert np.array_equal(x, synthetic_clouds(rooms, 2, 256, seed=1)[0])
+    shapes, name = synthetic_clouds({"model": {"task": "classification", "in_channels": 6}},
+                                    3, 64)
+    assert name == "synthetic shapes" and shapes.shape == (3, 6, 128)
+    radius = np.linalg.norm(shapes[:, :3], axis=1)
+    assert np.allclose(radius.max(1), 1.0, atol=1e-5)                 # unit sphere
+    assert np.allclose(np.linalg.norm(shapes[:, 3:], axis=1), 1.0, atol=1e-4)  # normals
+    parts, name = synthetic_clouds({"model": {"task": "part_segmentation", "in_channels": 3},
+                                    "data": {"category": "Table"}}, 2, 100)
+    assert name == "synthetic part shapes" and parts.shape == (2, 3, 200)
+    assert synthetic_clouds({"model": {"task": "segmentation", "in_channels": 4}}, 2, 64) is None

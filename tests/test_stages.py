@@ -115,8 +115,7 @@ def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["nan", "empty", "unknown_ext", "missing", "wrong_task",
-                                  "bad_out", "truncated_ply", "unwritable_png",
-                                  "labels_out_of_range"])
+                                  "bad_out", "truncated_ply", "unwritable_png"])
 def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     cloud = room_cloud(200)
     src, weight, out = tmp_path / "in.ply", weights / "seg.pt", tmp_path / "out.ply"
@@ -140,9 +139,6 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     elif case == "truncated_ply":
         write_ply(src, cloud)
         src.write_bytes(src.read_bytes()[:-100])
-    elif case == "labels_out_of_range":  # the file's labels are not this model's classes
-        cloud.labels = np.arange(len(cloud)) % 20
-        write_ply(src, cloud)
     extra = []
     if case == "unwritable_png":
         write_ply(src, cloud)
@@ -154,6 +150,51 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("error: ")
     assert not out.exists()
     assert list(tmp_path.glob("*.tmp*")) == [] and list(tmp_path.glob(".*")) == []
+
+
+def test_segment_scores_only_labels_it_can(weights, tmp_path, capsys):
+    """-1 = unlabelled (ignored, counted); labels beyond the classes: prediction, no metrics."""
+    from apps.segment import _score_against_labels
+
+    cloud = room_cloud(400)
+    cloud.labels[:100] = -1
+    write_ply(tmp_path / "neg.ply", cloud)
+    assert main(["segment", str(tmp_path / "neg.ply"), "--weights", str(weights / "seg.pt"),
+                 "--out", str(tmp_path / "neg_out.ply")]) == 0
+    assert "(100 unlabelled points ignored)" in capsys.readouterr().out
+    cloud.labels = np.arange(400) % 20
+    write_ply(tmp_path / "other.ply", cloud)
+    assert main(["segment", str(tmp_path / "other.ply"), "--weights", str(weights / "seg.pt"),
+                 "--out", str(tmp_path / "other_out.ply")]) == 0
+    out = capsys.readouterr().out
+    assert "another label set, no metrics" in out and "OA" not in out
+    assert (tmp_path / "other_out.ply").is_file()
+    # the numbers: OA over labelled points only
+    pred, labels = np.array([0, 1, 1, 2]), np.array([0, 1, -1, 0])
+    assert "OA 0.6667" in _score_against_labels(pred, labels, "segmentation", list("abc"))
+
+
+def test_outputs_never_replace_inputs(weights, tmp_path, capsys):
+    """--out/--png naming the input (or each other) or the wrong kind of file: exit 2, the
+    files untouched."""
+    src = tmp_path / "in.ply"
+    write_ply(src, room_cloud(200))
+    before = src.read_bytes()
+    seg = ["segment", str(src), "--weights", str(weights / "seg.pt")]
+    for argv, msg in (
+            (seg + ["--out", str(src)], "it would be overwritten"),
+            (seg + ["--out", str(tmp_path / "o.ply"), "--png", str(src)], "must name a .png"),
+            (seg + ["--out", str(tmp_path / "o.ply"), "--png", str(tmp_path / "dir/")],
+             "must name a .png"),
+            (["viz", str(src), "--png", str(src)], "must name a .png"),
+            (["classify", str(src), "--weights", str(weights / "cls.pt"), "--png",
+              str(tmp_path / "p.txt")], "must name a .png"),
+            (["eval", str(src), "--ckpt", str(weights / "seg.pt"), "--json", str(src)],
+             "must name a .json")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], (argv, err)
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.ply"]
 
 
 def test_drop_invalid_keeps_the_rest(weights, tmp_path, capsys):

@@ -34,8 +34,11 @@ def describe_cloud(path: Path) -> dict:
     from ..io import ReadReport, read_points
 
     report = ReadReport()
-    cloud = read_points(path, report=report)
+    cloud = read_points(path, report=report, drop_invalid=True)  # describe, then count them
     info = {"kind": "file", "path": str(path), "format": report.format, "points": len(cloud),
+            **({"invalid_points": f"{report.dropped} with NaN/Inf coordinates (not counted "
+                                  f"above; segment/classify need --drop-invalid)"}
+               if report.dropped else {}),
             **({"mesh_faces": int(report.n_faces)} if report.n_faces else {}),
             "colors": cloud.colors is not None, "normals": cloud.normals is not None,
             "labels": cloud.labels is not None, "fields": sorted(cloud.fields),

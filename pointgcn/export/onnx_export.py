@@ -27,7 +27,8 @@ from torch import nn
 
 from ..errors import ExportError
 from ..io.atomic import atomic_path
-from .parity import MIN_AGREEMENT, REL_TOL, check_parity, format_parity, random_clouds
+from .parity import (MIN_AGREEMENT, REL_TOL, check_parity, default_check_data, format_parity,
+                     random_clouds)
 from .runtime import INPUT_NAME, OUTPUT_NAME, encode_metadata
 from .tracing import MIN_OPSET, min_points, trace_to_onnx
 
@@ -131,17 +132,23 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_
             ops=dict(collections.Counter(n.op_type for n in proto.graph.node)),
             inputs=_io_dims(proto.graph.input), outputs=_io_dims(proto.graph.output),
             min_points=least, metadata={k: v for k, v in meta.items() if k != "config"})
+        data_name = "given"
+        if check_data is None and (parity or quantize):
+            check_data, data_name = default_check_data(run_config or {"model": cfg}, batch,
+                                                       points, seed)
         if parity:
             report.parity = check_parity(model, tmp, points=points, batch=batch,
-                                         check_data=check_data, seed=seed,
+                                         check_data=check_data, data_name=data_name, seed=seed,
                                          min_agreement=min_agreement, rel_tol=rel_tol,
                                          opset=opset, exporter=exporter, threads=threads)
             if enforce and not report.parity["passed"]:
                 report.report_path = str(report_path)
                 _write_json(report, report_path)
                 raise ExportError(f"parity check failed for {out_path.name}: "
-                                  f"{'; '.join(report.parity['failures'])} "
-                                  f"(report: {report_path}; model not written)")
+                                  f"{'; '.join(report.parity['failures'])} on "
+                                  f"{report.parity['data']} (report: {report_path}; model not "
+                                  f"written; check on your own clouds with --check-data, or "
+                                  f"accept less with --min-agreement)")
     if quantize:
         from .quantize import quantize_and_compare
         report.quantized = quantize_and_compare(out_path, points=points, batch=batch,

@@ -11,9 +11,10 @@ labels        The real exported model (kNN inside) against PyTorch on held-out c
               runtimes — a last-bit difference flips a near-tie neighbour and the flip
               propagates — so raw logits may differ there while labels must agree.
 
-Held-out clouds are the user's (`check_data`: .npy/.npz of `(B, C, N)` features) or random
-ones shaped like training data: xyz uniform in [−1, 1] (the normalised block/shape range),
-other channels uniform in [0, 1] (colours, normalised room coordinates).
+Held-out clouds are the user's (`check_data`: .npy/.npz of `(B, C, N)` features), else
+procedural ones of the model's kind (check_clouds.py: room blocks, shapes, part shapes), else
+random ones shaped like training data: xyz uniform in [−1, 1] (the normalised block/shape
+range), other channels uniform in [0, 1] (colours, normalised room coordinates).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .tracing import knn_modules, min_points, trace_to_onnx
 
 MIN_AGREEMENT = 0.99
 REL_TOL = 1e-4
+CLS_BATCH = 8  # per-shape labels: enough shapes for a percentage to mean much
 
 
 def random_clouds(batch: int, channels: int, points: int, seed: int = 0) -> np.ndarray:
@@ -166,15 +168,27 @@ def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray]) -> li
     return rows
 
 
+def default_check_data(run_config: dict, batch: int, points: int, seed: int = 0
+                       ) -> tuple[np.ndarray | None, str]:
+    """Procedural clouds of the model's kind (check_clouds.py), else None for random noise."""
+    from .check_clouds import synthetic_clouds
+
+    if run_config.get("model", {}).get("task") == "classification":
+        batch = max(batch, CLS_BATCH)
+    got = synthetic_clouds(run_config, batch, points, seed)
+    return got if got is not None else (None, "random")
+
+
 def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch: int = 2,
-                 check_data: np.ndarray | None = None, seed: int = 0,
+                 check_data: np.ndarray | None = None, data_name: str | None = None,
+                 seed: int = 0,
                  min_agreement: float = MIN_AGREEMENT, rel_tol: float = REL_TOL,
                  opset: int = 17, exporter: str = "legacy", threads: int | None = None) -> dict:
     """Both parity parts for an exported model; `passed` False lists why in `failures`."""
     model = model.eval()
     least = min_points(model)
     if model.cfg.get("task") == "classification":
-        batch = max(batch, 8)  # per-shape labels: enough shapes for a percentage to mean much
+        batch = max(batch, CLS_BATCH)
     inputs = check_inputs(points, least, model.cfg["in_channels"], batch, seed, check_data)
     nominal = min(inputs, key=lambda x: abs(x.shape[2] - points))
     static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,
@@ -189,7 +203,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
             failures.append(f"label agreement {100 * row['agreement']:.2f}% < "
                             f"{100 * min_agreement:.2f}% at N={row['points']}")
     return {"static_graph": static, "labels": labels, "min_agreement": min_agreement,
-            "rel_tol": rel_tol, "data": "given" if check_data is not None else "random",
+            "rel_tol": rel_tol,
+            "data": data_name or ("given" if check_data is not None else "random"),
             "passed": not failures, "failures": failures}
 
 
