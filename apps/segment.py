@@ -41,7 +41,7 @@ def run(args) -> int:
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from pointgcn.io import ReadReport, read_points, write_ply
+    from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
 
     check_output(args.out, ".ply", "--out", args.input)
@@ -53,6 +53,10 @@ def run(args) -> int:
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, report=report)
     if report.dropped:
         print(f"dropped {report.dropped} points with NaN/Inf coordinates")
+    fields, notes = ply_safe_fields(cloud.fields)  # settle the output's fields before the work
+    cloud = dataclasses.replace(cloud, fields=fields)
+    for note in notes:
+        print(f"note: {note}")
     predictor, cfg = predictor_from_args(args, "segmentation", 4096)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")

@@ -197,6 +197,24 @@ def test_outputs_never_replace_inputs(weights, tmp_path, capsys):
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.ply"]
 
 
+def test_segment_georeferenced_cloudcompare_csv(weights, tmp_path, capsys):
+    """UTM coordinates come back to the output exactly; odd field names are renamed, not fatal."""
+    rng = np.random.default_rng(0)
+    xyz = np.round(rng.random((500, 3)) * [3.0, 2.0, 2.5] + [500000.0, 4000000.0, 90.0], 3)
+    rows = [f"{x:.3f},{y:.3f},{z:.3f},10,20,30,{i / 7:.4f}" for i, (x, y, z) in enumerate(xyz)]
+    (tmp_path / "scan.csv").write_text("//X,Y,Z,R,G,B,Scalar field\n" + "\n".join(rows) + "\n")
+    assert main(["segment", str(tmp_path / "scan.csv"), "--weights", str(weights / "seg.pt"),
+                 "--out", str(tmp_path / "o.ply")]) == 0
+    assert "'Scalar field' written as 'Scalar_field'" in capsys.readouterr().out
+    back = read_points(tmp_path / "o.ply")
+    np.testing.assert_allclose(back.absolute_points(), xyz, atol=1e-4)
+    assert "Scalar_field" in back.fields and "pred" in back.fields
+    assert main(["data", "info", str(tmp_path / "scan.csv"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["local_origin"] == [500000.0, 4000000.0, 90.0]
+    assert info["bounds_min"] == [round(float(v), 6) for v in xyz.min(0)]
+
+
 def test_drop_invalid_keeps_the_rest(weights, tmp_path, capsys):
     cloud = room_cloud(300)
     cloud.points[[3, 7], 0] = np.inf

@@ -42,8 +42,9 @@ def describe_cloud(path: Path) -> dict:
             **({"mesh_faces": int(report.n_faces)} if report.n_faces else {}),
             "colors": cloud.colors is not None, "normals": cloud.normals is not None,
             "labels": cloud.labels is not None, "fields": sorted(cloud.fields),
-            "bounds_min": [round(float(v), 6) for v in cloud.points.min(axis=0)],
-            "bounds_max": [round(float(v), 6) for v in cloud.points.max(axis=0)]}
+            "bounds_min": [round(float(v), 6) for v in cloud.absolute_points().min(axis=0)],
+            "bounds_max": [round(float(v), 6) for v in cloud.absolute_points().max(axis=0)],
+            **({"local_origin": [float(v) for v in cloud.offset]} if cloud.has_offset else {})}
     if cloud.labels is not None:
         info["label_histogram"] = _histogram(cloud.labels)
     return info

@@ -7,7 +7,7 @@ laspy; meshes OFF/OBJ/STL/PLY-with-faces are sampled); `write_points(path, cloud
 from .atomic import atomic_path, check_writable
 from .cloud import PointCloud
 from .read import SUPPORTED, ReadReport, read_points
-from .write import npy_columns, write_npy, write_npz, write_ply, write_points
+from .write import npy_columns, ply_safe_fields, write_npy, write_npz, write_ply, write_points
 
-__all__ = ["PointCloud", "ReadReport", "SUPPORTED", "atomic_path", "check_writable", "npy_columns", "read_points",
-           "write_npy", "write_npz", "write_ply", "write_points"]
+__all__ = ["PointCloud", "ReadReport", "SUPPORTED", "atomic_path", "check_writable", "npy_columns",
+           "ply_safe_fields", "read_points", "write_npy", "write_npz", "write_ply", "write_points"]

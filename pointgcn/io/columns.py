@@ -109,7 +109,7 @@ def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str 
             raise FormatError(f"{where}: column {name!r} holds {columns[name].dtype}, "
                               "not numbers")
     used = set(known)
-    points = np.stack([columns[n].astype(np.float32) for n in xyz], axis=1)
+    points = np.stack([columns[n].astype(np.float64) for n in xyz], axis=1)  # see read.py
     colors = normals = labels = None
     if rgb is not None:
         colors = normalize_colors(np.stack([columns[n] for n in rgb], axis=1), where)
@@ -130,6 +130,14 @@ def _looks_like_normals(block: np.ndarray) -> bool:
             and bool(np.any(block < 0)))
 
 
+def table_columns(table: np.ndarray, names) -> dict[str, np.ndarray]:
+    """The columns of an (N, C) table by name. A float64 table (parsed text, a float64 .npy)
+    declares no precision per column: x y z stay float64 (read_points decides how to store
+    them), every other column becomes float32."""
+    return {n: table[:, i] if n.lower() in XYZ or table.dtype != np.float64
+            else table[:, i].astype(np.float32) for i, n in enumerate(names)}
+
+
 def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCloud:
     """A headerless (N, C) numeric table → PointCloud by the column-count rule above."""
     if table.ndim != 2 or table.shape[1] not in LAYOUTS:
@@ -138,9 +146,7 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
     names = LAYOUTS[table.shape[1]]
     if table.shape[1] in (6, 7) and _looks_like_normals(table[:, 3:6]):
         names = XYZ + ("nx", "ny", "nz") + names[6:]
-    if table.dtype == np.float64:  # parsed text: no declared precision, extras become float32
-        table = table.astype(np.float32)
-    columns = {n: table[:, i] for i, n in enumerate(names)}
+    columns = table_columns(table, names)
     if "label" in columns:
         lab = columns["label"]
         integral = np.all(np.isfinite(lab)) and np.all(lab == np.round(lab))

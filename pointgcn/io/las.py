@@ -1,9 +1,9 @@
 """LAS/LAZ via laspy (optional: `pip install laspy`, plus `laspy[lazrs]` for .laz).
 
-Scaled x y z → points (float32: georeferenced coordinates lose precision below ~1 cm at
-10⁵ m; shift them before reading if that matters), red green blue (16-bit in LAS; many writers
-store 8-bit values, so colours whose maximum is ≤ 255 are read as 0–255) → colors,
-classification → labels, intensity → fields["intensity"].
+Scaled x y z (float64) → points (`read_points` stores georeferenced coordinates relative to
+`cloud.offset`, see io/cloud.py), red green blue (16-bit in LAS; many writers store 8-bit
+values, so colours whose maximum is ≤ 255 are read as 0–255) → colors, classification →
+labels, intensity → fields["intensity"].
 """
 from __future__ import annotations
 
@@ -40,5 +40,5 @@ def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
     fields = {}
     if "intensity" in names:
         fields["intensity"] = np.asarray(las.intensity).astype(np.int64)
-    cloud = PointCloud(points.astype(np.float32), colors, None, labels, fields, str(path))
+    cloud = PointCloud(points.astype(np.float64), colors, None, labels, fields, str(path))
     return cloud, f"las {las.header.version} point format {las.point_format.id}"

@@ -19,8 +19,8 @@ DEFAULT_SAMPLES = 2048
 
 
 def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
-    """(per-vertex cloud with positions and vertex colours if any, (F, 3) int64 faces); a file
-    of vertices only gives (its vertices, no faces)."""
+    """(per-vertex cloud with float64 positions and vertex colours if any, (F, 3) int64
+    faces); a file of vertices only gives (its vertices, no faces)."""
     import trimesh
 
     kind = path.suffix.lower().lstrip(".")
@@ -38,14 +38,14 @@ def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
         rgba = np.asarray(mesh.colors)
         colors = (rgba[:, :3].astype(np.float32) / 255.0
                   if rgba.ndim == 2 and len(rgba) == len(vertices) else None)
-        return PointCloud(vertices.astype(np.float32), colors, source=str(path)), faces
+        return PointCloud(vertices, colors, source=str(path)), faces
     vertices = np.asarray(getattr(mesh, "vertices", np.empty((0, 3))), np.float64)
     faces = np.asarray(getattr(mesh, "faces", np.empty((0, 3))), np.int64).reshape(-1, 3)
     colors = None
     visual = getattr(mesh, "visual", None)
     if faces.size and getattr(visual, "kind", None) == "vertex":
         colors = np.asarray(visual.vertex_colors)[:, :3].astype(np.float32) / 255.0
-    return PointCloud(vertices.astype(np.float32), colors, source=str(path)), faces
+    return PointCloud(vertices, colors, source=str(path)), faces
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +75,8 @@ def sample_surface(vertex_cloud: PointCloud, faces: np.ndarray, n_points: int, s
                    where: str) -> PointCloud:
     """`n_points` area-weighted samples on the triangles `faces` of `vertex_cloud`'s points.
 
-    The vertices of `faces` must be finite (see `drop_invalid_faces`).
+    The vertices of `faces` must be finite (see `drop_invalid_faces`). Sampling is done in
+    float64 and the samples stay float64, like every reader's x y z (read_points stores them).
     """
     import trimesh
 
@@ -106,6 +107,6 @@ def sample_surface(vertex_cloud: PointCloud, faces: np.ndarray, n_points: int, s
     for name, values in vertex_cloud.fields.items():
         fields[name] = (values[nearest] if values.dtype.kind in "uib"
                         else interpolate(values).astype(values.dtype))
-    return PointCloud(np.ascontiguousarray(points, dtype=np.float32), colors,
+    return PointCloud(np.ascontiguousarray(points, dtype=np.float64), colors,
                       normals[face_index].astype(np.float32), labels, fields,
                       vertex_cloud.source)

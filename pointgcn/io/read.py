@@ -8,6 +8,9 @@ Point clouds are returned whole (`n_points` does not apply; subsample with point
 Every result is checked: NaN/Inf coordinates are an error unless `drop_invalid` (then those
 points, or a mesh's faces touching them, are dropped and counted in `report.dropped`), and an
 empty result is an error. All problems raise `InputError`/`FormatError` with a one-line message.
+Coordinates: every reader hands its x y z (and a mesh sampler its samples) over in float64;
+here, once, `local_frame` stores them as float32 `points` relative to `cloud.offset` (non-zero
+only for coordinates beyond ±2048, e.g. georeferenced scans; see io/cloud.py).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .cloud import PointCloud
+from .cloud import PointCloud, local_frame
 from .columns import cloud_from_named
 
 CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz")
@@ -125,5 +128,6 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
     if len(cloud) == 0:
         extra = " after dropping invalid ones" if report.dropped else ""
         raise InputError(f"{where}: no points{extra}")
+    cloud.points, cloud.offset = local_frame(cloud.points)
     cloud.source = str(path)
     return cloud

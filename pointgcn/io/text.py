@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import FormatError
 from .cloud import PointCloud
-from .columns import cloud_from_named, cloud_from_table
+from .columns import cloud_from_named, cloud_from_table, table_columns
 
 PTS_LAYOUTS = {
     4: ("x", "y", "z", "intensity"),
@@ -86,13 +86,12 @@ def read_text(path: Path, where: str) -> tuple[PointCloud, str]:
     if declared is not None and declared != len(table):
         raise FormatError(f"{where}: first line says {declared} points, file has {len(table)}")
     source = str(path)
-    table = table.astype(np.float32)  # text declares no precision; points are float32 anyway
     if header and len(header) == width and {"x", "y", "z"} <= {h.lower() for h in header}:
-        named = cloud_from_named({h: table[:, i] for i, h in enumerate(header)}, where, source)
+        named = cloud_from_named(table_columns(table, header), where, source)
         return named, "text columns " + " ".join(header)
     if is_pts and width in PTS_LAYOUTS:
         names = PTS_LAYOUTS[width]
-        cloud = cloud_from_named({n: table[:, i] for i, n in enumerate(names)}, where, source)
+        cloud = cloud_from_named(table_columns(table, names), where, source)
         return cloud, "pts " + " ".join(names)
     cloud = cloud_from_table(table, where, source)
     return cloud, f"text, {width} columns"

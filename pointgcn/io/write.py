@@ -1,16 +1,20 @@
 """Writers for clouds users open elsewhere: PLY (Open3D, CloudCompare, MeshLab), NPY and NPZ.
 
-All go through `atomic_path`, so a failure never leaves a partial file.
+All go through `atomic_path`, so a failure never leaves a partial file. Coordinates are
+written as the file gave them: a cloud with a non-zero `offset` (georeferenced, see
+io/cloud.py) gets float64 `points + offset`, any other cloud float32 `points` as before.
 
-PLY vertex properties, in order: x y z float; red green blue uchar (colours × 255, rounded) if
-colours; nx ny nz float if normals; label int if labels; then each field by name — integer and
-bool fields as int, float64 fields as double, other float fields as float. PLY has no 64-bit
-integers: integer values must fit in int32.
-NPY: one float32 (N, C) table, columns x y z [r g b (0–1)] [nx ny nz] [label] — the layouts
-`read_points` reads back; it cannot hold extra fields, nor normals without colours (a
-headerless x y z nx ny nz table is ambiguous with x y z r g b, see io/columns.py); use .ply or
-.npz for those.
-NPZ: arrays `points`, `colors`, `normals`, `labels` (those present) and each field by name.
+PLY vertex properties, in order: x y z float (double with an offset); red green blue uchar
+(colours × 255, rounded) if colours; nx ny nz float if normals; label int if labels; then each
+field by name — integer and bool fields as int, float64 fields as double, other float fields as
+float. PLY has no 64-bit integers: integer values must fit in int32. `ply_safe_fields` turns
+any fields the readers produce into ones `write_ply` takes (and says what it changed).
+NPY: one float32 (float64 with an offset) (N, C) table, columns x y z [r g b (0–1)] [nx ny nz]
+[label] — the layouts `read_points` reads back; it cannot hold extra fields, nor normals
+without colours (a headerless x y z nx ny nz table is ambiguous with x y z r g b, see
+io/columns.py); use .ply or .npz for those.
+NPZ: arrays `points` (float32, float64 with an offset), `colors`, `normals`, `labels` (those
+present) and each field by name.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ def _check(cloud: PointCloud, where: str, flat_fields: bool = True) -> int:
     n = len(cloud)
     if cloud.points.ndim != 2 or cloud.points.shape[1] != 3:
         raise InputError(f"{where}: points must be (N, 3), got {cloud.points.shape}")
+    if np.shape(cloud.offset) != (3,):
+        raise InputError(f"{where}: offset must be (3,), got {np.shape(cloud.offset)}")
     for name, value, shape in (("colors", cloud.colors, (n, 3)), ("normals", cloud.normals, (n, 3)),
                                ("labels", cloud.labels, (n,))):
         if value is not None and value.shape != shape:
@@ -52,6 +58,11 @@ def _as_int32(values: np.ndarray, name: str, where: str) -> np.ndarray:
     return values.astype("<i4")
 
 
+def _xyz(cloud: PointCloud) -> np.ndarray:
+    """The coordinates to write: float64 `points + offset` if there is an offset, else float32."""
+    return cloud.absolute_points() if cloud.has_offset else cloud.points.astype(np.float32)
+
+
 def _color_bytes(colors: np.ndarray) -> np.ndarray:
     return np.clip(np.round(colors.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
@@ -61,8 +72,9 @@ def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
     where = str(path)
     n = _check(cloud, where)
     columns: list[tuple[str, str, np.ndarray]] = []  # (name, ply type, values)
-    for i, axis in enumerate("xyz"):
-        columns.append((axis, "float", cloud.points[:, i].astype("<f4")))
+    xyz = _xyz(cloud)
+    xyz_kind, code = ("double", "<f8") if xyz.dtype == np.float64 else ("float", "<f4")
+    columns += [(axis, xyz_kind, xyz[:, i].astype(code)) for i, axis in enumerate("xyz")]
     if cloud.colors is not None:
         rgb = _color_bytes(cloud.colors)
         columns += [(c, "uchar", rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]
@@ -101,6 +113,59 @@ def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
                            fmt=fmt)
 
 
+def _ply_name(name: str) -> str:
+    """`name` as a PLY identifier: runs of other characters → "_", never a leading digit."""
+    safe = re.sub(r"[^A-Za-z0-9_]+", "_", name) or "field"
+    return safe if _NAME.match(safe) else "_" + safe
+
+
+def ply_safe_fields(fields: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Fields any reader produces → fields `write_ply` accepts, plus one note per change.
+
+    Names become unique PLY identifiers ('Scalar field' → 'Scalar_field'; a reserved or taken
+    name gets a suffix _2, _3 …); a field with several values per point, shape (N, k, …), is
+    split into name_0 … name_{m-1}; integers beyond 32 bits become float64 (written as
+    double); non-numeric fields are dropped. Names `write_ply` already takes are kept as they are.
+    """
+    fields = {name: np.asarray(v) for name, v in fields.items()}
+    keep = {name for name, v in fields.items() if _NAME.match(name)
+            and name not in _RESERVED_PLY and v.ndim == 1 and v.dtype.kind in "uifb"}
+    taken = set(_RESERVED_PLY) | keep
+    out: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+
+    def claim(base: str) -> str:
+        name, k = base, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        return name
+
+    for name, values in fields.items():
+        if values.dtype.kind not in "uifb" or values.ndim == 0 or 0 in values.shape[1:]:
+            notes.append(f"field {name!r} dropped: not numbers per point")
+            continue
+        if name in keep:
+            names, columns = [name], [values]
+        elif values.ndim == 1:
+            names, columns = [claim(_ply_name(name))], [values]
+            notes.append(f"field {name!r} written as {names[0]!r} (PLY property names are "
+                         "letters, digits and _, and not x y z red … label)")
+        else:
+            columns = list(values.reshape(len(values), -1).T)
+            names = [claim(f"{_ply_name(name)}_{i}") for i in range(len(columns))]
+            shown = ", ".join(names) if len(names) <= 4 else f"{names[0]} … {names[-1]}"
+            notes.append(f"field {name!r} has {len(names)} values per point: written as "
+                         f"{len(names)} fields {shown}")
+        for new_name, column in zip(names, columns):
+            if column.dtype.kind in "ui" and column.size and (
+                    column.min() < -2**31 or column.max() >= 2**31):
+                column = column.astype(np.float64)
+                notes.append(f"field {new_name!r}: integers beyond 32 bits written as double")
+            out[new_name] = column
+    return out, notes
+
+
 def npy_columns(cloud: PointCloud) -> list[str]:
     """The column names `write_npy` writes for this cloud, in order."""
     names = ["x", "y", "z"]
@@ -114,7 +179,7 @@ def npy_columns(cloud: PointCloud) -> list[str]:
 
 
 def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
-    """Write the float32 (N, C) table described in the module doc; returns its column names."""
+    """Write the (N, C) table described in the module doc; returns its column names."""
     where = str(path)
     _check(cloud, where)
     if cloud.fields:
@@ -124,9 +189,10 @@ def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
         raise InputError(f"{where}: .npy cannot hold normals without colours (x y z nx ny nz "
                          "reads back as x y z r g b when no normal is negative); "
                          "write .ply or .npz")
-    parts = [cloud.points, cloud.colors, cloud.normals,
+    xyz = _xyz(cloud)
+    parts = [xyz, cloud.colors, cloud.normals,
              None if cloud.labels is None else cloud.labels[:, None]]
-    table = np.concatenate([p.astype(np.float32) for p in parts if p is not None], axis=1)
+    table = np.concatenate([p.astype(xyz.dtype) for p in parts if p is not None], axis=1)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, table)
@@ -142,7 +208,7 @@ def write_npz(path: str | Path, cloud: PointCloud) -> None:
     if clash:
         raise InputError(f"{where}: field names {', '.join(clash)} clash with npz keys "
                          f"{', '.join(sorted(reserved))}")
-    arrays = {"points": cloud.points.astype(np.float32)}
+    arrays = {"points": _xyz(cloud)}
     for name in ("colors", "normals", "labels"):
         if getattr(cloud, name) is not None:
             arrays[name] = getattr(cloud, name)
