@@ -1,11 +1,12 @@
 """Whole-room inference: block coverage, features, voting back to every point, bounded memory."""
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
 
-from pointgcn.data.blocks import apply_position_norm, block_channels
+from pointgcn.data.blocks import apply_position_norm, block_channels, grid_starts
 from pointgcn.data.rooms import (DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks,
                                  predict_room)
 from pointgcn.errors import InputError
@@ -145,3 +146,97 @@ def test_two_million_points_in_bounded_memory():
     out = votes.result(cloud.points)
     assert out.shape == (n, 2) and np.isfinite(out).all()
     assert votes.counts.sum() == len(plan) * 4096
+
+
+def brute_plan(points, block, stride, min_points):
+    """Reference plan: every block of the bounding-box grid, members by direct comparison, then
+    the min_points rule (small blocks dropped only when all their points lie in kept blocks)."""
+    s = points[:, :2].astype(np.float64) - points[:, :2].min(axis=0).astype(np.float64)
+    starts, members = [], []
+    for x0 in grid_starts(s[:, 0].max(), block, stride):
+        in_x = (s[:, 0] >= x0) & (s[:, 0] <= x0 + block)
+        for y0 in grid_starts(s[:, 1].max(), block, stride):
+            idx = np.flatnonzero(in_x & (s[:, 1] >= y0) & (s[:, 1] <= y0 + block))
+            if len(idx):
+                starts.append((x0, y0))
+                members.append(idx)
+    keep = [len(m) >= min_points for m in members]
+    covered = np.zeros(len(points), bool)
+    for k in np.flatnonzero(keep):
+        covered[members[k]] = True
+    for k, m in enumerate(members):
+        if not keep[k] and not covered[m].all():
+            keep[k], covered[m] = True, True
+    return ([starts[k] for k in np.flatnonzero(keep)],
+            [members[k] for k in np.flatnonzero(keep)])
+
+
+@pytest.mark.parametrize("seed,outlier,block,stride,min_points", [
+    (10, None, 1.0, 0.5, 40), (11, (43.0, 31.0), 1.0, 0.5, 40), (12, (-35.0, 12.0), 0.8, 0.3, 5),
+    (13, (9.0, -48.0), 1.0, 0.5, 1), (14, None, 1.5, 0.4, 25),
+])
+def test_plan_matches_brute_force(seed, outlier, block, stride, min_points):
+    rng = np.random.default_rng(seed)
+    pts = rng.random((600, 3)) * [4.2, 3.3, 2.0] + [3.0, -1.0, 0.0]
+    pts[:40, :2] = np.round(pts[:40, :2] / stride) * stride  # points on cell and block edges
+    if outlier is not None:
+        pts[-1, :2] = outlier
+    pts = pts.astype(np.float32)
+    plan = plan_blocks(pts, block, stride, 64, min_points)
+    starts, members = brute_plan(pts, block, stride, min_points)
+    np.testing.assert_array_equal(plan.starts, np.array(starts).reshape(-1, 2))
+    for k, expect in enumerate(members):
+        np.testing.assert_array_equal(plan.members(k), expect)
+        assert plan.counts[k] == len(expect)
+
+
+def test_far_outlier_gets_its_own_block_quickly():
+    rng = np.random.default_rng(15)
+    pts = (rng.random((5000, 3)) * [4.0, 4.0, 3.0]).astype(np.float32)
+    pts[-1, :2] = (1e5, -1e5)  # 100 km away: the bounding box holds 4·10¹⁰ stride cells
+    t = time.perf_counter()
+    plan = plan_blocks(pts, min_points=100)
+    assert time.perf_counter() - t < 5.0
+    assert len(plan) < 100
+    covered = np.zeros(len(pts), bool)
+    for k in range(len(plan)):
+        covered[plan.members(k)] = True
+    assert covered.all()
+    outlier_blocks = [k for k in range(len(plan)) if len(pts) - 1 in plan.members(k)]
+    assert outlier_blocks and all(plan.counts[k] == 1 for k in outlier_blocks)
+
+
+@pytest.mark.parametrize("change,kwargs,msg", [
+    (lambda p: p.__setitem__((-1, 0), 1e30), {}, r"spans 1e\+30 m in x"),
+    (lambda p: p.__setitem__((-1, 1), -3e9), {}, r"spans 3e\+09 m in y"),
+    (lambda p: p.__setitem__((-1, 2), np.nan), {}, "NaN or infinite"),
+    (lambda p: p.__setitem__((-1, 0), -np.inf), {}, "NaN or infinite"),
+    (lambda p: p.__iadd__(1e20), {}, r"coordinate of 1e\+20 m"),
+    (lambda p: p.__imul__(2.0), {"stride": 1e-3}, "blocks to look at"),  # 10⁶ per cell
+])
+def test_absurd_extents_are_input_errors(change, kwargs, msg):
+    pts = np.random.default_rng(16).random((40, 3)) * 5.0
+    change(pts)
+    with pytest.raises(InputError, match=msg):
+        plan_blocks(pts, **kwargs)
+
+
+def test_every_point_votes_with_a_far_outlier():
+    rng = np.random.default_rng(17)
+    cloud = make_room(3000, rng)
+    points = cloud.points.copy()
+    points[-1] = (2e4, 5e3, 1.0)  # 20 km away, the largest x
+    cloud = PointCloud(points, cloud.colors)
+
+    def predict(feats):  # logits (x, -x) / room max x: the outlier's are (1, -1)
+        return np.stack([feats[:, 6], -feats[:, 6]], axis=1)
+    plan = plan_blocks(cloud.points, n_points=256)
+    votes = VoteAccumulator(len(cloud), 2)
+    for feats, index in iter_blocks(cloud, plan, batch=8, cover_all=True):
+        votes.add(predict(feats), index)
+    assert votes.voted.all()
+    out = predict_room(cloud, predict, 2, n_points=256, cover_all=True)
+    np.testing.assert_allclose(out, votes.result(), rtol=1e-6)
+    np.testing.assert_allclose(out[-1], [1.0, -1.0])
+    x = (cloud.points[:, 0].astype(np.float64) - plan.mins[0]) / plan.room_max[0]
+    np.testing.assert_allclose(out[:, 0], x, atol=1e-6)

@@ -3,13 +3,15 @@
 `plan_blocks` lays PointNet's block grid (blocks.py: start 0, stride, …, inclusive ends) over
 the cloud's xy extent, which by construction puts every point in at least one block; blocks
 with fewer than `min_points` points are dropped only when all their points lie in a kept block.
-Points are bucketed once by stride cell (an int64 permutation and the sorted float64 x, y), so
-a block's candidates are a few contiguous slices, and `iter_blocks` builds at most `batch`
-blocks at a time. Each block sample carries the same 9 channels as training (block_channels +
-position norm) and the indices of its points; `VoteAccumulator` sums the logits of every
-sample into an (N, C) float32 array and returns the mean per point. A point no sample drew
-(big blocks hold more than n_points) takes the mean logits of its nearest voted point;
-`cover_all=True` instead splits big blocks into several samples so every point is drawn.
+Points are bucketed once by stride cell (an int64 permutation, the sorted float64 x, y and the
+sorted ids of the occupied cells), so a block's candidates are a few contiguous slices; only
+blocks over occupied cells are looked at, so a far outlier costs its own few blocks, not the
+empty grid in between. `iter_blocks` builds at most `batch` blocks at a time. Each block
+sample carries the same 9 channels as training (block_channels + position norm) and the
+indices of its points; `VoteAccumulator` sums the logits of every sample into an (N, C)
+float32 array and returns the mean per point. A point no sample drew (big blocks hold more
+than n_points) takes the mean logits of its nearest voted point; `cover_all=True` instead
+splits big blocks into several samples so every point is drawn.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..io.cloud import PointCloud
-from .blocks import apply_position_norm, block_channels, check_position_norm, grid_starts
+from .blocks import apply_position_norm, block_channels, check_position_norm
 
 DEFAULT_FILL_COLOR = 0.5  # rgb channels of clouds without colours: mid grey
+MAX_CELLS_PER_AXIS = 2 ** 31  # stride cells along x or y: int64 cell ids cannot overflow
+MAX_CANDIDATE_BLOCKS = 2 ** 24  # blocks looked at by plan_blocks (≈ 7·10¹⁰ points to infer)
 
 
 @dataclass
@@ -39,7 +43,8 @@ class BlockPlan:
     counts: np.ndarray  # (K,) points in each block
     order: np.ndarray  # (N,) point indices sorted by stride cell
     sorted_xy: np.ndarray  # (N, 2) float64 shifted x, y in `order` (contiguous per cell)
-    cell_offsets: np.ndarray  # (ncx * ncy + 1,) CSR offsets into order
+    cells: np.ndarray  # (M,) ascending ids cx * ncy + cy of the occupied stride cells
+    cell_offsets: np.ndarray  # (M + 1,) CSR offsets into order
     ncx: int
     ncy: int
 
@@ -70,14 +75,44 @@ def _cell_range(lo: float, hi: float, stride: float, n: int) -> range:
 def _members(plan: BlockPlan, start: np.ndarray) -> np.ndarray:
     x0, y0 = float(start[0]), float(start[1])
     x1, y1 = x0 + plan.block, y0 + plan.block
-    ys = _cell_range(y0, y1, plan.stride, plan.ncy)
-    slices = [slice(plan.cell_offsets[cx * plan.ncy + ys.start],
-                    plan.cell_offsets[cx * plan.ncy + ys.stop])
-              for cx in _cell_range(x0, x1, plan.stride, plan.ncx)]
+    xs, ys = _cell_range(x0, x1, plan.stride, plan.ncx), _cell_range(y0, y1, plan.stride, plan.ncy)
+    row = np.arange(xs.start, xs.stop, dtype=np.int64) * plan.ncy
+    lo = plan.cell_offsets[np.searchsorted(plan.cells, row + ys.start)]
+    hi = plan.cell_offsets[np.searchsorted(plan.cells, row + ys.stop)]
+    slices = [slice(a, b) for a, b in zip(lo, hi)]
     xy = np.concatenate([plan.sorted_xy[s] for s in slices])
     cand = np.concatenate([plan.order[s] for s in slices])
     inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
     return np.sort(cand[inside])
+
+
+def _blocks_scanning(cell: np.ndarray, reach: int, n_blocks: int, n_cells: int, block: float,
+                     stride: float) -> tuple[np.ndarray, np.ndarray]:
+    """Along one axis: (M, reach + 2) indices cell - reach … cell + 1 of the blocks whose
+    `_cell_range` may hold each cell (block i starts at i·stride and scans cells ≈ i …
+    i + block/stride; one spare index each side), and the mask of those whose range,
+    computed with `_cell_range`'s floats, holds it."""
+    idx = cell[:, None] + np.arange(-reach, 2)
+    start = idx * stride
+    first = np.minimum(n_cells - 1, np.floor(start / stride))
+    last = np.minimum(n_cells - 1, np.floor((start + block) / stride))
+    return idx, (idx >= 0) & (idx < n_blocks) & (first <= cell[:, None]) & (cell[:, None] <= last)
+
+
+def _check_extent(lo: np.ndarray, hi: np.ndarray, stride: float) -> None:
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise InputError("the cloud has NaN or infinite coordinates; block partitioning needs "
+                         "finite x, y, z")
+    for axis in (0, 1):
+        span = hi[axis] - lo[axis]
+        if not span / stride < MAX_CELLS_PER_AXIS:
+            raise InputError(f"the cloud spans {span:.3g} m in {'xy'[axis]}; block partitioning "
+                             f"with stride {stride:g} m needs less than "
+                             f"{MAX_CELLS_PER_AXIS * stride:.3g} m (remove far outliers?)")
+    far = max(np.abs(lo).max(), np.abs(hi).max())
+    if far > 1e15:
+        raise InputError(f"the cloud has a coordinate of {far:.3g} m; block partitioning needs "
+                         f"|x|, |y|, |z| ≤ 1e15 m (float64 loses metres beyond)")
 
 
 def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
@@ -90,22 +125,38 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
     xyz = np.asarray(points)[:, :3]
     if len(xyz) == 0:
         raise InputError("cannot block an empty cloud")
-    mins = xyz.min(axis=0).astype(np.float64)
-    room_max = xyz.max(axis=0).astype(np.float64) - mins
+    mins, maxs = xyz.min(axis=0).astype(np.float64), xyz.max(axis=0).astype(np.float64)
+    _check_extent(mins, maxs, stride)
+    room_max = maxs - mins
     ncx = int(math.floor(room_max[0] / stride)) + 1
     ncy = int(math.floor(room_max[1] / stride)) + 1
     xy = xyz[:, :2].astype(np.float64) - mins[:2]
     cell = (np.minimum(np.floor(xy[:, 0] / stride).astype(np.int64), ncx - 1) * ncy
             + np.minimum(np.floor(xy[:, 1] / stride).astype(np.int64), ncy - 1))
     order = np.argsort(cell, kind="stable")
-    offsets = np.zeros(ncx * ncy + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cell, minlength=ncx * ncy), out=offsets[1:])
+    cell = cell[order]
+    first = np.flatnonzero(np.concatenate([[True], cell[1:] != cell[:-1]]))
+    cells, offsets = cell[first], np.append(first, len(cell))
     sorted_xy = xy[order]
     del xy, cell
-    gx, gy = grid_starts(room_max[0], block, stride), grid_starts(room_max[1], block, stride)
-    starts = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+    # len(grid_starts(room_max[a], block, stride)) without building the (maybe long) grid
+    nbx, nby = (max(1, int(math.ceil((room_max[a] - block) / stride)) + 1) for a in (0, 1))
+    reach = int(math.ceil(block / stride)) + 1
+    n_candidates = min(nbx * nby, len(cells) * (reach + 2) ** 2)
+    if n_candidates > MAX_CANDIDATE_BLOCKS:
+        raise InputError(f"the cloud spans {room_max[0]:.3g} × {room_max[1]:.3g} m over "
+                         f"{len(cells)} occupied {stride:g} m cells: {n_candidates:.3g} blocks "
+                         f"to look at, more than the {MAX_CANDIDATE_BLOCKS} block partitioning "
+                         f"handles (crop the cloud or use a larger stride)")
+    if n_candidates == nbx * nby:  # small grid: all blocks, as grid_starts lays them
+        ids = np.arange(nbx * nby, dtype=np.int64)
+    else:  # blocks over occupied cells, ascending ids i * nby + j: the full grid's order
+        bx, okx = _blocks_scanning(cells // ncy, reach, nbx, ncx, block, stride)
+        by, oky = _blocks_scanning(cells % ncy, reach, nby, ncy, block, stride)
+        ids = np.unique((bx[:, :, None] * nby + by[:, None, :])[okx[:, :, None] & oky[:, None, :]])
+    starts = np.stack([ids // nby * stride, ids % nby * stride], axis=1)
     plan = BlockPlan(mins, room_max, float(block), float(stride), int(n_points), starts,
-                     np.zeros(len(starts), np.int64), order, sorted_xy, offsets, ncx, ncy)
+                     np.zeros(len(starts), np.int64), order, sorted_xy, cells, offsets, ncx, ncy)
     counts = np.array([len(plan.members(k)) for k in range(len(starts))], dtype=np.int64)
     keep = counts >= max(1, min_points)
     if min_points > 1 and not keep.all():
