@@ -204,3 +204,25 @@ def test_broken_split_is_an_error_not_a_missing_split(tmp_path):
     (prepared / "modelnet_train.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(FormatError, match="modelnet_train.npz: not a prepared ModelNet split"):
         ModelNet40(prepared)
+
+
+def test_build_cache_follows_edited_source_files(tmp_path, monkeypatch):
+    """The sampled-mesh cache of build_datasets is keyed by the files' sizes and times too:
+    an edited source is re-sampled, not served stale."""
+    import os
+
+    from pointgcn.data.build import build_datasets
+
+    monkeypatch.setenv("POINTGCN_CACHE", str(tmp_path / "cache"))
+    folder, clouds = write_resampled(tmp_path / "src")
+    cfg = {"seed": 0, "data": {"dataset": "modelnet40", "root": str(folder), "n_points": 100,
+                               "augment": False}}
+    first = build_datasets(cfg, ("test",)).test[0][0]
+    path = folder / "airplane" / "airplane_0627.txt"          # the test shape, edited
+    rows = np.loadtxt(path, delimiter=",")
+    rows[:, :3] = np.random.default_rng(1).random((len(rows), 3))
+    np.savetxt(path, rows, delimiter=",", fmt="%.6f")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10 ** 9))
+    again = build_datasets(cfg, ("test",)).test[0][0]
+    assert len(list((tmp_path / "cache" / "modelnet").iterdir())) == 2
+    assert not torch.allclose(first, again)

@@ -282,3 +282,26 @@ def test_prepare_refuses_a_folder_with_files(raw_tree, tmp_path):
         prepare_s3dis(raw_tree[0], tmp_path, progress=False)
     assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("bad,msg", [("strings", "not numbers"), ("nan", "NaN or infinite"),
+                                     ("fractional", "fractional values")])
+def test_h5_values_are_checked(tmp_path, bad, msg):
+    """Every h5 loader reads through read_h5 + integer_ids: non-numbers, NaN/Inf and
+    fractional label ids are one-line errors, never tracebacks or silent truncation."""
+    rooms = [f"Area_{a}_office_1" for a in (1, 5)]
+    folder = tmp_path / "indoor3d_sem_seg_hdf5_data"
+    write_pointnet_h5(folder, rooms, files=1)
+    path = folder / "ply_data_all_0.h5"
+    with h5py.File(path, "r") as f:
+        data, label = f["data"][...], f["label"][...]
+    if bad == "strings":
+        data = np.full(data.shape, b"a")
+    elif bad == "nan":
+        data[0, 3, 1] = np.nan
+    else:
+        label = label.astype(np.float32) + 0.6
+    with h5py.File(path, "w") as f:
+        f["data"], f["label"] = data, label
+    with pytest.raises(FormatError, match=msg):
+        read_block_h5(folder)

@@ -129,3 +129,11 @@ def test_voxel_subsample_modes_against_brute_force_and_open3d():
     np.testing.assert_allclose(ours, o3d_pts[np.lexsort(o3d_pts.T)], atol=1e-5)
     with pytest.raises(InputError, match="voxel size"):
         sampling.voxel_subsample(p, 0.0)
+
+
+def test_voxel_grid_beyond_one_int64_key_stays_exact():
+    """Extents whose voxel count overflows a single int64 key: voxels must not merge."""
+    big = 2.0 ** 32 - 1
+    p = np.array([[0, 0, 0], [5, 0, 0], [0, big, big], [5.3, 0.2, 0.0]])  # grid origin −0.5
+    res = sampling.voxel_subsample(p, 1.0, mode="first")
+    assert res.inverse.tolist() == [0, 1, 2, 1] and res.first.tolist() == [0, 1, 2]

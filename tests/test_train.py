@@ -69,6 +69,13 @@ def test_config_errors(synth_root, tmp_path):
         "error: model.n_classes is 3 but the data set gives 13"]
 
 
+def test_data_n_points_must_be_positive(synth_root, tmp_path):
+    cfg = shapes_config(synth_root)
+    cfg["data"]["n_points"] = 0
+    with pytest.raises(ConfigError, match="data.n_points must be an integer ≥ 1, got 0"):
+        _fit(cfg, tmp_path / "a")
+
+
 def test_bad_train_settings(synth_root, tmp_path):
     cfg = shapes_config(synth_root, best_metric="mIoU")
     with pytest.raises(ConfigError, match="best_metric"):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from ..config import cache_dir
+from ..config import cache_dir, check_int
 from ..errors import ConfigError, InputError
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
@@ -56,6 +56,7 @@ def resolve_data(cfg: dict) -> dict:
         raise ConfigError("data.root is required (a folder holding the data set)")
     if not 0 < d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction must be between 0 and 1")
+    check_int(d, "n_points", "data")  # None: the data set's own default
     return d
 
 
@@ -118,13 +119,24 @@ def _s3dis(d, seed, splits, progress):
                       {"test_area": d["test_area"]})
 
 
+def _tree_signature(root: Path) -> str:
+    """Names, sizes and modification times of every file below `root` (≈ 50 ms for
+    ModelNet40's 12 k files): an edited or replaced source file makes a new cache."""
+    h = hashlib.sha1()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def _modelnet(d, seed, splits, progress):
     from .modelnet import ModelNet40, find_modelnet, prepare_modelnet40
 
     n = d["n_points"] or 1024
     root = Path(d["root"])
     if find_modelnet(root).kind in ("off", "resampled"):  # sample meshes once, then cache
-        key = hashlib.sha1(f"{root.resolve()}|{n}|{seed}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}".encode()
+                           ).hexdigest()[:16]
         root = cache_dir() / "modelnet" / key
         if not root.is_dir():  # prepare writes the folder whole or not at all
             try:

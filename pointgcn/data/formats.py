@@ -77,11 +77,23 @@ def read_h5(path: str | Path, keys: dict[str, int], optional: dict[str, int] | N
             if arr.ndim != ndim:
                 raise FormatError(f"{path}: '{key}' has shape {arr.shape}, "
                                   f"expected {ndim} dimensions")
+            if arr.dtype.kind not in "fiu":
+                raise FormatError(f"{path}: '{key}' holds {arr.dtype} values, not numbers")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise FormatError(f"{path}: '{key}' holds NaN or infinite values")
             out[key] = arr
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) > 1:
         raise FormatError(f"{path}: datasets disagree in length {lengths}")
     return out
+
+
+def integer_ids(arr: np.ndarray, path: str | Path, key: str) -> np.ndarray:
+    """`arr` unchanged if it holds whole numbers (integer dtype, or floats like 3.0 as some
+    converters write labels); fractional ids are a broken file, not something to truncate."""
+    if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+        raise FormatError(f"{path}: '{key}' holds fractional values, not integer ids")
+    return arr
 
 
 def write_h5(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, FormatError, InputError
 from .classes import MODELNET40_CLASSES
-from .formats import item_rng, read_h5, read_list_file, resolve_listed, write_npz
+from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed,
+                      write_npz)
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
 
 SPLITS = ("train", "test")
@@ -167,7 +168,7 @@ def read_h5_split(src: ModelNetSource, split: str):
         if "normal" in arrays:
             data = np.concatenate([data, arrays["normal"].astype(np.float32)], axis=2)
         datas.append(data)
-        labels.append(arrays["label"][:, 0].astype(np.int64))
+        labels.append(integer_ids(arrays["label"], path, "label")[:, 0].astype(np.int64))
     if not datas:
         raise FormatError(f"{src.path / f'{split}_files.txt'}: lists no h5 files")
     widths = {d.shape[2] for d in datas}

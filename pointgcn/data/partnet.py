@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, FormatError, InputError
 from .classes import PARTNET_PARTS
-from .formats import item_rng, read_h5, read_list_file, resolve_listed, write_h5, write_text
+from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
+                      write_text)
 
 SPLITS = ("train", "val", "test")
 DIR_NAME = "sem_seg_h5"
@@ -50,9 +51,7 @@ def list_tasks(folder: Path) -> list[tuple[str, int]]:
 def _compact_labels(lab: np.ndarray, path: Path) -> np.ndarray:
     """Part ids in the smallest integer type that holds them (uint8 for every published task):
     Chair-train as int64 would be ~360 MB, as uint8 45 MB; items become int64 one at a time."""
-    if lab.dtype.kind not in "ui":
-        if lab.dtype.kind != "f" or not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
-            raise FormatError(f"{path}: 'label_seg' holds {lab.dtype} values, not integer ids")
+    integer_ids(lab, path, "label_seg")  # read_h5 already refused non-numbers and NaN/Inf
     lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
     for dtype in (np.uint8, np.int16, np.int32):
         if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:

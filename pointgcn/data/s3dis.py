@@ -28,7 +28,8 @@ from ..errors import ConfigError, FormatError, InputError
 from ..io.cloud import PointCloud
 from .blocks import apply_position_norm, check_position_norm, room_to_blocks
 from .classes import S3DIS_CLASSES
-from .formats import item_rng, read_h5, read_list_file, resolve_listed, write_h5, write_text
+from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
+                      write_text)
 from .s3dis_raw import find_raw_root, list_raw_rooms, read_raw_room
 
 H5_DIR_NAME = "indoor3d_sem_seg_hdf5_data"
@@ -136,7 +137,7 @@ def read_block_h5(folder: str | Path, areas=None):
     for entry in read_list_file(folder / "all_files.txt"):
         path = resolve_listed(folder, entry)
         arrays = read_h5(path, {"data": 3, "label": 2})
-        data, label = arrays["data"], arrays["label"]
+        data, label = arrays["data"], integer_ids(arrays["label"], path, "label")
         if data.shape[2] != 9 or label.shape != data.shape[:2]:
             raise FormatError(f"{path}: expected data (B, P, 9) and label (B, P), got "
                               f"{data.shape} and {label.shape}")

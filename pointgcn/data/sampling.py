@@ -84,8 +84,12 @@ def voxel_subsample(points: np.ndarray, voxel: float, colors: np.ndarray | None 
         raise InputError("cannot subsample an empty cloud")
     keys = voxel_keys(points, voxel)
     dims = keys.max(axis=0) + 1
-    flat = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
-    _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+    if float(dims[0]) * float(dims[1]) * float(dims[2]) < 2.0 ** 62:  # one int64 key per voxel
+        flat = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
+    else:  # the grid is too big for one int64: compare the three keys as rows (slower, exact)
+        flat = keys
+    _, first, inverse = np.unique(flat, axis=0 if flat.ndim == 2 else None, return_index=True,
+                                  return_inverse=True)
     # renumber voxels by first occurrence so the output follows the input order
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
