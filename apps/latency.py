@@ -10,7 +10,9 @@
       fit the 3-layer MLP on a random split; print and write MAE / MAPE on the held-out rows
       and the predicted-vs-measured plot of those rows
   pointgcn latency predict latreg.pt GENOTYPE.yaml [--measure]
-      the regressor's latency for a genotype (and optionally its measured latency)
+      the regressor's latency for a genotype (and optionally its measured latency) at the
+      genotype's own width/cells/k, or at --points/--width/--cells/--k when given; a size the
+      regressor holds fixed must match (exit 2 otherwise)
 
 `none` edges are absent from the measured network; a node without edges outputs zeros.
 """
@@ -133,6 +135,7 @@ def _fit(args) -> int:
 def _predict(args) -> int:
     import torch
 
+    from pointgcn.errors import InputError
     from pointgcn.nas.genotype import load_genotype
     from pointgcn.nas.latency import measure, resolve_config
     from pointgcn.nas.latreg import load_latreg, normalise_ms
@@ -140,9 +143,18 @@ def _predict(args) -> int:
     latreg = load_latreg(args.latreg)
     genotype = load_genotype(args.genotype)
     config = dict(latreg.meta.get("config") or {})
+    own = {"width": genotype.channels, "cells": genotype.cells, "k": genotype.k}
     for key in ("points", "width", "cells", "k"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
+        given = getattr(args, key)
+        value, source = (given, f"--{key}") if given is not None else \
+            (own.get(key), f"the genotype's {'channels' if key == 'width' else key}")
+        if value is None:
+            continue
+        if key in config and config[key] != value:
+            raise InputError(f"{source} is {value}, but the regressor was fitted at {key}="
+                             f"{config[key]} only (give --{key} {config[key]} to price the cell "
+                             "at that size)")
+        config[key] = value
     predicted = float(latreg(torch.as_tensor(genotype.encoding()), latreg.extras_for(config)))
     print(f"{genotype.describe()}\npredicted {predicted:.2f} ms at "
           + ", ".join(f"{k}={config[k]}" for k in ("points", "width", "cells", "k") if k in config))

@@ -108,6 +108,38 @@ def test_schedule_of_the_paper_config():
         resolve_search({"method": "lcnas", "target_ms": 5})
 
 
+@pytest.mark.parametrize("cfg,msg", [
+    ({"lr": -1}, "search.lr"), ({"arch_lr": -1}, "search.arch_lr"),
+    ({"lr": None}, "search.lr"), ({"momentum": -1}, "search.momentum"),
+    ({"arch_betas": [2]}, "search.arch_betas"), ({"arch_betas": [0.5, 2]}, "arch_betas"),
+    ({"grad_clip": "abc"}, "search.grad_clip"), ({"max_batches": "abc"}, "max_batches"),
+    ({"max_batches": 0}, "max_batches"), ({"target_ms": "abc", "method": "lcnas",
+                                           "latreg": "r.pt"}, "target_ms"),
+    ({"lambda": -1, "method": "lcnas", "latreg": "r.pt", "target_ms": 5}, "search.lambda"),
+    ({"lambda": 0, "method": "lcnas", "latreg": "r.pt"}, "lambda L > 0"),
+])
+def test_bad_search_numbers_are_one_line_config_errors(cfg, msg):
+    with pytest.raises(ConfigError, match=msg) as e:
+        resolve_search(cfg)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("dropout", [7, -0.1, "abc", None])
+def test_bad_dropout_is_a_config_error(dropout):
+    from pointgcn.nas.network import resolve
+    with pytest.raises(ConfigError, match="model.dropout"):
+        resolve({**TINY_MODEL, "dropout": dropout}, need_genotype=False)
+
+
+def test_a_search_failing_at_its_first_step_writes_nothing(tmp_path):
+    cfg = {"seed": 0, "model": {**TINY_MODEL, "k": 40},  # more neighbours than points
+           "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 4}}
+    out = tmp_path / "run"
+    with pytest.raises(Exception):
+        Searcher(cfg, out, tiny_bundle(), progress=False).run()
+    assert not out.exists()
+
+
 def tiny_bundle(n=24, n_classes=3, points=24, seed=0):
     """In-memory classification data: class c = a cloud stretched along axis c."""
     rng = np.random.default_rng(seed)

@@ -160,6 +160,24 @@ def test_bad_genotype_files(tmp_path):
         build_model({"name": "nas"})
 
 
+GOOD_NODES = "[[[gin, 0], [gat, 1]], [[gin, 0], [gat, 1]], [[gin, 0], [gat, 1]]]"
+
+
+@pytest.mark.parametrize("text,msg", [
+    (GOOD_NODES.replace("[gat, 1]]]", "[gat, 1.9]]]", 1), "must be an integer, got 1.9"),
+    (GOOD_NODES.replace("[gat, 1]]]", "[gat, true]]]", 1), "must be an integer, got True"),
+    (GOOD_NODES.replace("[gat, 1]]]", "[gat, x]]]", 1), "must be an integer, got 'x'"),
+    (GOOD_NODES + "\nmeta: [1, 2]", "meta must be a mapping"),
+    (GOOD_NODES + "\nversion: 7", "version 7"),
+])
+def test_genotype_file_values_are_checked(tmp_path, text, msg):
+    path = tmp_path / "g.yaml"
+    path.write_text("nodes: " + text + "\n")
+    with pytest.raises(ConfigError, match=msg) as e:
+        load_genotype(path)
+    assert "g.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_segmentation_head_and_onnx_export(tmp_path):
     import onnxruntime as ort
 

@@ -62,6 +62,10 @@ class Genotype:
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
+        for node in self.nodes:
+            for _, src in node:
+                if not isinstance(src, (int, np.integer)) or isinstance(src, bool):
+                    raise ConfigError(f"genotype: an input state must be an integer, got {src!r}")
         self.nodes = [[(str(op), int(src)) for op, src in node] for node in self.nodes]
         self.validate(two_per_node=False)
 
@@ -137,9 +141,16 @@ class Genotype:
         unknown = set(data) - {"format", "version", "nodes", "cells", "channels", "k", "meta"}
         if unknown:
             raise ConfigError(f"{where}: unknown genotype keys {sorted(unknown)}")
+        version = data.get("version", 1)
+        if version != 1 or isinstance(version, bool):
+            raise ConfigError(f"{where}: genotype version {version!r} is not supported "
+                              "(this version reads 1)")
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{where}: meta must be a mapping, got {type(meta).__name__}")
         try:
             g = cls(nodes, data.get("cells", 2), data.get("channels", 32), data.get("k", 9),
-                    dict(data.get("meta") or {}))
+                    dict(meta))
         except ConfigError as e:
             raise ConfigError(str(e).replace("genotype:", f"{where}:", 1)) from None
         return g

@@ -257,6 +257,7 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     archs = [list(a) for a in archs] if archs is not None else \
         [sample_edge_ops(rng, sampling) for _ in range(n)]
     device = device_fingerprint(runtime, threads)
+    _check_appendable(Path(out), c, runtime, device)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -281,6 +282,39 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     if bar is not None:
         bar.close()
     return written
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a final line without its newline (an interrupted append) so that the next append
+    starts on a line of its own; complete rows are kept."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    print(f"note: {path}: dropped an unfinished last line ({len(data) - keep} bytes)")
+
+
+def _check_appendable(path: Path, config: dict, runtime: str, device: dict) -> None:
+    """Refuse to append rows that `latreg.fit` could not fit together with the file's rows."""
+    repair_tail(path)
+    if not path.is_file() or not path.read_bytes().strip():
+        return
+    for i, row in enumerate(read_rows(path), 1):
+        old = {**CONFIG_DEFAULTS, **row["config"]}
+        differ = sorted(k for k in set(old) | set(config)
+                        if k not in ("cells", "width", "points", "k")
+                        and old.get(k) != config.get(k))
+        if row["runtime"] != runtime:
+            differ.append("runtime")
+        if (row.get("device") or {}).get("id") != device["id"]:
+            differ.append("device id (machine, runtime, threads or pointgcn version)")
+        if differ:
+            raise InputError(f"{path}: its rows differ from these in {', '.join(differ)}; "
+                             "one regressor fits one head, device and runtime — use another file")
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -316,11 +350,20 @@ def _check_row(row, where: str) -> None:
         if key not in row:
             raise FormatError(f"{where}: row has no {key!r}")
     enc = row["encoding"]
-    if not isinstance(enc, list) or len(enc) != N_EDGES * len(PRIMITIVES):
+    if not isinstance(enc, list) or len(enc) != N_EDGES * len(PRIMITIVES) or \
+            any(v not in (0, 1) or isinstance(v, (bool, str)) for v in enc):
         raise FormatError(f"{where}: encoding must be a list of {N_EDGES * len(PRIMITIVES)} "
-                          "numbers")
+                          "0/1 numbers")
+    per_edge = np.asarray(enc, np.float64).reshape(N_EDGES, len(PRIMITIVES)).sum(1)
+    if not (per_edge == 1).all():
+        raise FormatError(f"{where}: encoding must have exactly one 1 per edge (edges "
+                          f"{np.flatnonzero(per_edge != 1).tolist()} do not)")
     lat = row["latency_ms"]
-    if not isinstance(lat, (int, float)) or not lat > 0:
+    if not isinstance(lat, (int, float)) or isinstance(lat, bool) or not lat > 0:
         raise FormatError(f"{where}: latency_ms must be a positive number, got {lat!r}")
     if not isinstance(row["config"], dict):
         raise FormatError(f"{where}: config must be an object")
+    for key in ("points", "width", "cells", "k"):
+        v = row["config"].get(key, CONFIG_DEFAULTS[key])
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise FormatError(f"{where}: config {key} must be a positive integer, got {v!r}")

@@ -3,11 +3,12 @@
 Input: the flattened one-hot encoding (90,), plus the network size (cells, width, points, k)
 for those that vary across the training rows, standardised. Output: latency in ms. Trained
 full-batch with Adam on the squared *relative* error ((ŷ − y)/y)², the loss that matches the
-MAPE the regressor is judged by, on a random split; the held-out part is only used to report
+MAPE the regressor is judged by, on a random split by architecture (repeated measurements of
+one encoding + sizes stay on one side); the held-out part is only used to report
 MAE / MAPE (and the MAPE of always predicting the mean training latency, the trivial baseline).
 
 Drift normalisation: when every row carries `reference_ms` (see latency.py), targets are
-y = latency · R / reference_ms with R the median reference latency of the data, i.e. each
+y = latency · R / reference_ms with R the median reference latency of the training rows, i.e. each
 latency as if the machine had been in its typical state. Measurements compared with the
 regressor later go through the same map (`normalise_ms`). R is stored with the model.
 
@@ -73,7 +74,8 @@ def normalise_ms(latency_ms, reference_ms, data_reference_ms):
 
 
 def rows_to_arrays(rows: list[dict], normalise: bool = True):
-    """(encodings (n, 90), size configs (n, 4), targets (n,), meta) from latency rows."""
+    """(encodings (n, 90), size configs (n, 4), latencies (n,), meta) from latency rows; meta
+    "refs" holds the rows' reference timings when every row has one and `normalise`."""
     runtimes = {r["runtime"] for r in rows}
     devices = {(r.get("device") or {}).get("id") for r in rows}
     if len(runtimes) > 1 or len(devices) > 1:
@@ -91,13 +93,27 @@ def rows_to_arrays(rows: list[dict], normalise: bool = True):
     sizes = np.array([[c[k] for k in SIZE_KEYS] for c in configs], np.float64)
     y = np.array([r["latency_ms"] for r in rows], np.float64)
     refs = [r.get("reference_ms") for r in rows]
-    data_ref = None
-    if normalise and all(isinstance(v, (int, float)) and v > 0 for v in refs):
-        data_ref = float(np.median(refs))
-        y = y * data_ref / np.asarray(refs, np.float64)
+    if not (normalise and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                              for v in refs)):
+        refs = None
     meta = {"runtime": runtimes.pop(), "device": rows[0].get("device"), "fixed": fixed,
-            "reference_ms": data_ref}
+            "refs": refs}
     return enc, sizes, y, meta
+
+
+def grouped_split(enc: np.ndarray, sizes: np.ndarray, holdout: float, seed: int):
+    """(held-out, train) row indices; rows of one architecture (encoding + sizes) stay on one
+    side, so a repeated measurement never tests the regressor on what it trained on."""
+    _, group = np.unique(np.concatenate([enc, sizes], axis=1), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = int(group.max()) + 1
+    n_hold = max(1, int(round(holdout * n_groups)))
+    if n_groups - n_hold < 2:
+        raise InputError(f"{n_groups} distinct architectures are too few to fit and hold out "
+                         f"{n_hold}")
+    held = np.random.default_rng(seed).permutation(n_groups)[:n_hold]
+    is_hold = np.isin(group, held)
+    return np.flatnonzero(is_hold), np.flatnonzero(~is_hold)
 
 
 def fit(rows: list[dict], holdout: float = 0.2, seed: int = 0, hidden: int = 64,
@@ -108,11 +124,14 @@ def fit(rows: list[dict], holdout: float = 0.2, seed: int = 0, hidden: int = 64,
         raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
     enc, sizes, y, meta = rows_to_arrays(rows, normalise)
     n = len(y)
-    n_hold = max(1, int(round(holdout * n)))
-    if n - n_hold < 2:
-        raise InputError(f"{n} rows are too few to fit and hold out {n_hold}")
-    perm = np.random.default_rng(seed).permutation(n)
-    hold, train = perm[:n_hold], perm[n_hold:]
+    hold, train = grouped_split(enc, sizes, holdout, seed)
+    n_hold = len(hold)
+    refs = meta.pop("refs")
+    meta["reference_ms"] = None
+    if refs is not None:  # the typical machine state, from the training rows only
+        refs = np.asarray(refs, np.float64)
+        meta["reference_ms"] = float(np.median(refs[train]))
+        y = y * meta["reference_ms"] / refs
     varying = [i for i, k in enumerate(SIZE_KEYS) if np.unique(sizes[:, i]).size > 1]
     keys = tuple(SIZE_KEYS[i] for i in varying)
     meta["config"] = {**meta.pop("fixed"), **{k: int(sizes[0, i]) for i, k in enumerate(SIZE_KEYS)
@@ -153,7 +172,8 @@ def fit(rows: list[dict], holdout: float = 0.2, seed: int = 0, hidden: int = 64,
               "extra_keys": list(keys), "runtime": meta["runtime"]}
     model.meta = meta
     model.report = report
-    model.holdout = {"measured_ms": y[hold].tolist(), "predicted_ms": pred[hold].tolist()}
+    model.holdout = {"rows": hold.tolist(), "measured_ms": y[hold].tolist(),
+                     "predicted_ms": pred[hold].tolist()}
     return model, report
 
 

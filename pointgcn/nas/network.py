@@ -55,6 +55,9 @@ def resolve(cfg: dict, need_genotype: bool = True) -> dict:
         v = c[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"model.{key} must be a positive integer, got {v!r}")
+    d = c["dropout"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+        raise ConfigError(f"model.dropout must be a number in [0, 1), got {d!r}")
     return c
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import dump_config
+from ..config import check_int, check_number, dump_config
 from ..engine.distributed import Dist, epoch_order, gather_objects
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.trainer import collate
@@ -69,6 +69,21 @@ def resolve_search(cfg: dict) -> dict:
         s["epochs"] = schedule_length(s["warmup_epochs"], s["decision_freq"], s["post_epochs"])
     if not isinstance(s["epochs"], int) or s["epochs"] < 1:
         raise ConfigError(f"search.epochs must be a positive integer, got {s['epochs']!r}")
+    for key in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
+                "arch_weight_decay", "lambda"):
+        if s[key] is None and key != "grad_clip":
+            raise ConfigError(f"search.{key} must be a number ≥ 0, got None")
+        check_number(s, key, "search")
+    for key in ("lr", "arch_lr"):
+        if not s[key] > 0:
+            raise ConfigError(f"search.{key} must be a number > 0, got {s[key]!r}")
+    check_int(s, "max_batches", "search")
+    check_int(s, "eval_batch_size", "search")
+    betas = s["arch_betas"]
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                    for b in betas)):
+        raise ConfigError(f"search.arch_betas must be two numbers in [0, 1), got {betas!r}")
     if s["encoding"] not in ENCODINGS:
         raise ConfigError(f"search.encoding must be one of {ENCODINGS}, got {s['encoding']!r}")
     if s["method"] == "lcnas":
@@ -77,6 +92,7 @@ def resolve_search(cfg: dict) -> dict:
                               "(from `pointgcn latency fit`)")
         if s["target_ms"] is None and not s["lambda"]:
             raise ConfigError("LC-NAS needs --target-ms T and/or --lambda L > 0")
+        check_number(s, "target_ms", "search")
         if s["target_ms"] is not None and not s["target_ms"] > 0:
             raise ConfigError(f"target latency must be positive, got {s['target_ms']}")
         if s["target_ms"] is not None and not s["lambda"]:
@@ -129,6 +145,7 @@ class Searcher:
         self.batch_size = s["batch_size"]
         self._val_cycle, self._val_order = 0, iter(())
         self.loss_fn = torch.nn.CrossEntropyLoss()
+        self._files_started = False  # search_config.yaml / search_log.jsonl (`_start_files`)
 
     # ---- helpers ------------------------------------------------------------------------
     def _broadcast(self, tensors) -> None:
@@ -226,6 +243,7 @@ class Searcher:
                 break
             arch = self._arch_step(*self._next_val_batch())
             loss, logits = self._weight_step(feats, labels)
+            self._start_files()
             metrics.update(logits, labels, loss)
             if arch is not None:
                 arch_losses.append(arch)
@@ -266,11 +284,6 @@ class Searcher:
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> tuple[Genotype, dict]:
         s, started = self.s, time.time()
-        if self.d.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            dump_config({**self.cfg, "search": dict(self.s), "model": dict(self.model.cfg)},
-                        self.out / "search_config.yaml")  # resolved: every default spelled out
-            (self.out / "search_log.jsonl").write_text("")
         decisions = []
         val = {}
         for epoch in range(s["epochs"]):
@@ -318,6 +331,17 @@ class Searcher:
                 tmp.write_text(json.dumps(summary, indent=2))
         return genotype, summary
 
+    def _start_files(self) -> None:
+        """The resolved config and an empty log, written once the first step has run, so that
+        a config the model cannot run (e.g. k > points) leaves no output folder behind."""
+        if self._files_started or not self.d.main:
+            return
+        self._files_started = True
+        self.out.mkdir(parents=True, exist_ok=True)
+        dump_config({**self.cfg, "search": dict(self.s), "model": dict(self.model.cfg)},
+                    self.out / "search_config.yaml")  # resolved: every default spelled out
+        (self.out / "search_log.jsonl").write_text("")
+
     def _apply_decisions(self) -> None:
         self.model.selected = list(self.decisions.selected)
         for a, sel in zip(self.model.alphas, self.model.selected):
@@ -328,6 +352,7 @@ class Searcher:
     def _log(self, row: dict) -> None:
         if not self.d.main:
             return
+        self._start_files()
         with open(self.out / "search_log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         # one line per epoch, with or without progress bars
