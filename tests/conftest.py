@@ -12,6 +12,17 @@ def _seed():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test: tiny tensors on a shared 2-core machine,
+    where a second thread spin-waiting for a busy core made a 1 s search take 30 s. Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Keep the suite's caches (sampled shapes, latency tables) out of the user's home."""

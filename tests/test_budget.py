@@ -10,16 +10,14 @@ from pointgcn.errors import InputError
 from pointgcn.export.budget import Candidate, LatencyCache, load_candidates, select_model
 from pointgcn.models import build_model, save_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FINGERPRINT = {"cpu": "test-cpu", "cores": 2, "torch": "x", "onnxruntime": "y", "cuda": None}
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POINTGCN_CACHE", str(tmp_path / "cache"))
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _candidates(tmp_path, spec):

@@ -14,14 +14,7 @@ from pointgcn.export.parity import (GivenGraphs, check_inputs, parity_sizes, ran
 from pointgcn.export.tracing import unsupported_op
 from pointgcn.models import build_model
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: threads only add synchronisation cost (large on a shared machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(n_blocks=3, channels=8, k=4, fusion_channels=16, prediction=[16, 8], dropout=0.0,
             in_channels=6, n_classes=5, growth=4)

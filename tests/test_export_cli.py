@@ -6,24 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from apps.cli import main
 from pointgcn.export import OnnxPredictor, read_metadata
 from pointgcn.export.timing import latency_stats, peak_memory, time_interleaved
 from pointgcn.models import build_model, save_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_blocks=3, channels=8, k=4, fusion_channels=16, prediction=[16, 8], dropout=0.0,
             in_channels=6, n_classes=5)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture

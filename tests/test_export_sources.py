@@ -14,18 +14,16 @@ from pointgcn.export.sources import load_source, open_checkpoint
 from pointgcn.models import build_model, load_checkpoint, save_checkpoint
 from pointgcn.models.weights import ship_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(n_blocks=3, channels=8, k=4, fusion_channels=16, prediction=[16, 8], dropout=0.0,
             in_channels=6, n_classes=5)
 NAMES = ["a", "b", "c", "d", "e"]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(tmp_path, monkeypatch):
+def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POINTGCN_CACHE", str(tmp_path / "cache"))
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture

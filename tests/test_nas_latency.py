@@ -12,7 +12,8 @@ from pointgcn.nas.latency import (GRAPH_FREE, collect, read_rows, sample_edge_op
 from pointgcn.nas.latreg import fit, load_latreg, save_latreg
 from pointgcn.nas.ops import PRIMITIVES
 
-from test_nas_sgas import one_thread  # noqa: F401
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 TINY = dict(points=16, width=2, cells=1, k=2, n_classes=3)
 ARCHS = [["none"] * 9, ["gin"] * 3 + ["skip_connect"] * 6,

@@ -1,5 +1,6 @@
 """LC-NAS: E(α) is exactly one-hot with the paper's gradient; the latency loss lowers latency."""
 import numpy as np
+import pytest
 import torch
 
 from pointgcn.nas.genotype import N_EDGES, N_OPS, Genotype
@@ -8,7 +9,9 @@ from pointgcn.nas.latreg import LatReg
 from pointgcn.nas.ops import PRIMITIVES
 from pointgcn.nas.search_loop import Searcher
 
-from test_nas_sgas import TINY_MODEL, one_thread, tiny_bundle  # noqa: F401
+from test_nas_sgas import TINY_MODEL, tiny_bundle
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Per-op cost (ms) of an additive latency model: graph ops expensive, none/skip/1×1 cheap.
 COST = torch.tensor([0.0, 0.1, 0.4, 3.0, 2.6, 3.4, 2.2, 2.0, 3.1, 3.2])

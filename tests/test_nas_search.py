@@ -23,7 +23,8 @@ from pointgcn.nas.genotype import load_genotype
 from pointgcn.nas.latreg import fit, save_latreg
 
 from test_nas_latency import synthetic_rows
-from test_nas_sgas import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = dict(cells=1, channels=4, k=4, fusion_channels=8, prediction=[8], dropout=0.0)

@@ -11,14 +11,7 @@ from pointgcn.nas.sgas import (DecisionState, edge_scores, is_decision_epoch, mi
                                schedule_length)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on a shared 2-core machine: a second intra-op thread that spin-waits for
-    a busy core made a 1 s search take 30 s here. (Imported by the other NAS test modules.)"""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _probs(p_none, q):

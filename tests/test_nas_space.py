@@ -11,7 +11,8 @@ from pointgcn.nas.genotype import EDGES, Genotype, decode, load_genotype, save_g
 from pointgcn.nas.network import NASNetwork, SearchNetwork
 from pointgcn.nas.ops import PRIMITIVES, MixedOp, make_op
 
-from test_nas_sgas import one_thread  # noqa: F401
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 HEAD = dict(fusion_channels=8, prediction=[8], dropout=0.0, n_classes=5, in_channels=3)
 G = Genotype([[("mr_conv", 0), ("gat", 1)], [("edge_conv", 1), ("conv_1x1", 2)],
