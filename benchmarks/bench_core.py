@@ -25,7 +25,6 @@ from common import environment, gemm_gflops, interleaved, markdown  # noqa: E402
 from pointgcn.graph import knn  # noqa: E402
 from pointgcn.graph.knn import knn_cluster  # noqa: E402
 from pointgcn.models import build_model  # noqa: E402
-from pointgcn.nn.norm_act import apply_norm  # noqa: E402
 
 
 def bench_knn(sizes, repeats):
