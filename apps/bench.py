@@ -22,20 +22,21 @@ import json
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
 
 
 def add_arguments(parser):
-    parser.add_argument("models", nargs="*", metavar="MODEL",
+    parser.add_argument("models", nargs="*", metavar="MODEL", type=Input(str),
                         help="checkpoint, shipped name, config YAML or .onnx")
     parser.add_argument("--points", type=int, default=4096, help="points per cloud")
     parser.add_argument("--batch", type=int, default=1, help="clouds per run")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per runtime")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     parser.add_argument("--threads", type=positive_int, help="threads for both runtimes")
-    parser.add_argument("--json", type=Path, help="write results as JSON")
-    parser.add_argument("--md", type=Path, help="write a markdown table")
+    parser.add_argument("--json", type=Output(".json"), help="write results as JSON")
+    parser.add_argument("--md", type=Output(".md"), help="write a markdown table")
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model config keys/overrides (alone: build that model)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
@@ -44,7 +45,7 @@ def add_arguments(parser):
     parser.add_argument("--spin", choices=["default", "on", "off"], default="default",
                         help="onnxruntime thread spinning between runs")
     parser.add_argument("--budget-ms", type=float, help="pick a model whose p95 fits this")
-    parser.add_argument("--manifest", type=Path, help="candidates for --budget-ms "
+    parser.add_argument("--manifest", type=Input(), help="candidates for --budget-ms "
                         "(default: the shipped weights manifest)")
     parser.add_argument("--runtime", choices=["onnx", "torch"], default="onnx",
                         help="runtime measured for --budget-ms")

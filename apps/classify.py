@@ -11,19 +11,21 @@ import json
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "classify a cloud or mesh; prints ranked classes with probabilities"
 
 
 def add_arguments(p):
-    p.add_argument("input", type=Path, help="cloud or mesh file")
+    p.add_argument("input", type=Input(), help="cloud or mesh file")
     from apps.source_args import add_source_arguments
     add_source_arguments(p)
     p.add_argument("--top", type=int, default=5, help="how many classes to list")
     p.add_argument("--votes", type=int, default=3, help="random subsets averaged")
-    p.add_argument("--mesh-points", type=int, default=4096, help="surface samples for meshes")
+    p.add_argument("--mesh-points", type=int, default=4096,
+                   help="surface samples for meshes (default 4096, at most 1,000,000)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--png", type=Path, help="also render a preview PNG")
+    p.add_argument("--png", type=Output(".png"), help="also render a preview PNG")
     p.add_argument("--drop-invalid", action="store_true")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
@@ -35,15 +37,18 @@ def run(args) -> int:
     from pointgcn.engine.inference import Settings, classify_cloud
     from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
-    from apps.outputs import check_output
-    from pointgcn.io import read_points
+    from pointgcn.io import ReadReport, read_points
 
-    if args.top < 1 or args.votes < 1 or args.mesh_points < 1:
-        raise InputError("--top, --votes and --mesh-points must be ≥ 1")
-    if args.png:
-        check_output(args.png, ".png", "--png", args.input)
+    from pointgcn.io.mesh import MAX_SAMPLES
+
+    if args.top < 1 or args.votes < 1 or not 1 <= args.mesh_points <= MAX_SAMPLES:
+        raise InputError(f"--top and --votes must be ≥ 1, --mesh-points 1 to {MAX_SAMPLES:,}")
+    report = ReadReport()
     cloud = read_points(args.input, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
-                        seed=args.seed)
+                        seed=args.seed, report=report)
+    if report.sampled and not args.json:
+        print(f"note: a mesh: classifying {len(cloud)} points sampled on its {report.n_faces} "
+              "faces")
     predictor, cfg = predictor_from_args(args, "classification", 1024)
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")

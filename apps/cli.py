@@ -62,28 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from apps.paths import check_paths
+    from pointgcn.io.atomic import unprotect_all
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        unprotect_all()  # only this run's inputs are protected, and only during the run
+        check_paths(args._parser, args)
         return int(args._run(args) or 0)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `pointgcn data info … | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:  # the environment, not the code: a full disk, a permission, …
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"error:{where}: {e.strerror or e}", file=sys.stderr)
+        where = f" {e.filename}:" if getattr(e, "filename", None) else ""
+        print(f"error:{where} {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `pointgcn segment … | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    finally:
+        unprotect_all()
 
 
 if __name__ == "__main__":

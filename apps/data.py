@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 
+from apps.paths import Input, OutputFolder
+
 HELP = "write synthetic data sets, prepare S3DIS/ModelNet40/PartNet, inspect files and folders"
 
 SYNTH_DEFAULT_N = {"rooms": 12, "shapes": 20, "parts": 60}
@@ -30,7 +32,7 @@ def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     synth = sub.add_parser("synth", help="write a procedural data set in a published layout")
     synth.add_argument("kind", choices=("rooms", "shapes", "parts"))
-    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--out", type=OutputFolder(), required=True, help="output folder")
     synth.add_argument("--n", type=int, default=None,
                        help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
                             f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
@@ -38,8 +40,8 @@ def add_arguments(parser):
 
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
     prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
-    prep.add_argument("--src", required=True, help="the data set as downloaded")
-    prep.add_argument("--out", required=True, help="output folder: new or empty; written whole or not at all")
+    prep.add_argument("--src", type=Input(), required=True, help="the data set as downloaded")
+    prep.add_argument("--out", type=OutputFolder(), required=True, help="output folder: new or empty; written whole or not at all")
     prep.add_argument("--blocks", action="store_true",
                       help="s3dis: also write PointNet's h5 blocks")
     prep.add_argument("--points", type=int, default=None,
@@ -51,7 +53,7 @@ def add_arguments(parser):
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="describe a point-cloud file or a data-set folder")
-    info.add_argument("path")
+    info.add_argument("path", type=Input())
     info.add_argument("--json", action="store_true", help="print JSON")
 
 

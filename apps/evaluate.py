@@ -12,34 +12,32 @@ import json
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "evaluate a checkpoint on the test split (S3DIS full resolution, ModelNet40, PartNet)"
 
 
 def add_arguments(p):
-    p.add_argument("config", help="run config (YAML) naming the data set; `key=value` after it")
+    p.add_argument("config", type=Input(str), help="run config (YAML) naming the data set; `key=value` after it")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.root=…")
-    p.add_argument("--ckpt", nargs="+", required=True,
+    p.add_argument("--ckpt", nargs="+", required=True, type=Input(str),
                    help="checkpoint path(s), shipped model name(s) or .onnx file(s)")
     p.add_argument("--six-fold", action="store_true",
                    help="S3DIS: six checkpoints, the i-th tested on Area_i; sums the matrices")
     p.add_argument("--no-rooms", action="store_true", help="S3DIS: skip full-resolution rooms")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--json", type=Path, help="write the metrics here")
+    p.add_argument("--json", type=Output(".json"), help="write the metrics here")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
-    from apps.outputs import check_output
     from pointgcn.config import load_config
     from pointgcn.engine.evaluator import evaluate, six_fold
     from pointgcn.export.serve import load_predictor
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import atomic_path
 
-    if args.json:  # checked before the (long) evaluation
-        check_output(args.json, ".json", "--json", args.config, *args.ckpt)
     cfg = load_config(args.config, args.overrides)
     if args.six_fold and len(args.ckpt) != 6:
         raise InputError(f"--six-fold needs 6 checkpoints (Area_1 … Area_6), got {len(args.ckpt)}")

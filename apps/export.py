@@ -17,20 +17,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
 
 
 def add_arguments(parser):
-    parser.add_argument("checkpoint", help="checkpoint path, shipped model name or config YAML")
-    parser.add_argument("--out", type=Path, help="output .onnx (default: CKPT's name with .onnx, here)")
+    parser.add_argument("checkpoint", type=Input(str), help="checkpoint path, shipped model name or config YAML")
+    parser.add_argument("--out", type=Output(".onnx"), help="output .onnx (default: CKPT's name with .onnx, here)")
     parser.add_argument("--points", type=int,
                         help="nominal points per cloud (default: the training N, else 4096 "
                              "for segmentation / 1024 for classification)")
     parser.add_argument("--batch", type=int, default=2, help="clouds per parity batch")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (≥ 17)")
     parser.add_argument("--quantize", action="store_true", help="also write an int8 copy")
-    parser.add_argument("--check-data", type=Path, help=".npy/.npz features (B, C, N)")
+    parser.add_argument("--check-data", type=Input(), help=".npy/.npz features (B, C, N)")
     parser.add_argument("--min-agreement", type=float, default=0.99,
                         help="least share of equal labels PyTorch vs onnxruntime")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check")
@@ -43,9 +44,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.export import export_onnx
     from pointgcn.export.parity import load_check_data
+    from pointgcn.export.quantize import int8_path
     from pointgcn.export.sources import load_source
 
     if args.points is not None and args.points < 1:
@@ -55,8 +58,15 @@ def run(args) -> int:
     if not 0.0 <= args.min_agreement <= 1.0:
         raise InputError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
     out = args.out or Path(Path(args.checkpoint).name).with_suffix(".onnx")
-    if out.suffix != ".onnx":
-        raise InputError(f"--out {out}: the output file must end in .onnx")
+    derived = [(out.with_suffix(".parity.json"), "the parity report", ".json")]
+    if args.quantize:
+        derived.append((int8_path(out), "the int8 copy", ".onnx"))
+    if args.out is None:
+        derived.append((out, "the default output", ".onnx"))
+    written = [out] + [path for path, _, _ in derived]
+    for path, what, suffix in derived:  # checked before the export, like --out itself
+        others = [args.checkpoint, args.check_data] + [p for p in written if p is not path]
+        check_output(path, what, (suffix,), others)
     src = load_source(args.checkpoint, args.model_config, seed=args.seed)
     if src.model is None:
         raise InputError(f"{args.checkpoint} is already an ONNX model")

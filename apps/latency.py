@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "collect on-device latencies of sampled cells; fit / query the latency regressor"
 
@@ -29,7 +30,7 @@ HELP = "collect on-device latencies of sampled cells; fit / query the latency re
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     c = sub.add_parser("collect", help="measure sampled architectures, append rows to a jsonl")
-    c.add_argument("--out", type=Path, required=True, help="jsonl file (appended to)")
+    c.add_argument("--out", type=Output(".jsonl", append=True), required=True, help="jsonl file (appended to)")
     c.add_argument("--n", type=int, default=200, help="architectures to measure (default 200)")
     c.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch")
     c.add_argument("--points", type=int, default=1024)
@@ -57,10 +58,10 @@ def add_arguments(parser):
     c.add_argument("--no-progress", action="store_true")
 
     f = sub.add_parser("fit", help="fit the latency regressor on collected rows")
-    f.add_argument("data", type=Path, nargs="+", help="jsonl file(s) from collect")
-    f.add_argument("--out", type=Path, required=True, help="regressor file (.pt)")
-    f.add_argument("--png", type=Path, help="predicted-vs-measured plot of held-out rows")
-    f.add_argument("--json", type=Path, help="metrics JSON (default: OUT with .json)")
+    f.add_argument("data", type=Input(), nargs="+", help="jsonl file(s) from collect")
+    f.add_argument("--out", type=Output(".pt"), required=True, help="regressor file (.pt)")
+    f.add_argument("--png", type=Output(".png"), help="predicted-vs-measured plot of held-out rows")
+    f.add_argument("--json", type=Output(".json"), help="metrics JSON (default: OUT with .json)")
     f.add_argument("--holdout", type=float, default=0.2, help="held-out fraction (0.2)")
     f.add_argument("--hidden", type=int, default=64, help="hidden width of the MLP (64)")
     f.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps (2000)")
@@ -69,8 +70,8 @@ def add_arguments(parser):
                    help="fit raw medians (ignore the rows' reference timings)")
 
     q = sub.add_parser("predict", help="predicted (and measured) latency of a genotype")
-    q.add_argument("latreg", type=Path)
-    q.add_argument("genotype", type=Path)
+    q.add_argument("latreg", type=Input())
+    q.add_argument("genotype", type=Input())
     q.add_argument("--measure", action="store_true", help="also build and time it here")
     for key in ("points", "width", "cells", "k"):
         q.add_argument(f"--{key}", type=int, help="needed when the regressor varies it")
@@ -109,13 +110,17 @@ def _fit(args) -> int:
     from pointgcn.nas.latreg import fit, save_latreg
     from pointgcn.viz.plots import plot_latency_fit
 
+    from apps.paths import check_output
+
+    json_path = args.json or args.out.with_suffix(".json")
+    if args.json is None:  # derived here, so checked here; --json and --out by apps/cli.py
+        check_output(json_path, "the metrics JSON", (".json",), [*args.data, args.out, args.png])
     rows = [r for path in args.data for r in read_rows(path)]
     if args.hidden < 1 or args.steps < 1:
         raise InputError("--hidden and --steps must be ≥ 1")
     model, report = fit(rows, holdout=args.holdout, seed=args.seed, hidden=args.hidden,
                         steps=args.steps, normalise=not args.no_normalise)
     save_latreg(model, args.out)
-    json_path = args.json or args.out.with_suffix(".json")
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps({**report, "holdout_points": model.holdout}, indent=2))
     h = report["holdout"]

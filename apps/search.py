@@ -22,17 +22,18 @@ import time
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, OutputFolder
 
 HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
 
 
 def add_arguments(p):
-    p.add_argument("config", help="YAML config (data, model = supernet, search, final)")
+    p.add_argument("config", type=Input(str), help="YAML config (data, model = supernet, search, final)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. search.epochs=3")
     p.add_argument("--method", choices=("sgas", "lcnas"), help="default: the config's")
     p.add_argument("--criterion", type=int, choices=(1, 2), help="SGAS criterion")
-    p.add_argument("--out", type=Path, help="output folder (default runs/search-<name>-<time>)")
-    p.add_argument("--latreg", type=Path, help="LC-NAS: latency regressor (pointgcn latency fit)")
+    p.add_argument("--out", type=OutputFolder(), help="output folder (default runs/search-<name>-<time>)")
+    p.add_argument("--latreg", type=Input(), help="LC-NAS: latency regressor (pointgcn latency fit)")
     p.add_argument("--target-ms", type=float, help="LC-NAS: latency target T in ms")
     p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
     p.add_argument("--targets", help="LC-NAS sweep: comma-separated targets in ms")

@@ -2,28 +2,34 @@
 
   pointgcn segment scan.ply --weights synth-rooms --out scan_pred.ply --png scan_pred.png
 
-Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; meshes are sampled), splits it
-into the model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and
-class colours (plus `label` when the input has ground truth, with accuracy printed), and a
-class histogram. Blocks are built a batch at a time, so memory grows only with the cloud itself
-(the points, their votes and the output), not with the model. Part-segmentation models (xyz input)
-label one object: its points are normalised and covered by samples of the training size.
+Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; a mesh's points are its
+vertices, so a scanned, triangulated PLY is labelled vertex by vertex), splits it into the
+model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and class
+colours, and a class histogram. Ground truth is scored (OA / mIoU, and a comparison preview)
+only from a column named as labels (`label`, `class`, …) in the model's class range, or from
+the field `--labels FIELD` names — never from an unnamed trailing column or LAS ASPRS codes
+(pointgcn.io.columns). Blocks are built a batch at a time, so memory grows only with the cloud
+itself (the points, their votes and the output), not with the model. Part-segmentation models
+(xyz input) label one object: its points are normalised and covered by samples of the training
+size.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from apps.cli import positive_int
+from apps.paths import Input, Output
 
 HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
 
 
 def add_arguments(p):
-    p.add_argument("input", type=Path, help="cloud file")
+    p.add_argument("input", type=Input(), help="cloud file (a mesh's vertices are its points)")
     from apps.source_args import add_source_arguments
     add_source_arguments(p)
-    p.add_argument("--out", type=Path, required=True, help="output PLY")
-    p.add_argument("--png", type=Path, help="also render a preview PNG")
+    p.add_argument("--out", type=Output(".ply"), required=True, help="output PLY")
+    p.add_argument("--png", type=Output(".png"), help="also render a preview PNG")
+    p.add_argument("--labels", metavar="FIELD",
+                   help="score against this per-point field of the input (default: its column "
+                        "named label/class, if any; give e.g. `scalar` for an unnamed one)")
     p.add_argument("--drop-invalid", action="store_true",
                    help="drop points with NaN/Inf coordinates instead of refusing the file")
     p.add_argument("--batch", type=int, default=8, help="blocks per forward pass")
@@ -36,7 +42,6 @@ def run(args) -> int:
 
     import numpy as np
 
-    from apps.outputs import check_output
     from pointgcn.engine.inference import Settings, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.export.serve import predictor_from_args
@@ -44,15 +49,16 @@ def run(args) -> int:
     from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
 
-    check_output(args.out, ".ply", "--out", args.input)
-    if args.png:
-        check_output(args.png, ".png", "--png", args.input, args.out)
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
-    report = ReadReport("", 0, 0, 0)
-    cloud = read_points(args.input, drop_invalid=args.drop_invalid, report=report)
+    report = ReadReport()
+    cloud = read_points(args.input, drop_invalid=args.drop_invalid, as_mesh=False, report=report)
     if report.dropped:
         print(f"dropped {report.dropped} points with NaN/Inf coordinates")
+    if report.n_faces:
+        print(f"note: a mesh: labelling its {len(cloud)} vertices ({report.n_faces} faces kept "
+              "out of the output)")
+    truth = _truth(cloud, args.labels)
     fields, notes = ply_safe_fields(cloud.fields)  # settle the output's fields before the work
     cloud = dataclasses.replace(cloud, fields=fields)
     for note in notes:
@@ -60,6 +66,8 @@ def run(args) -> int:
     predictor, cfg = predictor_from_args(args, "segmentation", 4096)
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
+    names = predictor.class_names
+    scored, verdict = _scorable(truth, names, explicit=args.labels is not None)
     settings = Settings.from_config(cfg)
     if predictor.task == "part_segmentation":
         logits = segment_object(cloud, predictor, settings, batch=args.batch, seed=args.seed)
@@ -68,7 +76,6 @@ def run(args) -> int:
             print("note: the input has no colours; the model's rgb channels get mid grey (0.5)")
         logits = segment_cloud(cloud, predictor, settings, batch=args.batch, seed=args.seed)
     pred = predict_labels(predictor.task, logits.T[None])[0]
-    names = predictor.class_names
     out = dataclasses.replace(cloud, fields={**cloud.fields, "pred": pred.astype(np.int32)})
     palette = "s3dis" if predictor.task == "segmentation" and len(names) == 13 else (
         "parts" if predictor.task == "part_segmentation" else "generic")
@@ -79,11 +86,17 @@ def run(args) -> int:
     for name, c in zip(names, counts):
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / len(pred):5.1f}%")
-    if cloud.labels is not None:
-        print(_score_against_labels(pred, cloud.labels, predictor.task, names))
+    if scored:
+        print(_score(pred, truth, predictor.task, names))
+    elif verdict:
+        print(verdict)
     if args.png:
         from pointgcn.viz.render import render_png
-        kw = dict(labels="label", compare="pred") if cloud.labels is not None else dict(labels="pred")
+        if scored:
+            out.fields["truth"] = truth.astype(np.int32)
+            kw = dict(labels="truth", compare="pred")
+        else:
+            kw = dict(labels="pred")
         if predictor.task == "part_segmentation":
             kw["up"] = "y"  # PartNet shapes are y-up
         res = render_png(out, args.png, palette=palette, class_names=names, **kw)
@@ -91,19 +104,49 @@ def run(args) -> int:
     return 0
 
 
-def _score_against_labels(pred, labels, task: str, names) -> str:
-    """Metrics against the file's labels: negative labels are unlabelled and ignored; labels
-    beyond the model's classes mean another label set, so no metrics (never partial ones)."""
+def _truth(cloud, field: str | None):
+    """The ground truth to score: the file's named labels, or the field --labels names."""
+    import numpy as np
+
+    from pointgcn.errors import InputError
+    from pointgcn.io.columns import as_labels
+
+    if field is None:
+        return cloud.labels
+    if field in ("label", "labels") and cloud.labels is not None:
+        return cloud.labels
+    if field not in cloud.fields:
+        have = ", ".join(["label"] * (cloud.labels is not None) + sorted(cloud.fields)) or "none"
+        raise InputError(f"--labels {field}: the input has no such field (it has: {have})")
+    return as_labels(np.asarray(cloud.fields[field]), str(cloud.source), field)
+
+
+def _scorable(truth, names, explicit: bool) -> tuple[bool, str]:
+    """Whether `truth` is in this model's class scheme: negative ids are unlabelled; an id
+    beyond the model's classes means another label set — no metrics (never partial ones), and
+    an error when the user named the field."""
+    from pointgcn.errors import InputError
+
+    if truth is None:
+        return False, ""
+    if not (truth >= 0).any():
+        return False, "the file's labels are all negative (unlabelled): no metrics"
+    if truth.max() >= len(names):
+        message = (f"the labels go up to {int(truth.max())}, beyond this model's classes "
+                   f"0–{len(names) - 1}: another label set")
+        if explicit:
+            raise InputError(f"--labels: {message}")
+        return False, f"note: {message}, no metrics"
+    return True, ""
+
+
+def _score(pred, labels, task: str, names) -> str:
+    """Metrics against the file's labels; negative labels are unlabelled and ignored."""
     import numpy as np
 
     from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
 
     known = labels >= 0
-    if not known.any():
-        return "the file's labels are all negative (unlabelled): no metrics"
-    if labels.max() >= len(names):
-        return (f"note: the file's labels go up to {int(labels.max())}, beyond this model's "
-                f"classes 0–{len(names) - 1}: another label set, no metrics")
     skipped = f" ({int((~known).sum())} unlabelled points ignored)" if not known.all() else ""
     if task == "part_segmentation":
         t = np.where(known, labels, 0)  # PartNet's rule ignores label 0 ("other")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from apps.paths import Input
+
 
 def add_source_arguments(parser) -> None:
     """--weights / --onnx / --budget-ms, shared by segment and classify."""
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="checkpoint path or shipped model name")
-    src.add_argument("--onnx", type=Path, help="exported model (runs in onnxruntime)")
+    src.add_argument("--weights", type=Input(str), help="checkpoint path or shipped model name")
+    src.add_argument("--onnx", type=Input(), help="exported model (runs in onnxruntime)")
     src.add_argument("--budget-ms", type=float, metavar="MS",
                      help="pick the most accurate shipped/--candidates model whose p95 latency "
                           "here fits MS milliseconds (measured once, cached)")
-    parser.add_argument("--candidates", nargs="+", type=Path, metavar="JSON",
+    parser.add_argument("--candidates", nargs="+", type=Input(), metavar="JSON",
                         help="with --budget-ms: extra manifests / search candidates.json files")
     parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
                         help="with --budget-ms: the runtime to measure and serve with")

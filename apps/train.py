@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 from apps.cli import positive_int
+from apps.paths import Input, OutputFolder
 
 HELP = "train a model from a config (resumable, torchrun-ready)"
 
 
 def add_arguments(p):
-    p.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
+    p.add_argument("config", nargs="?", type=Input(str), help="YAML config (not needed with --resume)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    p.add_argument("--out", type=OutputFolder(), help="run folder (default runs/<name>-<time>)")
+    p.add_argument("--resume", type=Input(), metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")

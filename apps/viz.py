@@ -22,12 +22,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from apps.paths import Input, Output
+
 HELP = "look at a cloud, a prediction vs ground truth, or training curves (window or PNG)"
 
 
 def add_arguments(parser):
-    parser.add_argument("input", help="point cloud / mesh file, or a run folder or metrics .jsonl")
-    parser.add_argument("--png", metavar="OUT.png",
+    parser.add_argument("input", type=Input(), help="point cloud / mesh file, or a run folder or metrics .jsonl")
+    parser.add_argument("--png", metavar="OUT.png", type=Output(".png"),
                         help="write a picture instead of opening a window")
     parser.add_argument("--labels", metavar="FIELD",
                         help="per-point class field to colour by (label, pred or any PLY field)")
@@ -35,7 +37,7 @@ def add_arguments(parser):
                         help="colour by the file's RGB, by height, or by class (default: auto)")
     parser.add_argument("--palette", choices=("auto", "s3dis", "modelnet40", "parts", "generic"),
                         default="auto", help="class colours and names (default: auto)")
-    parser.add_argument("--compare", metavar="OTHER",
+    parser.add_argument("--compare", metavar="OTHER", type=Input(),
                         help="a cloud with the same points holding the prediction")
     parser.add_argument("--compare-field", metavar="FIELD",
                         help="prediction field (in OTHER if given, else in INPUT)")
@@ -64,7 +66,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _curves(args, size) -> int:
-    from apps.outputs import check_output
+    from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.viz.plots import plot_training_curves
 
@@ -74,7 +76,8 @@ def _curves(args, size) -> int:
         raise InputError(f"{', '.join(cloud_only)} apply to clouds, not to training curves")
     src = Path(args.input)
     out = Path(args.png) if args.png else (src if src.is_dir() else src.parent) / "curves.png"
-    check_output(out, ".png", "--png", src)
+    if not args.png:
+        check_output(out, "the default picture", (".png",), [src])
     plot_training_curves(src, out, title=args.title, size=size or (1280, 960))
     print(f"wrote {out} (training curves)")
     return 0
@@ -91,7 +94,7 @@ def _read(path: str, mesh_points: int):
 
 
 def run(args) -> int:
-    from apps.outputs import check_output
+    from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.viz import cloud_field, has_display, render_png, show
 
@@ -99,8 +102,10 @@ def run(args) -> int:
     src = Path(args.input)
     if src.is_dir() or src.suffix.lower() == ".jsonl":
         return _curves(args, size)
-    if args.mesh_points < 1:
-        raise InputError("--mesh-points must be positive")
+    from pointgcn.io.mesh import MAX_SAMPLES
+
+    if not 1 <= args.mesh_points <= MAX_SAMPLES:
+        raise InputError(f"--mesh-points must be 1 to {MAX_SAMPLES:,}")
     cloud = _read(args.input, args.mesh_points)
     labels, compare = args.labels, None
     if args.compare:
@@ -117,8 +122,8 @@ def run(args) -> int:
     options = dict(color_by=args.color, labels=labels, compare=compare, palette=args.palette,
                    view=args.view, up=args.up, remove_ceiling=False if args.keep_ceiling else None,
                    backend=None if args.backend in (None, "auto") else args.backend)
-    if args.png is not None:
-        check_output(Path(args.png), ".png", "--png", src, args.compare)
+    if args.png is None:
+        check_output(src.with_suffix(".png"), "the default picture", (".png",), [src])
     if args.png is None and has_display():
         result = show(cloud, png=src.with_suffix(".png"), title=args.title, size=size, **options)
         print(result.message)

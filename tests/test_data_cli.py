@@ -61,8 +61,9 @@ def test_prepare_and_info_report_exact_counts(tmp_path, capsys):
     assert set(info["blocks_per_area"]) == {"Area_1", "Area_5"}
     info = json.loads(run(capsys, "info", str(tmp_path / "prep" / "Area_5_WC_1.npy"),
                           "--json")[1])
-    assert info["points"] == 600 and info["colors"] and info["labels"]
-    assert info["label_histogram"] == {"1": 400, "8": 200}
+    # x y z r g b label, headerless: the unnamed 7th column is a field, not labels
+    assert info["points"] == 600 and info["colors"] and not info["labels"]
+    assert info["fields"] == ["scalar"]
     np.testing.assert_allclose(info["bounds_min"], 0, atol=1e-6)  # PointNet's shifted rooms
     h5 = tmp_path / "prep" / "indoor3d_sem_seg_hdf5_data" / "ply_data_all_0.h5"
     info = json.loads(run(capsys, "info", str(h5), "--json")[1])

@@ -185,7 +185,7 @@ def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
     out = tmp_path / "cache" / "key"
     with pytest.raises(KeyboardInterrupt):
         prepare_modelnet40(folder, out, n_points=50, progress=False)
-    assert not out.exists() and not list((tmp_path / "cache").iterdir())
+    assert not (tmp_path / "cache").exists()  # nor the folder made for it
     monkeypatch.setattr(mn, "load_shape", real)
     assert prepare_modelnet40(folder, out, n_points=50, progress=False) == {"train": 2, "test": 1}
     assert sorted(p.name for p in out.iterdir()) == ["modelnet_test.npz", "modelnet_train.npz"]

@@ -62,7 +62,7 @@ def test_export_cli_missing_checkpoint_exits_2_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["{ckpt}", "--out", "{tmp}/m.txt"], "must end in .onnx"),
+    (["{ckpt}", "--out", "{tmp}/m.txt"], "must name a .onnx file"),
     (["{tmp}/notes.txt", "--out", "{tmp}/m.onnx"], "unknown model file type .txt"),
     (["{ckpt}", "--out", "{tmp}/m.onnx", "--opset", "11"], "opset 11 is too old"),
     (["{ckpt}", "--out", "{tmp}/m.onnx", "--check-data", "{tmp}/notes.txt"], "must be .npy"),

@@ -21,16 +21,23 @@ LAB = rng.integers(0, 13, N)
     ((XYZ, NRM), ("normals",)), ((XYZ, NRM, LAB[:, None]), ("normals", "labels")),
 ])
 def test_npy_column_rule(tmp_path, parts, has):
+    """A trailing unnamed column is the field `scalar`, never labels (it may be intensity or
+    alpha): labels need a name."""
     path = tmp_path / "a.npy"
     np.save(path, np.concatenate([p.astype(np.float64) for p in parts], axis=1))
     cloud = read_points(path)
     np.testing.assert_array_equal(cloud.points, XYZ)
-    for name, want in (("colors", RGB), ("normals", NRM), ("labels", LAB)):
+    assert cloud.labels is None
+    for name, want in (("colors", RGB), ("normals", NRM)):
         got = getattr(cloud, name)
         if name in has:
             np.testing.assert_allclose(got, want, atol=1e-6)
         else:
             assert got is None, name
+    if "labels" in has:
+        np.testing.assert_array_equal(cloud.fields["scalar"], LAB)
+    else:
+        assert "scalar" not in cloud.fields
 
 
 def test_structured_npy(tmp_path):
@@ -91,13 +98,16 @@ def test_object_and_garbage_npy_refused(tmp_path):
 
 @pytest.mark.parametrize("colors, normals, labels, width", [
     (None, None, None, 3), (RGB, None, LAB, 7), (RGB, NRM, LAB, 10), (RGB, None, None, 6),
-    (RGB, NRM, None, 9),
+    (RGB, NRM, None, 9), (None, NRM, None, 6), (None, None, LAB, 4),
 ])
 def test_write_npy_round_trip(tmp_path, colors, normals, labels, width):
+    """Named columns: labels stay labels, normals without colours stay normals."""
     cloud = PointCloud(XYZ, colors, normals, labels)
     path = tmp_path / "w.npy"
     names = write_npy(path, cloud)
-    assert np.load(path).shape == (N, width) == (N, len(names))
+    table = np.load(path)
+    assert table.shape == (N,) and len(table.dtype.names) == width == len(names)
+    np.testing.assert_array_equal(table["x"], XYZ[:, 0])
     back = read_points(path)
     for name in ("points", "colors", "normals", "labels"):
         want, got = getattr(cloud, name), getattr(back, name)
@@ -120,17 +130,15 @@ def test_write_npz_round_trip_keeps_fields(tmp_path):
 
 def test_write_refusals_leave_no_file(tmp_path):
     cloud = PointCloud(XYZ, fields={"pred": LAB})
-    with pytest.raises(InputError, match="keep the fields pred"):
-        write_npy(tmp_path / "x.npy", cloud)
-    with pytest.raises(InputError, match="x.npy: .npy cannot hold normals without colours"):
-        write_npy(tmp_path / "x.npy", PointCloud(XYZ, normals=NRM))
+    with pytest.raises(InputError, match="clash with the columns"):
+        write_npy(tmp_path / "x.npy", PointCloud(XYZ, fields={"label": LAB}))
     with pytest.raises(InputError, match="clash with npz keys"):
         write_npz(tmp_path / "x.npz", PointCloud(XYZ, fields={"rgb": LAB}))
     with pytest.raises(InputError, match="supported: .ply .npy .npz"):
         write_points(tmp_path / "x.xyz", cloud)
-    assert not list(tmp_path.iterdir())
-    write_points(tmp_path / "x.PLY", cloud)
-    np.testing.assert_array_equal(read_points(tmp_path / "x.PLY").fields["pred"], LAB)
+    assert list(tmp_path.iterdir()) == []
+    write_npy(tmp_path / "f.npy", cloud)  # fields are named columns too
+    np.testing.assert_array_equal(read_points(tmp_path / "f.npy").fields["pred"], LAB)
 
 
 PRIMARIES = np.eye(3, dtype=np.float32)[np.arange(N) % 3]  # (1,0,0), (0,1,0), (0,0,1), …
@@ -147,7 +155,7 @@ def test_unit_length_colours_are_colours(tmp_path, with_labels):
     assert cloud.normals is None
     np.testing.assert_array_equal(cloud.colors, PRIMARIES)
     if with_labels:
-        np.testing.assert_array_equal(cloud.labels, LAB)
+        np.testing.assert_array_equal(cloud.fields["scalar"], LAB)
     # the same through write_npy (colours only) → read_points
     write_npy(path, PointCloud(XYZ, PRIMARIES))
     np.testing.assert_array_equal(read_points(path).colors, PRIMARIES)
@@ -176,7 +184,7 @@ def test_content_decides_not_the_extension(tmp_path):
     report = ReadReport()
     cloud = read_points(npz_named, report=report)
     np.testing.assert_array_equal(cloud.points, XYZ)
-    np.testing.assert_array_equal(cloud.labels, LAB)
+    np.testing.assert_array_equal(cloud.fields["scalar"], LAB)
     assert report.format == f"npy ({N}, 4)"
     npy_named = tmp_path / "archive.npy"
     with open(npy_named, "wb") as f:  # an archive under an .npy name

@@ -37,9 +37,11 @@ def test_column_rule(tmp_path, suffix, sep):
     cloud = read_points(write(tmp_path / f"seven{suffix}", seven, sep))
     np.testing.assert_array_equal(cloud.points, XYZ)
     np.testing.assert_allclose(cloud.colors, RGB8 / 255.0, atol=1e-7)
-    np.testing.assert_array_equal(cloud.labels, LABEL)
+    assert cloud.labels is None  # an unnamed column is never labels (io/columns.py)
+    np.testing.assert_array_equal(cloud.fields["scalar"], LABEL)
     four = read_points(write(tmp_path / f"four{suffix}", np.c_[XYZ, LABEL], sep))
-    np.testing.assert_array_equal(four.labels, LABEL)
+    assert four.labels is None
+    np.testing.assert_array_equal(four.fields["scalar"], LABEL)
     scalar = read_points(write(tmp_path / f"scal{suffix}", np.c_[XYZ, LABEL + 0.5], sep))
     assert scalar.labels is None
     np.testing.assert_array_equal(scalar.fields["scalar"], LABEL + 0.5)
@@ -93,7 +95,7 @@ def test_pts_published_layout_matches_open3d(tmp_path):
     ("1,2,3\n4,5,6,\n", "line 2: non-numeric"),
     ("1 2 3 4 5\n", r"1x5 values; expected N rows of 3 \(x y z\)"),
     ("0 0 0 -5 0 0\n", "colour values outside"),
-    ("1 2 3 0 0 0 2.5\n", "'label' values are not integers"),
+    ("1 2 3 0 0 0\n4 5 6 0 0 0 1\n", "line 2: 7 columns, expected 6"),
     ("title only\n", "no points"),
 ])
 def test_bad_text(tmp_path, text, match):

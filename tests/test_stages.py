@@ -154,7 +154,7 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
 
 def test_segment_scores_only_labels_it_can(weights, tmp_path, capsys):
     """-1 = unlabelled (ignored, counted); labels beyond the classes: prediction, no metrics."""
-    from apps.segment import _score_against_labels
+    from apps.segment import _score
 
     cloud = room_cloud(400)
     cloud.labels[:100] = -1
@@ -171,7 +171,7 @@ def test_segment_scores_only_labels_it_can(weights, tmp_path, capsys):
     assert (tmp_path / "other_out.ply").is_file()
     # the numbers: OA over labelled points only
     pred, labels = np.array([0, 1, 1, 2]), np.array([0, 1, -1, 0])
-    assert "OA 0.6667" in _score_against_labels(pred, labels, "segmentation", list("abc"))
+    assert "OA 0.6667" in _score(pred, labels, "segmentation", list("abc"))
 
 
 def test_outputs_never_replace_inputs(weights, tmp_path, capsys):

@@ -34,7 +34,8 @@ def describe_cloud(path: Path) -> dict:
     from ..io import ReadReport, read_points
 
     report = ReadReport()
-    cloud = read_points(path, report=report, drop_invalid=True)  # describe, then count them
+    # a file's points are its points: a mesh's vertices, not samples (classify samples faces)
+    cloud = read_points(path, report=report, drop_invalid=True, as_mesh=False)
     info = {"kind": "file", "path": str(path), "format": report.format, "points": len(cloud),
             **({"invalid_points": f"{report.dropped} with NaN/Inf coordinates (not counted "
                                   f"above; segment/classify need --drop-invalid)"}

@@ -4,6 +4,11 @@ segment: any cloud → overlapping blocks (the training block size, stride and 9
 per-point mean logits over all blocks covering each *original* point → labels.
 classify: any cloud or mesh sample → unit sphere → N points (votes over random subsets) →
 class probabilities.
+Every stage first checks that the cloud has enough *distinct* points for the model's widest
+graph (k × largest dilation, `Predictor.min_points`): with fewer, neighbourhoods are filled
+with repeats of the same points, which no training sample had, and the answer would look
+confident while meaning nothing. Sparse blocks *inside* a big enough room are resampled with
+replacement, exactly as in training.
 """
 from __future__ import annotations
 
@@ -42,9 +47,24 @@ class Settings:
                    bool(d["normals"]))
 
 
+def check_distinct_points(cloud: PointCloud, predictor: Predictor) -> None:
+    """One-line error when `cloud` has fewer distinct points than the model's widest graph."""
+    need = int(getattr(predictor, "min_points", 1))
+    probe = cloud.points[:max(64 * need, 1 << 16)]  # usually decides without the whole cloud
+    distinct = len(np.unique(probe, axis=0))
+    if distinct < need and len(probe) < len(cloud):
+        distinct = len(np.unique(cloud.points, axis=0))
+    if distinct < need:
+        where = cloud.source or "the cloud"
+        raise InputError(f"{where}: {distinct} distinct point{'s' if distinct != 1 else ''}; "
+                         f"this model's kNN graphs gather {need} neighbours (k × dilation) and "
+                         f"need at least {need} distinct points")
+
+
 def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
                   batch: int = 8, seed: int = 0) -> np.ndarray:
     """Mean logits `(N, n_classes)` for every point of `cloud`."""
+    check_distinct_points(cloud, predictor)
     if predictor.in_channels != 9:
         raise InputError(f"this model takes {predictor.in_channels} channels; room "
                          "segmentation needs a 9-channel (xyz, rgb, location) model")
@@ -64,6 +84,7 @@ def segment_object(cloud: PointCloud, predictor: Predictor, settings: Settings,
     if predictor.in_channels != 3:
         raise InputError(f"part segmentation models take xyz (3 channels); this one takes "
                          f"{predictor.in_channels}")
+    check_distinct_points(cloud, predictor)
     pts = cloud.points.astype(np.float64)
     lo, hi = pts.min(0), pts.max(0)
     pts = (pts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-12)
@@ -111,6 +132,7 @@ def shape_features(cloud: PointCloud, settings: Settings, rng: np.random.Generat
 def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
                    votes: int = 3, seed: int = 0) -> np.ndarray:
     """Class probabilities `(n_classes,)`, averaged over `votes` random point subsets."""
+    check_distinct_points(cloud, predictor)
     rng = np.random.default_rng(seed)
     feats = np.stack([shape_features(cloud, settings, rng, predictor.in_channels)
                       for _ in range(votes)])

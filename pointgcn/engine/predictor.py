@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..graph import min_points
+
 
 class Predictor(Protocol):
     in_channels: int
@@ -18,6 +20,7 @@ class Predictor(Protocol):
     task: str          # "segmentation" | "part_segmentation" | "classification"
     name: str
     class_names: list[str]
+    min_points: int    # the most neighbours one graph gathers (k × largest dilation)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """Logits `(B, n_classes, N)` for segmentation, `(B, n_classes)` for classification."""
@@ -32,6 +35,7 @@ class TorchPredictor:
         self.in_channels, self.n_classes, self.task = cfg["in_channels"], cfg["n_classes"], cfg["task"]
         self.name = name
         self.class_names = class_names or [str(i) for i in range(self.n_classes)]
+        self.min_points = min_points(model)  # as OnnxPredictor: max k·dilation of its graphs
         if threads:
             torch.set_num_threads(threads)
 

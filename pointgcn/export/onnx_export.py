@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..graph import min_points
 from ..io.atomic import atomic_path
 from .parity import (MIN_AGREEMENT, REL_TOL, check_parity, default_check_data, format_parity,
                      random_clouds)
 from .runtime import INPUT_NAME, OUTPUT_NAME, encode_metadata
-from .tracing import MIN_OPSET, min_points, trace_to_onnx
+from .tracing import MIN_OPSET, trace_to_onnx
 
 FORMAT_VERSION = 1
 

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import FormatError, InputError
+from ..graph import knn_modules, min_points
 from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor
-from .tracing import knn_modules, min_points, trace_to_onnx
+from .tracing import trace_to_onnx
 
 MIN_AGREEMENT = 0.99
 REL_TOL = 1e-4

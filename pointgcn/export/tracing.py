@@ -33,19 +33,10 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
-from ..graph import DilatedKnn, export_mode
+from ..graph import export_mode
 
 EXPORTERS = ("legacy", "dynamo")
 MIN_OPSET = 17
-
-
-def knn_modules(model: nn.Module) -> list[DilatedKnn]:
-    return [m for m in model.modules() if isinstance(m, DilatedKnn)]
-
-
-def min_points(model: nn.Module) -> int:
-    """The smallest cloud every graph of the model can be built on: max k·dilation."""
-    return max([m.k * m.dilation for m in knn_modules(model)], default=1)
 
 
 @contextlib.contextmanager

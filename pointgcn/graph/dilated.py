@@ -60,3 +60,12 @@ class DilatedKnn(nn.Module):
         if self.stochastic:
             s += f", stochastic ε={self.epsilon}"
         return s + ("" if self.backend == "dense" else f", backend={self.backend}")
+
+
+def knn_modules(model: nn.Module) -> list[DilatedKnn]:
+    return [m for m in model.modules() if isinstance(m, DilatedKnn)]
+
+
+def min_points(model: nn.Module) -> int:
+    """The smallest cloud every graph of the model can be built on: max k·dilation."""
+    return max([m.k * m.dilation for m in knn_modules(model)], default=1)

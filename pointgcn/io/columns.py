@@ -8,13 +8,18 @@ non-numeric columns (a structured .npy's string `name`), which are skipped: they
 per-point numbers. x y z, colour, normal and label columns must be numeric (else FormatError).
 
 Headerless tables (txt/csv/npy) by column count:
-  3  x y z                      4  x y z label (a non-integer 4th column → fields["scalar"])
-  6  x y z r g b                7  x y z r g b label
-  9  x y z r g b nx ny nz       10 x y z r g b nx ny nz label
+  3  x y z                      4  x y z scalar
+  6  x y z r g b                7  x y z r g b scalar
+  9  x y z r g b nx ny nz       10 x y z r g b nx ny nz scalar
+  A trailing column without a name is kept as the field `scalar`, never read as labels: it is
+  as often intensity, alpha (CloudCompare's `x y z r g b a`) or a class id of another scheme,
+  and metrics against a misread column would be garbage. Labels come only from a column named
+  as one (a header, PLY/PCD property, npz key, structured .npy field); stages that score take
+  `--labels FIELD` to name another.
   With 6 or 7 columns, columns 4–6 are nx ny nz instead when every row of them has unit length
   and some value is negative: colours are never negative, while pure primaries such as (1, 0, 0)
   do have unit length. Normals that all lie in the positive octant (one plane facing +z) are
-  therefore read as colours, which is why `write_npy` refuses normals without colours.
+  therefore read as colours; `write_npy` names its columns, so its files are never ambiguous.
 
 Colours: integer types are divided by their range (uint8 → 255, uint16 → 65535, other integers
 must lie in 0–255); floats are taken as 0–1 unless some value exceeds 1, then as 0–255.
@@ -39,14 +44,14 @@ DROPPED_NAMES = ("alpha", "a", "diffuse_alpha")
 # Headerless layouts: column count → names (the 6-column normals case is decided per file).
 LAYOUTS = {
     3: XYZ,
-    4: XYZ + ("label",),
+    4: XYZ + ("scalar",),
     6: XYZ + ("red", "green", "blue"),
-    7: XYZ + ("red", "green", "blue", "label"),
+    7: XYZ + ("red", "green", "blue", "scalar"),
     9: XYZ + ("red", "green", "blue", "nx", "ny", "nz"),
-    10: XYZ + ("red", "green", "blue", "nx", "ny", "nz", "label"),
+    10: XYZ + ("red", "green", "blue", "nx", "ny", "nz", "scalar"),
 }
-LAYOUT_HELP = ("3 (x y z), 4 (x y z label), 6 (x y z r g b), 7 (x y z r g b label), "
-               "9 (x y z r g b nx ny nz) or 10 (… label)")
+LAYOUT_HELP = ("3 (x y z), 4 (x y z scalar), 6 (x y z r g b), 7 (x y z r g b scalar), "
+               "9 (x y z r g b nx ny nz) or 10 (… scalar)")
 
 
 def _find(lower: Mapping[str, str], groups) -> tuple[str, ...] | None:
@@ -146,10 +151,4 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
     names = LAYOUTS[table.shape[1]]
     if table.shape[1] in (6, 7) and _looks_like_normals(table[:, 3:6]):
         names = XYZ + ("nx", "ny", "nz") + names[6:]
-    columns = table_columns(table, names)
-    if "label" in columns:
-        lab = columns["label"]
-        integral = np.all(np.isfinite(lab)) and np.all(lab == np.round(lab))
-        if not integral and table.shape[1] == 4:
-            columns["scalar"] = columns.pop("label")
-    return cloud_from_named(columns, where, source)
+    return cloud_from_named(table_columns(table, names), where, source)

@@ -36,9 +36,7 @@ def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
         rgb = np.stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)], axis=1)
         scale = 255.0 if rgb.size and rgb.max() <= 255 else 65535.0
         colors = (rgb.astype(np.float32) / scale).astype(np.float32)
-    labels = np.asarray(las.classification).astype(np.int64) if "classification" in names else None
-    fields = {}
-    if "intensity" in names:
-        fields["intensity"] = np.asarray(las.intensity).astype(np.int64)
-    cloud = PointCloud(points.astype(np.float64), colors, None, labels, fields, str(path))
+    fields = {name: np.asarray(getattr(las, name)).astype(np.int64)
+              for name in ("classification", "intensity") if name in names}
+    cloud = PointCloud(points.astype(np.float64), colors, None, None, fields, str(path))
     return cloud, f"las {las.header.version} point format {las.point_format.id}"

@@ -16,6 +16,9 @@ from ..errors import FormatError, InputError
 from .cloud import PointCloud
 
 DEFAULT_SAMPLES = 2048
+# Far more samples than any model or view needs, bounded so that a typo (3·10⁸) is an error
+# instead of running the machine out of memory.
+MAX_SAMPLES = 1_000_000
 
 
 def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
@@ -80,8 +83,8 @@ def sample_surface(vertex_cloud: PointCloud, faces: np.ndarray, n_points: int, s
     """
     import trimesh
 
-    if n_points <= 0:
-        raise InputError(f"{where}: n_points must be positive, got {n_points}")
+    if not 0 < n_points <= MAX_SAMPLES:
+        raise InputError(f"{where}: mesh samples must be 1 to {MAX_SAMPLES:,}, got {n_points:,}")
     vertices = vertex_cloud.points
     if faces.size == 0:
         raise InputError(f"{where}: mesh has no faces to sample points from")

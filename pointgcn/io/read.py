@@ -1,19 +1,25 @@
 """`read_points`: the one entry that turns any supported file into a checked `PointCloud`.
 
 Meshes: OFF/OBJ/STL and PLY files with faces are sampled — `n_points` (default 2048)
-area-weighted points on the surface with face normals, deterministic for `seed`. A file without
-faces (a PLY cloud, an OBJ of `v` lines only) is returned as its vertices, and `as_mesh=False`
-returns a mesh's vertices too; `as_mesh=True` insists on faces.
+area-weighted points on the surface with face normals, deterministic for `seed` — which is what
+shape classification needs. A file without faces (a PLY cloud, an OBJ of `v` lines only) is
+returned as its vertices, and `as_mesh=False` returns a mesh's vertices too — what segmentation
+and `data info` need: a scanned, triangulated PLY's points are its vertices. `as_mesh=True`
+insists on faces. `report.n_faces` counts the file's faces either way, `report.sampled` says
+which happened.
 Point clouds are returned whole (`n_points` does not apply; subsample with pointgcn.data).
 Every result is checked: NaN/Inf coordinates are an error unless `drop_invalid` (then those
-points, or a mesh's faces touching them, are dropped and counted in `report.dropped`), and an
-empty result is an error. All problems raise `InputError`/`FormatError` with a one-line message.
+points, or a mesh's faces touching them, are dropped and counted in `report.dropped`), an
+empty result is an error, and so is a cloud spanning more than MAX_SPAN units (float32 maximum
+coordinates from a corrupt binary file would overflow every distance computed later). All problems raise `InputError`/`FormatError` with a one-line message.
 Coordinates: every reader hands its x y z (and a mesh sampler its samples) over in float64;
 here, once, `local_frame` stores them as float32 `points` relative to `cloud.offset` (non-zero
 only for coordinates beyond ±2048, e.g. georeferenced scans; see io/cloud.py).
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,9 @@ from .columns import cloud_from_named
 CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz")
 MESH_FORMATS = (".off", ".obj", ".stl")
 SUPPORTED = CLOUD_FORMATS + MESH_FORMATS
+# Largest extent of a cloud along any axis, in its own units: 10⁹ km in metres, beyond any real
+# scan; squared distances of such clouds still fit float32 (3·10²⁴ ≪ 3.4·10³⁸).
+MAX_SPAN = 1e12
 
 
 @dataclass
@@ -35,7 +44,8 @@ class ReadReport:
     format: str = ""      # e.g. "ply binary_little_endian", "pcd ascii", "mesh off"
     n_read: int = 0       # points read (or sampled) before invalid ones were dropped
     dropped: int = 0      # points (clouds) or faces (meshes) dropped for NaN/Inf coordinates
-    n_faces: int = 0      # triangles sampled from; 0 for point clouds
+    n_faces: int = 0      # faces in the file (0 for point clouds)
+    sampled: bool = False  # points were sampled on the faces (else they are the file's points)
 
 
 def _check_path(path: Path) -> None:
@@ -43,11 +53,16 @@ def _check_path(path: Path) -> None:
     if suffix not in SUPPORTED:
         raise InputError(f"{path}: unknown extension {path.suffix or '(none)'!r}; supported: "
                          f"{' '.join(SUPPORTED)}")
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+    if not os.path.exists(path):
+        broken = os.path.lexists(path)
+        raise InputError(f"{path}: {'broken or looping link' if broken else 'no such file'}")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); save the "
+                         "cloud to a file first")
+    if info.st_size == 0:
         raise InputError(f"{path}: file is empty")
 
 
@@ -61,6 +76,7 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
         report.format = f"ply {data.format}"
         vertex_cloud = cloud_from_named(data.vertex, where, str(path))
         faces = data.faces if data.faces is not None and len(data.faces) else None
+        report.n_faces = 0 if faces is None else len(faces)
         if as_mesh and faces is None:
             raise InputError(f"{where}: PLY file has no faces to sample points from")
         if faces is None or as_mesh is False:
@@ -68,6 +84,7 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
     elif suffix in MESH_FORMATS:
         from .mesh import load_mesh
         vertex_cloud, faces = load_mesh(path, where)
+        report.n_faces = len(faces)
         report.format = f"mesh {suffix[1:]}" if len(faces) else f"{suffix[1:]} vertices, no faces"
         if as_mesh and not len(faces):
             raise InputError(f"{where}: mesh has no faces to sample points from")
@@ -93,7 +110,10 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
 
     from .mesh import DEFAULT_SAMPLES, drop_invalid_faces, sample_surface
     faces, report.dropped = drop_invalid_faces(vertex_cloud.points, faces, drop_invalid, where)
-    report.n_faces = int(len(faces))
+    if not len(faces):
+        raise InputError(f"{where}: all {report.dropped} faces touch NaN/Inf vertices; no "
+                         "surface is left to sample")
+    report.sampled = True
     return sample_surface(vertex_cloud, faces, n_points or DEFAULT_SAMPLES, seed, where)
 
 
@@ -116,7 +136,7 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
     except MemoryError:
         raise InputError(f"{where}: too large to read into memory") from None
     report.n_read = len(cloud)
-    if report.n_faces == 0:
+    if not report.sampled:
         finite = np.all(np.isfinite(cloud.points), axis=1)
         n_bad = int(len(finite) - finite.sum())
         if n_bad and not drop_invalid:
@@ -128,6 +148,14 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
     if len(cloud) == 0:
         extra = " after dropping invalid ones" if report.dropped else ""
         raise InputError(f"{where}: no points{extra}")
+    _check_span(cloud.points, where)
     cloud.points, cloud.offset = local_frame(cloud.points)
     cloud.source = str(path)
     return cloud
+
+
+def _check_span(points: np.ndarray, where: str) -> None:
+    span = float(np.max(points.max(axis=0) - points.min(axis=0)))
+    if not span <= MAX_SPAN:  # also catches an overflow to inf
+        raise InputError(f"{where}: the points span {span:.3g} units, more than {MAX_SPAN:.0e} "
+                         "(a corrupt file? coordinates this far apart cannot be processed)")

@@ -9,10 +9,9 @@ PLY vertex properties, in order: x y z float (double with an offset); red green 
 field by name — integer and bool fields as int, float64 fields as double, other float fields as
 float. PLY has no 64-bit integers: integer values must fit in int32. `ply_safe_fields` turns
 any fields the readers produce into ones `write_ply` takes (and says what it changed).
-NPY: one float32 (float64 with an offset) (N, C) table, columns x y z [r g b (0–1)] [nx ny nz]
-[label] — the layouts `read_points` reads back; it cannot hold extra fields, nor normals
-without colours (a headerless x y z nx ny nz table is ambiguous with x y z r g b, see
-io/columns.py); use .ply or .npz for those.
+NPY: one structured array with named columns x y z (float32, float64 with an offset),
+[red green blue (float32 0–1)] [nx ny nz] [label (int64)] and each field by name (`np.load(p)["x"]`):
+named, so a column is never mistaken for labels or normals on reading (io/columns.py).
 NPZ: arrays `points` (float32, float64 with an offset), `colors`, `normals`, `labels` (those
 present) and each field by name.
 """
@@ -170,33 +169,38 @@ def npy_columns(cloud: PointCloud) -> list[str]:
     """The column names `write_npy` writes for this cloud, in order."""
     names = ["x", "y", "z"]
     if cloud.colors is not None:
-        names += ["r", "g", "b"]
+        names += ["red", "green", "blue"]
     if cloud.normals is not None:
         names += ["nx", "ny", "nz"]
     if cloud.labels is not None:
         names.append("label")
-    return names
+    return names + list(cloud.fields)
 
 
 def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
-    """Write the (N, C) table described in the module doc; returns its column names."""
+    """Write the structured array described in the module doc; returns its column names."""
     where = str(path)
     _check(cloud, where)
-    if cloud.fields:
-        raise InputError(f"{where}: .npy holds x y z [r g b] [nx ny nz] [label] only; write .ply "
-                         f"or .npz to keep the fields {', '.join(cloud.fields)}")
-    if cloud.normals is not None and cloud.colors is None:
-        raise InputError(f"{where}: .npy cannot hold normals without colours (x y z nx ny nz "
-                         "reads back as x y z r g b when no normal is negative); "
-                         "write .ply or .npz")
+    clash = [n for n in cloud.fields if n.lower() in _RESERVED_PLY]
+    if clash:
+        raise InputError(f"{where}: field names {', '.join(clash)} clash with the columns "
+                         "x y z red green blue nx ny nz label")
     xyz = _xyz(cloud)
-    parts = [xyz, cloud.colors, cloud.normals,
-             None if cloud.labels is None else cloud.labels[:, None]]
-    table = np.concatenate([p.astype(xyz.dtype) for p in parts if p is not None], axis=1)
+    columns = [(axis, xyz[:, i]) for i, axis in enumerate("xyz")]
+    for group, names in ((cloud.colors, ("red", "green", "blue")),
+                         (cloud.normals, ("nx", "ny", "nz"))):
+        if group is not None:
+            columns += [(n, group[:, i].astype(np.float32)) for i, n in enumerate(names)]
+    if cloud.labels is not None:
+        columns.append(("label", cloud.labels.astype(np.int64)))
+    columns += list(cloud.fields.items())
+    table = np.empty(len(cloud), np.dtype([(n, v.dtype) for n, v in columns]))
+    for name, values in columns:
+        table[name] = values
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, table)
-    return npy_columns(cloud)
+    return [n for n, _ in columns]
 
 
 def write_npz(path: str | Path, cloud: PointCloud) -> None:

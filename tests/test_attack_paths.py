@@ -1,0 +1,238 @@
+"""Attack corpus, outputs: no stage replaces a file it reads or a file of another kind, leaves
+partial files, stale temps or empty folders behind, or ends in a traceback (issue 11)."""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_model
+
+from apps.cli import build_parser, main
+from apps.paths import Input, Output, OutputFolder
+from pointgcn.errors import InputError
+from pointgcn.io import PointCloud, write_ply
+from pointgcn.io.atomic import atomic_path, clean_stale, protect, unprotect_all
+from pointgcn.models import build_model, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def seg_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    cfg = {"data": {"dataset": "s3dis", "n_points": 128, "block": 1.0, "stride": 0.5},
+           "model": tiny_model(in_channels=9, n_classes=13)}
+    save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
+    return d / "seg.pt"
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def refused(argv, capsys, message: str) -> None:
+    assert main([str(a) for a in argv]) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], (argv, err)
+
+
+def test_every_stage_declares_its_file_arguments():
+    """The central check (apps/paths.py) only sees arguments typed Input/Output/OutputFolder:
+    a stage adding a path argument without one would bypass it."""
+    fileish = {"input", "path", "out", "png", "json", "md", "csv", "config", "checkpoint",
+               "ckpt", "weights", "onnx", "models", "data", "src", "resume", "latreg",
+               "genotype", "manifest", "candidates", "check_data", "compare"}
+
+    def walk(parser, where):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{where} {name}")
+            elif action.nargs != 0 and (action.dest in fileish or action.type is Path):
+                yield where, action
+
+    undeclared = [f"{where} {action.dest}" for where, action in walk(build_parser(), "pointgcn")
+                  if not isinstance(action.type, (Input, Output, OutputFolder))]
+    assert undeclared == []
+
+
+def test_outputs_never_replace_inputs_or_other_kinds(seg_weights, tmp_path, capsys):
+    lat = tmp_path / "lat.jsonl"
+    lat.write_text('{"encoding": [0]}\n' * 3)
+    ply = tmp_path / "in.ply"
+    write_ply(ply, PointCloud(np.random.default_rng(0).random((50, 3)).astype(np.float32)))
+    (tmp_path / "notes.ply").write_text("my notes, not a cloud\n")
+    (tmp_path / "m.json").write_text('{"rows": 1}\n')
+    (tmp_path / "cfg.yaml").write_text("data: {}\n")
+    os.link(ply, tmp_path / "hard.ply")
+    os.symlink(ply, tmp_path / "soft.ply")
+    (tmp_path / "folder.png").mkdir()
+    before = snapshot(tmp_path)
+    seg = ["segment", ply, "--weights", seg_weights]
+    cases = [
+        (["latency", "fit", lat, "--out", lat], "must name a .pt file"),
+        (["latency", "fit", lat, "--out", tmp_path / "r.pt", "--json", lat], "must name a .json"),
+        (["latency", "fit", lat, "--out", tmp_path / "r.pt", "--png", lat], "must name a .png"),
+        (["latency", "fit", tmp_path / "m.json", "--out", tmp_path / "m.pt"], "is also"),
+        (["latency", "fit", lat, "--out", tmp_path / "r.pt", "--json", tmp_path / "cfg.yaml"],
+         "must name a .json"),
+        (["latency", "collect", "--out", tmp_path / "folder.png", "--n", "1"], ".jsonl"),
+        (seg + ["--out", tmp_path / "notes.ply"], "is not a .ply file of ours"),
+        (seg + ["--out", tmp_path / "hard.ply"], "is also"),
+        (seg + ["--out", tmp_path / "soft.ply"], "is also"),
+        (seg + ["--out", tmp_path / "o.ply", "--png", tmp_path / "folder.png"], "it is a folder"),
+        (seg + ["--out", tmp_path / "o.ply", "--png", tmp_path / "o.ply"], "is also"),
+        (["eval", tmp_path / "cfg.yaml", "--ckpt", seg_weights, "--json", seg_weights],
+         "must name a .json"),
+        (["bench", seg_weights, "--json", tmp_path / "cfg.yaml"], "must name a .json"),
+        (["export", seg_weights, "--out", ply], "must name a .onnx"),
+        (["train", tmp_path / "cfg.yaml", "--out", tmp_path / "cfg.yaml"], "is also"),
+        (["data", "synth", "rooms", "--out", tmp_path / "notes.ply"], "is not a folder"),
+        (["viz", ply, "--png", tmp_path / "soft.ply"], "must name a .png"),
+    ]
+    for argv, message in cases:
+        refused(argv, capsys, message)
+    assert snapshot(tmp_path) == before
+
+
+def test_derived_outputs_are_checked_too(seg_weights, tmp_path, capsys):
+    """export writes <out>.parity.json; a file of another kind there stops it before work."""
+    (tmp_path / "m.parity.json").write_bytes(b"\x00\x01binary")
+    before = snapshot(tmp_path)
+    refused(["export", seg_weights, "--out", tmp_path / "m.onnx", "--no-parity"], capsys,
+            "the parity report")
+    assert snapshot(tmp_path) == before
+
+
+def test_atomic_path_refuses_a_protected_input(tmp_path):
+    src = tmp_path / "in.json"
+    src.write_text("{}")
+    protect(src)
+    try:
+        with pytest.raises(InputError, match="is an input of this run"):
+            with atomic_path(tmp_path / "sub" / ".." / "in.json") as tmp:
+                tmp.write_text("replaced")
+    finally:
+        unprotect_all()
+    assert src.read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.json"]
+
+
+def test_failed_write_leaves_no_folders_and_errors_name_the_users_path(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b" / "c.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer failed")
+    assert list(tmp_path.iterdir()) == []
+    real_open = os.open
+
+    def denied(path, *a, **k):
+        if ".tmp" in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(InputError) as e:
+        with atomic_path(tmp_path / "d" / "out.txt") as tmp:
+            tmp.write_text("x")
+    assert str(e.value) == f"cannot write {tmp_path / 'd' / 'out.txt'}: Permission denied"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_segment_creates_no_output_folder(seg_weights, tmp_path, capsys):
+    cls_cfg = {"model": tiny_model(in_channels=3, n_classes=5, task="classification")}
+    save_checkpoint(tmp_path / "cls.pt", build_model(cls_cfg).eval(), cls_cfg)
+    ply = tmp_path / "in.ply"
+    write_ply(ply, PointCloud(np.random.default_rng(0).random((50, 3)).astype(np.float32)))
+    refused(["segment", ply, "--weights", tmp_path / "cls.pt", "--out",
+             tmp_path / "new" / "dir" / "o.ply"], capsys, "classification model")
+    assert not (tmp_path / "new").exists()
+
+
+KILLED_WRITER = """
+import sys, time
+from pointgcn.io.atomic import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"x" * 1000)
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_kill_during_write_keeps_the_old_file_and_the_next_write_cleans_up(tmp_path):
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old checkpoint")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.pt"]
+    assert target.read_bytes() == b"old checkpoint" and len(leftovers) == 1
+    assert leftovers[0].startswith(".last.pgcn-") and leftovers[0].endswith(".tmp.pt")
+    live = tmp_path / f".last.pgcn-{leftovers[0].split('-')[1]}-{os.getpid()}-0000abcd.tmp.pt"
+    live.write_bytes(b"a live writer's temp")  # this process is alive: never touched
+    foreign = tmp_path / ".last.user-notes.tmp.pt"
+    foreign.write_bytes(b"not ours")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new checkpoint")
+    assert target.read_bytes() == b"new checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.pt", live.name,
+                                                                 foreign.name])
+    assert clean_stale(tmp_path, ".last.") == []
+
+
+def test_stale_partial_folder_of_a_killed_prepare_is_removed(tmp_path):
+    from pointgcn.io.atomic import _HOST, atomic_folder
+
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    stale = tmp_path / f".out.partial-pgcn-{_HOST}-{dead}-0badf00d"
+    (stale / "Area_1").mkdir(parents=True)
+    with atomic_folder(tmp_path / "out") as stage:
+        (stage / "done.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unreadable_inputs_are_one_line_errors(seg_weights, tmp_path, capsys):
+    fifo = tmp_path / "pipe.ply"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.ply"
+    os.symlink(loop, loop)
+    device = tmp_path / "random.ply"
+    os.symlink("/dev/urandom", device)
+    seg = ["--weights", seg_weights, "--out", tmp_path / "o.ply"]
+    refused(["segment", fifo] + seg, capsys, "not a regular file")
+    refused(["segment", device] + seg, capsys, "not a regular file")
+    refused(["segment", loop] + seg, capsys, "broken or looping link")
+    refused(["data", "info", loop], capsys, "")
+    ply = tmp_path / "in.ply"
+    write_ply(ply, PointCloud(np.random.default_rng(0).random((50, 3)).astype(np.float32)))
+    refused(["segment", ply, "--weights", seg_weights, "--out", loop], capsys,
+            "broken or looping link")
+    assert not (tmp_path / "o.ply").exists()
+
+
+def test_broken_pipe_is_quiet(monkeypatch, capsys):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return sys.__stdout__.fileno()
+
+    saved = os.dup(1)
+    try:
+        monkeypatch.setattr(sys, "stdout", ClosedPipe())
+        assert main(["info"]) == 141
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert capsys.readouterr().err == ""
