@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pointgcn.data.blocks import room_to_blocks
 from pointgcn.data.classes import S3DIS_CLASSES
+from pointgcn.data.rooms import room_to_blocks
 from pointgcn.data.s3dis import S3DIS, find_s3dis, iter_rooms, prepare_s3dis, read_block_h5
 from pointgcn.data.s3dis_raw import (RAW_DIR_NAME, list_raw_rooms, parse_numeric_text,
                                      read_raw_room, repair_bit_flips)

@@ -26,10 +26,11 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, FormatError, InputError
 from ..io.cloud import PointCloud
-from .blocks import apply_position_norm, check_position_norm, room_to_blocks
+from .blocks import apply_position_norm, check_position_norm
 from .classes import S3DIS_CLASSES
 from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
                       write_text)
+from .rooms import room_to_blocks
 from .s3dis_raw import find_raw_root, list_raw_rooms, read_raw_room
 
 H5_DIR_NAME = "indoor3d_sem_seg_hdf5_data"
