@@ -5,9 +5,11 @@
       (PartNet sem_seg_h5), deterministic for the seed
   pointgcn data prepare s3dis --src RAW --out DIR [--blocks]
       raw S3DIS tree → per-room Area_N_<room>.npy (x y z r g b label, PointNet's layout);
-      --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5)
-  pointgcn data prepare modelnet40 --src RAW --out DIR [--points N]
-      OFF tree or modelnet40_normal_resampled → modelnet_{train,test}.npz (N points per shape)
+      --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5);
+      prints per room what was repaired or dropped, then one summary line (as `train` does)
+  pointgcn data prepare modelnet40 --src RAW --out DIR [--points N] [--drop-invalid]
+      OFF tree or modelnet40_normal_resampled → modelnet_{train,test}.npz (N points per shape);
+      --drop-invalid samples meshes without their NaN/Inf faces (reported per shape)
   pointgcn data prepare partnet --src SEM_SEG_H5 --out DIR [--category C] [--points N]
       check a sem_seg_h5 tree and copy it (some categories, N points per shape) in that layout
   pointgcn data info PATH [--json]
@@ -45,6 +47,9 @@ def add_arguments(parser):
     prep.add_argument("--points", type=int, default=None,
                       help="modelnet40: points per shape (default 1024); partnet: points kept "
                            "per shape (default all)")
+    prep.add_argument("--drop-invalid", action="store_true",
+                      help="modelnet40: drop mesh faces with NaN/Inf corners (reported) instead "
+                           "of refusing the shape")
     prep.add_argument("--category", action="append", default=None,
                       help="partnet: only this category (repeatable)")
     prep.add_argument("--seed", type=int, default=0)
@@ -78,33 +83,40 @@ def _synth(args) -> int:
 
 
 def _prepare(args) -> int:
+    from pointgcn.data.report import DataReport
     from pointgcn.errors import InputError
 
     progress = not args.no_progress
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be ≥ 1, got {args.points}")
+    if args.drop_invalid and args.dataset != "modelnet40":
+        raise InputError("--drop-invalid applies to modelnet40 meshes only")
     if args.dataset == "s3dis":
         from pointgcn.data.s3dis import prepare_s3dis
 
+        report = DataReport("rooms")
         s = prepare_s3dis(args.src, args.out, blocks=args.blocks, seed=args.seed,
-                          progress=progress)
+                          progress=progress, report=report)
         print(f"wrote {s['rooms']} rooms ({s['points']} points) to {args.out}"
               + (f", {s['blocks']} blocks" if args.blocks else ""))
-        if s["repaired_bytes"] or s["dropped_lines"]:
-            print(f"repaired {s['repaired_bytes']} corrupted bytes, dropped "
-                  f"{s['dropped_lines']} unreadable lines")
     elif args.dataset == "modelnet40":
         from pointgcn.data.modelnet import prepare_modelnet40
 
+        report = DataReport("shapes")
         counts = prepare_modelnet40(args.src, args.out, n_points=args.points or 1024,
-                                    seed=args.seed, progress=progress)
+                                    seed=args.seed, progress=progress,
+                                    drop_invalid=args.drop_invalid, drop_switch="--drop-invalid",
+                                    report=report)
         print(f"wrote {', '.join(f'{v} {k}' for k, v in counts.items())} shapes to {args.out}")
     else:
         from pointgcn.data.partnet import prepare_partnet
 
         counts = prepare_partnet(args.src, args.out, categories=args.category,
                                  n_points=args.points, seed=args.seed, progress=progress)
+        report = DataReport()  # PartNet's h5 values are checked whole: nothing is dropped
         print(f"wrote {len(counts)} task splits ({sum(counts.values())} shapes) to {args.out}")
+    for line in report.lines():
+        print(line)
     return 0
 
 
