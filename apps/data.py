@@ -1,8 +1,10 @@
 """Data sets: write the procedural ones, prepare the real ones, inspect any file or folder.
 
-  pointgcn data synth rooms|shapes|parts --out DIR [--n N] [--seed S]
+  pointgcn data synth rooms|shapes|parts --out DIR [--n N] [--seed S] [--overwrite]
       write the procedural rooms (S3DIS raw tree), shapes (ModelNet40 OFF tree) or parts
-      (PartNet sem_seg_h5), deterministic for the seed
+      (PartNet sem_seg_h5), deterministic for the seed, into DIR/<the data set's folder>; an
+      existing non-empty folder there is refused, unless --overwrite is given and it holds
+      only an earlier `data synth` output of the same kind
   pointgcn data prepare s3dis --src RAW --out DIR [--blocks]
       raw S3DIS tree → per-room Area_N_<room>.npy (x y z r g b label, PointNet's layout);
       --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5);
@@ -37,6 +39,9 @@ def add_arguments(parser):
                        help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
                             f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier `data synth` output of this kind (refused if it "
+                            "holds anything synth did not write)")
 
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
     prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
@@ -77,7 +82,7 @@ def _synth(args) -> int:
     writer, key = {"rooms": (synthetic.write_rooms, "n_rooms"),
                    "shapes": (synthetic.write_shapes, "n_per_class"),
                    "parts": (synthetic.write_parts, "n_shapes")}[args.kind]
-    path = writer(args.out, **{key: n}, seed=args.seed)
+    path = writer(args.out, **{key: n}, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.kind} to {path}")
     return 0
 
