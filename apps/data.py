@@ -1,13 +1,17 @@
 """Data sets: write the procedural ones, prepare the real ones, inspect any file or folder.
 
-  pointgcn data synth rooms|shapes|parts --out DIR [--n N] [--seed S]
+  pointgcn data synth rooms|shapes|parts --out DIR [--n N] [--seed S] [--overwrite]
       write the procedural rooms (S3DIS raw tree), shapes (ModelNet40 OFF tree) or parts
-      (PartNet sem_seg_h5), deterministic for the seed
+      (PartNet sem_seg_h5), deterministic for the seed, into DIR/<the data set's folder>; an
+      existing non-empty folder there is refused, unless --overwrite is given and it holds
+      only an earlier `data synth` output of the same kind
   pointgcn data prepare s3dis --src RAW --out DIR [--blocks]
       raw S3DIS tree → per-room Area_N_<room>.npy (x y z r g b label, PointNet's layout);
-      --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5)
-  pointgcn data prepare modelnet40 --src RAW --out DIR [--points N]
-      OFF tree or modelnet40_normal_resampled → modelnet_{train,test}.npz (N points per shape)
+      --blocks also writes PointNet's indoor3d_sem_seg_hdf5_data (1 m blocks, stride 0.5);
+      prints per room what was repaired or dropped, then one summary line (as `train` does)
+  pointgcn data prepare modelnet40 --src RAW --out DIR [--points N] [--drop-invalid]
+      OFF tree or modelnet40_normal_resampled → modelnet_{train,test}.npz (N points per shape);
+      --drop-invalid samples meshes without their NaN/Inf faces (reported per shape)
   pointgcn data prepare partnet --src SEM_SEG_H5 --out DIR [--category C] [--points N]
       check a sem_seg_h5 tree and copy it (some categories, N points per shape) in that layout
   pointgcn data info PATH [--json]
@@ -37,6 +41,9 @@ def add_arguments(parser):
                        help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
                             f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier `data synth` output of this kind (refused if it "
+                            "holds anything synth did not write)")
 
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
     prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
@@ -47,6 +54,9 @@ def add_arguments(parser):
     prep.add_argument("--points", type=int, default=None,
                       help="modelnet40: points per shape (default 1024); partnet: points kept "
                            "per shape (default all)")
+    prep.add_argument("--drop-invalid", action="store_true",
+                      help="modelnet40: drop mesh faces with NaN/Inf corners (reported) instead "
+                           "of refusing the shape")
     prep.add_argument("--category", action="append", default=None,
                       help="partnet: only this category (repeatable)")
     prep.add_argument("--seed", type=int, default=0)
@@ -74,39 +84,46 @@ def _synth(args) -> int:
     writer, key = {"rooms": (synthetic.write_rooms, "n_rooms"),
                    "shapes": (synthetic.write_shapes, "n_per_class"),
                    "parts": (synthetic.write_parts, "n_shapes")}[args.kind]
-    path = writer(args.out, **{key: n}, seed=args.seed)
+    path = writer(args.out, **{key: n}, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.kind} to {path}")
     return 0
 
 
 def _prepare(args) -> int:
+    from pointgcn.data.report import DataReport
     from pointgcn.errors import InputError
 
     progress = not args.no_progress
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be ≥ 1, got {args.points}")
+    if args.drop_invalid and args.dataset != "modelnet40":
+        raise InputError("--drop-invalid applies to modelnet40 meshes only")
     if args.dataset == "s3dis":
         from pointgcn.data.s3dis import prepare_s3dis
 
+        report = DataReport("rooms")
         s = prepare_s3dis(args.src, args.out, blocks=args.blocks, seed=args.seed,
-                          progress=progress)
+                          progress=progress, report=report)
         print(f"wrote {s['rooms']} rooms ({s['points']} points) to {args.out}"
               + (f", {s['blocks']} blocks" if args.blocks else ""))
-        if s["repaired_bytes"] or s["dropped_lines"]:
-            print(f"repaired {s['repaired_bytes']} corrupted bytes, dropped "
-                  f"{s['dropped_lines']} unreadable lines")
     elif args.dataset == "modelnet40":
         from pointgcn.data.modelnet import prepare_modelnet40
 
+        report = DataReport("shapes")
         counts = prepare_modelnet40(args.src, args.out, n_points=args.points or 1024,
-                                    seed=args.seed, progress=progress)
+                                    seed=args.seed, progress=progress,
+                                    drop_invalid=args.drop_invalid, drop_switch="--drop-invalid",
+                                    report=report)
         print(f"wrote {', '.join(f'{v} {k}' for k, v in counts.items())} shapes to {args.out}")
     else:
         from pointgcn.data.partnet import prepare_partnet
 
         counts = prepare_partnet(args.src, args.out, categories=args.category,
                                  n_points=args.points, seed=args.seed, progress=progress)
+        report = DataReport()  # PartNet's h5 values are checked whole: nothing is dropped
         print(f"wrote {len(counts)} task splits ({sum(counts.values())} shapes) to {args.out}")
+    for line in report.lines():
+        print(line)
     return 0
 
 

@@ -61,6 +61,8 @@ def run(args) -> int:
             raise InputError(f"{run_dir} already holds a run; use --resume or another --out")
     d = init_distributed()
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
+    for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped
+        print(line)
     _check_model_fits_data(cfg, data)
     existed = run_dir.exists()
     try:

@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -68,3 +70,19 @@ def rooms_config(root, **train) -> dict:
                      "n_points": 256, "block": 2.0, "stride": 2.0, "val_fraction": 0.25},
             "model": tiny_model(),
             "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, **train}}
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail with TimeoutError instead of hanging when the body runs longer than `seconds`
+    (a SIGALRM in the main thread: for a test whose bug is an endless loop)."""
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

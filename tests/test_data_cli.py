@@ -156,3 +156,54 @@ def test_info_on_broken_h5_is_one_line(tmp_path, capsys, layout, junk):
     assert code == 2 and err.startswith(f"error: {bad}: "), err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert ("not a readable HDF5 file" if junk else "missing HDF5 dataset") in err
+
+
+def tree(root):
+    """Every file under root (hidden ones included) with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("kind,inner", [
+    ("rooms", "Stanford3dDataset_v1.2_Aligned_Version/Area_1/office_1/Annotations"),
+    ("shapes", "ModelNet40/chair/train"), ("parts", "sem_seg_h5/Chair-1"),
+])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_synth_never_touches_a_users_data_set(tmp_path, capsys, kind, inner, overwrite):
+    """The target folders carry the names of the real downloads: one holding anything synth
+    did not write is refused, --overwrite or not, and stays byte for byte as it was."""
+    mine = tmp_path / inner / "marker.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my real data set\n")
+    before = tree(tmp_path)
+    code, out, err = run(capsys, "synth", kind, "--out", str(tmp_path), "--n", "3",
+                         *(["--overwrite"] if overwrite else []))
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert tree(tmp_path) == before and mine.read_bytes() == b"my real data set\n"
+    assert "nothing was changed" in err or "not overwritten" in err
+
+
+def test_synth_overwrite_replaces_only_its_own_earlier_output(tmp_path, capsys):
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert run(capsys, "synth", "parts", "--out", str(out), "--n", "3")[0] == 0
+    root = out / "sem_seg_h5"
+    marker = json.loads((root / ".pointgcn-synth.json").read_text())
+    assert marker["kind"] == "parts" and marker["seed"] == 0 and marker["n_shapes"] == 3
+    assert set(marker["files"]) == set(tree(root)) - {".pointgcn-synth.json"}
+    code, _, err = run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--seed", "1")
+    assert code == 2 and "--overwrite replaces this earlier synthetic set" in err
+    assert run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--seed", "1",
+               "--overwrite")[0] == 0
+    assert run(capsys, "synth", "parts", "--out", str(fresh), "--n", "3", "--seed", "1")[0] == 0
+    assert tree(root) == tree(fresh / "sem_seg_h5")  # as if written anew, nothing left over
+    assert sorted(p.name for p in out.iterdir()) == ["sem_seg_h5"]  # no staging folders
+    (root / "Chair-1" / "train-00.h5").write_bytes(b"edited by the user")
+    before = tree(root)
+    code, _, err = run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--overwrite")
+    assert code == 2 and "Chair-1/train-00.h5, which `data synth` did not write" in err
+    assert tree(root) == before
+    code, _, err = run(capsys, "synth", "shapes", "--out", str(fresh), "--n", "2")
+    assert code == 0  # another kind goes to its own folder beside
+    (fresh / "ModelNet40" / ".pointgcn-synth.json").rename(fresh / "ModelNet40" / "x.json")
+    code, _, err = run(capsys, "synth", "shapes", "--out", str(fresh), "--n", "2", "--overwrite")
+    assert code == 2 and "not an earlier `data synth shapes` output" in err

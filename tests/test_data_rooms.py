@@ -1,14 +1,16 @@
-"""Whole-room inference: block coverage, features, voting back to every point, bounded memory."""
+"""Room blocking: block coverage, features, voting back to every point, bounded memory, and the
+training blocks (PointNet's rule) from the same planner, against a brute-force reference."""
 import time
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
+from conftest import deadline
 
-from pointgcn.data.blocks import apply_position_norm, block_channels, grid_starts
+from pointgcn.data.blocks import apply_position_norm, block_channels, grid_starts, sample_block
 from pointgcn.data.rooms import (DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks,
-                                 predict_room)
+                                 predict_room, room_to_blocks)
 from pointgcn.errors import InputError
 from pointgcn.io.cloud import PointCloud
 
@@ -148,9 +150,10 @@ def test_two_million_points_in_bounded_memory():
     assert votes.counts.sum() == len(plan) * 4096
 
 
-def brute_plan(points, block, stride, min_points):
+def brute_plan(points, block, stride, min_points, cover=True):
     """Reference plan: every block of the bounding-box grid, members by direct comparison, then
-    the min_points rule (small blocks dropped only when all their points lie in kept blocks)."""
+    the min_points rule (small blocks dropped only when all their points lie in kept blocks;
+    without `cover`, always — PointNet's training rule)."""
     s = points[:, :2].astype(np.float64) - points[:, :2].min(axis=0).astype(np.float64)
     starts, members = [], []
     for x0 in grid_starts(s[:, 0].max(), block, stride):
@@ -165,7 +168,7 @@ def brute_plan(points, block, stride, min_points):
     for k in np.flatnonzero(keep):
         covered[members[k]] = True
     for k, m in enumerate(members):
-        if not keep[k] and not covered[m].all():
+        if cover and not keep[k] and not covered[m].all():
             keep[k], covered[m] = True, True
     return ([starts[k] for k in np.flatnonzero(keep)],
             [members[k] for k in np.flatnonzero(keep)])
@@ -188,6 +191,77 @@ def test_plan_matches_brute_force(seed, outlier, block, stride, min_points):
     for k, expect in enumerate(members):
         np.testing.assert_array_equal(plan.members(k), expect)
         assert plan.counts[k] == len(expect)
+
+
+def edge_room(seed, stride, outlier=None):
+    rng = np.random.default_rng(seed)
+    pts = rng.random((600, 3)) * [4.2, 3.3, 2.0] + [3.0, -1.0, 0.0]
+    pts[:40, :2] = np.round(pts[:40, :2] / stride) * stride  # points on cell and block edges
+    if outlier is not None:
+        pts[-1, :2] = outlier
+    return pts.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed,outlier,block,stride,min_points", [
+    (20, None, 1.0, 0.5, 40), (21, (43.0, 31.0), 1.0, 0.5, 1), (22, None, 0.8, 0.3, 5),
+    (23, None, 1.5, 0.4, 25), (24, (-35.0, 12.0), 1.0, 0.5, 30),
+])
+def test_training_blocks_match_brute_force(seed, outlier, block, stride, min_points):
+    """room_to_blocks = PointNet's loop over the whole grid: same blocks in the same order, so
+    the same generator draws give the same samples (bit for bit)."""
+    pts = edge_room(seed, stride, outlier)
+    starts, members = brute_plan(pts, block, stride, min_points, cover=False)
+    assert len(members) > 1 and all(len(m) >= min_points for m in members)
+    plan = plan_blocks(pts, block, stride, 64, min_points, cover_every_point=False)
+    np.testing.assert_array_equal(plan.starts, np.array(starts).reshape(-1, 2))
+    rgb = np.random.default_rng(seed).integers(0, 256, (len(pts), 3)).astype(np.float32)
+    labels = np.arange(len(pts)) % 13
+    data, lab = room_to_blocks(pts, rgb, labels, np.random.default_rng(0), 64, block, stride,
+                               min_points)
+    rng, xyz = np.random.default_rng(0), pts.astype(np.float64) - pts.min(0)
+    assert data.shape == (len(members), 64, 9)
+    for b, idx in enumerate(members):
+        chosen = idx[sample_block(len(idx), 64, rng)]
+        np.testing.assert_array_equal(
+            data[b], block_channels(xyz[chosen], rgb[chosen] / 255.0, xyz.max(0), block))
+        np.testing.assert_array_equal(lab[b], labels[chosen])
+
+
+@pytest.mark.parametrize("stride", [1.0, 0.5])
+@pytest.mark.parametrize("min_points", [100, 1])
+def test_training_blocks_with_a_far_outlier(stride, min_points):
+    """100 km away: PointNet's loop would walk 4·10¹⁰ empty blocks, the planner looks at the
+    outlier's own. Reference: PointNet's loop over the part of the grid the room reaches (the
+    grid spans the bounding box, so with stride < block the room's far edge also gets the
+    half-overlapping blocks that a grid ending at the room would not have), then the outlier's
+    block, which min_points drops like any sparse block."""
+    rng = np.random.default_rng(25)
+    near = rng.random((5000, 3)) * [3.9, 3.9, 3.0]
+    xyz = np.concatenate([near, [[1e5, 1e5, 1.0]]])
+    rgb = rng.integers(0, 256, (len(xyz), 3)).astype(np.float64)
+    labels = np.append(rng.integers(0, 12, len(near)), 12)
+    with deadline(10):
+        data, lab = room_to_blocks(xyz, rgb, labels, np.random.default_rng(0), 256, 1.0, stride,
+                                   min_points)
+    shifted = xyz - xyz.min(0)
+    starts = np.arange(int(4.0 / stride) + 1) * stride
+    members = [np.flatnonzero((shifted[:-1, 0] >= x0) & (shifted[:-1, 0] <= x0 + 1)
+                              & (shifted[:-1, 1] >= y0) & (shifted[:-1, 1] <= y0 + 1))
+               for x0 in starts for y0 in starts]
+    members = [m for m in members if len(m) >= min_points]
+    draw = np.random.default_rng(0)
+    for b, idx in enumerate(members):
+        chosen = idx[sample_block(len(idx), 256, draw)]
+        np.testing.assert_array_equal(
+            data[b], block_channels(shifted[chosen], rgb[chosen] / 255.0, shifted.max(0), 1.0))
+    own = slice(len(members), None)
+    assert len(data[own]) == (min_points == 1) and (lab[own] == 12).all()
+    assert np.allclose(data[own][:, :, 6:8], 1.0)
+    if stride == 1.0:  # the grid adds nothing at the room's edge: the blocks without it
+        alone = room_to_blocks(near, rgb[:-1], labels[:-1], np.random.default_rng(0), 256, 1.0,
+                               stride, min_points)
+        np.testing.assert_array_equal(data[:len(members), :, :6], alone[0][:, :, :6])
+        np.testing.assert_array_equal(lab[:len(members)], alone[1])
 
 
 def test_far_outlier_gets_its_own_block_quickly():

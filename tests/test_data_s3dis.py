@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from pointgcn.data.blocks import room_to_blocks
 from pointgcn.data.classes import S3DIS_CLASSES
+from pointgcn.data.rooms import room_to_blocks
 from pointgcn.data.s3dis import S3DIS, find_s3dis, iter_rooms, prepare_s3dis, read_block_h5
-from pointgcn.data.s3dis_raw import (RAW_DIR_NAME, list_raw_rooms, parse_numeric_text,
-                                     read_raw_room, repair_bit_flips)
+from pointgcn.data.s3dis_raw import (NON_NUMERIC, RAW_DIR_NAME, REPAIRED, list_raw_rooms,
+                                     parse_annotation, read_raw_room, repair_bit_flips)
 from pointgcn.errors import ConfigError, FormatError, InputError
 
 ROOM_SIZE = (2.2, 1.6, 2.5)
@@ -57,11 +57,11 @@ def test_repair_restores_cleared_0x20_bits():
 
 def test_parse_drops_and_counts_unrepairable_lines():
     raw = b"1 2 3 4 5 6\n1 2 3\x004 5 6\nfoo 1 2 3 4 5\n\n7 8 9 10 11 12\n"
-    parsed = parse_numeric_text(raw, 6, "x.txt")
+    parsed = parse_annotation(raw, "x.txt")
     assert parsed.rows.tolist() == [[1, 2, 3, 4, 5, 6]] * 2 + [[7, 8, 9, 10, 11, 12]]
-    assert (parsed.repaired, parsed.dropped, parsed.first_bad_line) == (1, 1, 3)
-    with pytest.raises(FormatError, match=r"x.txt: 1 lines .* line 3"):
-        parse_numeric_text(raw, 6, "x.txt", max_bad_lines=0)
+    assert (parsed.repaired, parsed.dropped, parsed.first_bad_line) == (1, {NON_NUMERIC: 1}, 3)
+    with pytest.raises(FormatError, match=r"x.txt line 3: non-numeric lines .* at most 0"):
+        parse_annotation(raw, "x.txt", max_bad_lines=0)
 
 
 def test_raw_room_labels_order_and_corrupted_line(raw_tree, tmp_path):
@@ -80,7 +80,7 @@ def test_raw_room_labels_order_and_corrupted_line(raw_tree, tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"-15.609 39.505 2.214 71 64 54\n-15.610 39.510\x002.215 70 63 55\n")
     r = read_raw_room(bad.parent.parent)
-    assert r.repaired == 1 and r.dropped == 0 and r.labels.tolist() == [0, 0]
+    assert r.fixes == {REPAIRED: 1} and r.labels.tolist() == [0, 0]
     np.testing.assert_allclose(r.xyz[1], [-15.610, 39.510, 2.215])
 
 
@@ -256,11 +256,11 @@ def test_interrupted_prepare_leaves_nothing_to_train_on(raw_tree, tmp_path, monk
     root, _ = raw_tree
     real, calls = s3dis_module.read_raw_room, []
 
-    def stop_at_third(room_dir, area=None):
+    def stop_at_third(room_dir, **kwargs):
         calls.append(room_dir)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(room_dir, area=area)
+        return real(room_dir, **kwargs)
 
     monkeypatch.setattr(s3dis_module, "read_raw_room", stop_at_third)
     out = tmp_path / "prepared"

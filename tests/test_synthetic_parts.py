@@ -12,6 +12,7 @@ import pytest
 from pointgcn.data.classes import partnet_num_classes
 from pointgcn.data.synthetic import PART_NAMES, write_parts
 from pointgcn.data.synthetic import parts as parts_mod
+from pointgcn.data.synthetic.common import MARKER
 from pointgcn.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -36,12 +37,16 @@ def default_set(tmp_path_factory):
     return root, time.perf_counter() - start
 
 
+def tasks(root):
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
 def test_partnet_sem_seg_layout(tmp_path):
     root = write_parts(tmp_path, n_shapes=5, seed=2, n_points=128)
     assert root == tmp_path / "sem_seg_h5"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sem_seg_h5"]
-    assert sorted(p.name for p in root.iterdir()) == ["Chair-1", "Lamp-1", "Table-1"]
-    for folder in root.iterdir():
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "Chair-1", "Lamp-1", "Table-1"]
+    for folder in tasks(root):
         expected = {f"{s}-00.h5" for s in SPLITS} | {f"{s}_files.txt" for s in SPLITS}
         assert {p.name for p in folder.iterdir()} == expected | {"part_names.json"}
         total = 0
@@ -59,7 +64,7 @@ def test_partnet_sem_seg_layout(tmp_path):
 
 def test_labels_in_range_and_json_matches(default_set):
     root, _ = default_set
-    for folder in sorted(root.iterdir()):
+    for folder in tasks(root):
         category = folder.name.split("-")[0]
         info = json.loads((folder / "part_names.json").read_text())
         assert info["category"] == category and info["level"] == 1
@@ -73,7 +78,7 @@ def test_labels_in_range_and_json_matches(default_set):
 
 def test_shapes_are_normalised_and_y_up(default_set):
     root, _ = default_set
-    for folder in root.iterdir():
+    for folder in tasks(root):
         data, labels = load(folder, "test")
         diag = np.linalg.norm(data.max(1) - data.min(1), axis=1)
         np.testing.assert_allclose(diag, 1.0, atol=0.05)
@@ -87,7 +92,7 @@ def test_shapes_are_normalised_and_y_up(default_set):
 def test_height_alone_does_not_give_the_labels(default_set):
     """A per-height-bin majority vote beats the majority class but stays well below 100 %."""
     root, _ = default_set
-    for folder in root.iterdir():
+    for folder in tasks(root):
         x, y = load(folder, "train")
         xt, yt = load(folder, "test")
         bins = np.linspace(-0.8, 0.8, 33)

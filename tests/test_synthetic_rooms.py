@@ -12,6 +12,7 @@ import pytest
 from pointgcn.data.classes import S3DIS_CLASSES
 from pointgcn.data.synthetic import rooms as rooms_mod
 from pointgcn.data.synthetic import write_rooms
+from pointgcn.data.synthetic.common import MARKER
 from pointgcn.errors import InputError
 
 ROOT = "Stanford3dDataset_v1.2_Aligned_Version"
@@ -56,7 +57,7 @@ def test_raw_s3dis_layout(tmp_path):
     root = write_rooms(tmp_path, n_rooms=2, seed=3)
     assert root == tmp_path / ROOT
     assert sorted(p.name for p in tmp_path.iterdir()) == [ROOT]  # no temp leftovers
-    assert sorted(p.name for p in root.iterdir()) == ["Area_1", "Area_5"]
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "Area_1", "Area_5"]
     for room in root.glob("Area_*/*"):
         assert re.fullmatch(r"[a-zA-Z]+_\d+", room.name)
         assert sorted(p.name for p in room.iterdir()) == ["Annotations", f"{room.name}.txt"]
@@ -89,7 +90,7 @@ def test_every_class_appears_and_area5_is_populated(default_set):
     root, _, data = default_set
     seen = {cls for parts in data.values() for cls, _ in parts}
     assert seen == set(S3DIS_CLASSES)
-    assert {p.name for p in root.iterdir()} == {f"Area_{i}" for i in range(1, 7)}
+    assert {p.name for p in root.iterdir()} == {MARKER} | {f"Area_{i}" for i in range(1, 7)}
     assert any((root / "Area_5").iterdir())
     for parts in data.values():  # every room is closed: floor, ceiling, four walls, a door
         classes = [cls for cls, _ in parts]
@@ -166,7 +167,7 @@ def test_failure_leaves_no_partial_tree_and_keeps_previous(tmp_path, monkeypatch
     calls["n"] = 0
     monkeypatch.setattr(rooms_mod, "format_points", failing)
     with pytest.raises(RuntimeError):
-        write_rooms(tmp_path, n_rooms=1, seed=1)
+        write_rooms(tmp_path, n_rooms=1, seed=1, overwrite=True)
     assert tree_bytes(tmp_path / ROOT) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [ROOT]
 

@@ -12,6 +12,8 @@ PointNet's `indoor3d_util.room2blocks_plus_normalized`, which produced the publi
     3–5: rgb / 255; 6–8: x, y, z divided by the room's max x, y, z.
 The official DeepGCN pipeline then applies PyG's NormalizeScale to channels 0–2 of every block
 ("normalize_scale" position norm below); the raw PointNet channels are "none".
+`rooms.room_to_blocks` cuts a room by this rule with the block planner that inference uses too
+(`rooms.plan_blocks`: only blocks over occupied cells, so a far outlier costs its own blocks).
 """
 from __future__ import annotations
 
@@ -65,36 +67,6 @@ def grid_starts(limit: float, block: float, stride: float) -> np.ndarray:
     `limit` (PointNet's count, at least one block even for rooms narrower than a block)."""
     count = max(1, int(math.ceil((limit - block) / stride)) + 1)
     return np.arange(count) * stride
-
-
-def room_to_blocks(xyz: np.ndarray, rgb255: np.ndarray, labels: np.ndarray,
-                   rng: np.random.Generator, n_points: int = 4096, block: float = 1.0,
-                   stride: float = 0.5, min_points: int = 100, replace: bool = True):
-    """Blocks of one room as PointNet's h5: data (B, n_points, 9) float32, labels (B, n_points)
-    int64. `replace=False` draws big blocks without replacement (not PointNet's rule)."""
-    if stride <= 0 or block <= 0 or stride > block:
-        raise ConfigError(f"need 0 < stride ≤ block, got block={block}, stride={stride}")
-    xyz = np.asarray(xyz, dtype=np.float64)
-    xyz = xyz - xyz.min(axis=0)
-    room_max = xyz.max(axis=0)
-    rgb01 = np.asarray(rgb255, dtype=np.float64) / 255.0
-    labels = np.asarray(labels, dtype=np.int64)
-    datas, labs = [], []
-    x, y = xyz[:, 0], xyz[:, 1]
-    for x0 in grid_starts(room_max[0], block, stride):
-        strip = np.flatnonzero((x >= x0) & (x <= x0 + block))
-        ys = y[strip]
-        for y0 in grid_starts(room_max[1], block, stride):
-            idx = strip[(ys >= y0) & (ys <= y0 + block)]
-            if len(idx) < min_points:
-                continue
-            pick = sample_block(len(idx), n_points, rng, replace)
-            chosen = idx[pick]
-            datas.append(block_channels(xyz[chosen], rgb01[chosen], room_max, block))
-            labs.append(labels[chosen])
-    if not datas:
-        return (np.zeros((0, n_points, 9), np.float32), np.zeros((0, n_points), np.int64))
-    return np.stack(datas), np.stack(labs)
 
 
 def sample_block(n: int, m: int, rng: np.random.Generator, replace: bool = True) -> np.ndarray:

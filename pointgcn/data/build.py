@@ -14,6 +14,12 @@ data:
   augment: true                 # modelnet40 / partnet training augmentation
   category: Chair               # partnet
   level: 1                      # partnet
+  drop_invalid: false           # modelnet40 meshes: drop faces with NaN/Inf corners (reported)
+                                # instead of refusing the shape
+
+What reading the data repaired or dropped (S3DIS raw lines, ModelNet faces) is in
+`DataBundle.report`, for `train` to print; a ModelNet set must hold both splits and every
+class of its list needs training shapes (`check_splits`, `_require_every_class`).
 """
 from __future__ import annotations
 
@@ -25,11 +31,12 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from ..config import cache_dir, check_int
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, FormatError, InputError
+from .report import DataReport
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
                      position_norm="normalize_scale", normals=False, augment=True,
-                     category=None, level=1, block=1.0, stride=0.5)
+                     category=None, level=1, block=1.0, stride=0.5, drop_invalid=False)
 TASK_OF = {"s3dis": "segmentation", "modelnet40": "classification",
            "partnet": "part_segmentation"}
 
@@ -43,6 +50,7 @@ class DataBundle:
     in_channels: int
     task: str
     info: dict = field(default_factory=dict)
+    report: DataReport = field(default_factory=DataReport)  # what reading repaired/dropped
 
 
 def resolve_data(cfg: dict) -> dict:
@@ -57,6 +65,8 @@ def resolve_data(cfg: dict) -> dict:
     if not 0 < d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction must be between 0 and 1")
     check_int(d, "n_points", "data")  # None: the data set's own default
+    if not isinstance(d["drop_invalid"], bool):
+        raise ConfigError(f"data.drop_invalid must be true or false, got {d['drop_invalid']!r}")
     return d
 
 
@@ -116,7 +126,7 @@ def _s3dis(d, seed, splits, progress):
         test = S3DIS(d["root"], "test", **common)
     from .classes import S3DIS_CLASSES
     return DataBundle(train, val, test, list(S3DIS_CLASSES), 9, "segmentation",
-                      {"test_area": d["test_area"]})
+                      {"test_area": d["test_area"]}, (full if train else test).report)
 
 
 def _tree_signature(root: Path) -> str:
@@ -130,17 +140,21 @@ def _tree_signature(root: Path) -> str:
 
 
 def _modelnet(d, seed, splits, progress):
-    from .modelnet import ModelNet40, find_modelnet, prepare_modelnet40
+    from .modelnet import ModelNet40, check_splits, find_modelnet, prepare_modelnet40
 
     n = d["n_points"] or 1024
     root = Path(d["root"])
-    if find_modelnet(root).kind in ("off", "resampled"):  # sample meshes once, then cache
-        key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}".encode()
-                           ).hexdigest()[:16]
+    source = find_modelnet(root)
+    check_splits(source)
+    if source.kind in ("off", "resampled"):  # sample meshes once, then cache
+        key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}|"
+                           f"{d['drop_invalid']}".encode()).hexdigest()[:16]
         root = cache_dir() / "modelnet" / key
         if not root.is_dir():  # prepare writes the folder whole or not at all
             try:
-                prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress)
+                prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress,
+                                   drop_invalid=d["drop_invalid"],
+                                   drop_switch="data.drop_invalid=true")
             except InputError:
                 if not root.is_dir():  # another process finishing the same cache is fine
                     raise
@@ -148,6 +162,7 @@ def _modelnet(d, seed, splits, progress):
     train = val = test = None
     if splits & {"train", "val"}:
         full = ModelNet40(root, "train", augment=d["augment"], **kw)
+        _require_every_class(full)
         plain = ModelNet40(root, "train", augment=False, **kw)
         tr, va = _split_off(len(full), list(range(len(full))), d["val_fraction"], seed)
         train, val = Subset(full, tr), Subset(plain, va)
@@ -156,7 +171,16 @@ def _modelnet(d, seed, splits, progress):
         test = ModelNet40(root, "test", **kw)
     ref = test or val.dataset
     return DataBundle(train, val, test, list(ref.classes), 6 if d["normals"] else 3,
-                      "classification")
+                      "classification", report=(full if train else test).report)
+
+
+def _require_every_class(train) -> None:
+    """A class of the list without training shapes would be an output the model never learns."""
+    counts = np.bincount(train.labels, minlength=train.num_classes)
+    if not counts.all():
+        missing = [train.classes[i] for i in np.flatnonzero(counts == 0)]
+        raise FormatError(f"{train.source.path}: class {missing[0]!r} has no training shapes"
+                          + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
 def _partnet(d, seed, splits, progress):

@@ -8,7 +8,9 @@
   resampled  `modelnet40_normal_resampled/<class>/<class>_XXXX.txt`: 10 000 lines `x,y,z,nx,ny,nz`;
              `modelnet40_shape_names.txt`, `modelnet40_{train,test}.txt` (ids like airplane_0001)
   prepared   `modelnet_{train,test}.npz` written by `prepare_modelnet40` from off/resampled:
-             points, normals (M, n, 3) float32, labels (M,), ids, classes — one read per split
+             points, normals (M, n, 3) float32, labels (M,), ids, classes — one read per split;
+             dropped_faces (M,): faces with NaN/Inf corners left out (`drop_invalid`), so that
+             every run on the prepared files reports them again (`ModelNet40.report`)
 
 Class list: the data set's own names file when present (shape_names.txt,
 modelnet40_shape_names.txt); an OFF tree without one uses MODELNET40_CLASSES when its class
@@ -16,6 +18,10 @@ folders are exactly those 40, otherwise its folder names sorted (ModelNet10 and 
 shapes then get their own alphabetical order, as ModelNet's own lists do).
 Like DGCNN and PointNet++, an item keeps the first n_points stored points; off and resampled
 clouds are centred and scaled to the unit sphere (the h5 and prepared ones already are).
+A data set to prepare or train on must be whole (`check_splits`): both splits, and in an OFF
+tree train and test shapes in every class folder — else a class or the test set would be
+missing without a word. A mesh with NaN/Inf vertices is refused unless `drop_invalid`; the
+error names the caller's switch for it (`--drop-invalid`, `data.drop_invalid=true`).
 """
 from __future__ import annotations
 
@@ -31,10 +37,12 @@ from ..errors import ConfigError, FormatError, InputError
 from .classes import MODELNET40_CLASSES
 from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed,
                       write_npz)
+from .report import DataReport
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
 
 SPLITS = ("train", "test")
 NAMES_FILES = ("shape_names.txt", "modelnet40_shape_names.txt")
+DROPPED_FACES = "faces with NaN/Inf corners dropped"
 
 
 @dataclass
@@ -87,11 +95,13 @@ def find_modelnet(root: str | Path) -> ModelNetSource:
                       f"train_files.txt + h5 files, modelnet40_train.txt, or modelnet_*.npz)")
 
 
-def read_prepared(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Arrays `keys` of a `modelnet_<split>.npz` written by `prepare_modelnet40`."""
+def read_prepared(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+                  ) -> dict[str, np.ndarray]:
+    """Arrays `keys` (and those of `optional` it has) of a `modelnet_<split>.npz` written by
+    `prepare_modelnet40`."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in keys}
+            return {k: np.asarray(z[k]) for k in keys + tuple(o for o in optional if o in z)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"{path}: not a prepared ModelNet split ({text})") from None
@@ -107,6 +117,23 @@ def has_split(src: ModelNetSource, split: str) -> bool:
     if src.kind == "prepared":
         return (src.path / f"modelnet_{split}.npz").is_file()
     return (src.path / f"{split}_files.txt").is_file()
+
+
+def check_splits(src: ModelNetSource) -> None:
+    """Refuse a data set that lacks a split, or (OFF tree) a class folder without train or test
+    shapes: training on it would quietly miss a class or leave nothing to test on."""
+    for split in SPLITS:
+        if not has_split(src, split):
+            where = {"off": f"<class>/{split}/*.off", "resampled": f"modelnet40_{split}.txt",
+                     "prepared": f"modelnet_{split}.npz", "h5": f"{split}_files.txt"}[src.kind]
+            raise FormatError(f"{src.path}: no {split} split ({where}); ModelNet needs both "
+                              f"train and test shapes")
+    if src.kind == "off":
+        for cls in _off_classes(src.path):
+            for split in SPLITS:
+                if not any((src.path / cls / split).glob("*.off")):
+                    raise FormatError(f"{src.path / cls}: no {split} shapes ({cls}/{split}/*.off);"
+                                      f" every class folder needs train and test shapes")
 
 
 def _class_index(classes, name: str, where) -> int:
@@ -147,13 +174,19 @@ def read_resampled(path: Path) -> np.ndarray:
     return rows
 
 
-def sample_off(path: Path, n_points: int, seed: int, name: str) -> np.ndarray:
-    """n_points on the mesh faces with face normals: (n, 6) float32."""
-    from ..io import read_points
+def sample_off(path: Path, n_points: int, seed: int, name: str, drop_invalid: bool = False,
+               drop_switch: str = "drop_invalid=True") -> tuple[np.ndarray, int]:
+    """n_points on the mesh faces with face normals: (n, 6) float32, and the faces dropped for
+    NaN/Inf corners (refused unless `drop_invalid`; the error names `drop_switch`)."""
+    from ..io import ReadReport, read_points
 
+    report = ReadReport()
     cloud = read_points(path, n_points=n_points, seed=int(item_rng(seed, name).integers(2**31)),
-                        as_mesh=True)
-    return np.concatenate([cloud.points, cloud.normals], axis=1).astype(np.float32)
+                        as_mesh=True, drop_invalid=True, report=report)
+    if report.dropped and not drop_invalid:
+        raise FormatError(f"{path}: {report.dropped} faces have NaN/Inf vertex coordinates; "
+                          f"{drop_switch} drops them")
+    return np.concatenate([cloud.points, cloud.normals], axis=1).astype(np.float32), report.dropped
 
 
 def read_h5_split(src: ModelNetSource, split: str):
@@ -177,15 +210,18 @@ def read_h5_split(src: ModelNetSource, split: str):
     return np.concatenate(datas), np.concatenate(labels)
 
 
-def load_shape(kind: str, path: Path, n_points: int, seed: int) -> np.ndarray:
-    """One off/resampled shape as (n_points, 6) float32 on the unit sphere."""
+def load_shape(kind: str, path: Path, n_points: int, seed: int, drop_invalid: bool = False,
+               drop_switch: str = "drop_invalid=True") -> tuple[np.ndarray, int]:
+    """One off/resampled shape as (n_points, 6) float32 on the unit sphere, and the mesh faces
+    dropped for NaN/Inf corners (`sample_off`)."""
+    dropped = 0
     if kind == "off":
-        pts = sample_off(path, n_points, seed, path.stem)
+        pts, dropped = sample_off(path, n_points, seed, path.stem, drop_invalid, drop_switch)
     else:
         pts = read_resampled(path)[:n_points]
         if len(pts) < n_points:
             raise FormatError(f"{path}: {len(pts)} points, fewer than n_points={n_points}")
-    return normalize_unit_sphere(pts)
+    return normalize_unit_sphere(pts), dropped
 
 
 class ModelNet40(Dataset):
@@ -194,18 +230,23 @@ class ModelNet40(Dataset):
     normals=True adds nx, ny, nz channels (off, resampled, prepared, or h5 with `normal`).
     augment=True applies DGCNN's training augmentation (anisotropic scale in [2/3, 3/2],
     shift in [−0.2, 0.2], shuffle) from a generator fixed by (seed, epoch, index).
+    drop_invalid=True samples OFF meshes without their NaN/Inf faces (prepared files: `report`
+    lists the shapes that lost faces when they were prepared).
     """
 
     def __init__(self, root: str | Path, split: str = "train", n_points: int = 1024,
-                 normals: bool = False, augment: bool = False, seed: int = 0):
+                 normals: bool = False, augment: bool = False, seed: int = 0,
+                 drop_invalid: bool = False):
         if split not in SPLITS:
             raise ConfigError(f"split must be train or test, got {split!r}")
         self.source = find_modelnet(root)
         self.classes = self.source.classes
         self.num_classes = len(self.classes)
         self.n_points, self.normals, self.augment, self.seed = n_points, normals, augment, seed
+        self.drop_invalid = drop_invalid
         self.epoch = 0
         self.points, self.files = None, None
+        self.report = DataReport("shapes")
         kind = self.source.kind
         if kind == "h5":
             self.points, self.labels = read_h5_split(self.source, split)
@@ -213,9 +254,11 @@ class ModelNet40(Dataset):
             path = self.source.path / f"modelnet_{split}.npz"
             if not path.is_file():
                 raise FormatError(f"{self.source.path}: no prepared {split} split ({path.name})")
-            z = read_prepared(path, ("points", "normals", "labels"))
+            z = read_prepared(path, ("points", "normals", "labels", "ids"), ("dropped_faces",))
             self.points = np.concatenate([z["points"], z["normals"]], axis=2)
             self.labels = z["labels"].astype(np.int64)
+            for shape, dropped in zip(z["ids"], z.get("dropped_faces", np.zeros(len(z["ids"])))):
+                self.report.add(str(shape), {DROPPED_FACES: int(dropped)})
         else:
             self.files, self.labels = list_split(self.source, split)
         stored = None if self.points is None else self.points.shape[1]
@@ -237,7 +280,8 @@ class ModelNet40(Dataset):
         """The stored shape (P, 3 or 6) before augmentation, first n_points only."""
         if self.points is not None:
             return self.points[index, :self.n_points]
-        return load_shape(self.source.kind, self.files[index], self.n_points, self.seed)
+        return load_shape(self.source.kind, self.files[index], self.n_points, self.seed,
+                          self.drop_invalid)[0]
 
     def __getitem__(self, index: int):
         pts = self.load(int(index))
@@ -251,35 +295,41 @@ class ModelNet40(Dataset):
 
 
 def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, seed: int = 0,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, drop_invalid: bool = False,
+                       drop_switch: str = "drop_invalid=True",
+                       report: DataReport | None = None) -> dict:
     """Sample (off) or read (resampled) every shape once and write `modelnet_{split}.npz` to
     `out` (unit-sphere normalised, n_points each). All or nothing (`atomic_folder`): `out`
     must be new or empty and appears only when every split is written, so an interrupted run
-    leaves no `modelnet_train.npz` behind. Returns shapes per split."""
+    leaves no `modelnet_train.npz` behind. Returns shapes per split; shapes that lost faces
+    (`drop_invalid`) go into `report`."""
     from ..io.atomic import atomic_folder
 
     source = find_modelnet(src)
     if source.kind not in ("off", "resampled"):
         raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
                          f"use it directly")
+    check_splits(source)
     counts = {}
     with atomic_folder(out) as stage:
         for split in SPLITS:
-            if not has_split(source, split):
-                continue
             files, labels = list_split(source, split)
             pts = np.empty((len(files), n_points, 6), dtype=np.float32)
+            dropped = np.zeros(len(files), dtype=np.int64)
             items = range(len(files))
             if progress:
                 from tqdm import tqdm
 
                 items = tqdm(items, desc=f"{split} shapes", unit="shape")
             for i in items:
-                pts[i] = load_shape(source.kind, files[i], n_points, seed)
+                pts[i], dropped[i] = load_shape(source.kind, files[i], n_points, seed,
+                                                drop_invalid, drop_switch)
             write_npz(stage / f"modelnet_{split}.npz", points=pts[:, :, :3],
                       normals=pts[:, :, 3:], labels=labels, ids=np.array([p.stem for p in files]),
-                      classes=np.array(source.classes), n_points=np.array(n_points))
+                      classes=np.array(source.classes), n_points=np.array(n_points),
+                      dropped_faces=dropped)
             counts[split] = len(files)
-        if not counts:
-            raise FormatError(f"{source.path}: no train or test shapes")
+            if report is not None:
+                for path, n in zip(files, dropped):
+                    report.add(path.stem, {DROPPED_FACES: int(n)})
     return counts

@@ -1,17 +1,20 @@
-"""Whole-room inference: overlapping 1 m blocks in, per-point votes out, in bounded memory.
+"""Rooms → 1 m blocks: one planner for training blocks and whole-room inference.
 
 `plan_blocks` lays PointNet's block grid (blocks.py: start 0, stride, …, inclusive ends) over
-the cloud's xy extent, which by construction puts every point in at least one block; blocks
-with fewer than `min_points` points are dropped only when all their points lie in a kept block.
-Points are bucketed once by stride cell (an int64 permutation, the sorted float64 x, y and the
-sorted ids of the occupied cells), so a block's candidates are a few contiguous slices; only
-blocks over occupied cells are looked at, so a far outlier costs its own few blocks, not the
-empty grid in between. `iter_blocks` builds at most `batch` blocks at a time. Each block
-sample carries the same 9 channels as training (block_channels + position norm) and the
-indices of its points; `VoteAccumulator` sums the logits of every sample into an (N, C)
-float32 array and returns the mean per point. A point no sample drew (big blocks hold more
-than n_points) takes the mean logits of its nearest voted point; `cover_all=True` instead
-splits big blocks into several samples so every point is drawn.
+the cloud's xy extent, which by construction puts every point in at least one block. Points are
+bucketed once by stride cell (an int64 permutation, the sorted float64 x, y and the sorted ids
+of the occupied cells), so a block's candidates are a few contiguous slices; only blocks over
+occupied cells are looked at, so a far outlier costs its own few blocks, not the empty grid in
+between. Blocks with fewer than `min_points` points are dropped — always for training
+(`room_to_blocks`, PointNet's h5 blocks), only when all their points lie in a kept block for
+inference (`cover_every_point`).
+
+Inference: `iter_blocks` builds at most `batch` blocks at a time. Each block sample carries the
+same 9 channels as training (block_channels + position norm) and the indices of its points;
+`VoteAccumulator` sums the logits of every sample into an (N, C) float32 array and returns the
+mean per point. A point no sample drew (big blocks hold more than n_points) takes the mean
+logits of its nearest voted point; `cover_all=True` instead splits big blocks into several
+samples so every point is drawn.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..io.cloud import PointCloud
-from .blocks import apply_position_norm, block_channels, check_position_norm
+from .blocks import apply_position_norm, block_channels, check_position_norm, sample_block
 
 DEFAULT_FILL_COLOR = 0.5  # rgb channels of clouds without colours: mid grey
 MAX_CELLS_PER_AXIS = 2 ** 31  # stride cells along x or y: int64 cell ids cannot overflow
@@ -72,7 +75,7 @@ def _cell_range(lo: float, hi: float, stride: float, n: int) -> range:
                  min(n - 1, int(math.floor(hi / stride))) + 1)
 
 
-def _members(plan: BlockPlan, start: np.ndarray) -> np.ndarray:
+def _members(plan: BlockPlan, start: np.ndarray, ascending: bool = True) -> np.ndarray:
     x0, y0 = float(start[0]), float(start[1])
     x1, y1 = x0 + plan.block, y0 + plan.block
     xs, ys = _cell_range(x0, x1, plan.stride, plan.ncx), _cell_range(y0, y1, plan.stride, plan.ncy)
@@ -83,7 +86,7 @@ def _members(plan: BlockPlan, start: np.ndarray) -> np.ndarray:
     xy = np.concatenate([plan.sorted_xy[s] for s in slices])
     cand = np.concatenate([plan.order[s] for s in slices])
     inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
-    return np.sort(cand[inside])
+    return np.sort(cand[inside]) if ascending else cand[inside]
 
 
 def _blocks_scanning(cell: np.ndarray, reach: int, n_blocks: int, n_cells: int, block: float,
@@ -116,8 +119,10 @@ def _check_extent(lo: np.ndarray, hi: np.ndarray, stride: float) -> None:
 
 
 def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
-                n_points: int = 4096, min_points: int = 100) -> BlockPlan:
-    """Cover the cloud `points` (N, ≥3) with blocks; see the module docstring."""
+                n_points: int = 4096, min_points: int = 100,
+                cover_every_point: bool = True) -> BlockPlan:
+    """Cover the cloud `points` (N, ≥3) with blocks; see the module docstring. Without
+    `cover_every_point`, every block under `min_points` is dropped (PointNet's training rule)."""
     if not (block > 0 and 0 < stride <= block):
         raise ConfigError(f"need 0 < stride ≤ block, got block={block}, stride={stride}")
     if n_points < 1:
@@ -157,9 +162,9 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
     starts = np.stack([ids // nby * stride, ids % nby * stride], axis=1)
     plan = BlockPlan(mins, room_max, float(block), float(stride), int(n_points), starts,
                      np.zeros(len(starts), np.int64), order, sorted_xy, cells, offsets, ncx, ncy)
-    counts = np.array([len(plan.members(k)) for k in range(len(starts))], dtype=np.int64)
+    counts = np.array([len(_members(plan, s, ascending=False)) for s in starts], dtype=np.int64)
     keep = counts >= max(1, min_points)
-    if min_points > 1 and not keep.all():
+    if cover_every_point and min_points > 1 and not keep.all():
         covered = np.zeros(len(xyz), dtype=bool)
         for k in np.flatnonzero(keep):
             covered[plan.members(k)] = True
@@ -170,6 +175,28 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
                 covered[idx] = True
     plan.starts, plan.counts = starts[keep], counts[keep]
     return plan
+
+
+def room_to_blocks(xyz: np.ndarray, rgb255: np.ndarray, labels: np.ndarray,
+                   rng: np.random.Generator, n_points: int = 4096, block: float = 1.0,
+                   stride: float = 0.5, min_points: int = 100, replace: bool = True):
+    """Training blocks of one room as PointNet's h5 (blocks.py has the rule): data
+    (B, n_points, 9) float32, labels (B, n_points) int64, blocks in x-major grid order.
+    `replace=False` draws big blocks without replacement (not PointNet's rule)."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    plan = plan_blocks(xyz, block, stride, n_points, min_points, cover_every_point=False)
+    rgb01 = np.asarray(rgb255, dtype=np.float64) / 255.0
+    labels = np.asarray(labels, dtype=np.int64)
+    datas, labs = [], []
+    for k in range(len(plan)):
+        idx = plan.members(k)
+        chosen = idx[sample_block(len(idx), n_points, rng, replace)]
+        datas.append(block_channels(xyz[chosen] - plan.mins, rgb01[chosen], plan.room_max,
+                                    block))
+        labs.append(labels[chosen])
+    if not datas:
+        return (np.zeros((0, n_points, 9), np.float32), np.zeros((0, n_points), np.int64))
+    return np.stack(datas), np.stack(labs)
 
 
 def iter_blocks(cloud: PointCloud | np.ndarray, plan: BlockPlan, batch: int = 8,

@@ -11,7 +11,8 @@ Splits follow PointNet/PyG: the test set is every block of rooms in `Area_<test_
 train set all others. Area 5 is the standard protocol; 6-fold cross-validation runs
 test_area = 1 … 6. Rooms from raw/npy are cut into blocks once, at construction, with
 PointNet's rule (blocks.py) and a generator seeded by (seed, room name), so the blocks of a room
-do not depend on the split or the order of reading.
+do not depend on the split or the order of reading. Raw rooms are checked by s3dis_raw.py; what
+it repaired or dropped is counted in `S3DIS.report` / prepare's `report` (one DataReport).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, FormatError, InputError
 from ..io.cloud import PointCloud
-from .blocks import apply_position_norm, check_position_norm, room_to_blocks
+from .blocks import apply_position_norm, check_position_norm
 from .classes import S3DIS_CLASSES
 from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
                       write_text)
+from .report import DataReport
+from .rooms import room_to_blocks
 from .s3dis_raw import find_raw_root, list_raw_rooms, read_raw_room
 
 H5_DIR_NAME = "indoor3d_sem_seg_hdf5_data"
@@ -94,10 +97,11 @@ def npy_rooms(folder: Path) -> list[tuple[str, Path]]:
     return sorted((p.stem, p) for p in folder.glob("Area_*.npy") if _ROOM_RE.match(p.stem))
 
 
-def iter_rooms(root: str | Path, areas=None, progress: bool = False
-               ) -> Iterator[tuple[str, np.ndarray]]:
+def iter_rooms(root: str | Path, areas=None, progress: bool = False,
+               report: DataReport | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """(room name, N×7 rows) of every room of a raw or npy source, optionally of some areas.
-    Rows of raw rooms are shifted to a zero min corner, as the npy files are."""
+    Rows of raw rooms are shifted to a zero min corner, as the npy files are; what reading
+    them repaired or dropped goes into `report`."""
     src = find_s3dis(root, whole_rooms=True)
     wanted = None if areas is None else {int(a) for a in areas}
     if src.kind == "npy":
@@ -110,7 +114,18 @@ def iter_rooms(root: str | Path, areas=None, progress: bool = False
         if src.kind == "npy":
             yield name, read_room_npy(ref)
         else:
-            yield name, read_raw_room(ref[1], area=ref[0]).as_rows(shift=True)
+            yield name, read_raw_room(ref[1], area=ref[0], report=report).as_rows(shift=True)
+
+
+def room_blocks(name: str, rows: np.ndarray, seed: int, n_points: int = 4096,
+                block: float = 1.0, stride: float = 0.5, min_points: int = 100):
+    """PointNet's blocks (data, labels) of one room's N×7 rows, drawn from a generator seeded by
+    (seed, room name); a room the planner refuses is named in the error."""
+    try:
+        return room_to_blocks(rows[:, :3], rows[:, 3:6], rows[:, 6], item_rng(seed, name),
+                              n_points, block, stride, min_points)
+    except InputError as e:
+        raise type(e)(f"{name}: {e}") from None
 
 
 def room_cloud(name: str, rows: np.ndarray) -> PointCloud:
@@ -218,6 +233,7 @@ class S3DIS(Dataset):
         self.position_norm = check_position_norm(position_norm)
         self.split, self.test_area, self.n_points, self.seed = split, int(test_area), n_points, seed
         self.epoch = 0
+        self.report = DataReport("rooms")
         areas = {"train": [a for a in range(1, 7) if a != self.test_area],
                  "test": [self.test_area], "all": list(range(1, 7))}[split]
         self.source = find_s3dis(root)
@@ -228,10 +244,8 @@ class S3DIS(Dataset):
                                   f"stored per block in {self.source.path}")
         else:
             datas, labels, self.rooms = [], [], []
-            for name, rows in iter_rooms(self.source.path, areas, progress):
-                d, lab = room_to_blocks(rows[:, :3], rows[:, 3:6], rows[:, 6],
-                                        item_rng(seed, name), n_points, block, stride,
-                                        min_points)
+            for name, rows in iter_rooms(self.source.path, areas, progress, self.report):
+                d, lab = room_blocks(name, rows, seed, n_points, block, stride, min_points)
                 datas.append(d)
                 labels.append(lab.astype(np.uint8))  # 13 classes; int64 only per item
                 self.rooms += [name] * len(d)
@@ -261,35 +275,32 @@ class S3DIS(Dataset):
 
 
 def prepare_s3dis(src: str | Path, out: str | Path, blocks: bool = False, seed: int = 0,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, report: DataReport | None = None) -> dict:
     """Raw tree → PointNet's per-room `Area_N_<room>.npy` (N×7 float32, shifted) in `out`;
     with `blocks`, also `out/indoor3d_sem_seg_hdf5_data` (stride 0.5 blocks of every room).
     All or nothing (`atomic_folder`): `out` must be new or empty and appears only when every
     room is written, so a failed or interrupted run can never pass for a smaller data set.
-    Returns counts (rooms, points, repaired bytes, dropped lines, blocks)."""
+    Returns counts (rooms, points, blocks); what was repaired or dropped goes into `report`."""
     from ..io.atomic import atomic_folder
     from .formats import write_npy
 
     rooms = list_raw_rooms(src)
-    summary = {"rooms": 0, "points": 0, "repaired_bytes": 0, "dropped_lines": 0, "blocks": 0}
+    summary = {"rooms": 0, "points": 0, "blocks": 0}
+    report = DataReport("rooms") if report is None else report
     with atomic_folder(out) as stage:
         def rows_iter():
             for area, room_dir in _progress(rooms, progress, "rooms"):
-                room = read_raw_room(room_dir, area=area)
+                room = read_raw_room(room_dir, area=area, report=report)
                 rows = room.as_rows(shift=True)
                 write_npy(stage / f"{room.name}.npy", rows)
                 summary["rooms"] += 1
                 summary["points"] += len(rows)
-                summary["repaired_bytes"] += room.repaired
-                summary["dropped_lines"] += room.dropped
                 yield room.name, rows
 
         if blocks:
             def block_iter():
                 for name, rows in rows_iter():
-                    d, lab = room_to_blocks(rows[:, :3], rows[:, 3:6], rows[:, 6],
-                                            item_rng(seed, name))
-                    yield name, d, lab
+                    yield (name, *room_blocks(name, rows, seed))
             summary["blocks"] = write_block_h5(stage / H5_DIR_NAME, block_iter())
         else:
             for _ in rows_iter():

@@ -1,6 +1,8 @@
 """The raw S3DIS tree: `Stanford3dDataset_v1.2_Aligned_Version/Area_N/<room>/Annotations/
-<class>_<k>.txt`, one `x y z r g b` line per point; the class is the file-name prefix and unknown
-prefixes (the stray `stairs` files) count as clutter, as in PointNet's `collect_point_label`.
+<class>_<k>.txt`, one `x y z r g b` line per point; the class is the file-name prefix. The
+archive's stray `stairs` files count as clutter, as in PointNet's `collect_point_label`; any other
+unknown prefix is refused: the file name is the only label a point has, so there is nothing to
+repair it to, and counting it as clutter would train on a guess (a typo, `Chair_1`, `banana_1`).
 
 Known corruptions in the published archive and how they are repaired. Every reported one is a
 single byte whose 0x20 bit was cleared, turning the numeric alphabet (space, '-', '.', digits,
@@ -13,28 +15,45 @@ all of which have that bit set) into ASCII control characters:
     (torch-points3d's s3dis.patch): a colour value carrying an invisible byte, which the patch
     rewrites (`21….000000` → `211.000000`, i.e. 0x11 for '1').
 So the repair is exact, not a guess: any byte 0x00–0x1F other than tab and newline gets the
-bit back (NUL → ' ', 0x10 → '0', 0x16 → '6', 0x11 → '1'; a CR not followed by LF → '-'). Lines that
-still do not parse as 6 finite numbers are dropped and counted (at most `max_bad_lines` per
-file, beyond which the file is rejected with its first bad line number).
+bit back (NUL → ' ', 0x10 → '0', 0x16 → '6', 0x11 → '1'; a CR not followed by LF → '-').
+
+Every other problem is checked here, once, for every command that reads raw rooms (`data
+prepare` and `train` print what was done): a line that is still not `x y z r g b` — a
+non-numeric token, a wrong number of values (a truncated line), NaN/Inf (`1e400` too), a colour
+outside 0–255 — is dropped and counted, and an empty annotation file is skipped and counted
+(`RawRoom.fixes`, summed over rooms by `DataReport`). What cannot be repaired is refused with
+the file and line: more than `max_bad_lines` bad lines in one file, or a file with no good line
+at all (binary or foreign data, which dropping would turn into a silently missing object).
 """
 from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FormatError, InputError
 from .classes import S3DIS_CLASSES
+from .report import DataReport
 
 RAW_DIR_NAME = "Stanford3dDataset_v1.2_Aligned_Version"
 CLUTTER = S3DIS_CLASSES.index("clutter")
+AS_CLUTTER = ("stairs",)  # prefixes in the archive that are no class: PointNet's clutter
 _AREA_RE = re.compile(r"^Area_(\d+)$")
 
 _FLIPPED = bytes(c for c in range(0x20) if c not in (0x09, 0x0A))  # includes CR (0x0D)
 _RESTORE = bytes.maketrans(_FLIPPED, bytes(c | 0x20 for c in _FLIPPED))
+
+# what is wrong with a dropped line, as counted in RawRoom.fixes and printed by DataReport
+NON_NUMERIC = "non-numeric lines dropped"
+WRONG_COLUMNS = "lines without exactly 6 values dropped"
+NON_FINITE = "NaN/Inf lines dropped"
+BAD_COLOUR = "lines with colours outside 0–255 dropped"
+REPAIRED = "corrupted bytes repaired"
+EMPTY_FILE = "empty annotation files skipped"
 
 
 def repair_bit_flips(raw: bytes) -> tuple[bytes, int]:
@@ -48,52 +67,77 @@ def repair_bit_flips(raw: bytes) -> tuple[bytes, int]:
 
 @dataclass
 class ParsedText:
-    rows: np.ndarray  # (N, columns) float64
+    rows: np.ndarray  # (N, 6) float64 x y z r g b
     repaired: int  # control bytes restored
-    dropped: int  # lines still unparseable, dropped
-    first_bad_line: int | None
+    dropped: Counter = field(default_factory=Counter)  # lines dropped, by what was wrong
+    first_bad_line: int | None = None
 
 
-def parse_numeric_text(raw: bytes, columns: int, source: str,
-                       max_bad_lines: int = 100) -> ParsedText:
-    """Whitespace-separated numeric lines with exactly `columns` finite values each, after
-    `repair_bit_flips`. Fast path: one `np.loadtxt`; on failure, line by line."""
+def _line_problem(parts: list[str]) -> str | None:
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return NON_NUMERIC
+    if len(values) != 6:
+        return WRONG_COLUMNS
+    if not np.isfinite(values).all():
+        return NON_FINITE
+    if not all(0 <= c <= 255 for c in values[3:]):
+        return BAD_COLOUR
+    return None
+
+
+def _all_good(rows: np.ndarray) -> bool:
+    return (rows.shape[1] == 6 and bool(np.isfinite(rows).all())
+            and bool(((rows[:, 3:] >= 0) & (rows[:, 3:] <= 255)).all()))
+
+
+def parse_annotation(raw: bytes, source: str, max_bad_lines: int = 100) -> ParsedText:
+    """An annotation file's `x y z r g b` lines after `repair_bit_flips`; bad lines dropped and
+    counted, an unrepairable file refused (module docstring). Fast path: one `np.loadtxt`."""
     fixed, repaired = repair_bit_flips(raw)
     text = fixed.decode("latin-1")
     if not text.strip():
-        return ParsedText(np.zeros((0, columns)), repaired, 0, None)
+        return ParsedText(np.zeros((0, 6)), repaired)
     try:
         rows = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
-        if rows.shape[1] == columns and np.isfinite(rows).all():
-            return ParsedText(rows, repaired, 0, None)
+        if _all_good(rows):
+            return ParsedText(rows, repaired)
     except ValueError:
         pass
-    good, bad, first_bad = [], 0, None
+    good, dropped, first_bad, first_problem = [], Counter(), None, None
     for number, line in enumerate(text.split("\n"), start=1):
         parts = line.split()
         if not parts:
             continue
-        try:
-            values = [float(p) for p in parts]
-            ok = len(values) == columns and all(np.isfinite(values))
-        except ValueError:
-            ok = False
-        if ok:
-            good.append(values)
-        else:
-            bad += 1
-            first_bad = first_bad or number
+        problem = _line_problem(parts)
+        if problem is None:
+            good.append([float(p) for p in parts])
+            continue
+        dropped[problem] += 1
+        if first_bad is None:
+            first_bad, first_problem = number, problem
+    bad = sum(dropped.values())
+    where = f"{source} line {first_bad}: {(first_problem or '').replace(' dropped', '')}"
     if bad > max_bad_lines:
-        raise FormatError(f"{source}: {bad} lines are not {columns} numbers "
-                          f"(first at line {first_bad})")
-    rows = np.asarray(good, dtype=np.float64).reshape(-1, columns)
-    return ParsedText(rows, repaired, bad, first_bad)
+        raise FormatError(f"{where} (and {bad - 1} more bad lines; a damaged file may lose at "
+                          f"most {max_bad_lines})")
+    if not good:
+        raise FormatError(f"{where}, and no line is `x y z r g b` (binary or not an S3DIS "
+                          f"annotation file)")
+    return ParsedText(np.asarray(good, dtype=np.float64), repaired, dropped, first_bad)
 
 
 def class_of_annotation(path: Path) -> int:
-    """S3DIS class id from an annotation file name `<class>_<k>.txt`; unknown → clutter."""
+    """S3DIS class id from an annotation file name `<class>_<k>.txt` (`stairs` → clutter);
+    an unknown class is a FormatError (module docstring says why)."""
     name = path.stem.split("_")[0]
-    return S3DIS_CLASSES.index(name) if name in S3DIS_CLASSES else CLUTTER
+    if name in S3DIS_CLASSES:
+        return S3DIS_CLASSES.index(name)
+    if name in AS_CLUTTER:
+        return CLUTTER
+    raise FormatError(f"{path}: unknown class {name!r} (S3DIS classes: "
+                      f"{', '.join(S3DIS_CLASSES)}; `stairs` counts as clutter)")
 
 
 @dataclass
@@ -105,8 +149,7 @@ class RawRoom:
     xyz: np.ndarray  # (N, 3) float64
     rgb: np.ndarray  # (N, 3) float64, 0–255
     labels: np.ndarray  # (N,) int64
-    repaired: int = 0
-    dropped: int = 0
+    fixes: Counter = field(default_factory=Counter)  # what was repaired or dropped, counted
 
     def as_rows(self, shift: bool = True) -> np.ndarray:
         """N×7 float32 rows `x y z r g b label`; `shift` moves the min corner to the origin
@@ -115,9 +158,10 @@ class RawRoom:
         return np.concatenate([xyz, self.rgb, self.labels[:, None]], axis=1).astype(np.float32)
 
 
-def read_raw_room(room_dir: str | Path, area: int | None = None,
-                  max_bad_lines: int = 100) -> RawRoom:
-    """Concatenate a room's `Annotations/*.txt` (sorted by name) with their class labels."""
+def read_raw_room(room_dir: str | Path, area: int | None = None, max_bad_lines: int = 100,
+                  report: DataReport | None = None) -> RawRoom:
+    """Concatenate a room's `Annotations/*.txt` (sorted by name) with their class labels;
+    what was repaired or dropped is in `fixes` and, if given, added to `report`."""
     room_dir = Path(room_dir)
     ann_dir = room_dir / "Annotations"
     files = sorted(p for p in ann_dir.glob("*.txt") if not p.name.startswith("."))
@@ -128,22 +172,27 @@ def read_raw_room(room_dir: str | Path, area: int | None = None,
         if not m:
             raise FormatError(f"{room_dir}: parent folder is not Area_N")
         area = int(m.group(1))
-    parts, labels, repaired, dropped = [], [], 0, 0
+    parts, labels, fixes = [], [], Counter()
     for f in files:
+        label = class_of_annotation(f)  # before reading: a wrong name fails fast
         try:
             raw = f.read_bytes()
         except OSError as e:
             raise InputError(f"{f}: cannot read ({e.strerror})") from None
-        parsed = parse_numeric_text(raw, 6, str(f), max_bad_lines)
+        parsed = parse_annotation(raw, str(f), max_bad_lines)
         parts.append(parsed.rows)
-        labels.append(np.full(len(parsed.rows), class_of_annotation(f), dtype=np.int64))
-        repaired += parsed.repaired
-        dropped += parsed.dropped
+        labels.append(np.full(len(parsed.rows), label, dtype=np.int64))
+        fixes[REPAIRED] += parsed.repaired
+        fixes.update(parsed.dropped)
+        fixes[EMPTY_FILE] += len(parsed.rows) == 0
     rows = np.concatenate(parts)
     if len(rows) == 0:
         raise FormatError(f"{ann_dir}: the annotation files hold no points")
-    return RawRoom(f"Area_{area}_{room_dir.name}", area, rows[:, :3], rows[:, 3:6],
-                   np.concatenate(labels), repaired, dropped)
+    room = RawRoom(f"Area_{area}_{room_dir.name}", area, rows[:, :3], rows[:, 3:6],
+                   np.concatenate(labels), +fixes)
+    if report is not None:
+        report.add(room.name, room.fixes)
+    return room
 
 
 def find_raw_root(root: str | Path) -> Path | None:

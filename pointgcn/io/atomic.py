@@ -28,7 +28,8 @@ _OURS = re.compile(r"pgcn-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}(?:\.tmp
 _PROTECTED: set[str] = set()
 
 
-def _tag() -> str:
+def tag() -> str:
+    """A unique temp-name part that `clean_stale` recognises as ours (host, pid, random)."""
     return f"pgcn-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -118,7 +119,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise InputError(f"{where} is an input of this run; refusing to replace it")
     created = _make_parents(path.parent, where)
     clean_stale(path.parent, f".{path.stem}.")
-    tmp = path.parent / f".{path.stem}.{_tag()}.tmp{path.suffix}"
+    tmp = path.parent / f".{path.stem}.{tag()}.tmp{path.suffix}"
     ok = False
     try:
         try:
@@ -159,7 +160,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         raise InputError(f"{where} is an input of this run; refusing to replace it")
     created = _make_parents(target.parent, where)
     clean_stale(target.parent, f".{target.name}.partial-")
-    stage = target.parent / f".{target.name}.partial-{_tag()}"
+    stage = target.parent / f".{target.name}.partial-{tag()}"
     ok = False
     try:
         try:

@@ -10,7 +10,9 @@ written exactly as S3DIS (raw Annotations tree), ModelNet40 (raw OFF tree) and P
     write_parts(out_dir, n_shapes=60, seed=0, n_points=2048) -> <out>/sem_seg_h5
 
 Same arguments, same bytes. Each writer builds its tree in a hidden temp dir beside the target
-and renames it into place at the end, so an interrupted run leaves no half data set.
+and renames it into place at the end, so an interrupted run leaves no half data set. The target
+carries the names of the real downloads, so it must be new or empty; `overwrite=True` replaces
+only an earlier synthetic set that holds nothing else (common.synth_folder, its marker file).
 """
 from .parts import PART_NAMES, write_parts
 from .rooms import write_rooms

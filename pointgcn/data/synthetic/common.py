@@ -1,4 +1,6 @@
-"""Shared pieces of the procedural data sets: surface primitives, seeding and staged output.
+"""Shared pieces of the procedural data sets: surface primitives, seeding and their output folder
+(`synth_folder`: written whole or not at all, marked, and never replacing anything but an
+earlier synth output).
 
 Surfaces are sampled with numpy rather than trimesh: room generation draws millions of
 candidate points from a few hundred boxes and quads, and a closed-form sampler per primitive
@@ -8,15 +10,17 @@ an order of magnitude faster than building meshes and sampling triangles.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from ... import __version__
 from ...errors import InputError
 
 
@@ -188,26 +192,99 @@ def check_count(name: str, value: int, low: int = 1) -> int:
     return int(value)
 
 
-@contextlib.contextmanager
-def staged_dir(final: str | Path) -> Iterator[Path]:
-    """Yield an empty temp dir beside `final`; on success it replaces `final` in one rename.
+MARKER = ".pointgcn-synth.json"  # in every data set folder synth writes: what, and which files
 
-    An interrupted or failing run leaves `final` as it was (absent or the previous data set),
-    never half written. A previous data set is moved aside first and deleted after the swap.
+
+@contextlib.contextmanager
+def synth_folder(final: str | Path, kind: str, overwrite: bool = False,
+                 **settings) -> Iterator[Path]:
+    """Yield an empty staging folder beside `final`; on success it becomes `final`, whole or not
+    at all, with a MARKER that lists kind, settings and the sha256 of every file written.
+
+    `final` must be missing or an empty folder (`atomic_folder`). With `overwrite` it may also
+    hold an earlier synth output of this kind and nothing else (`check_replaceable`: the folder
+    names are those of the real downloads, so anything else in it may be a user's data set);
+    that one is swapped out only after the new one is complete.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    from ...io.atomic import atomic_folder, clean_stale, tag
+
+    target = Path(final).resolve()
+    if not (target.is_dir() and any(target.iterdir())):  # atomic_folder writes or refuses it
+        with atomic_folder(final) as stage:
+            yield stage
+            write_marker(stage, kind, settings)
+        return
+    if not overwrite:
+        hint = ("; --overwrite replaces this earlier synthetic set" if _marker(target, kind)
+                else " (it is not a synthetic set of this kind: choose another --out)")
+        raise InputError(f"{final}: exists and is not empty{hint}; nothing was changed")
+    check_replaceable(target, kind)
+    clean_stale(target.parent, f".{target.name}.partial-")  # leftovers of a killed overwrite
+    stage = target.parent / f".{target.name}.partial-{tag()}"
+    stage.mkdir()
     try:
-        yield tmp
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old",
-                                        dir=final.parent))
-            os.replace(final, old / final.name)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        yield stage
+        write_marker(stage, kind, settings)
+        check_replaceable(target, kind)  # again: nothing of the user's may have arrived since
+        old = target.parent / f".{target.name}.partial-{tag()}"
+        old.mkdir()
+        os.replace(target, old / target.name)
+        try:
+            os.replace(stage, target)
+        except OSError:
+            os.replace(old / target.name, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_marker(folder: Path, kind: str, settings: dict) -> None:
+    files = {p.relative_to(folder).as_posix(): _sha256(p)
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    info = {"written_by": "pointgcn data synth", "version": __version__, "kind": kind,
+            **settings, "files": files}
+    (folder / MARKER).write_text(json.dumps(info, indent=1) + "\n", "ascii", newline="\n")
+
+
+def _marker(folder: Path, kind: str) -> dict | None:
+    """The folder's marker if it is a valid one for `kind`, else None."""
+    try:
+        info = json.loads((folder / MARKER).read_text("ascii"))
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(info, dict) and info.get("kind") == kind
+          and isinstance(info.get("files"), dict))
+    return info if ok else None
+
+
+def check_replaceable(folder: Path, kind: str) -> None:
+    """InputError unless `folder` holds only what an earlier synth run of `kind` wrote: its
+    marker, files listed there with unchanged contents (missing ones are fine) and the folders
+    on the way to them. Symbolic links and anything else count as the user's."""
+    info = _marker(folder, kind)
+    if info is None:
+        raise InputError(f"{folder}: not an earlier `data synth {kind}` output (no valid "
+                         f"{MARKER}); not overwritten")
+    files = info["files"]
+    dirs = {parent.as_posix() for name in files for parent in PurePosixPath(name).parents}
+    for here, subdirs, names in os.walk(folder):
+        rel = Path(here).relative_to(folder)
+        for name in subdirs + names:
+            path, key = Path(here) / name, (rel / name).as_posix()
+            if key == MARKER:
+                continue
+            ours = (not path.is_symlink()
+                    and (key in dirs if path.is_dir() else
+                         path.is_file() and files.get(key) == _sha256(path)))
+            if not ours:
+                raise InputError(f"{folder}: holds {key}, which `data synth` did not write (or "
+                                 f"it was changed); not overwritten")

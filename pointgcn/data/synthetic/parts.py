@@ -22,7 +22,7 @@ import numpy as np
 
 from ..classes import partnet_num_classes
 from .common import (Cylinder, Sphere, box, check_count, child_rngs, cylinder_z, sample_exact,
-                     staged_dir)
+                     synth_folder)
 from ...errors import InputError
 
 ROOT = "sem_seg_h5"
@@ -193,18 +193,20 @@ def _split_sizes(n: int) -> dict[str, int]:
     return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
 
 
-def write_parts(out_dir: str | Path, n_shapes: int = 60, seed: int = 0, n_points: int = 2048
-                ) -> Path:
+def write_parts(out_dir: str | Path, n_shapes: int = 60, seed: int = 0, n_points: int = 2048,
+                overwrite: bool = False) -> Path:
     """Write `n_shapes` shapes per category (Chair, Table, Lamp; level 1) as PartNet sem_seg h5.
 
-    Splits are 70/10/20 % train/val/test (each at least one shape). Returns `<out>/sem_seg_h5`.
+    Splits are 70/10/20 % train/val/test (each at least one shape). Returns `<out>/sem_seg_h5`
+    (new or empty; `overwrite` replaces an earlier synthetic one only: `synth_folder`).
     """
     n_shapes, seed = check_count("n_shapes", n_shapes, 3), check_count("seed", seed, 0)
     n_points = check_count("n_points", n_points, 16)
     if n_points > 100000:
         raise InputError(f"n_points must be at most 100000, got {n_points}")
     final = Path(out_dir) / ROOT
-    with staged_dir(final) as tmp:
+    with synth_folder(final, "parts", overwrite, seed=seed, n_shapes=n_shapes,
+                      n_points=n_points) as tmp:
         for category, rng in zip(BUILDERS, child_rngs(seed, len(BUILDERS))):
             folder = tmp / f"{category}-{LEVEL}"
             folder.mkdir()

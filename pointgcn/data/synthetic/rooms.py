@@ -17,7 +17,7 @@ import numpy as np
 
 from ..classes import S3DIS_CLASSES
 from ...errors import InputError
-from .common import check_count, child_rngs, rot_z, staged_dir
+from .common import check_count, child_rngs, rot_z, synth_folder
 from .furniture import Thing, bookcase, chair, floor_clutter, sofa, table, table_clutter
 from .room_shell import (Room, Z, add_beams, add_board, add_column, add_door, add_shell,
                          add_wall_clutter, add_window)
@@ -272,8 +272,10 @@ def _plan(n_rooms: int, seed: int, areas: int):
     return plan
 
 
-def write_rooms(out_dir: str | Path, n_rooms: int = 12, seed: int = 0, areas: int = 6) -> Path:
-    """Write `n_rooms` synthetic rooms as the raw S3DIS tree; returns its `Stanford3d…` dir.
+def write_rooms(out_dir: str | Path, n_rooms: int = 12, seed: int = 0, areas: int = 6,
+                overwrite: bool = False) -> Path:
+    """Write `n_rooms` synthetic rooms as the raw S3DIS tree; returns its `Stanford3d…` dir
+    (new or empty; `overwrite` replaces an earlier synthetic one only: `synth_folder`).
 
     Rooms go round-robin over Area_1…Area_`areas` (Area_5 first gets the second room), so the
     Area-5 test protocol always has a room when n_rooms ≥ 2 and areas ≥ 5.
@@ -288,7 +290,8 @@ def write_rooms(out_dir: str | Path, n_rooms: int = 12, seed: int = 0, areas: in
     origin = {a: np.array([0.0, r.uniform(-15, 15), r.uniform(0, 1.5)])
               for a, r in zip(range(1, 7), area_rng)}
     final = Path(out_dir) / ROOT
-    with staged_dir(final) as tmp:
+    with synth_folder(final, "rooms", overwrite, seed=seed, n_rooms=n_rooms,
+                      areas=areas) as tmp:
         for (area, name, rtype, beams, columns), rng in zip(plan, rngs):
             room = build_room(rng, rtype, beams, columns)
             L, W, _ = room.size

@@ -19,7 +19,7 @@ import trimesh
 from trimesh import creation
 
 from ...errors import InputError
-from .common import check_count, child_rngs, rot_z, staged_dir
+from .common import check_count, child_rngs, rot_z, synth_folder
 
 ROOT = "ModelNet40"
 NAMES_FILE = "modelnet40_shape_names.txt"
@@ -283,8 +283,9 @@ def off_text(mesh: trimesh.Trimesh, glued_header: bool = False) -> str:
 
 
 def write_shapes(out_dir: str | Path, n_per_class: int = 20, seed: int = 0,
-                 test_fraction: float = 0.25) -> Path:
-    """Write the synthetic shape classes as the raw ModelNet40 tree; returns `<out>/ModelNet40`."""
+                 test_fraction: float = 0.25, overwrite: bool = False) -> Path:
+    """Write the synthetic shape classes as the raw ModelNet40 tree; returns `<out>/ModelNet40`
+    (new or empty; `overwrite` replaces an earlier synthetic one only: `synth_folder`)."""
     n, seed = check_count("n_per_class", n_per_class), check_count("seed", seed, 0)
     if not 0.0 <= float(test_fraction) < 1.0:
         raise InputError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
@@ -293,7 +294,8 @@ def write_shapes(out_dir: str | Path, n_per_class: int = 20, seed: int = 0,
     n_test = min(max(int(round(n * test_fraction)), 1), n - 1) if test_fraction > 0 else 0
     final = Path(out_dir) / ROOT
     counter = 0
-    with staged_dir(final) as tmp:
+    with synth_folder(final, "shapes", overwrite, seed=seed, n_per_class=n,
+                      test_fraction=float(test_fraction)) as tmp:
         for cls, rng in zip(CLASSES, child_rngs(seed, len(CLASSES))):
             for i in range(n):
                 split = "train" if i < n - n_test else "test"
