@@ -46,17 +46,19 @@ def add_arguments(parser):
                             "holds anything synth did not write)")
 
     prep = sub.add_parser("prepare", help="convert a real data set into ready-to-train files")
-    prep.add_argument("dataset", choices=("s3dis", "modelnet40", "partnet"))
+    prep.add_argument("dataset", choices=("s3dis", "modelnet40", "modelnet10", "partnet"),
+                      help="modelnet40/modelnet10: any <class>/{train,test}/ tree of meshes or "
+                           "clouds, resampled text files, or h5")
     prep.add_argument("--src", type=Input(), required=True, help="the data set as downloaded")
     prep.add_argument("--out", type=OutputFolder(), required=True, help="output folder: new or empty; written whole or not at all")
     prep.add_argument("--blocks", action="store_true",
                       help="s3dis: also write PointNet's h5 blocks")
     prep.add_argument("--points", type=int, default=None,
-                      help="modelnet40: points per shape (default 1024); partnet: points kept "
+                      help="modelnet: points per shape (default 1024); partnet: points kept "
                            "per shape (default all)")
     prep.add_argument("--drop-invalid", action="store_true",
-                      help="modelnet40: drop mesh faces with NaN/Inf corners (reported) instead "
-                           "of refusing the shape")
+                      help="modelnet: drop mesh faces (or cloud points) with NaN/Inf corners "
+                           "(reported) instead of refusing the shape")
     prep.add_argument("--category", action="append", default=None,
                       help="partnet: only this category (repeatable)")
     prep.add_argument("--seed", type=int, default=0)
@@ -96,8 +98,8 @@ def _prepare(args) -> int:
     progress = not args.no_progress
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be ≥ 1, got {args.points}")
-    if args.drop_invalid and args.dataset != "modelnet40":
-        raise InputError("--drop-invalid applies to modelnet40 meshes only")
+    if args.drop_invalid and not args.dataset.startswith("modelnet"):
+        raise InputError("--drop-invalid applies to modelnet shapes only")
     if args.dataset == "s3dis":
         from pointgcn.data.s3dis import prepare_s3dis
 
@@ -106,7 +108,7 @@ def _prepare(args) -> int:
                           progress=progress, report=report)
         print(f"wrote {s['rooms']} rooms ({s['points']} points) to {args.out}"
               + (f", {s['blocks']} blocks" if args.blocks else ""))
-    elif args.dataset == "modelnet40":
+    elif args.dataset.startswith("modelnet"):
         from pointgcn.data.modelnet import prepare_modelnet40
 
         report = DataReport("shapes")

@@ -63,6 +63,8 @@ def run(args) -> int:
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped
         print(line)
+    if d.main and data.info.get("note"):
+        print(f"note: {data.info['note']}")
     _check_model_fits_data(cfg, data)
     existed = run_dir.exists()
     try:

@@ -145,10 +145,23 @@ def test_class_without_training_shapes_is_refused(tmp_path, capsys):
     assert_refused(code, out, err, tmp_path, "ModelNet40/cup: no train shapes")
 
 
-def test_split_without_test_folders_is_refused(tmp_path, capsys):
-    write_shapes(tmp_path, splits=("train",) * 4)
+def test_test_split_in_some_classes_only_is_refused(tmp_path, capsys):
+    root = write_shapes(tmp_path)
+    (root / "lamp" / "test" / "lamp_0005.off").unlink()
     code, out, err = train(capsys, tmp_path, shapes_config(tmp_path))
-    assert_refused(code, out, err, tmp_path, "ModelNet40: no test split (<class>/test/*.off)")
+    assert_refused(code, out, err, tmp_path, "ModelNet40/lamp: no test shapes (lamp/test/)")
+
+
+def test_train_only_tree_trains_and_says_so(tmp_path, capsys):
+    """A data set whose test split is kept elsewhere (ModelNet10 in shared/data): validation is
+    carved from train, and train says in one line that there is no test split."""
+    write_shapes(tmp_path, splits=("train",) * 4)
+    code, out, err = train(capsys, tmp_path, shapes_config(tmp_path, epochs=1))
+    assert code == 0, err
+    assert "no test split (a train-only data set)" in out
+    assert main(["eval", str(tmp_path / "run" / "config.yaml"), "--ckpt",
+                 str(tmp_path / "run" / "checkpoints" / "best.pt")]) == 2
+    assert "no test split" in capsys.readouterr().err
 
 
 def test_nan_mesh_names_the_switch_of_the_command_that_refused_it(tmp_path, capsys):

@@ -35,7 +35,7 @@ def off_tree(tmp_path_factory):
 
 def test_off_tree_classes_counts_and_sampling(off_tree):
     src = find_modelnet(off_tree.parent)
-    assert src.kind == "off" and src.classes == ("chair", "night_stand", "table")
+    assert src.kind == "tree" and src.classes == ("chair", "night_stand", "table")
     train = ModelNet40(off_tree, "train", n_points=256, normals=True)
     test = ModelNet40(off_tree, "test", n_points=256)
     assert (len(train), len(test), train.num_classes) == (6, 3, 3)
@@ -226,3 +226,61 @@ def test_build_cache_follows_edited_source_files(tmp_path, monkeypatch):
     again = build_datasets(cfg, ("test",)).test[0][0]
     assert len(list((tmp_path / "cache" / "modelnet").iterdir())) == 2
     assert not torch.allclose(first, again)
+
+
+def write_pcd(path, xyz):
+    """A binary PCD 0.7 `FIELDS x y z` cloud, the layout of shared/data/modelnet10."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = ("# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z\n"
+            "SIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+            f"WIDTH {len(xyz)}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {len(xyz)}\n"
+            "DATA binary\n")
+    path.write_bytes(head.encode() + np.asarray(xyz, "<f4").tobytes())
+
+
+def test_modelnet10_style_pcd_tree_train_only(tmp_path, capsys):
+    """ModelNet10 as the shared copy holds it: <class>/train/<class>_NNNN.pcd, 1,024-point
+    clouds without normals, z up, raw units, no test split; classes from the folders."""
+    from apps.cli import main
+    from pointgcn.data.build import build_datasets
+    from pointgcn.data.transforms import normalize_unit_sphere
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "modelnet10"
+    clouds = {}
+    for cls in ("toilet", "bathtub", "monitor"):
+        for k in range(5):
+            xyz = (rng.normal(size=(64, 3)) * [30, 20, 10] + [0, 0, 40]).astype(np.float32)
+            clouds[f"{cls}_{k + 1:04d}"] = xyz
+            write_pcd(root / cls / "train" / f"{cls}_{k + 1:04d}.pcd", xyz)
+    src = find_modelnet(root)
+    assert src.kind == "tree" and src.classes == ("bathtub", "monitor", "toilet")
+    cfg = {"seed": 0, "data": {"dataset": "modelnet10", "root": str(root), "n_points": 32,
+                               "val_fraction": 0.2, "augment": False}}
+    bundle = build_datasets(cfg, ("train", "val"))
+    assert (len(bundle.train), len(bundle.val)) == (12, 3) and bundle.in_channels == 3
+    assert "no test split" in bundle.info["note"]
+    ds = bundle.train.dataset
+    names = sorted(clouds)  # list order: class folders sorted, files sorted
+    for i in (0, 7, 14):
+        pts, label = ds[i]
+        want = normalize_unit_sphere(clouds[names[i]][:32])  # the first n_points stored
+        np.testing.assert_allclose(pts.numpy().T, want, atol=1e-6)
+        assert ds.classes[int(label)] == names[i].rsplit("_", 1)[0]
+    with pytest.raises(ConfigError, match="store no normals"):
+        build_datasets({**cfg, "data": {**cfg["data"], "normals": True}}, ("train", "val"))
+    with pytest.raises(FormatError, match="no test split"):
+        build_datasets(cfg, ("test",))
+    assert main(["data", "info", str(root), "--json"]) == 0
+    import json
+    info = json.loads(capsys.readouterr().out)
+    assert info["splits"]["train"]["files"] == {".pcd": 15} and info["channels"] == ["x", "y", "z"]
+    assert "test" not in info["splits"] and "no test split" in info["note"]
+    assert main(["data", "prepare", "modelnet10", "--src", str(root), "--out",
+                 str(tmp_path / "prep"), "--points", "48", "--no-progress"]) == 0
+    assert "15 train shapes" in capsys.readouterr().out
+    again = ModelNet40(tmp_path / "prep", "train", n_points=48)
+    np.testing.assert_allclose(again[0][0].numpy().T, normalize_unit_sphere(
+        clouds[names[0]][:48]), atol=1e-6)
+    with pytest.raises(ConfigError, match="store no normals"):
+        ModelNet40(tmp_path / "prep", "train", n_points=48, normals=True)

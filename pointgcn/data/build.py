@@ -4,7 +4,8 @@ Validation never touches the test split: S3DIS holds out whole training rooms (a
 chosen by seed), ModelNet40 a fraction of the training shapes, PartNet uses its own val split.
 
 data:
-  dataset: s3dis | modelnet40 | partnet
+  dataset: s3dis | modelnet40 | modelnet10 | partnet   # modelnet10: the same loader, another
+                                                       # class list (from the data set's folders)
   root: PATH                    # any layout the loader accepts
   n_points: 4096                # points per block / shape
   test_area: 5                  # s3dis; 1…6 (6-fold = six runs)
@@ -18,8 +19,9 @@ data:
                                 # instead of refusing the shape
 
 What reading the data repaired or dropped (S3DIS raw lines, ModelNet faces) is in
-`DataBundle.report`, for `train` to print; a ModelNet set must hold both splits and every
-class of its list needs training shapes (`check_splits`, `_require_every_class`).
+`DataBundle.report`, for `train` to print; a ModelNet set must hold its train split (and the
+test split when one is asked for) and every class of its list needs training shapes
+(`check_splits`, `_require_every_class`); a train-only set is stated in `DataBundle.info`.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fr
                      position_norm="normalize_scale", normals=False, augment=True,
                      category=None, level=1, block=1.0, stride=0.5, drop_invalid=False)
 TASK_OF = {"s3dis": "segmentation", "modelnet40": "classification",
-           "partnet": "part_segmentation"}
+           "modelnet10": "classification", "partnet": "part_segmentation"}
 
 
 @dataclass
@@ -106,7 +108,7 @@ class _EpochZero(Dataset):
 def build_datasets(cfg: dict, splits=("train", "val"), progress: bool = False) -> DataBundle:
     d = resolve_data(cfg.get("data", {}))
     seed = int(cfg.get("seed", 0))
-    return {"s3dis": _s3dis, "modelnet40": _modelnet,
+    return {"s3dis": _s3dis, "modelnet40": _modelnet, "modelnet10": _modelnet,
             "partnet": _partnet}[d["dataset"]](d, seed, set(splits), progress)
 
 
@@ -140,13 +142,17 @@ def _tree_signature(root: Path) -> str:
 
 
 def _modelnet(d, seed, splits, progress):
-    from .modelnet import ModelNet40, check_splits, find_modelnet, prepare_modelnet40
+    from .modelnet import (ModelNet40, check_splits, find_modelnet, has_split,
+                           prepare_modelnet40)
 
     n = d["n_points"] or 1024
     root = Path(d["root"])
     source = find_modelnet(root)
-    check_splits(source)
-    if source.kind in ("off", "resampled"):  # sample meshes once, then cache
+    check_splits(source, need_test="test" in splits)
+    info = {} if has_split(source, "test") else {
+        "note": f"{source.path}: no test split (a train-only data set): validation is carved "
+                "from train; `pointgcn eval` needs a test split"}
+    if source.kind in ("tree", "resampled"):  # read or sample every shape once, then cache
         key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}|"
                            f"{d['drop_invalid']}".encode()).hexdigest()[:16]
         root = cache_dir() / "modelnet" / key
@@ -171,7 +177,7 @@ def _modelnet(d, seed, splits, progress):
         test = ModelNet40(root, "test", **kw)
     ref = test or val.dataset
     return DataBundle(train, val, test, list(ref.classes), 6 if d["normals"] else 3,
-                      "classification", report=(full if train else test).report)
+                      "classification", info, report=(full if train else test).report)
 
 
 def _require_every_class(train) -> None:

@@ -136,6 +136,11 @@ def _modelnet(src) -> dict:
         info["splits"][split] = {"shapes": int(len(labels)),
                                  "per_class": _histogram(labels, src.classes)}
         info["channels"] = channels
+        if src.kind == "tree":
+            files = list_split(src, split)[0]
+            info["splits"][split]["files"] = dict(Counter(p.suffix.lower() for p in files))
+    if "test" not in info["splits"]:
+        info["note"] = "no test split: validation is carved from train; eval needs a test split"
     return info
 
 
@@ -145,8 +150,14 @@ def _modelnet_labels(src, split, list_split):
 
     if not has_split(src, split):
         return None
-    if src.kind in ("off", "resampled"):
+    if src.kind == "resampled":
         return list_split(src, split)[1], ["x", "y", "z", "nx", "ny", "nz"]
+    if src.kind == "tree":  # meshes give face normals; clouds only what they store
+        from ..io.read import MESH_FORMATS
+
+        files, labels = list_split(src, split)
+        meshes = all(p.suffix.lower() in MESH_FORMATS for p in files)
+        return labels, ["x", "y", "z"] + (["nx", "ny", "nz"] if meshes else [])
     if src.kind == "prepared":
         labels = read_prepared(src.path / f"modelnet_{split}.npz", ("labels",))["labels"]
         return labels, ["x", "y", "z", "nx", "ny", "nz"]

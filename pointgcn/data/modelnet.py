@@ -1,8 +1,11 @@
-"""ModelNet40 classification in its published layouts, plus a prepared cache.
+"""ModelNet40 / ModelNet10 classification in their published layouts, plus a prepared cache.
 
-  off        `ModelNet40/<class>/{train,test}/<class>_XXXX.off` meshes (the `OFF8 6 0` glued
-             header included); points are sampled on the faces by `pointgcn.io.read_points`
-             (area-weighted, face normals), seeded per shape
+  tree       `<root>/<class>/{train,test}/<class>_XXXX.<ext>`: the original `ModelNet40/` and
+             `ModelNet10/` OFF meshes (the `OFF8 6 0` glued header included), or any file
+             `pointgcn.io.read_points` reads — e.g. ModelNet10 resampled to 1,024-point binary
+             PCD files. Meshes are sampled on their faces (area-weighted, face normals, seeded
+             per shape); clouds keep their first n_points stored points (and their normals if
+             they have them)
   h5         `modelnet40_ply_hdf5_2048/ply_data_{train,test}K.h5`: `data` (N, 2048, 3) float32,
              `label` (N, 1), optional `normal`; `{train,test}_files.txt`, `shape_names.txt`
   resampled  `modelnet40_normal_resampled/<class>/<class>_XXXX.txt`: 10 000 lines `x,y,z,nx,ny,nz`;
@@ -13,14 +16,17 @@
              every run on the prepared files reports them again (`ModelNet40.report`)
 
 Class list: the data set's own names file when present (shape_names.txt,
-modelnet40_shape_names.txt); an OFF tree without one uses MODELNET40_CLASSES when its class
+modelnet40_shape_names.txt); a tree without one uses MODELNET40_CLASSES when its class
 folders are exactly those 40, otherwise its folder names sorted (ModelNet10 and the procedural
 shapes then get their own alphabetical order, as ModelNet's own lists do).
 Like DGCNN and PointNet++, an item keeps the first n_points stored points; off and resampled
 clouds are centred and scaled to the unit sphere (the h5 and prepared ones already are).
-A data set to prepare or train on must be whole (`check_splits`): both splits, and in an OFF
-tree train and test shapes in every class folder — else a class or the test set would be
-missing without a word. A mesh with NaN/Inf vertices is refused unless `drop_invalid`; the
+A data set to prepare or train on must be whole (`check_splits`): a train split, and in a
+tree train shapes in every class folder; a test split in every class folder or in none (a
+train-only tree, such as a data set whose test split is kept for an independent evaluation, is
+stated in one line by `train`; `eval` needs the test split) — never a class or the test set
+missing without a word. Clouds without normals are stored with `has_normals` false, so a
+`normals: true` model refuses them. A mesh with NaN/Inf vertices is refused unless `drop_invalid`; the
 error names the caller's switch for it (`--drop-invalid`, `data.drop_invalid=true`).
 """
 from __future__ import annotations
@@ -41,13 +47,15 @@ from .report import DataReport
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
 
 SPLITS = ("train", "test")
+SHAPE_SUFFIXES = (".off", ".obj", ".stl", ".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy",
+                  ".npz", ".las", ".laz")  # what read_points reads (pointgcn.io.SUPPORTED)
 NAMES_FILES = ("shape_names.txt", "modelnet40_shape_names.txt")
 DROPPED_FACES = "faces with NaN/Inf corners dropped"
 
 
 @dataclass
 class ModelNetSource:
-    kind: str  # "off" | "h5" | "resampled" | "prepared"
+    kind: str  # "tree" | "h5" | "resampled" | "prepared"
     path: Path
     classes: tuple[str, ...] = field(default=MODELNET40_CLASSES)
 
@@ -62,10 +70,17 @@ def _names_file(folder: Path) -> tuple[str, ...] | None:
     return None
 
 
-def _off_classes(folder: Path) -> list[str]:
+def _shape_files(folder: Path) -> list[Path]:
+    """The shape files of one `<class>/<split>` folder, sorted (hidden files skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SHAPE_SUFFIXES
+                  and not p.name.startswith(".") and p.is_file())
+
+
+def _tree_classes(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and any((p / s).is_dir() and any((p / s).glob("*.off"))
-                                        for s in SPLITS))
+                  if p.is_dir() and any(_shape_files(p / s) for s in SPLITS))
 
 
 def find_modelnet(root: str | Path) -> ModelNetSource:
@@ -84,15 +99,16 @@ def find_modelnet(root: str | Path) -> ModelNetSource:
     for cand in (root, root / "modelnet40_normal_resampled"):
         if any((cand / f"modelnet40_{s}.txt").is_file() for s in SPLITS):
             return ModelNetSource("resampled", cand, _names_file(cand) or MODELNET40_CLASSES)
-    for cand in (root, root / "ModelNet40"):
-        if cand.is_dir() and (folders := _off_classes(cand)):
+    for cand in (root, root / "ModelNet40", root / "ModelNet10"):
+        if cand.is_dir() and (folders := _tree_classes(cand)):
             names = _names_file(cand)
             if names is None:
                 names = (MODELNET40_CLASSES if set(folders) == set(MODELNET40_CLASSES)
                          else tuple(folders))
-            return ModelNetSource("off", cand, names)
-    raise FormatError(f"{root}: not a ModelNet folder (expected <class>/{{train,test}}/*.off, "
-                      f"train_files.txt + h5 files, modelnet40_train.txt, or modelnet_*.npz)")
+            return ModelNetSource("tree", cand, names)
+    raise FormatError(f"{root}: not a ModelNet folder (expected <class>/{{train,test}}/<shape "
+                      f"files>, train_files.txt + h5 files, modelnet40_train.txt, or "
+                      f"modelnet_*.npz)")
 
 
 def read_prepared(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()
@@ -110,8 +126,8 @@ def read_prepared(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] =
 def has_split(src: ModelNetSource, split: str) -> bool:
     """Whether the data set holds `split` at all (a split that is there but broken is an
     error when read, never a silently missing split)."""
-    if src.kind == "off":
-        return any(src.path.glob(f"*/{split}/*.off"))
+    if src.kind == "tree":
+        return any(_shape_files(src.path / cls / split) for cls in _tree_classes(src.path))
     if src.kind == "resampled":
         return (src.path / f"modelnet40_{split}.txt").is_file()
     if src.kind == "prepared":
@@ -119,21 +135,26 @@ def has_split(src: ModelNetSource, split: str) -> bool:
     return (src.path / f"{split}_files.txt").is_file()
 
 
-def check_splits(src: ModelNetSource) -> None:
-    """Refuse a data set that lacks a split, or (OFF tree) a class folder without train or test
-    shapes: training on it would quietly miss a class or leave nothing to test on."""
-    for split in SPLITS:
+def check_splits(src: ModelNetSource, need_test: bool = True) -> None:
+    """Refuse a data set that lacks its train split (or, with `need_test`, its test split), or
+    a tree whose class folders hold train shapes only in part, or test shapes only in part:
+    training on it would quietly miss a class or test on some classes only. A tree without any
+    test folder is a train-only data set (say so; `need_test=False` accepts it)."""
+    for split in SPLITS if need_test else ("train",):
         if not has_split(src, split):
-            where = {"off": f"<class>/{split}/*.off", "resampled": f"modelnet40_{split}.txt",
+            where = {"tree": f"<class>/{split}/<shapes>", "resampled": f"modelnet40_{split}.txt",
                      "prepared": f"modelnet_{split}.npz", "h5": f"{split}_files.txt"}[src.kind]
-            raise FormatError(f"{src.path}: no {split} split ({where}); ModelNet needs both "
-                              f"train and test shapes")
-    if src.kind == "off":
-        for cls in _off_classes(src.path):
-            for split in SPLITS:
-                if not any((src.path / cls / split).glob("*.off")):
-                    raise FormatError(f"{src.path / cls}: no {split} shapes ({cls}/{split}/*.off);"
-                                      f" every class folder needs train and test shapes")
+            raise FormatError(f"{src.path}: no {split} split ({where})")
+    if src.kind == "tree":
+        for split in SPLITS:
+            have = {cls: bool(_shape_files(src.path / cls / split))
+                    for cls in _tree_classes(src.path)}
+            if any(have.values()) or split == "train":
+                missing = [cls for cls, ok in have.items() if not ok]
+                if missing:
+                    raise FormatError(f"{src.path / missing[0]}: no {split} shapes "
+                                      f"({missing[0]}/{split}/); every class folder needs "
+                                      f"{split} shapes when any has them")
 
 
 def _class_index(classes, name: str, where) -> int:
@@ -146,9 +167,9 @@ def _class_index(classes, name: str, where) -> int:
 def list_split(src: ModelNetSource, split: str) -> tuple[list, np.ndarray]:
     """(items, labels) of a file-per-shape split: items are paths (off/resampled)."""
     items, labels = [], []
-    if src.kind == "off":
-        for cls in _off_classes(src.path):
-            for p in sorted((src.path / cls / split).glob("*.off")):
+    if src.kind == "tree":
+        for cls in _tree_classes(src.path):
+            for p in _shape_files(src.path / cls / split):
                 items.append(p)
                 labels.append(_class_index(src.classes, cls, p))
     elif src.kind == "resampled":
@@ -174,19 +195,34 @@ def read_resampled(path: Path) -> np.ndarray:
     return rows
 
 
-def sample_off(path: Path, n_points: int, seed: int, name: str, drop_invalid: bool = False,
-               drop_switch: str = "drop_invalid=True") -> tuple[np.ndarray, int]:
-    """n_points on the mesh faces with face normals: (n, 6) float32, and the faces dropped for
-    NaN/Inf corners (refused unless `drop_invalid`; the error names `drop_switch`)."""
+@dataclass
+class Shape:
+    points: np.ndarray  # (n_points, 6) float32: x y z nx ny nz (normals zero without has_normals)
+    dropped: int = 0  # mesh faces left out for NaN/Inf corners
+    has_normals: bool = True
+
+
+def read_shape(path: Path, n_points: int, seed: int, drop_invalid: bool = False,
+               drop_switch: str = "drop_invalid=True") -> Shape:
+    """One shape file of a tree: a mesh → n_points on its faces with face normals (faces with
+    NaN/Inf corners refused unless `drop_invalid`; the error names `drop_switch`); a cloud →
+    its first n_points points (NaN/Inf points refused the same way)."""
     from ..io import ReadReport, read_points
 
     report = ReadReport()
-    cloud = read_points(path, n_points=n_points, seed=int(item_rng(seed, name).integers(2**31)),
-                        as_mesh=True, drop_invalid=True, report=report)
+    cloud = read_points(path, n_points=n_points, drop_invalid=True, report=report,
+                        seed=int(item_rng(seed, path.stem).integers(2**31)))
     if report.dropped and not drop_invalid:
-        raise FormatError(f"{path}: {report.dropped} faces have NaN/Inf vertex coordinates; "
-                          f"{drop_switch} drops them")
-    return np.concatenate([cloud.points, cloud.normals], axis=1).astype(np.float32), report.dropped
+        what = "faces have NaN/Inf vertex" if report.sampled else "points have NaN/Inf"
+        raise FormatError(f"{path}: {report.dropped} {what} coordinates; {drop_switch} drops "
+                          "them")
+    if len(cloud) < n_points:
+        raise FormatError(f"{path}: {len(cloud)} points, fewer than n_points={n_points}")
+    normals = cloud.normals
+    has_normals = normals is not None
+    xyz = cloud.points[:n_points].astype(np.float32)
+    nrm = normals[:n_points] if has_normals else np.zeros_like(xyz)
+    return Shape(np.concatenate([xyz, nrm], axis=1), report.dropped, has_normals)
 
 
 def read_h5_split(src: ModelNetSource, split: str):
@@ -211,17 +247,17 @@ def read_h5_split(src: ModelNetSource, split: str):
 
 
 def load_shape(kind: str, path: Path, n_points: int, seed: int, drop_invalid: bool = False,
-               drop_switch: str = "drop_invalid=True") -> tuple[np.ndarray, int]:
-    """One off/resampled shape as (n_points, 6) float32 on the unit sphere, and the mesh faces
-    dropped for NaN/Inf corners (`sample_off`)."""
-    dropped = 0
-    if kind == "off":
-        pts, dropped = sample_off(path, n_points, seed, path.stem, drop_invalid, drop_switch)
+               drop_switch: str = "drop_invalid=True") -> Shape:
+    """One tree/resampled shape, centred and scaled to the unit sphere (`read_shape`)."""
+    if kind == "tree":
+        shape = read_shape(path, n_points, seed, drop_invalid, drop_switch)
     else:
         pts = read_resampled(path)[:n_points]
         if len(pts) < n_points:
             raise FormatError(f"{path}: {len(pts)} points, fewer than n_points={n_points}")
-    return normalize_unit_sphere(pts), dropped
+        shape = Shape(pts)
+    shape.points = normalize_unit_sphere(shape.points)
+    return shape
 
 
 class ModelNet40(Dataset):
@@ -246,6 +282,7 @@ class ModelNet40(Dataset):
         self.drop_invalid = drop_invalid
         self.epoch = 0
         self.points, self.files = None, None
+        self.has_normals = True  # tree clouds without normals: known once read (prepared)
         self.report = DataReport("shapes")
         kind = self.source.kind
         if kind == "h5":
@@ -254,8 +291,10 @@ class ModelNet40(Dataset):
             path = self.source.path / f"modelnet_{split}.npz"
             if not path.is_file():
                 raise FormatError(f"{self.source.path}: no prepared {split} split ({path.name})")
-            z = read_prepared(path, ("points", "normals", "labels", "ids"), ("dropped_faces",))
+            z = read_prepared(path, ("points", "normals", "labels", "ids"),
+                              ("dropped_faces", "has_normals"))
             self.points = np.concatenate([z["points"], z["normals"]], axis=2)
+            self.has_normals = bool(z.get("has_normals", True))
             self.labels = z["labels"].astype(np.int64)
             for shape, dropped in zip(z["ids"], z.get("dropped_faces", np.zeros(len(z["ids"])))):
                 self.report.add(str(shape), {DROPPED_FACES: int(dropped)})
@@ -265,8 +304,10 @@ class ModelNet40(Dataset):
         if stored is not None and n_points > stored:
             raise ConfigError(f"n_points={n_points} exceeds the {stored} points stored per "
                               f"shape in {self.source.path}")
-        if normals and self.points is not None and self.points.shape[2] < 6:
-            raise ConfigError(f"{self.source.path}: these files store no normals")
+        if normals and (not self.has_normals or (self.points is not None
+                                                 and self.points.shape[2] < 6)):
+            raise ConfigError(f"{self.source.path}: these files store no normals "
+                              "(data.normals must be false)")
         if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
             raise FormatError(f"{self.source.path}: labels outside 0–{self.num_classes - 1}")
 
@@ -280,8 +321,11 @@ class ModelNet40(Dataset):
         """The stored shape (P, 3 or 6) before augmentation, first n_points only."""
         if self.points is not None:
             return self.points[index, :self.n_points]
-        return load_shape(self.source.kind, self.files[index], self.n_points, self.seed,
-                          self.drop_invalid)[0]
+        shape = load_shape(self.source.kind, self.files[index], self.n_points, self.seed,
+                           self.drop_invalid)
+        if self.normals and not shape.has_normals:
+            raise ConfigError(f"{self.files[index]}: no normals (data.normals must be false)")
+        return shape.points
 
     def __getitem__(self, index: int):
         pts = self.load(int(index))
@@ -298,36 +342,40 @@ def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, s
                        progress: bool = True, drop_invalid: bool = False,
                        drop_switch: str = "drop_invalid=True",
                        report: DataReport | None = None) -> dict:
-    """Sample (off) or read (resampled) every shape once and write `modelnet_{split}.npz` to
-    `out` (unit-sphere normalised, n_points each). All or nothing (`atomic_folder`): `out`
+    """Sample (tree meshes) or read (tree clouds, resampled) every shape once and write
+    `modelnet_{split}.npz` to `out` (unit-sphere normalised, n_points each; `has_normals`
+    false when any shape lacks normals). All or nothing (`atomic_folder`): `out`
     must be new or empty and appears only when every split is written, so an interrupted run
     leaves no `modelnet_train.npz` behind. Returns shapes per split; shapes that lost faces
     (`drop_invalid`) go into `report`."""
     from ..io.atomic import atomic_folder
 
     source = find_modelnet(src)
-    if source.kind not in ("off", "resampled"):
+    if source.kind not in ("tree", "resampled"):
         raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
                          f"use it directly")
-    check_splits(source)
+    check_splits(source, need_test=False)
     counts = {}
     with atomic_folder(out) as stage:
-        for split in SPLITS:
+        for split in [s for s in SPLITS if has_split(source, s)]:
             files, labels = list_split(source, split)
             pts = np.empty((len(files), n_points, 6), dtype=np.float32)
             dropped = np.zeros(len(files), dtype=np.int64)
+            normals = True
             items = range(len(files))
             if progress:
                 from tqdm import tqdm
 
                 items = tqdm(items, desc=f"{split} shapes", unit="shape")
             for i in items:
-                pts[i], dropped[i] = load_shape(source.kind, files[i], n_points, seed,
-                                                drop_invalid, drop_switch)
+                shape = load_shape(source.kind, files[i], n_points, seed, drop_invalid,
+                                   drop_switch)
+                pts[i], dropped[i] = shape.points, shape.dropped
+                normals &= shape.has_normals
             write_npz(stage / f"modelnet_{split}.npz", points=pts[:, :, :3],
                       normals=pts[:, :, 3:], labels=labels, ids=np.array([p.stem for p in files]),
                       classes=np.array(source.classes), n_points=np.array(n_points),
-                      dropped_faces=dropped)
+                      dropped_faces=dropped, has_normals=np.array(normals))
             counts[split] = len(files)
             if report is not None:
                 for path, n in zip(files, dropped):
