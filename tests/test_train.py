@@ -242,3 +242,24 @@ def test_eval_without_config_uses_the_checkpoints(extended, tmp_path, capsys):
         assert main(argv + ["--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(tmp_path / "none") in err[0], err
+
+
+@pytest.mark.parametrize("change", ["no_train_state", "no_format", "bad_optimizer"])
+def test_resume_refuses_unusable_training_state(extended, tmp_path, capsys, change):
+    import shutil
+
+    from apps.cli import main
+
+    shutil.copytree(extended / "short", tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    if change == "no_train_state":
+        del ckpt["train_state"]
+    elif change == "no_format":
+        del ckpt["format"]
+    else:
+        ckpt["train_state"]["optimizer"] = {"state": {}, "param_groups": []}
+    torch.save(ckpt, last)
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {last}: "), err

@@ -32,7 +32,7 @@ from ..config import dump_config
 from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
 from ..models import build_model
-from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
 from .optim import (make_loss, make_optimizer, make_scheduler, resolve_train,
                     schedule_depends_on_length)
@@ -230,7 +230,7 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
-        ts = ckpt.get("train_state")
+        ts = ckpt.get("train_state") if ckpt.get("format") == FORMAT else None
         if not isinstance(ts, dict) or not TRAIN_STATE_KEYS <= set(ts):
             raise InputError(f"{path}: has no training state to resume from")
         if ts["world"] != self.d.world:
