@@ -218,6 +218,8 @@ def test_crafted_configs_and_overflow_through_the_stages(tmp_path, capsys):
             (["export", str(tmp_path / "self.yaml"), "--out", out + ".onnx"],
              "config base cycle"),
             (["train", str(tmp_path / "self.yaml"), "--out", out], "config base cycle"),
+            (["segment", str(tmp_path / "in.ply"), "--weights", str(tmp_path / "self.yaml"),
+              "--out", out + ".ply"], "a config YAML has no trained weights"),
             (["train", str(tmp_path / "ok.yaml"), "train.lr=.nan", "--out", out],
              "train.lr must be a finite number > 0, got nan"),
             (["segment", str(tmp_path / "in.ply"), "--weights", str(big), "--out",

@@ -61,6 +61,7 @@ def file_references(section: dict) -> dict:
 
 
 def build_model(cfg: dict | str | Path) -> nn.Module:
+    """The model a config describes, refused before allocation if it exceeds MAX_PARAMETERS."""
     section = model_section(load_config(cfg))
     factory = _factory(section.get("name", "deepgcn"))
     with torch.device("meta"):
