@@ -16,6 +16,7 @@ Extending: a resumed run may get more epochs (`train.epochs`, never fewer than i
 It then equals a run trained that long from the start only if the LR schedule does not
 depend on the total (step, none); a cosine schedule anneals to min_lr over the epochs it was
 planned for, so changing them is refused rather than giving a run that matches neither.
+(With val_every > 1 the log keeps the validation of the old last epoch; weights are equal.)
 
 The run config records the model as built (`model.cfg`: defaults filled, a genotype file's
 content instead of its path), in config.yaml and in every checkpoint.
