@@ -1,6 +1,8 @@
 """Evaluate a checkpoint on the test split with the data set's official protocol.
 
   pointgcn eval configs/synth_rooms_tiny.yaml --ckpt runs/x/checkpoints/best.pt
+  pointgcn eval --ckpt runs/x/checkpoints/best.pt            # the data set the run trained on
+  pointgcn eval data.root=elsewhere --ckpt runs/x/checkpoints/best.pt
   pointgcn eval CONFIG --ckpt A1.pt A2.pt A3.pt A4.pt A5.pt A6.pt --six-fold   # S3DIS 6-fold
 
 S3DIS is scored at full resolution (every point of every test-area room, block voting) and,
@@ -18,7 +20,9 @@ HELP = "evaluate a checkpoint on the test split (S3DIS full resolution, ModelNet
 
 
 def add_arguments(p):
-    p.add_argument("config", type=Input(str), help="run config (YAML) naming the data set; `key=value` after it")
+    p.add_argument("config", nargs="?", type=Input(str),
+                   help="run config (YAML) naming the data set (default: the checkpoint's "
+                        "own); `key=value` after it")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.root=…")
     p.add_argument("--ckpt", nargs="+", required=True, type=Input(str),
                    help="checkpoint path(s), shipped model name(s) or .onnx file(s)")
@@ -38,18 +42,24 @@ def run(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import atomic_path
 
-    cfg = load_config(args.config, args.overrides)
-    if args.six_fold and len(args.ckpt) != 6:
-        raise InputError(f"--six-fold needs 6 checkpoints (Area_1 … Area_6), got {len(args.ckpt)}")
-    if not args.six_fold and len(args.ckpt) != 1:
+    # argparse puts a first key=value in `config` and later ones in --ckpt's list
+    items = [x for x in (args.config, *args.overrides, *args.ckpt) if x]
+    overrides = [x for x in items if "=" in x and not Path(x).exists()]
+    config = args.config if args.config and args.config not in overrides else None
+    ckpts = [x for x in args.ckpt if x not in overrides]
+    cfg = load_config(config, overrides) if config else None
+    if args.six_fold and len(ckpts) != 6:
+        raise InputError(f"--six-fold needs 6 checkpoints (Area_1 … Area_6), got {len(ckpts)}")
+    if not args.six_fold and len(ckpts) != 1:
         raise InputError("give one --ckpt (or six with --six-fold)")
     results = []
-    for i, ckpt in enumerate(args.ckpt):
+    for i, ckpt in enumerate(ckpts):
         predictor, ckpt_cfg = load_predictor(ckpt, args.threads)
-        run_cfg = {**cfg, "model": ckpt_cfg.get("model", {})}
-        _note_preprocessing_changes(ckpt_cfg.get("data", {}), cfg.get("data", {}))
+        base = cfg or _checkpoint_config(ckpt, ckpt_cfg, overrides)
+        run_cfg = {**base, "model": ckpt_cfg.get("model", {})}
+        _note_preprocessing_changes(ckpt_cfg.get("data", {}), base.get("data", {}))
         if args.six_fold:
-            run_cfg["data"] = {**cfg["data"], "test_area": i + 1}
+            run_cfg["data"] = {**base["data"], "test_area": i + 1}
         results.append(evaluate(run_cfg, predictor, batch=args.batch,
                                 full_resolution=not args.no_rooms,
                                 progress=not args.no_progress))
@@ -59,6 +69,17 @@ def run(args) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _checkpoint_config(ckpt: str, ckpt_cfg: dict, overrides: list[str]) -> dict:
+    """The run config stored with the model (data root and sampling as trained), overridden."""
+    from pointgcn.config import apply_overrides
+    from pointgcn.errors import InputError
+
+    if not isinstance(ckpt_cfg.get("data"), dict) or not ckpt_cfg["data"].get("dataset"):
+        raise InputError(f"{ckpt} does not record the data set it was trained on; give a "
+                         "CONFIG naming one")
+    return apply_overrides(ckpt_cfg, overrides)
 
 
 def _note_preprocessing_changes(trained: dict, now: dict) -> None:

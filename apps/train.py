@@ -2,6 +2,7 @@
 
   pointgcn train configs/synth_rooms_tiny.yaml train.epochs=5 --out runs/rooms
   pointgcn train --resume runs/rooms          # continue a stopped or killed run exactly
+  pointgcn train --resume runs/rooms train.epochs=8   # extend it (step/none LR schedules)
   torchrun --nproc_per_node=2 -m apps.cli train CONFIG …   # data-parallel (gloo on CPU)
 
 The run folder gets config.yaml (resolved), metrics.jsonl, metrics.json, checkpoints/last.pt
@@ -23,7 +24,8 @@ def add_arguments(p):
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
     p.add_argument("--out", type=OutputFolder(), help="run folder (default runs/<name>-<time>)")
     p.add_argument("--resume", type=Input(), metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its last checkpoint")
+                   help="continue the run in RUN_DIR from its last checkpoint (the only "
+                        "override it takes is train.epochs=N, to extend the run)")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,19 +37,23 @@ def run(args) -> int:
     from pointgcn.config import load_config
     from pointgcn.data.build import build_datasets
     from pointgcn.engine.distributed import init_distributed, shutdown
+    from pointgcn.engine.optim import resolve_train
     from pointgcn.engine.trainer import Trainer
     from pointgcn.errors import InputError
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
-        if args.config or args.overrides or args.seed is not None:
+        overrides = [x for x in (args.config, *args.overrides) if x]  # argparse: 1st in config
+        if args.seed is not None or any(x.partition("=")[0].strip() != "train.epochs"
+                                        or "=" not in x for x in overrides):
             raise InputError("--resume continues a run exactly as configured; it takes no "
-                             "CONFIG, overrides or --seed (start a new run to change them)")
+                             "CONFIG, overrides (but train.epochs=N) or --seed (start a new "
+                             "run to change them)")
         cfg_path = args.resume / "config.yaml"
         if not cfg_path.is_file():
             raise InputError(f"{args.resume}: not a run folder (no config.yaml)")
-        cfg = load_config(cfg_path)
+        cfg = load_config(cfg_path, overrides)
         run_dir = args.resume
     else:
         if not args.config:
@@ -59,6 +65,7 @@ def run(args) -> int:
         run_dir = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise InputError(f"{run_dir} already holds a run; use --resume or another --out")
+    resolve_train(cfg.get("train"))  # a bad setting fails before the data is read
     d = init_distributed()
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped

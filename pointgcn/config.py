@@ -6,6 +6,7 @@ A config may name a `base:` file (relative to itself) whose values it overrides.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -40,10 +41,15 @@ def _merge(base: dict, over: Mapping) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file with its `base:` chain merged in; a chain that comes back to a file it
+    has already read is a cycle (one line naming it), not a RecursionError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    chain = (*_chain, path)
+    if path.resolve() in {p.resolve() for p in _chain}:
+        raise ConfigError("config base cycle: " + " → ".join(str(p) for p in chain))
     try:
         data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -51,8 +57,10 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys to values")
     if "base" in data:
-        base = read_yaml(path.parent / data.pop("base"))
-        data = _merge(base, data)
+        base = data.pop("base")
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: base must name a config file, got {base!r}")
+        data = _merge(read_yaml(path.parent / base, chain), data)
     return data
 
 
@@ -82,17 +90,38 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Iterable[str]
     return apply_overrides(cfg, overrides)
 
 
-def check_int(section: dict, key: str, name: str, minimum: int = 1) -> None:
-    """One-line ConfigError unless section[key] is an int ≥ minimum (None is left alone)."""
+def check_int(section: dict, key: str, name: str, minimum: int = 1,
+              maximum: int | None = None) -> None:
+    """One-line ConfigError unless section[key] is an int in minimum…maximum (None is left
+    alone)."""
     v = section.get(key)
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ConfigError(f"{name}.{key} must be an integer ≥ {minimum}, got {v!r}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(f"{name}.{key} must be at most {maximum}, got {v}")
 
 
-def check_number(section: dict, key: str, name: str) -> None:
+def check_number(section: dict, key: str, name: str, interval: str = "[0, inf)",
+                 allow_none: bool = True) -> None:
+    """One-line ConfigError unless section[key] is a finite number in `interval` (written as
+    in maths: "(0, inf)", "[0, 1)"), or None where `allow_none`. NaN fails every comparison,
+    so it is refused by name instead of slipping through a `v < low` test."""
     v = section.get(key)
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-        raise ConfigError(f"{name}.{key} must be a number ≥ 0, got {v!r}")
+    if v is None and allow_none:
+        return
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+          and (v > low if interval[0] == "(" else v >= low)
+          and (v < high if interval[-1] == ")" else v <= high))
+    if not ok:
+        if high == math.inf:
+            want = "a finite number" + ("" if low == -math.inf else
+                                        f" {'>' if interval[0] == '(' else '≥'} {low:g}")
+        else:
+            want = f"a number in {interval}"
+        raise ConfigError(f"{name}.{key} must be {want}, got {v!r}")
 
 
 def cache_dir() -> Path:

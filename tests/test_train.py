@@ -86,7 +86,7 @@ def test_bad_train_settings(synth_root, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("model: {}\n")
     out = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--resume",
-                          str(tmp_path / "run"), "train.epochs=5"],
+                          str(tmp_path / "run"), "train.lr=0.1"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "takes no CONFIG, overrides" in out.stderr
 
@@ -165,3 +165,101 @@ def test_torchrun_two_processes(synth_root, tmp_path):
     assert val["points"] == len(data.val)    # both ranks' shards, each sample counted once
     ckpt = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert ckpt["train_state"]["world"] == 2 and len(ckpt["train_state"]["rng"]) == 2
+
+
+@pytest.fixture(scope="module")
+def extended(synth_root, tmp_path_factory):
+    """A 2-epoch run extended to 3 with `--resume RUN train.epochs=3`, and a 3-epoch run."""
+    from apps.cli import main
+
+    tmp = tmp_path_factory.mktemp("extend")
+    cfg = shapes_config(synth_root, epochs=2, scheduler="step", step_size=1, gamma=0.5)
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp / "c.yaml"), "--out", str(tmp / "short"),
+                 "--no-progress"]) == 0
+    assert main(["train", "--resume", str(tmp / "short"), "train.epochs=3",
+                 "--no-progress"]) == 0
+    assert main(["train", str(tmp / "c.yaml"), "train.epochs=3", "--out", str(tmp / "long"),
+                 "--no-progress"]) == 0
+    return tmp
+
+
+def test_extended_run_equals_a_longer_run(extended):
+    """Same weights, log, metrics and config as the run trained 3 epochs straight (the step
+    schedule does not depend on the total)."""
+    short, long = extended / "short", extended / "long"
+    for name in ("metrics.jsonl", "metrics.json", "config.yaml"):
+        assert (short / name).read_text() == (long / name).read_text(), name
+    a = read_checkpoint(short / "checkpoints" / "last.pt")
+    b = read_checkpoint(long / "checkpoints" / "last.pt")
+    assert a["train_state"]["epoch"] == 3 and a["config"] == b["config"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_extension_rules(extended, synth_root, tmp_path, capsys):
+    """Never fewer epochs than done; a cosine schedule cannot be lengthened exactly."""
+    from apps.cli import main
+
+    assert main(["train", "--resume", str(extended / "short"), "train.epochs=2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: train.epochs=2 is fewer than the 3 epochs this run has already started"]
+    # stopped inside its third epoch: 2 epochs would drop the part of the third it trained
+    import shutil
+    shutil.copytree(extended / "short", tmp_path / "cut")
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["train_state"].update(epoch=2, batch=1)
+    torch.save(ckpt, last)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "train.epochs=2"]) == 2
+    assert "fewer than the 3 epochs" in capsys.readouterr().err
+    cfg = shapes_config(synth_root, epochs=1, scheduler="cosine")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "cos"),
+                 "--no-progress"]) == 0
+    config_before = (tmp_path / "cos" / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "cos"), "train.epochs=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.scheduler cosine anneals over the run's 1 epochs" in err[0]
+    assert (tmp_path / "cos" / "config.yaml").read_text() == config_before
+    assert (tmp_path / "cos" / "metrics.json").is_file()
+
+
+def test_eval_without_config_uses_the_checkpoints(extended, tmp_path, capsys):
+    """`eval --ckpt CKPT`: the data set the run trained on, overridable with key=value."""
+    from apps.cli import main
+
+    best = str(extended / "long" / "checkpoints" / "best.pt")
+    assert main(["eval", str(extended / "c.yaml"), "--ckpt", best, "--json",
+                 str(tmp_path / "a.json"), "--no-progress"]) == 0
+    assert main(["eval", "--ckpt", best, "--json", str(tmp_path / "b.json"),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a.json").read_text()) == \
+        json.loads((tmp_path / "b.json").read_text())
+    capsys.readouterr()
+    for argv in (["eval", "data.root=" + str(tmp_path / "none"), "--ckpt", best],
+                 ["eval", "--ckpt", best, "data.root=" + str(tmp_path / "none")]):
+        assert main(argv + ["--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(tmp_path / "none") in err[0], err
+
+
+@pytest.mark.parametrize("change", ["no_train_state", "no_format", "bad_optimizer"])
+def test_resume_refuses_unusable_training_state(extended, tmp_path, capsys, change):
+    import shutil
+
+    from apps.cli import main
+
+    shutil.copytree(extended / "short", tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    if change == "no_train_state":
+        del ckpt["train_state"]
+    elif change == "no_format":
+        del ckpt["format"]
+    else:
+        ckpt["train_state"]["optimizer"] = {"state": {}, "param_groups": []}
+    torch.save(ckpt, last)
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {last}: "), err

@@ -15,7 +15,18 @@ TRAIN_DEFAULTS = dict(
 )
 
 
-def resolve_train(cfg: dict) -> dict:
+# lr > 0 (an lr of 0 trains nothing), momentum < 1 (1 never forgets a gradient), label
+# smoothing ≤ 1 (1 is the uniform target).
+FLOAT_RANGES = dict(lr="(0, inf)", min_lr="[0, inf)", weight_decay="[0, inf)",
+                    momentum="[0, 1)", gamma="(0, inf)", label_smoothing="[0, 1]",
+                    grad_clip="[0, inf)")
+
+
+def resolve_train(cfg: dict | None) -> dict:
+    """The `train:` section with defaults filled; every value checked for type and range."""
+    cfg = {} if cfg is None else cfg
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"the train section must be a mapping of settings, got {cfg!r}")
     unknown = set(cfg) - set(TRAIN_DEFAULTS)
     if unknown:
         raise ConfigError(f"unknown train keys: {', '.join(sorted(unknown))}")
@@ -23,9 +34,8 @@ def resolve_train(cfg: dict) -> dict:
     for key in ("epochs", "batch_size", "num_workers", "ckpt_every_steps", "val_every",
                 "step_size"):
         check_int(t, key, "train", minimum=0 if key in ("num_workers", "ckpt_every_steps") else 1)
-    for key in ("lr", "weight_decay", "momentum", "gamma", "min_lr", "label_smoothing",
-                "grad_clip"):
-        check_number(t, key, "train")
+    for key, interval in FLOAT_RANGES.items():
+        check_number(t, key, "train", interval, allow_none=False)
     return t
 
 
@@ -51,6 +61,12 @@ def make_scheduler(opt, t: dict):
     if name == "none":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     raise ConfigError(f"train.scheduler must be cosine, step or none; got {name!r}")
+
+
+def schedule_depends_on_length(t: dict) -> bool:
+    """Whether the LR of an epoch depends on train.epochs (cosine anneals over all of them),
+    so a run cannot be lengthened without changing the epochs it has already trained."""
+    return (t["scheduler"] or "none").lower() == "cosine"
 
 
 def make_loss(t: dict) -> nn.Module:

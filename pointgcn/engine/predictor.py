@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..graph import min_points
 
 
@@ -27,6 +28,15 @@ class Predictor(Protocol):
         ...
 
 
+def finite_logits(logits: np.ndarray, name: str) -> np.ndarray:
+    """`logits`, or a one-line InputError if any is NaN/Inf: argmax over NaN is class 0 for
+    every point, which would pass for a prediction. Every runtime's `__call__` ends here."""
+    if not np.isfinite(logits).all():
+        raise InputError(f"{name} gave NaN or Inf logits for this input (overflowing weights "
+                         "or input values); no prediction written")
+    return logits
+
+
 class TorchPredictor:
     def __init__(self, model: torch.nn.Module, name: str = "torch", threads: int | None = None,
                  class_names: list[str] | None = None):
@@ -41,5 +51,6 @@ class TorchPredictor:
 
     @torch.no_grad()
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(np.ascontiguousarray(features, np.float32))).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
+        return finite_logits(self.model(x).numpy(), self.name)
 

@@ -11,6 +11,15 @@ stores model, optimiser, scheduler, the torch RNG state and the epoch's running 
 every rank, and the position in the epoch, so a run killed at any point and resumed from its
 last checkpoint (with the same process count) replays to the same numbers as an
 uninterrupted run.
+
+Extending: a resumed run may get more epochs (`train.epochs`, never fewer than it has done).
+It then equals a run trained that long from the start only if the LR schedule does not
+depend on the total (step, none); a cosine schedule anneals to min_lr over the epochs it was
+planned for, so changing them is refused rather than giving a run that matches neither.
+(With val_every > 1 the log keeps the validation of the old last epoch; weights are equal.)
+
+The run config records the model as built (`model.cfg`: defaults filled, a genotype file's
+content instead of its path), in config.yaml and in every checkpoint.
 """
 from __future__ import annotations
 
@@ -22,11 +31,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import dump_config
 from ..errors import ConfigError, InputError
+from ..io.atomic import atomic_path
 from ..models import build_model
-from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
-from .optim import make_loss, make_optimizer, make_scheduler, resolve_train
+from .optim import (make_loss, make_optimizer, make_scheduler, resolve_train,
+                    schedule_depends_on_length)
 from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
+
+# What a checkpoint's train_state must hold to resume from it.
+TRAIN_STATE_KEYS = {"epoch", "batch", "step", "best", "best_epoch", "history", "running",
+                    "optimizer", "scheduler", "rng", "world"}
 
 
 def collate(items):
@@ -54,10 +69,11 @@ class Trainer:
                  progress: bool = True, dist: Dist | None = None):
         self.cfg, self.run_dir, self.data, self.progress = cfg, Path(run_dir), data, progress
         self.d = dist or init_distributed()
-        self.t = resolve_train(cfg.get("train", {}))
+        self.t = resolve_train(cfg.get("train"))
         self.seed = int(cfg.get("seed", 0))
         torch.manual_seed(self.seed + self.d.rank)
         self.model = build_model(cfg)
+        self.cfg = cfg = {**cfg, "model": dict(self.model.cfg)}  # the model as built
         self.task = self.model.cfg["task"]
         self.key = self.t["best_metric"] or KEY_METRIC[self.task]
         if self.key not in SELECTABLE[self.task]:
@@ -215,21 +231,47 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
-        ts = ckpt.get("train_state")
-        if ts is None:
+        ts = ckpt.get("train_state") if ckpt.get("format") == FORMAT else None
+        if not isinstance(ts, dict) or not TRAIN_STATE_KEYS <= set(ts):
             raise InputError(f"{path}: has no training state to resume from")
         if ts["world"] != self.d.world:
             raise InputError(f"{path}: saved with {ts['world']} processes, resuming with "
                              f"{self.d.world}; resume with the same process count")
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.opt.load_state_dict(ts["optimizer"])
-        self.sched.load_state_dict(ts["scheduler"])
-        torch.set_rng_state(ts["rng"][self.d.rank])
+        started = ts["epoch"] + (1 if ts["batch"] else 0)  # stopped inside an epoch: begun
+        extended = self._check_extension(resolve_train(ckpt["config"].get("train")), started)
+        try:
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.opt.load_state_dict(ts["optimizer"])
+            self.sched.load_state_dict(ts["scheduler"])
+            torch.set_rng_state(ts["rng"][self.d.rank])
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise InputError(f"{path}: does not fit this run's model and optimiser "
+                             f"({str(e).splitlines()[0][:200]})") from None
         self.state = {k: ts[k] for k in self.state}
         self.state = broadcast_object(self.d, self.state)
         if self.d.main:  # drop log lines written after this checkpoint
             lines = [json.dumps(r) for r in self.state["history"]]
             (self.run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+        if self.d.main and extended:  # the run's new length; its old end is no longer final
+            with atomic_path(self.run_dir / "config.yaml") as tmp:
+                dump_config(self.cfg, tmp)
+            (self.run_dir / "metrics.json").unlink(missing_ok=True)
+
+    def _check_extension(self, saved: dict, started: int) -> bool:
+        """Whether this resume changes train.epochs, which is allowed only where the run then
+        equals one trained that long from the start."""
+        epochs = self.t["epochs"]
+        if epochs == saved["epochs"]:
+            return False
+        if epochs < started:
+            raise ConfigError(f"train.epochs={epochs} is fewer than the {started} epochs this "
+                              "run has already started")
+        if schedule_depends_on_length(saved):
+            raise ConfigError(
+                f"train.scheduler {saved['scheduler']} anneals over the run's "
+                f"{saved['epochs']} epochs, so the run cannot be extended exactly; start a new "
+                f"run with train.epochs={epochs} (or use scheduler step or none to extend)")
+        return True
 
 
 def _progress(loader, enabled: bool, total: int, initial: int, desc: str):

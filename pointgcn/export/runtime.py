@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.predictor import finite_logits
 from ..errors import FormatError, InputError
 from .sources import default_class_names
 
@@ -151,7 +152,8 @@ class OnnxPredictor:
         if x.shape[2] < self.min_points:
             raise InputError(f"{self.name} needs at least {self.min_points} points per cloud "
                              f"(k × largest dilation), got {x.shape[2]}")
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        return finite_logits(self.session.run([self.output_name], {self.input_name: x})[0],
+                             self.name)
 
 
 def _static_dim(shape, axis: int, path: Path) -> int:

@@ -18,7 +18,8 @@ from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..graph import DilatedKnn
 from ..nn import RevStack, make_block, make_conv
-from .heads import TASKS, FusionHead
+from .heads import FusionHead, check_head
+from .registry import MAX_DEPTH, MAX_WIDTH
 
 
 DEFAULTS = dict(
@@ -30,6 +31,10 @@ DEFAULTS = dict(
     heads=1, aggr="softmax", t=1.0, learn_t=True, p=1.0, learn_p=True, msg_norm=False,
     learn_msg_scale=True, mlp_layers=1, eps=0.0, train_eps=False,
 )
+# epsilon is a probability; t (softmax temperature) and eps (GIN) any finite number; p (power
+# mean) > 0, since 1/p is taken.
+FLOAT_RANGES = dict(epsilon="[0, 1]", block_dropout="[0, 1)",
+                    res_scale="[0, inf)", t="(-inf, inf)", p="(0, inf)", eps="(-inf, inf)")
 CONV_OPTIONS = ("heads", "aggr", "t", "learn_t", "p", "learn_p", "msg_norm", "learn_msg_scale",
                 "mlp_layers", "eps", "train_eps")
 
@@ -40,21 +45,18 @@ def resolve(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown model keys: {', '.join(sorted(unknown))}")
     c = {**DEFAULTS, **cfg}
-    for key in ("in_channels", "n_classes", "n_blocks", "channels", "k", "fusion_channels",
-                "rev_groups", "heads", "mlp_layers", "graph_channels", "growth"):
-        check_int(c, key, "model", minimum=0 if key == "graph_channels" else 1)
-    for key in ("epsilon", "dropout", "block_dropout", "res_scale"):
-        check_number(c, key, "model")
-    if not all(isinstance(w, int) and w >= 1 for w in c["prediction"]):
-        raise ConfigError(f"model.prediction must be a list of widths ≥ 1, got {c['prediction']}")
-    if c["task"] not in TASKS:
-        raise ConfigError(f"model.task must be one of {TASKS}, got {c['task']!r}")
-    if not 1 <= c["n_blocks"] <= 200:
-        raise ConfigError(f"model.n_blocks must be in 1…200, got {c['n_blocks']}")
+    for key in ("in_channels", "n_classes", "channels", "growth", "k"):
+        check_int(c, key, "model", maximum=MAX_WIDTH)
+    for key in ("n_blocks", "mlp_layers"):
+        check_int(c, key, "model", maximum=MAX_DEPTH)
+    for key in ("rev_groups", "heads"):
+        check_int(c, key, "model")
+    check_int(c, "graph_channels", "model", minimum=0)
+    for key, interval in FLOAT_RANGES.items():
+        check_number(c, key, "model", interval, allow_none=False)
+    check_head(c)
     if c["pooling"] is None:
         c["pooling"] = ["max", "mean"] if c["task"] == "classification" else ["max"]
-    if not set(c["pooling"]) <= {"max", "mean"}:
-        raise ConfigError(f"model.pooling entries must be max/mean, got {c['pooling']}")
     if c["fusion_input"] is None:
         c["fusion_input"] = "last" if c["block"] == "rev" else "all"
     if c["fusion_input"] not in ("all", "last"):

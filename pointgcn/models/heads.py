@@ -11,11 +11,31 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..nn import Conv1x1
+from .registry import MAX_WIDTH
 
 TASKS = ("segmentation", "part_segmentation", "classification")
 POOLS = {"max": lambda f: f.amax(-1, keepdim=True), "mean": lambda f: f.mean(-1, keepdim=True)}
+
+
+def check_head(c: dict) -> None:
+    """The head's keys of a model config (task, fusion_channels, prediction, dropout, pooling),
+    checked the same way for every backbone."""
+    if c["task"] not in TASKS:
+        raise ConfigError(f"model.task must be one of {TASKS}, got {c['task']!r}")
+    check_int(c, "fusion_channels", "model", maximum=MAX_WIDTH)
+    widths = c["prediction"]
+    if not (isinstance(widths, (list, tuple)) and all(
+            isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH
+            for w in widths)):
+        raise ConfigError(f"model.prediction must be a list of widths in 1…{MAX_WIDTH}, "
+                          f"got {widths!r}")
+    check_number(c, "dropout", "model", "[0, 1)", allow_none=False)
+    if c["pooling"] is not None and not (isinstance(c["pooling"], (list, tuple))
+                                         and set(c["pooling"]) <= set(POOLS)):
+        raise ConfigError(f"model.pooling entries must be max/mean, got {c['pooling']!r}")
 
 
 class FusionHead(nn.Module):

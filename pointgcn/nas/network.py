@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import check_int, check_number
 from ..errors import ConfigError
-from ..models.heads import FusionHead
-from ..models.registry import register
+from ..models.heads import FusionHead, check_head
+from ..models.registry import MAX_DEPTH, MAX_WIDTH, register
 from ..nn import Conv1x1
 from .cell import UNDECIDED, GenotypeCell, SearchCell
 from .genotype import N_EDGES, N_OPS, Genotype, load_genotype
@@ -52,12 +53,14 @@ def resolve(cfg: dict, need_genotype: bool = True) -> dict:
             if c[key] is None:
                 c[key] = getattr(g, key)
     for key in ("cells", "channels", "k", "in_channels", "n_classes", "stem_multiplier"):
-        v = c[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"model.{key} must be a positive integer, got {v!r}")
-    d = c["dropout"]
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-        raise ConfigError(f"model.dropout must be a number in [0, 1), got {d!r}")
+        if c[key] is None:
+            raise ConfigError(f"model.{key} must be a positive integer, got None")
+        check_int(c, key, "model", maximum=MAX_DEPTH if key == "cells" else MAX_WIDTH)
+    if c["stem_multiplier"] * c["channels"] > MAX_WIDTH:
+        raise ConfigError(f"model.stem_multiplier × channels must be at most {MAX_WIDTH}, got "
+                          f"{c['stem_multiplier']} × {c['channels']}")
+    check_number(c, "epsilon", "model", "[0, 1]", allow_none=False)
+    check_head(c)
     return c
 
 
@@ -145,7 +148,7 @@ class SearchNetwork(_CellNetwork):
         return {"cells": self.cfg["cells"], "channels": self.cfg["channels"], "k": self.cfg["k"]}
 
 
-@register("nas")
+@register("nas", file_keys=("genotype",))
 def _nas(cfg: dict) -> nn.Module:
     return NASNetwork(cfg)
 
