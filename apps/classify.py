@@ -1,70 +1,151 @@
-"""Classify a shape (a cloud or a mesh) with a classification model.
+"""Classify shapes (clouds or meshes) with a classification model.
 
-  pointgcn classify chair.off --weights synth-shapes --top 5
+  pointgcn classify chair.off                        # the default shipped classifier
+  pointgcn classify scans/ --weights modelnet10 --csv > classes.csv
+  pointgcn classify 'shapes/**/*.ply' --json         # a quoted glob, expanded here
 
-Meshes are sampled on their surface; the shape is normalised to the unit sphere and the model
-sees `votes` random subsets of its training point count, whose probabilities are averaged.
+Many files, folders (every readable file below them) and globs are classified with one model
+load, one row per file; a file that cannot be read gets an `error:` row (stderr) and the run
+ends with exit code 2 after the others. Meshes are sampled on their surface (said so for a
+single file); each shape is normalised to the unit sphere and the model sees `votes` random
+subsets of its training point count, whose probabilities are averaged.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
 
 from apps.cli import positive_int
 from apps.paths import Input, Output
 
-HELP = "classify a cloud or mesh; prints ranked classes with probabilities"
+HELP = "classify clouds or meshes (files, folders, globs); ranked classes per file"
 
 
 def add_arguments(p):
-    p.add_argument("input", type=Input(), help="cloud or mesh file")
-    from apps.source_args import add_source_arguments
+    p.add_argument("input", nargs="+", type=Input(),
+                   help="cloud or mesh files, folders (searched recursively) or quoted globs")
+    from apps.source_args import add_harmonise_arguments, add_source_arguments
     add_source_arguments(p)
-    p.add_argument("--top", type=int, default=5, help="how many classes to list")
+    add_harmonise_arguments(p)
+    p.add_argument("--top", type=int, default=5, help="how many classes to list per file")
     p.add_argument("--votes", type=int, default=3, help="random subsets averaged")
     p.add_argument("--mesh-points", type=int, default=4096,
                    help="surface samples for meshes (default 4096, at most 1,000,000)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--png", type=Output(".png"), help="also render a preview PNG")
+    table = p.add_mutually_exclusive_group()
+    table.add_argument("--json", action="store_true", help="print a JSON list, one entry per file")
+    table.add_argument("--csv", action="store_true",
+                       help="print CSV: file, then class and probability for each of --top")
+    p.add_argument("--png", type=Output(".png"), help="also render a preview PNG (one input)")
     p.add_argument("--drop-invalid", action="store_true")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from pointgcn.engine.inference import Settings, classify_cloud
-    from pointgcn.export.serve import predictor_from_args
+    from apps.paths import expand_inputs
+    from apps.source_args import predictor_from_args
+    from pointgcn.engine.inference import Settings
     from pointgcn.errors import InputError
-    from pointgcn.io import ReadReport, read_points
-
+    from pointgcn.io import SUPPORTED
     from pointgcn.io.mesh import MAX_SAMPLES
 
     if args.top < 1 or args.votes < 1 or not 1 <= args.mesh_points <= MAX_SAMPLES:
         raise InputError(f"--top and --votes must be ≥ 1, --mesh-points 1 to {MAX_SAMPLES:,}")
-    report = ReadReport()
-    cloud = read_points(args.input, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
-                        seed=args.seed, report=report)
-    if report.sampled and not args.json:
-        print(f"note: a mesh: classifying {len(cloud)} points sampled on its {report.n_faces} "
-              "faces")
+    files = expand_inputs(args.input, SUPPORTED)
+    if args.png and len(files) > 1:
+        raise InputError(f"--png renders one shape; {len(files)} files were given")
+    # one file: read before the model loads, so its errors come first (and it is read once)
+    preread = {files[0]: _read(files[0], args)} if len(files) == 1 else {}
     predictor, cfg = predictor_from_args(args, "classification", 1024)
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")
-    probs = classify_cloud(cloud, predictor, Settings.from_config(cfg), votes=args.votes,
-                           seed=args.seed)
-    order = np.argsort(-probs)[:args.top]
-    ranked = [{"class": predictor.class_names[i], "index": int(i), "probability": float(probs[i])}
-              for i in order]
+    settings = Settings.from_config(cfg)
+    rows, failed = [], 0
+    progress = _progress(files)
+    for path in progress:
+        try:
+            read = preread.pop(path, None) or _read(path, args)
+            rows.append(_classify(path, read, args, predictor, settings, cfg,
+                                  single=len(files) == 1))
+        except InputError as e:
+            if len(files) == 1:
+                raise
+            failed += 1
+            progress.write(f"error: {e}", file=sys.stderr)
+            continue
+        if not (args.json or args.csv):
+            _print_text(rows[-1], single=len(files) == 1, write=progress.write)
     if args.json:
-        print(json.dumps({"input": str(args.input), "ranking": ranked}, indent=2))
-    else:
-        for r in ranked:
-            print(f"{r['class']:16s} {r['probability']:.4f}")
+        print(json.dumps(rows, indent=2))
+    elif args.csv:
+        _print_csv(rows, args.top)
+    if failed:
+        raise InputError(f"{failed} of {len(files)} files could not be classified (see above)")
+    return 0
+
+
+def _read(path, args):
+    from pointgcn.io import ReadReport, read_points
+
+    report = ReadReport()
+    cloud = read_points(path, n_points=args.mesh_points, drop_invalid=args.drop_invalid,
+                        seed=args.seed, report=report)
+    return cloud, report
+
+
+def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
+    import numpy as np
+
+    from apps.source_args import preflight
+    from pointgcn.engine.inference import check_distinct_points, classify_cloud
+
+    cloud, report = read
+    talk = single and not (args.json or args.csv)
+    if report.sampled and talk:
+        print(f"note: a mesh: classifying {len(cloud)} points sampled on its {report.n_faces} "
+              "faces")
+
+    def probabilities(seen):
+        return classify_cloud(seen, predictor, settings, votes=args.votes, seed=args.seed)
+
+    check_distinct_points(cloud, predictor)  # before harmonising: nothing to turn
+    pf = preflight(args, cloud, cfg, lambda seen: probabilities(seen).max(), show=talk)
+    probs = probabilities(pf.cloud)
+    order = np.argsort(-probs)[:args.top]
+    ranking = [{"class": predictor.class_names[i], "index": int(i),
+                "probability": float(probs[i])} for i in order]
     if args.png:
         from pointgcn.viz.render import render_png
-        res = render_png(cloud, args.png, title=f"{ranked[0]['class']} ({ranked[0]['probability']:.2f})")
-        if not args.json:
+        top = ranking[0]
+        res = render_png(cloud, args.png, title=f"{top['class']} ({top['probability']:.2f})")
+        if not (args.json or args.csv):
             print(f"preview → {res.path} ({res.backend})")
-    return 0
+    return {"input": str(path), "up_axis": pf.up_axis, "ranking": ranking}
+
+
+def _progress(files):
+    """A progress bar on stderr for many files (rows go through its `write`)."""
+    from tqdm import tqdm
+
+    return tqdm(files, desc="shapes", unit="file", disable=len(files) < 20 or None,
+                file=sys.stderr)
+
+
+def _print_text(row: dict, single: bool, write) -> None:
+    if single:
+        for r in row["ranking"]:
+            print(f"{r['class']:16s} {r['probability']:.4f}")
+        return
+    ranked = "  ".join(f"{r['class']} {r['probability']:.4f}" for r in row["ranking"])
+    write(f"{row['input']}  {ranked}")
+
+
+def _print_csv(rows: list[dict], top: int) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["file"] + [f"{key}_{i}" for i in range(1, top + 1)
+                                for key in ("class", "probability")])
+    for row in rows:
+        writer.writerow([row["input"]] + [v for r in row["ranking"]
+                                          for v in (r["class"], f"{r['probability']:.6f}")])

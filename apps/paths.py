@@ -131,3 +131,32 @@ def check_paths(parser: argparse.ArgumentParser, args) -> None:
                                  "overwritten")
         if path.exists() and not path.is_dir():
             raise InputError(f"{_option(action)} {path} exists and is not a folder")
+
+
+def expand_inputs(items, suffixes) -> list[Path]:
+    """Files from paths, folders (every file below with one of `suffixes`, sorted) and quoted
+    globs (`**` recursive), in the order given, each once. A name matching nothing is an error."""
+    import glob
+
+    from pointgcn.errors import InputError
+
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes
+                           and p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"{item}: no readable files ({' '.join(suffixes)}) below it")
+        elif not os.path.lexists(item) and glob.has_magic(str(item)):
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True)
+                           if Path(p).is_file())
+            if not found:
+                raise InputError(f"{item}: no file matches")
+        else:
+            found = [item]  # read_points says what is wrong with it, if anything
+        for p in found:
+            if p not in seen:
+                seen.add(p)
+                files.append(p)
+    return files

@@ -3,8 +3,9 @@
   pointgcn segment scan.ply --weights synth-rooms --out scan_pred.ply --png scan_pred.png
 
 Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; a mesh's points are its
-vertices, so a scanned, triangulated PLY is labelled vertex by vertex), splits it into the
-model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and class
+vertices, so a scanned, triangulated PLY is labelled vertex by vertex), checks it against the
+model's conventions (a "preflight": up axis, units, colours — pointgcn.engine.harmonise; the
+output keeps the input's own coordinates), splits it into the model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and class
 colours, and a class histogram. Ground truth is scored (OA / mIoU, and a comparison preview)
 only from a column named as labels (`label`, `class`, …) in the model's class range, or from
 the field `--labels FIELD` names — never from an unnamed trailing column or LAS ASPRS codes
@@ -23,8 +24,9 @@ HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and
 
 def add_arguments(p):
     p.add_argument("input", type=Input(), help="cloud file (a mesh's vertices are its points)")
-    from apps.source_args import add_source_arguments
+    from apps.source_args import add_harmonise_arguments, add_source_arguments
     add_source_arguments(p)
+    add_harmonise_arguments(p)
     p.add_argument("--out", type=Output(".ply"), required=True, help="output PLY")
     p.add_argument("--png", type=Output(".png"), help="also render a preview PNG")
     p.add_argument("--labels", metavar="FIELD",
@@ -42,9 +44,10 @@ def run(args) -> int:
 
     import numpy as np
 
-    from pointgcn.engine.inference import Settings, segment_cloud, segment_object
+    from apps.source_args import predictor_from_args, preflight
+    from pointgcn.engine.inference import (Settings, check_distinct_points, segment_cloud,
+                                           segment_object)
     from pointgcn.engine.task_metrics import predict_labels
-    from pointgcn.export.serve import predictor_from_args
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
     from pointgcn.viz.palettes import class_colors
@@ -70,11 +73,18 @@ def run(args) -> int:
     scored, verdict = _scorable(truth, names, explicit=args.labels is not None)
     settings = Settings.from_config(cfg)
     if predictor.task == "part_segmentation":
-        logits = segment_object(cloud, predictor, settings, batch=args.batch, seed=args.seed)
+        def run_model(seen):
+            return segment_object(seen, predictor, settings, batch=args.batch, seed=args.seed)
+
+        def confidence(seen):  # mean top-part probability over the object's points
+            return _mean_top_probability(run_model(seen))
     else:
-        if cloud.colors is None:
-            print("note: the input has no colours; the model's rgb channels get mid grey (0.5)")
-        logits = segment_cloud(cloud, predictor, settings, batch=args.batch, seed=args.seed)
+        def run_model(seen):
+            return segment_cloud(seen, predictor, settings, batch=args.batch, seed=args.seed)
+        confidence = None  # scenes: the up axis comes from the floor (harmonise.py)
+    check_distinct_points(cloud, predictor)  # before harmonising: nothing to turn or scale
+    seen = preflight(args, cloud, cfg, confidence).cloud
+    logits = run_model(seen)
     pred = predict_labels(predictor.task, logits.T[None])[0]
     out = dataclasses.replace(cloud, fields={**cloud.fields, "pred": pred.astype(np.int32)})
     palette = "s3dis" if predictor.task == "segmentation" and len(names) == 13 else (
@@ -102,6 +112,14 @@ def run(args) -> int:
         res = render_png(out, args.png, palette=palette, class_names=names, **kw)
         print(f"preview → {res.path} ({res.backend})")
     return 0
+
+
+def _mean_top_probability(logits) -> float:
+    import numpy as np
+
+    z = logits - logits.max(1, keepdims=True)
+    p = np.exp(z)
+    return float((p.max(1) / p.sum(1)).mean())
 
 
 def _truth(cloud, field: str | None):

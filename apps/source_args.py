@@ -1,5 +1,5 @@
-"""The model-choice options shared by `segment` and `classify` (argparse only, no imports of
-torch, so `--help` stays fast); `pointgcn.export.serve.predictor_from_args` reads them."""
+"""The model-choice options shared by `segment` and `classify` (argparse only at import time, so
+`--help` stays fast), and `predictor_from_args`, which turns them into a predictor."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +9,10 @@ from apps.paths import Input
 
 def add_source_arguments(parser) -> None:
     """--weights / --onnx / --budget-ms, shared by segment and classify."""
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", type=Input(str), help="checkpoint path or shipped model name")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--weights", type=Input(str),
+                     help="checkpoint path or shipped model name (default: the shipped model "
+                          "for the task, named when used)")
     src.add_argument("--onnx", type=Input(), help="exported model (runs in onnxruntime)")
     src.add_argument("--budget-ms", type=float, metavar="MS",
                      help="pick the most accurate shipped/--candidates model whose p95 latency "
@@ -22,3 +24,52 @@ def add_source_arguments(parser) -> None:
     parser.add_argument("--points", type=int, metavar="N",
                         help="with --budget-ms: points per forward pass to budget for "
                              "(default: 4096 for segment, 1024 for classify)")
+
+
+def add_harmonise_arguments(parser) -> None:
+    """--up-axis / --units / --no-harmonise (pointgcn.engine.harmonise), shared by segment and
+    classify."""
+    parser.add_argument("--up-axis", choices=("auto", "x", "y", "z"), default="auto",
+                        help="the input's up axis; auto (default) estimates it and says what "
+                             "it chose; the model's view is turned to its own up axis")
+    parser.add_argument("--units", choices=("auto", "m", "cm", "mm", "in", "ft"),
+                        default="auto", help="scenes: the input's units (auto: metres unless "
+                                             "implausible, then mm, cm, in, ft)")
+    parser.add_argument("--no-harmonise", action="store_true",
+                        help="feed the input as it is: no turning, no scaling, colourless "
+                             "clouds get mid grey")
+
+
+def preflight(args, cloud, cfg, confidence=None, show: bool = True):
+    """Harmonise `cloud` to the model of run config `cfg`; print the preflight block."""
+    from pointgcn.models.conventions import conventions_of
+    from pointgcn.engine.harmonise import harmonise
+
+    conv = conventions_of(cfg)
+    pf = harmonise(cloud, conv, up=args.up_axis, units=args.units,
+                   enabled=not args.no_harmonise, confidence=confidence)
+    if show and pf.lines:
+        print(f"preflight (the model: {conv.describe()}):")
+        for line in pf.lines:
+            print(f"  {line}")
+    return pf
+
+
+def predictor_from_args(args, task: str, default_points: int):
+    """(predictor, run config) for --weights / --onnx / --budget-ms, or the task's default
+    shipped model (saying which, in one line)."""
+    from pointgcn.export.serve import default_model, load_predictor, within_budget
+
+    if getattr(args, "budget_ms", None) is not None:
+        points = args.points or default_points
+        predictor, cfg, reason = within_budget(args.budget_ms, task=task, points=points,
+                                               runtime=args.runtime, threads=args.threads,
+                                               candidates=args.candidates or ())
+        print(reason)
+        return predictor, cfg
+    source = args.onnx or args.weights
+    if source is None:
+        source = default_model(task)
+        print(f"using the shipped model {source} (the default for {task}; --weights to "
+              "choose another)")
+    return load_predictor(str(source), args.threads)

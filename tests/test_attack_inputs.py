@@ -45,7 +45,7 @@ def test_scanned_mesh_is_labelled_vertex_by_vertex(models, tmp_path, capsys):
     mesh = trimesh.creation.icosphere(subdivisions=3)  # 642 vertices, 1280 faces
     mesh.export(tmp_path / "scan.ply")
     code, out, _ = run(capsys, "segment", tmp_path / "scan.ply", "--weights", models / "seg.pt",
-                       "--out", tmp_path / "o.ply")
+                       "--out", tmp_path / "o.ply", "--no-harmonise")  # colourless
     assert code == 0 and "labelling its 642 vertices" in out
     np.testing.assert_allclose(read_points(tmp_path / "o.ply").points, mesh.vertices, atol=1e-6)
     code, out, _ = run(capsys, "data", "info", tmp_path / "scan.ply", "--json")
@@ -74,7 +74,8 @@ def test_unnamed_columns_are_never_scored(models, tmp_path, capsys, layout):
         table = np.c_[xyz, rgb, np.full(len(xyz), 255)]  # alpha 255, would be "label 255"
     src = tmp_path / "scan.txt"
     np.savetxt(src, table, fmt="%.5f")
-    seg = ["segment", src, "--weights", models / "seg.pt", "--out", tmp_path / "o.ply"]
+    seg = ["segment", src, "--weights", models / "seg.pt", "--out", tmp_path / "o.ply",
+           "--no-harmonise"]  # the intensity table has no colours
     code, out, _ = run(capsys, *seg)
     assert code == 0 and "OA" not in out and "labels" not in out
     back = read_points(tmp_path / "o.ply")
@@ -99,7 +100,7 @@ def test_las_classification_is_not_scored_as_s3dis_classes(models, tmp_path, cap
     src = tmp_path / "tile.las"
     src.write_bytes(b"LASF" + bytes(300))
     code, out, _ = run(capsys, "segment", src, "--weights", models / "seg.pt", "--out",
-                       tmp_path / "o.ply", "--png", tmp_path / "o.png")
+                       tmp_path / "o.ply", "--png", tmp_path / "o.png", "--no-harmonise")
     assert code == 0 and "OA" not in out
     back = read_points(tmp_path / "o.ply")
     assert back.labels is None and set(back.fields) >= {"classification", "intensity", "pred"}

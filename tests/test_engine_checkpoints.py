@@ -200,7 +200,9 @@ def test_crafted_configs_and_overflow_through_the_stages(tmp_path, capsys):
     """A config whose base is itself (eval's CONFIG, export's model spec, train), a bad
     float on the command line, and weights whose logits overflow (segment, classify)."""
     (tmp_path / "self.yaml").write_text("base: self.yaml\nmodel: {n_blocks: 2}\n")
-    cloud = PointCloud(np.random.default_rng(0).random((200, 3), dtype=np.float32))
+    rng = np.random.default_rng(0)
+    cloud = PointCloud(rng.random((200, 3), dtype=np.float32),
+                       rng.random((200, 3), dtype=np.float32))  # colours: the room model's
     write_ply(tmp_path / "in.ply", cloud)
     def overflow(c):
         return {k: v * 1e30 if v.is_floating_point() else v for k, v in c["state_dict"].items()}

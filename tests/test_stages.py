@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,8 +60,9 @@ def test_segment_every_format(weights, tmp_path, capsys):
     cloud = room_cloud()
     for src in write_formats(tmp_path, cloud):
         out = tmp_path / f"pred_{src.suffix[1:]}_{src.stem}.ply"
+        grey = ["--no-harmonise"] if src.suffix in (".xyz", ".pcd") else []  # colourless files
         assert main(["segment", str(src), "--weights", str(weights / "seg.pt"),
-                     "--out", str(out)]) == 0, src
+                     "--out", str(out), *grey]) == 0, src
         got = read_points(out)
         assert len(got) == len(cloud)
         assert np.allclose(got.points, cloud.points, atol=1e-5)      # every original point, in order
@@ -68,7 +70,7 @@ def test_segment_every_format(weights, tmp_path, capsys):
         assert pred.min() >= 0 and pred.max() < 13
         text = capsys.readouterr().out
         assert f"{len(cloud)} points" in text
-        assert ("no colours" in text) == (src.suffix in (".xyz", ".pcd"))
+        assert ("rgb channels get mid grey" in text) == (src.suffix in (".xyz", ".pcd"))
     # ground truth in the file → accuracy against it is printed
     assert "against the file's labels" in _run_capture(capsys, ["segment", str(tmp_path / "c_bin.ply"),
                                                                 "--weights", str(weights / "seg.pt"),
@@ -105,12 +107,13 @@ def test_classify_clouds_and_meshes(weights, tmp_path, capsys):
     for src in files:
         assert main(["classify", str(src), "--weights", str(weights / "cls.pt"), "--json",
                      "--top", "3"]) == 0, src
-        ranking = json.loads(capsys.readouterr().out)["ranking"]
+        [row] = json.loads(capsys.readouterr().out)
+        ranking = row["ranking"]
         probs = [r["probability"] for r in ranking]
         assert len(ranking) == 3 and probs == sorted(probs, reverse=True)
         assert {r["class"] for r in ranking} <= set("abcde")
     main(["classify", str(files[0]), "--weights", str(weights / "cls.pt"), "--top", "5", "--json"])
-    assert sum(r["probability"] for r in json.loads(capsys.readouterr().out)["ranking"]) == \
+    assert sum(r["probability"] for r in json.loads(capsys.readouterr().out)[0]["ranking"]) == \
         pytest.approx(1.0, abs=1e-5)
 
 
@@ -266,3 +269,60 @@ def test_classify_within_budget(weights, tmp_path, capsys, monkeypatch):
                  "--runtime", "torch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no candidate meets" in err[0]
+
+
+def test_classify_many_files_folders_and_globs_one_model_load(weights, tmp_path, capsys,
+                                                              monkeypatch):
+    """Rows per file, CSV and JSON tables; a bad file is an error row, the others still
+    classified, exit 2; the model is loaded once."""
+    import csv
+    import io
+
+    import apps.source_args as source_args
+
+    shapes = tmp_path / "shapes"
+    for i in range(3):
+        write_ply(shapes / "a" / f"s{i}.ply", room_cloud(100 + i, seed=i, labels=False))
+    trimesh.creation.box((1, 2, 3)).export(shapes / "b.off")
+    (shapes / "notes.md").parent.mkdir(exist_ok=True)
+    (shapes / "notes.md").write_text("not a shape")
+    loads = []
+    real = source_args.predictor_from_args
+    monkeypatch.setattr(source_args, "predictor_from_args",
+                        lambda *a, **k: loads.append(1) or real(*a, **k))
+    cls = ["--weights", str(weights / "cls.pt"), "--top", "2"]
+    assert main(["classify", str(shapes), *cls, "--csv"]) == 0
+    table = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert table[0] == ["file", "class_1", "probability_1", "class_2", "probability_2"]
+    assert [Path(r[0]).name for r in table[1:]] == ["s0.ply", "s1.ply", "s2.ply", "b.off"]
+    assert all(r[1] in "abcde" and 0 < float(r[2]) <= 1 for r in table[1:]) and loads == [1]
+    assert main(["classify", str(shapes / "a" / "*.ply"), str(shapes / "b.off"), *cls,
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(r["input"]).name for r in rows] == ["s0.ply", "s1.ply", "s2.ply", "b.off"]
+    (shapes / "a" / "s1.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\n")
+    assert main(["classify", str(shapes), *cls]) == 2
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 3 and "s1.ply" not in out
+    assert "s1.ply" in err and "1 of 4 files could not be classified" in err
+    assert main(["classify", str(shapes / "none" / "*.ply"), *cls]) == 2
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_segment_and_classify_use_the_default_shipped_model(weights, tmp_path, capsys,
+                                                            monkeypatch):
+    from pointgcn.models.weights import ship_checkpoint
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    card = {"task": "classification", "data": "tiny", "command": "x", "metrics": {},
+            "accuracy": {"metric": "oa", "value": 0.5, "data": "t"}}
+    ship_checkpoint(weights / "cls.pt", "first-cls", card, folder)
+    ship_checkpoint(weights / "cls.pt", "best-cls", {**card, "default": True}, folder)
+    monkeypatch.setenv("POINTGCN_WEIGHTS", str(folder))
+    write_ply(tmp_path / "s.ply", room_cloud(300, labels=False))
+    assert main(["classify", str(tmp_path / "s.ply")]) == 0
+    assert "using the shipped model best-cls (the default for classification" in \
+        capsys.readouterr().out
+    assert main(["segment", str(tmp_path / "s.ply"), "--out", str(tmp_path / "o.ply")]) == 2
+    assert "no shipped model for segmentation" in capsys.readouterr().err

@@ -17,6 +17,8 @@ data:
   level: 1                      # partnet
   drop_invalid: false           # modelnet40 meshes: drop faces with NaN/Inf corners (reported)
                                 # instead of refusing the shape
+  up_axis: z                    # the data's up axis, recorded with the model (default: the
+                                # layout's own, pointgcn.models.conventions.UP_AXIS)
 
 What reading the data repaired or dropped (S3DIS raw lines, ModelNet faces) is in
 `DataBundle.report`, for `train` to print; a ModelNet set must hold its train split (and the
@@ -35,10 +37,12 @@ from torch.utils.data import Dataset, Subset
 from ..config import cache_dir, check_int
 from ..errors import ConfigError, FormatError, InputError
 from .report import DataReport
+from .sampling import typical_spacing
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
                      position_norm="normalize_scale", normals=False, augment=True,
-                     category=None, level=1, block=1.0, stride=0.5, drop_invalid=False)
+                     category=None, level=1, block=1.0, stride=0.5, drop_invalid=False,
+                     up_axis=None)
 TASK_OF = {"s3dis": "segmentation", "modelnet40": "classification",
            "modelnet10": "classification", "partnet": "part_segmentation"}
 
@@ -69,6 +73,8 @@ def resolve_data(cfg: dict) -> dict:
     check_int(d, "n_points", "data")  # None: the data set's own default
     if not isinstance(d["drop_invalid"], bool):
         raise ConfigError(f"data.drop_invalid must be true or false, got {d['drop_invalid']!r}")
+    if d["up_axis"] not in (None, "x", "y", "z"):
+        raise ConfigError(f"data.up_axis must be x, y or z, got {d['up_axis']!r}")
     return d
 
 
@@ -127,8 +133,12 @@ def _s3dis(d, seed, splits, progress):
     if "test" in splits:
         test = S3DIS(d["root"], "test", **common)
     from .classes import S3DIS_CLASSES
+    blocks = (full if train else test).data
+    spacing = float(np.median([typical_spacing(b[:, :3]) for b in blocks[:: max(1, len(blocks)
+                                                                             // 8)][:8]]))
     return DataBundle(train, val, test, list(S3DIS_CLASSES), 9, "segmentation",
-                      {"test_area": d["test_area"]}, (full if train else test).report)
+                      {"test_area": d["test_area"], "layout": "s3dis", "spacing": spacing},
+                      (full if train else test).report)
 
 
 def _tree_signature(root: Path) -> str:
@@ -149,9 +159,10 @@ def _modelnet(d, seed, splits, progress):
     root = Path(d["root"])
     source = find_modelnet(root)
     check_splits(source, need_test="test" in splits)
-    info = {} if has_split(source, "test") else {
-        "note": f"{source.path}: no test split (a train-only data set): validation is carved "
-                "from train; `pointgcn eval` needs a test split"}
+    info = {"layout": f"modelnet/{source.kind}"}
+    if not has_split(source, "test"):
+        info["note"] = (f"{source.path}: no test split (a train-only data set): validation is "
+                        "carved from train; `pointgcn eval` needs a test split")
     if source.kind in ("tree", "resampled"):  # read or sample every shape once, then cache
         key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}|"
                            f"{d['drop_invalid']}".encode()).hexdigest()[:16]
@@ -207,4 +218,4 @@ def _partnet(d, seed, splits, progress):
         given = json.loads(named.read_text()).get("part_names", [])
         names = [given[i] if i < len(given) else names[i] for i in range(len(names))]
     return DataBundle(train, val, test, names, 3, "part_segmentation",
-                      {"category": d["category"], "level": d["level"]})
+                      {"category": d["category"], "level": d["level"], "layout": "partnet"})

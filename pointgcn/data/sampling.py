@@ -117,3 +117,17 @@ def voxel_subsample(points: np.ndarray, voxel: float, colors: np.ndarray | None 
         out_labels = votes.argmax(axis=1)
     return VoxelResult(mean(np.asarray(points)[:, :3]), None if colors is None else mean(colors),
                        out_labels, inverse, first)
+
+
+def typical_spacing(points: np.ndarray, max_points: int = 200_000, seed: int = 0) -> float:
+    """Median distance from a point to its nearest other point (a random subset of at most
+    `max_points` for big clouds, which reads sparser than the whole: a coarse figure)."""
+    from scipy.spatial import cKDTree
+
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    if len(xyz) > max_points:
+        xyz = xyz[np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)]
+    if len(xyz) < 2:
+        return 0.0
+    dist, _ = cKDTree(xyz).query(xyz, k=2)
+    return float(np.median(dist[:, 1]))

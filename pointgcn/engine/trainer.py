@@ -34,6 +34,7 @@ from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
 from ..models import build_model
 from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
+from ..models.conventions import from_config
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
 from .optim import (make_loss, make_optimizer, make_scheduler, resolve_train,
                     schedule_depends_on_length)
@@ -223,7 +224,9 @@ class Trainer:
             return
         meta = {"epoch": self.state["epoch"], "step": self.state["step"],
                 "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
-                "key_metric": self.key, "class_names": list(self.data.class_names)}
+                "key_metric": self.key, "class_names": list(self.data.class_names),
+                "conventions": from_config(self.cfg, self.data.info.get("spacing"),
+                                           self.data.info.get("layout")).to_dict()}
         train_state = {**self.state, "optimizer": self.opt.state_dict(),
                        "scheduler": self.sched.state_dict(), "rng": rng, "world": self.d.world}
         save_checkpoint(self.ckpt_dir / name, self.model, self.cfg, meta=meta,

@@ -11,7 +11,7 @@ from ..engine.predictor import Predictor
 from ..errors import InputError
 from .sources import default_class_names, torch_predictor, weights_file
 
-__all__ = ["default_class_names", "load_predictor", "onnx_predictor", "predictor_from_args",
+__all__ = ["default_class_names", "default_model", "load_predictor", "onnx_predictor",
            "within_budget"]
 
 
@@ -22,6 +22,17 @@ def load_predictor(source: str, threads: int | None = None) -> tuple[Predictor, 
     if path.suffix.lower() == ".onnx":
         return onnx_predictor(path, threads)
     return torch_predictor(path, threads, name=str(source))
+
+
+def default_model(task: str) -> str:
+    """The shipped model that serves `task` when none is named: the manifest entry marked
+    `"default": true` for the task, else the task's first entry."""
+    from ..models.weights import read_manifest
+
+    entries = [m for m in read_manifest() if m.get("task") == task]
+    if not entries:
+        raise InputError(f"no shipped model for {task}; give --weights, --onnx or --budget-ms")
+    return next((m for m in entries if m.get("default")), entries[0])["name"]
 
 
 def onnx_predictor(path, threads: int | None = None) -> tuple[Predictor, dict]:
@@ -51,18 +62,3 @@ def within_budget(budget_ms: float, *, task: str, points: int, runtime: str = "o
                        threads=threads)
     predictor, cfg = sel.served(threads)
     return predictor, cfg, sel.reason
-
-
-def predictor_from_args(args, task: str, default_points: int) -> tuple[Predictor, dict]:
-    """The CLI's --weights / --onnx / --budget-ms choice (segment, classify)."""
-    if getattr(args, "budget_ms", None) is not None:
-        points = args.points or default_points
-        predictor, cfg, reason = within_budget(args.budget_ms, task=task, points=points,
-                                               runtime=args.runtime, threads=args.threads,
-                                               candidates=args.candidates or ())
-        print(reason)
-        return predictor, cfg
-    source = args.onnx or args.weights
-    if source is None:
-        raise InputError("give --weights, --onnx or --budget-ms")
-    return load_predictor(str(source), args.threads)

@@ -80,7 +80,10 @@ def open_checkpoint(path: str | Path, **overrides) -> tuple[nn.Module, dict, dic
     model = model_from_checkpoint(ckpt, path, **overrides)
     run_config = dict(ckpt.get("config") or {}) if ckpt.get("format") == FORMAT else {}
     run_config["model"] = dict(model.cfg)
-    return model, run_config, dict(ckpt.get("meta") or {})
+    meta = dict(ckpt.get("meta") or {})
+    if isinstance(meta.get("conventions"), dict):  # what the model was trained on (harmonise)
+        run_config["conventions"] = meta["conventions"]
+    return model, run_config, meta
 
 
 def default_class_names(model_cfg: dict) -> list[str]:

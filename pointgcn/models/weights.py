@@ -68,7 +68,9 @@ def resolve_weights(name_or_path: str | Path, folder: Path | None = None) -> Pat
 def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None = None) -> dict:
     """Copy a trained checkpoint into the weights folder without its training state, write
     its model card and add (or replace) its manifest entry. `card` holds: task, data,
-    command, metrics {name: value}, accuracy {metric, value, data}, notes."""
+    command, metrics {name: value}, accuracy {metric, value, data}, notes; optionally
+    `default: true` (serves its task when no model is named; one per task) and
+    `real_data: true` (trained on a real data set, not the procedural ones)."""
     import torch
 
     from ..io.atomic import atomic_path
@@ -86,18 +88,32 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
              "in_channels": model_cfg.get("in_channels"),
              "points": ckpt["config"].get("data", {}).get("n_points"),
              "accuracy": card["accuracy"], "params": int(params),
-             "size_bytes": file.stat().st_size, "card": f"{name}.md"}
+             "size_bytes": file.stat().st_size, "card": f"{name}.md",
+             **({"default": True} if card.get("default") else {})}
+    conventions = (ckpt.get("meta") or {}).get("conventions")
     with atomic_path(folder / f"{name}.md") as tmp:
-        tmp.write_text(_card_text(name, entry, card, ckpt["config"]))
+        tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions))
     entries = [m for m in read_manifest(folder) if m["name"] != name] + [entry]
+    if entry.get("default"):  # one default per task
+        entries = [m if m is entry or m.get("task") != entry["task"]
+                   else {k: v for k, v in m.items() if k != "default"} for m in entries]
     with atomic_path(folder / MANIFEST) as tmp:
         tmp.write_text(json.dumps({"models": entries}, indent=2) + "\n")
     return entry
 
 
-def _card_text(name: str, entry: dict, card: dict, config: dict) -> str:
+def _card_text(name: str, entry: dict, card: dict, config: dict,
+               conventions: dict | None) -> str:
     import yaml
 
+    from .conventions import conventions_of
+
+    conv = conventions_of({**config, "conventions": conventions})
+
+    provenance = ("- trained on real data (above); its metrics are on held-out shapes of that "
+                  "data, not on an official test split" if card.get("real_data") else
+                  "- **not** an S3DIS / ModelNet40 / PartNet model: it has only seen procedural "
+                  "synthetic data.")
     metrics = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                         for k, v in card.get("metrics", {}).items())
     return f"""# {name}
@@ -108,7 +124,8 @@ def _card_text(name: str, entry: dict, card: dict, config: dict) -> str:
 - parameters: {entry['params']:,}; file: `{entry['file']}` ({entry['size_bytes'] / 1e6:.2f} MB),
   sha256 `{entry['sha256']}`
 - trained on: {card['data']}
-- **not** an S3DIS / ModelNet40 / PartNet model: it has only seen procedural synthetic data.
+{provenance}
+- conventions (checked by `segment`/`classify` before inference): {conv.describe()}
 
 ## How it was made
 ```

@@ -1,0 +1,171 @@
+"""Preflight: check an input cloud against the model's conventions (conventions.py), fix what
+can be fixed safely, refuse what cannot, and say what was done — never silently.
+
+- Up axis: the input is turned so that its up axis becomes the model's (a proper rotation;
+  the output keeps the original coordinates, only the model's view turns). `up="auto"` picks
+  it: for objects by the model itself (the orientation among x/y/z up in which it is most
+  confident, averaged over its votes); for scenes from the planes — the axis along which the
+  normals of flat patches point most often (floor, ceiling, table tops and seats face up,
+  while walls split between the two horizontal axes; it can fail for corridors narrower than
+  they are high, where `--up-axis` decides).
+- Units (scenes, whose models see metres): a cloud is taken as metres when its horizontal
+  extent is 0.5–2000 and its point spacing below 0.5; otherwise millimetres, then
+  centimetres, then inches and feet are tried by the same rule; none plausible is an error
+  naming `--units`. Objects are normalised to the unit sphere / diagonal, so units do not
+  matter there.
+- Colours: a model trained with colours refuses a cloud without them (with harmonising off it
+  gets mid grey, as before, and a note).
+- Spacing is reported, not changed: blocks are sampled to the training point count, which
+  matches the training density whatever the scan's.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.cloud import PointCloud
+from ..data.sampling import typical_spacing
+from ..models.conventions import AXES, Conventions
+
+UNITS = {"m": 1.0, "mm": 1e-3, "cm": 1e-2, "in": 0.0254, "ft": 0.3048}
+PLAUSIBLE_EXTENT_M = (0.5, 2000.0)
+PLAUSIBLE_SPACING_M = 0.5
+
+
+@dataclass
+class Preflight:
+    """What harmonising did: the cloud the model sees, and one line per check."""
+    cloud: PointCloud
+    lines: list[str] = field(default_factory=list)
+    up_axis: str | None = None      # the input's up axis as used
+    scale: float = 1.0              # input units → the model's units
+
+
+def rotation_to(src: str, dst: str) -> np.ndarray:
+    """A proper rotation (det +1) taking axis `src` onto axis `dst` (identity if equal)."""
+    i, j = AXES.index(src), AXES.index(dst)
+    if i == j:
+        return np.eye(3)
+    k = 3 - i - j  # the third axis stays; a quarter turn about it takes i to j
+    r = np.zeros((3, 3))
+    r[j, i], r[k, k] = 1.0, 1.0
+    r[i, j] = -1.0
+    if np.linalg.det(r) < 0:
+        r[k, k] = -1.0
+    return r
+
+
+def turned(cloud: PointCloud, src: str, dst: str, scale: float = 1.0) -> PointCloud:
+    """The cloud as a model with up axis `dst` sees it: rotated (and scaled) copies of points
+    and normals; colours, labels and fields shared."""
+    r = rotation_to(src, dst) * scale
+    points = (cloud.points.astype(np.float64) @ r.T).astype(np.float32)
+    normals = None if cloud.normals is None else (
+        cloud.normals @ rotation_to(src, dst).T).astype(np.float32)
+    return dataclasses.replace(cloud, points=points, normals=normals,
+                               offset=np.zeros(3))
+
+
+def floor_axis(points: np.ndarray, seed: int = 0) -> tuple[str, dict]:
+    """The axis that the normals of the cloud's planar patches point along most often (module
+    doc), with each axis's share. Normals: PCA of 12 neighbours within a random subset."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    xyz = np.asarray(points, dtype=np.float64)
+    pool = xyz[rng.choice(len(xyz), min(len(xyz), 100_000), replace=False)]
+    query = pool[:20_000]
+    _, idx = cKDTree(pool).query(query, k=min(12, len(pool)))
+    nb = pool[idx] - pool[idx].mean(axis=1, keepdims=True)
+    values, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))
+    planar = values[:, 0] < 0.05 * values[:, 1]  # flat neighbourhoods only: not clutter
+    normals = np.abs(vectors[planar, :, 0])
+    aligned = normals > np.cos(np.radians(15))
+    total = max(int(planar.sum()), 1)
+    share = {axis: float(aligned[:, i].sum() / total) for i, axis in enumerate(AXES)}
+    return max(share, key=share.get), share
+
+
+def guess_units(points: np.ndarray) -> tuple[str, float, float]:
+    """(units, horizontal extent, spacing) by the rule in the module doc; None when no unit
+    makes the cloud plausible."""
+    extent = float(np.max(points[:, :2].max(0) - points[:, :2].min(0)))
+    spacing = typical_spacing(points)
+    for name in ("m", "mm", "cm", "in", "ft"):
+        f = UNITS[name]
+        lo, hi = PLAUSIBLE_EXTENT_M
+        if lo <= extent * f <= hi and spacing * f <= PLAUSIBLE_SPACING_M:
+            return name, extent, spacing
+    return None, extent, spacing
+
+
+def harmonise(cloud: PointCloud, conv: Conventions, *, up: str | None = "auto",
+              units: str = "auto", enabled: bool = True, confidence=None) -> Preflight:
+    """Check and fix `cloud` for a model with conventions `conv` (module doc). `confidence`,
+    for objects with `up="auto"`: a function cloud → mean top-class probability."""
+    out = Preflight(cloud, up_axis=conv.up_axis)
+    lines = out.lines
+    if not enabled:
+        if conv.needs_colors and cloud.colors is None:
+            lines.append("colours: none in the input; the model's rgb channels get mid grey "
+                         "(0.5)")
+        return out
+    if conv.needs_colors and cloud.colors is None:
+        raise InputError(f"{cloud.source or 'the input'}: this model was trained with colours "
+                         "and the input has none (--no-harmonise runs it with mid grey)")
+    scale = 1.0
+    if conv.units == "m":
+        scale, line = _units(cloud, units)
+        lines.append(line)
+    if up is None or up == conv.up_axis:
+        axis = conv.up_axis
+        lines.append(f"up axis: {axis}, as trained" + (" (given)" if up else ""))
+    elif up in AXES:
+        axis = up
+        lines.append(f"up axis: {axis} (given) → turned to the model's {conv.up_axis}")
+    else:
+        axis, line = _auto_up(cloud, conv, scale, confidence)
+        lines.append(line)
+    if axis != conv.up_axis or scale != 1.0:
+        out.cloud = turned(cloud, axis, conv.up_axis, scale)
+    out.up_axis, out.scale = axis, scale
+    if conv.spacing and conv.units == "m":
+        spacing = typical_spacing(out.cloud.points)
+        lines.append(f"spacing: ~{spacing:.3g} m between points (training samples "
+                     f"~{conv.spacing:.3g} m; blocks are resampled to the training count)")
+    return out
+
+
+def _units(cloud: PointCloud, units: str) -> tuple[float, str]:
+    if units != "auto":
+        if units not in UNITS:
+            raise InputError(f"--units must be auto or one of {', '.join(UNITS)}, got {units!r}")
+        f = UNITS[units]
+        return f, f"units: {units} (given)" + (f" → scaled by {f:g} to metres" if f != 1 else "")
+    name, extent, spacing = guess_units(cloud.points)
+    if name is None:
+        raise InputError(f"{cloud.source or 'the input'}: cannot tell its units (extent "
+                         f"{extent:.4g}, point spacing {spacing:.3g}); give --units "
+                         f"{'|'.join(UNITS)}")
+    f = UNITS[name]
+    seen = f"extent {extent:.4g}, spacing {spacing:.3g}"
+    if f == 1.0:
+        return 1.0, f"units: metres ({seen}), as trained"
+    return f, f"units: {name}? ({seen} would be implausible in metres) → scaled by {f:g}"
+
+
+def _auto_up(cloud: PointCloud, conv: Conventions, scale: float, confidence):
+    if conv.units == "m" or confidence is None:  # scenes: the floor and ceiling
+        axis, share = floor_axis(cloud.points)
+        shown = ", ".join(f"{a} {share[a]:.2f}" for a in AXES)
+        how = f"flat patches facing {shown}"
+    else:  # objects: the model's own confidence
+        score = {a: float(confidence(turned(cloud, a, conv.up_axis))) for a in AXES}
+        axis = max(score, key=score.get)
+        shown = ", ".join(f"{a} {score[a]:.2f}" for a in AXES)
+        how = f"model confidence if up were {shown}"
+    turn = "as trained" if axis == conv.up_axis else f"→ turned to the model's {conv.up_axis}"
+    return axis, f"up axis: {axis} (auto; {how}) {turn}"

@@ -1,0 +1,132 @@
+"""Preflight (engine/harmonise.py): conventions recorded with models, each mismatch detected,
+fixed or refused in one line; a y-up shape and a millimetre room served like the originals."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import trimesh
+import yaml
+from conftest import shapes_config
+
+from apps.cli import main
+from pointgcn.data.s3dis_raw import list_raw_rooms, read_raw_room
+from pointgcn.data.synthetic import write_rooms, write_shapes
+from pointgcn.engine.harmonise import floor_axis, guess_units, rotation_to, turned
+from pointgcn.io import PointCloud, read_points, write_ply
+from pointgcn.models.conventions import conventions_of
+
+Z_TO_Y = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])  # (x, y, z) → (x, z, −y): z-up → y-up
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    """A synthetic S3DIS room cropped to 2.5 × 2.5 m (keeps the test quick), in metres."""
+    d = tmp_path_factory.mktemp("room")
+    write_rooms(d, n_rooms=1, seed=5)
+    area, folder = list_raw_rooms(d / "Stanford3dDataset_v1.2_Aligned_Version")[0]
+    rows = read_raw_room(folder, area=area).as_rows(shift=True)
+    rows = rows[(rows[:, 0] < 2.5) & (rows[:, 1] < 2.5)]
+    return PointCloud(rows[:, :3].astype(np.float64), (rows[:, 3:6] / 255).astype(np.float32),
+                      labels=rows[:, 6].astype(np.int64))
+
+
+def test_rotations_are_proper_and_take_axis_to_axis():
+    for src in "xyz":
+        for dst in "xyz":
+            r = rotation_to(src, dst)
+            assert np.isclose(np.linalg.det(r), 1) and np.allclose(r @ r.T, np.eye(3))
+            e = np.eye(3)["xyz".index(src)]
+            assert np.allclose(r @ e, np.eye(3)["xyz".index(dst)])
+
+
+def test_units_and_floor_are_recognised(room):
+    pts = room.points.astype(np.float64)
+    for unit, factor in (("m", 1.0), ("mm", 1000.0), ("cm", 100.0)):
+        assert guess_units(pts * factor)[0] == unit
+    assert guess_units(pts * 1e7)[0] is None  # no unit makes it a plausible scene
+    assert floor_axis(pts)[0] == "z" and floor_axis(pts @ Z_TO_Y.T)[0] == "y"
+
+
+def test_y_up_shape_is_classified_like_the_z_up_one(tmp_path, capsys):
+    """The shipped synth-shapes model (z up) on a synthetic test shape turned to y up: auto
+    finds y and gives the same ranking; forced to read it as z up, it does not."""
+    write_shapes(tmp_path, n_per_class=2, seed=3)
+    mesh = trimesh.load(sorted((tmp_path / "ModelNet40").glob("chair/test/*.off"))[0],
+                        force="mesh")
+    mesh.export(tmp_path / "z.off")
+    mesh.vertices = mesh.vertices @ Z_TO_Y.T
+    mesh.export(tmp_path / "y.off")
+    rows = {}
+    for name, extra in (("z", []), ("y", []), ("y as z", ["--up-axis", "z"])):
+        src = tmp_path / f"{name.split()[0]}.off"
+        assert main(["classify", str(src), "--weights", "synth-shapes", "--json", *extra]) == 0
+        rows[name] = json.loads(capsys.readouterr().out)[0]
+    assert rows["z"]["up_axis"] == "z" and rows["y"]["up_axis"] == "y"
+    assert rows["y"]["ranking"] == rows["z"]["ranking"]
+    assert rows["z"]["ranking"][0]["class"] == "chair"
+    assert rows["y as z"]["ranking"] != rows["z"]["ranking"]
+
+
+def test_millimetre_room_segments_like_the_metre_room(room, tmp_path, capsys):
+    write_ply(tmp_path / "m.ply", room)
+    write_ply(tmp_path / "mm.ply", dataclasses.replace(room, points=room.points * 1000.0))
+    preds = {}
+    for name in ("m", "mm"):
+        assert main(["segment", str(tmp_path / f"{name}.ply"), "--weights", "synth-rooms",
+                     "--out", str(tmp_path / f"{name}_pred.ply")]) == 0
+        out = capsys.readouterr().out
+        preds[name] = read_points(tmp_path / f"{name}_pred.ply").fields["pred"]
+        if name == "mm":
+            assert "units: mm?" in out and "scaled by 0.001" in out
+        else:
+            assert "units: metres" in out and "up axis: z (auto;" in out
+    agree = (preds["m"] == preds["mm"]).mean()
+    oa = {k: (p == room.labels).mean() for k, p in preds.items()}
+    # the same room up to float rounding of the scaled coordinates (block sampling may differ)
+    assert agree > 0.9 and abs(oa["m"] - oa["mm"]) < 0.03, (agree, oa)
+
+
+def test_colour_model_refuses_a_colourless_cloud_unless_told(room, tmp_path, capsys):
+    write_ply(tmp_path / "grey.ply", dataclasses.replace(room, colors=None))
+    seg = ["segment", str(tmp_path / "grey.ply"), "--weights", "synth-rooms", "--out",
+           str(tmp_path / "o.ply")]
+    assert main(seg) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained with colours" in err[0] and "--no-harmonise" in err[0]
+    assert not (tmp_path / "o.ply").exists()
+    assert main(seg + ["--no-harmonise"]) == 0
+    assert "rgb channels get mid grey" in capsys.readouterr().out
+
+
+def test_given_axis_and_units_are_used_as_given(room):
+    from pointgcn.engine.harmonise import harmonise
+
+    conv = conventions_of({"model": {"task": "segmentation", "in_channels": 9},
+                           "data": {"dataset": "s3dis"}})
+    pf = harmonise(room, conv, up="y", units="cm")
+    assert pf.up_axis == "y" and pf.scale == 0.01
+    np.testing.assert_allclose(pf.cloud.points, turned(room, "y", "z", 0.01).points)
+    assert any("units: cm (given)" in line for line in pf.lines)
+
+
+def test_training_records_conventions_in_checkpoints_and_cards(synth_root, tmp_path, capsys):
+    cfg = shapes_config(synth_root, epochs=1)
+    cfg["data"]["up_axis"] = "y"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    from pointgcn.models.checkpoint import read_checkpoint
+    from pointgcn.models.weights import ship_checkpoint
+
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    conv = ckpt["meta"]["conventions"]
+    assert conv["up_axis"] == "y" and conv["channels"] == ["x", "y", "z"]
+    assert conv["normalisation"].startswith("unit sphere") and conv["units"] is None
+    card = {"task": "classification", "data": "tiny", "command": "x", "metrics": {},
+            "accuracy": {"metric": "oa", "value": 0.5, "data": "t"}}
+    ship_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", "tiny", card, tmp_path / "w")
+    text = (tmp_path / "w" / "tiny.md").read_text()
+    assert "conventions (checked by `segment`/`classify` before inference): y up, unit sphere" \
+        in text
