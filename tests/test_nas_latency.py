@@ -8,7 +8,8 @@ import torch
 from apps.cli import main
 from pointgcn.errors import FormatError, InputError
 from pointgcn.nas.genotype import Genotype, decode, encode_ops
-from pointgcn.nas.latency import (GRAPH_FREE, collect, read_rows, sample_edge_ops)
+from pointgcn.nas.latency import GRAPH_FREE, collect, sample_edge_ops
+from pointgcn.nas.latency_file import read_rows
 from pointgcn.nas.latreg import fit, load_latreg, save_latreg
 from pointgcn.nas.ops import PRIMITIVES
 

@@ -26,7 +26,8 @@ from torch import nn
 from ..errors import ConfigError, FormatError, InputError
 from ..models.checkpoint import atomic_torch_save, read_checkpoint
 from .genotype import ENCODING_DIM
-from .latency import CONFIG_DEFAULTS, torch_threads
+from .latency import torch_threads
+from .latency_file import CONFIG_DEFAULTS
 
 FORMAT = "pointgcn-latreg"
 SIZE_KEYS = ("cells", "width", "points", "k")
@@ -205,14 +206,19 @@ def save_latreg(model: LatReg, path) -> None:
 
 
 def load_latreg(path) -> LatReg:
+    """The regressor in `path`; a FormatError for any file `save_latreg` did not write whole
+    (another checkpoint, missing fields, weights that do not fit or are not finite)."""
     ckpt = read_checkpoint(path)
     if ckpt.get("format") != FORMAT:
         raise FormatError(f"{path}: not a latency regressor (format {ckpt.get('format')!r})")
-    model = LatReg(int(ckpt["hidden"]), tuple(ckpt["extra_keys"]))
     try:
+        model = LatReg(int(ckpt["hidden"]), tuple(str(k) for k in ckpt["extra_keys"]))
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError:
-        raise FormatError(f"{path}: weights do not fit a LatReg of hidden={ckpt['hidden']}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        what = f"no {e.args[0]!r}" if isinstance(e, KeyError) else "weights that do not fit"
+        raise FormatError(f"{path}: a damaged latency regressor ({what})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
+        raise FormatError(f"{path}: a damaged latency regressor (weights are not finite)")
     model.meta = {"config": ckpt.get("config") or {}, "varying": ckpt.get("varying") or {},
                   "runtime": ckpt.get("runtime"),
                   "device": ckpt.get("device"), "reference_ms": ckpt.get("reference_ms")}
