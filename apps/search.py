@@ -18,6 +18,7 @@ the test split is only used to report the accuracy of the final trained LC-NAS m
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -90,6 +91,12 @@ def run(args) -> int:
                   f" (supernet, held-out part of the training split)")
         shutdown(d)
         return 0
+    from pointgcn.nas.latreg import load_latreg
+    from pointgcn.nas.pipeline import target_warnings
+
+    for warning in target_warnings(load_latreg(s["latreg"]), targets or [s["target_ms"]]):
+        if d.main:
+            print(f"warning: {warning}", file=sys.stderr)
     rows = []
     for target in targets or [s["target_ms"]]:
         run_cfg = copy.deepcopy(cfg)
@@ -101,6 +108,10 @@ def run(args) -> int:
     if d.main:
         paths = write_outputs(out, rows)
         print(format_table(rows), end="")
+        for r in rows:
+            if r["missed_target"]:
+                print(f"warning: target {r['target_ms']:g} ms missed: measured "
+                      f"{r['measured_ms']:.2f} ms", file=sys.stderr)
         print("test accuracy: trained model on the test split; val accuracy: supernet on the "
               "held-out validation split during search")
         print("written: " + ", ".join(str(p) for p in paths.values()))

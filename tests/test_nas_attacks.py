@@ -118,7 +118,7 @@ def test_fit_refuses_malformed_latency_files(tmp_path, capsys, kind):
 
 
 def _latreg(path):
-    reg, _ = fit(synthetic_rows(40), steps=5, hidden=8)
+    reg, _ = fit(synthetic_rows(40), steps=5, hidden=8, min_architectures=1)
     save_latreg(reg, path)
     return path
 
@@ -171,3 +171,15 @@ def test_predict_refuses_malformed_regressors(tmp_path, capsys, kind):
     assert main(["latency", "predict", str(reg), str(g)]) == 2
     assert str(reg) in _one_error_line(capsys)
     assert reg.read_bytes() == before
+
+
+def test_fit_refuses_too_few_architectures_and_says_why(tmp_path, capsys):
+    data = tmp_path / "lat.jsonl"
+    rows = synthetic_rows(5) * 30  # 150 rows, but 5 architectures measured 30 times each
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["latency", "fit", str(data), "--out", str(tmp_path / "r.pt"), "--steps", "5"]) == 2
+    err = _one_error_line(capsys)
+    assert "5 distinct architectures (150 rows)" in err and "≥ 100" in err and "90" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.jsonl"]
+    model, _ = fit(synthetic_rows(100), steps=5)  # the minimum itself is enough
+    assert model.meta["latency_range_ms"][0] > 4.0  # the fastest latency it trained on
