@@ -46,6 +46,7 @@ from .latency import measure_model
 from .latreg import load_latreg, normalise_ms
 from .network import DEFAULTS as MODEL_DEFAULTS
 from .search_loop import Searcher, resolve_search
+from .search_state import state_path
 
 SIZE_OF_MODEL = {"cells": "cells", "width": "channels", "k": "k"}
 HEAD_KEYS = ("stem_multiplier", "fusion_channels", "prediction")
@@ -99,20 +100,21 @@ def deploy_config(latreg, cfg: dict, data) -> dict:
     return out
 
 
-def run_search(cfg: dict, out: Path, d: Dist, progress: bool = True) -> dict:
-    """One search (and for LC-NAS, training + measurement); returns the table row/summary."""
+def run_search(cfg: dict, out: Path, d: Dist, progress: bool = True, resume: bool = False
+               ) -> dict:
+    """One search (and for LC-NAS, training + measurement); returns the table row/summary.
+    `resume`: continue the search and the final training where they stopped in `out` (a run
+    that has not started there starts afresh)."""
     s = resolve_search(cfg.get("search", {}))
+    latreg = load_latreg(s["latreg"]) if s["method"] == "lcnas" else None  # before the data
     data = build_datasets(cfg, ("train", "val"), progress=progress and d.main)
-    latreg = deploy = None
-    if s["method"] == "lcnas":
-        latreg = load_latreg(s["latreg"])
-        latreg.requires_grad_(False)
-        deploy = deploy_config(latreg, cfg, data)
-    searcher = Searcher(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy)
+    deploy = deploy_config(latreg, cfg, data) if latreg is not None else None
+    searcher = Searcher(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy,
+                        resume=resume and state_path(out).is_file())
     genotype, summary = searcher.run()
     if s["method"] != "lcnas":
         return summary
-    return finish_lcnas(cfg, genotype, summary, out, data, latreg, deploy, d, progress)
+    return finish_lcnas(cfg, genotype, summary, out, data, latreg, deploy, d, progress, resume)
 
 
 def final_run_config(cfg: dict, genotype: Genotype, data, deploy: dict) -> dict:
@@ -140,9 +142,10 @@ def test_metrics(model: torch.nn.Module, dataset, task: str, class_names, batch:
 
 
 def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dist,
-                 progress: bool) -> dict:
+                 progress: bool, resume: bool = False) -> dict:
     run_cfg = final_run_config(cfg, genotype, data, deploy)
-    trainer = Trainer(run_cfg, out / "train", data, progress=progress, dist=d)
+    resume = resume and (out / "train" / "checkpoints" / "last.pt").is_file()
+    trainer = Trainer(run_cfg, out / "train", data, resume=resume, progress=progress, dist=d)
     trainer.fit()
     if not d.main:
         return summary
