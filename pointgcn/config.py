@@ -40,18 +40,23 @@ def _merge(base: dict, over: Mapping) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: its `base:` chain leads back to itself")
     try:
         data = parse_yaml(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:  # binary, nested 10⁵ deep
+        why = str(e).splitlines()[0] if isinstance(e, yaml.YAMLError) else type(e).__name__
+        raise ConfigError(f"{path}: not valid YAML ({why})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys to values")
     if "base" in data:
-        base = read_yaml(path.parent / data.pop("base"))
+        if not isinstance(data["base"], str):
+            raise ConfigError(f"{path}: base must be a file name, got {data['base']!r}")
+        base = read_yaml(path.parent / data.pop("base"), _chain + (path.resolve(),))
         data = _merge(base, data)
     return data
 

@@ -15,6 +15,7 @@ from pointgcn.nas.latency_file import read_rows
 from pointgcn.nas.latreg import LatReg, fit, save_latreg
 
 from test_nas_latency import ARCHS, TINY, synthetic_rows
+from test_nas_search import shapes  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,3 +184,37 @@ def test_fit_refuses_too_few_architectures_and_says_why(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.jsonl"]
     model, _ = fit(synthetic_rows(100), steps=5)  # the minimum itself is enough
     assert model.meta["latency_range_ms"][0] > 4.0  # the fastest latency it trained on
+
+
+SEARCH_ATTACKS = {  # config text or a change to a valid config, the message
+    "binary config": (bytes(range(256)), "not valid YAML (UnicodeDecodeError)"),
+    "config nested 100000 deep": (b"[" * 100000, "not valid YAML (RecursionError)"),
+    "config that is its own base": (b"base: c.yaml\n", "leads back to itself"),
+    "a genotype as config": (yaml.safe_dump(GENOTYPE.to_dict()).encode(), "data.dataset"),
+    "a genotype in the supernet": ({"model": {"genotype": "g.yaml"}}, "no place in a search"),
+    "a genotype as regressor": ({"--latreg": "g.yaml"}, "not a readable checkpoint"),
+    "a latency jsonl as regressor": ({"--latreg": "lat.jsonl"}, "not a readable checkpoint"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SEARCH_ATTACKS))
+def test_search_refuses_malformed_inputs(shapes, tmp_path, capsys, kind):
+    from test_nas_search import MODEL, _config
+
+    attack, msg = SEARCH_ATTACKS[kind]
+    save_genotype(GENOTYPE, tmp_path / "g.yaml")
+    (tmp_path / "lat.jsonl").write_text(ROW + "\n")
+    options = ["--method", "sgas"]
+    if isinstance(attack, bytes):
+        (tmp_path / "c.yaml").write_bytes(attack)
+    elif "--latreg" in attack:
+        _config(tmp_path / "c.yaml", shapes)
+        options = ["--method", "lcnas", "--target-ms", "5", "--latreg",
+                   str(tmp_path / attack["--latreg"])]
+    else:
+        _config(tmp_path / "c.yaml", shapes, model={**MODEL, **attack["model"]})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["search", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o"),
+                 "--no-progress", *options]) == 2
+    assert msg in _one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no output either
