@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from apps.cli import main
-from pointgcn.errors import FormatError
+from pointgcn.errors import ConfigError, FormatError
 from pointgcn.nas.genotype import Genotype, save_genotype
 from pointgcn.nas.latency import collect
 from pointgcn.nas.latency_file import read_rows
@@ -79,12 +79,14 @@ def test_collect_keeps_a_whole_last_row_that_lacks_its_newline(tmp_path):
     assert [r["ops"] for r in read_rows(out)] == ARCHS[:2]
 
 
-def test_collect_checks_given_architectures_before_touching_the_file(tmp_path):
+def test_collect_checks_its_settings_before_touching_the_file(tmp_path):
     out = tmp_path / "lat.jsonl"
     out.write_text(ROW + "\n" + ROW[:30])  # an unfinished append of ours: collect would cut it
     before = out.read_bytes()
-    with pytest.raises(Exception, match="unknown op 'convolution'"):
+    with pytest.raises(ConfigError, match="unknown op 'convolution'"):
         collect(out, 1, TINY, archs=[["convolution"] * 9], progress=False, seed=0)
+    with pytest.raises(ConfigError, match="rounds"):
+        collect(out, 1, TINY, archs=ARCHS[:1], rounds=0, progress=False, seed=0)
     assert out.read_bytes() == before
 
 

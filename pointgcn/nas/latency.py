@@ -225,8 +225,8 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     c = resolve_config(config)
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if n < 1 or group < 1:
-        raise ConfigError("n and group must be ≥ 1")
+    if min(n, group, rounds, threads) < 1 or warmup < 0:  # before the file is touched
+        raise ConfigError("n, group, rounds and threads must be ≥ 1 and warmup ≥ 0")
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     rng = np.random.default_rng(seed)
     archs_given = archs
