@@ -24,7 +24,8 @@ def test_same_seed_same_alphas_and_genotype_at_two_threads(shapes, tmp_path, cap
     # 3 clouds a batch: two threads split one cloud's gathered rows between them, the case
     # where the gathers' gradients once took a different order (and rounding) every run
     cfg = _config(tmp_path / "c.yaml", shapes, model={**MODEL, "channels": 48, "k": 8},
-                  search={**SEARCH, "batch_size": 3, "batch_increase": 0, "max_batches": 3})
+                  search={**SEARCH, "epochs": 1, "batch_size": 3, "batch_increase": 0,
+                          "max_batches": 2})
     first, log1 = _search(cfg, tmp_path / "a", "--threads", "2")
     second, log2 = _search(cfg, tmp_path / "b", "--threads", "2")
     assert first == second
