@@ -137,8 +137,7 @@ def _run_folder(args, cfg: dict, method: str, targets) -> Path:
     states = [state_path(_sub_run(out, t, targets)) for t in targets or [None]]
     finished = out / ("search.json" if method == "sgas" else "table.json")
     if args.resume is None:
-        if finished.exists() or (out / "search.json").exists() or \
-                any(p.exists() for p in states):
+        if any(p.exists() for p in [out / "search.json", out / "table.json", *states]):
             raise InputError(f"{out} already holds a search; continue it with --resume {out} "
                              "or choose another --out")
         return out

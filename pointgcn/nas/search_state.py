@@ -86,7 +86,7 @@ def load_state(searcher) -> None:
 
 def plain(obj):
     """JSON's view of a config (tuples → lists), the form stored and compared."""
-    return json.loads(json.dumps(obj))
+    return json.loads(json.dumps(obj, default=str))
 
 
 def differences(old, new, prefix: str = "") -> list[str]:
