@@ -76,6 +76,9 @@ def test_resume_refuses_another_config_and_finished_or_missing_searches(shapes, 
     err = _one_line(capsys)
     assert "another config (search.lr: 0.005 → 0.02)" in err
     assert (out / STATE_FILE).read_bytes() == state
+    assert main(argv + ["--threads", "2"]) == 2
+    assert "saved with --threads 1, resuming with 2; give --threads 1" in _one_line(capsys)
+    torch.set_num_threads(1)
     assert main(argv[:2] + ["--method", "sgas", "--out", str(out), "--no-progress"]) == 2
     assert f"continue it with --resume {out}" in _one_line(capsys)
     assert main(argv) == 0  # nothing left to run: the genotype and search.json again

@@ -9,7 +9,8 @@ Everything else is a function of (seed, epoch). A killed epoch is run again from
 
 A resumed search must be the same search: the resolved config (data, supernet, search
 settings, seed, LC-NAS `final:`) is stored, and a different one is refused before anything
-is loaded. Loads with `weights_only=True`, like every checkpoint.
+is loaded, as are another process count or intra-op thread count (same seed, same result at
+each thread count, but matmul and norm kernels split their sums by it). Loads with `weights_only=True`, like every checkpoint.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def save_state(searcher) -> None:
     s = searcher
     atomic_torch_save({
         "format": FORMAT, "version": 1, "config": plain(s.resolved_config()),
-        "world": s.d.world, "epoch": s.epoch, "model": s.model.state_dict(),
+        "world": s.d.world, "threads": torch.get_num_threads(), "epoch": s.epoch,
+        "model": s.model.state_dict(),
         "w_opt": s.w_opt.state_dict(), "a_opt": s.a_opt.state_dict(),
         "sched": s.sched.state_dict(), "selected": list(s.decisions.selected),
         "history": [h.tolist() for h in s.decisions.history], "decisions": s.decision_log,
@@ -61,9 +63,13 @@ def load_state(searcher) -> None:
         raise InputError(f"{s.out} was searched with another config ({'; '.join(differ[:3])}"
                          f"{'; …' if len(differ) > 3 else ''}); resume with the config, "
                          "overrides and options it started with")
-    if state["world"] != s.d.world:
-        raise InputError(f"{path}: saved with {state['world']} processes, resuming with "
+    if state.get("world") != s.d.world:
+        raise InputError(f"{path}: saved with {state.get('world')} processes, resuming with "
                          f"{s.d.world}; resume with the same process count")
+    if state.get("threads") != torch.get_num_threads():  # kernels split sums by thread count
+        raise InputError(f"{path}: saved with --threads {state.get('threads')}, resuming with "
+                         f"{torch.get_num_threads()}; give --threads {state.get('threads')} "
+                         "(results differ across thread counts)")
     try:
         s.model.load_state_dict(state["model"])
         s.w_opt.load_state_dict(state["w_opt"])
