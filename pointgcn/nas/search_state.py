@@ -52,7 +52,8 @@ def save_state(searcher) -> None:
 
 
 def load_state(searcher) -> None:
-    """Put `searcher` where the saved search stopped; refuse another config or world size."""
+    """Put `searcher` where the saved search stopped; refuse another config, process count or
+    thread count, and a damaged file, before the run folder is touched."""
     s = searcher
     path = state_path(s.out)
     state = read_checkpoint(path)
@@ -78,13 +79,13 @@ def load_state(searcher) -> None:
         s.decisions.selected = [int(v) for v in state["selected"]]
         s.decisions.history = [np.asarray(h, np.float64) for h in state["history"]]
         torch.set_rng_state(state["rng"][s.d.rank])
+        s.epoch, s.batch_size = int(state["epoch"]), int(state["batch_size"])
+        s.val_stream = {k: int(state["val_stream"][k]) for k in ("cycle", "size", "pos")}
+        s.decision_log, s.log_rows = list(state["decisions"]), list(state["log"])
+        s.last_val, s.elapsed_s = dict(state["val"]), float(state["elapsed_s"])
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
         raise FormatError(f"{path}: a damaged search state ({type(e).__name__})") from None
     s.apply_decisions()
-    s.epoch, s.batch_size = int(state["epoch"]), int(state["batch_size"])
-    s.val_stream = dict(state["val_stream"])
-    s.decision_log, s.log_rows = list(state["decisions"]), list(state["log"])
-    s.last_val, s.elapsed_s = dict(state["val"]), float(state["elapsed_s"])
     if s.d.main:  # the log as of the state: lines of an epoch that was cut short go
         with atomic_path(s.out / "search_log.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(row) + "\n" for row in s.log_rows))
