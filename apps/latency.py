@@ -106,7 +106,7 @@ def _collect(args) -> int:
 def _fit(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import atomic_path
-    from pointgcn.nas.latency import read_rows
+    from pointgcn.nas.latency_file import read_rows
     from pointgcn.nas.latreg import fit, save_latreg
     from pointgcn.viz.plots import plot_latency_fit
 

@@ -125,8 +125,8 @@ def check_paths(parser: argparse.ArgumentParser, args) -> None:
         if isinstance(action.type, Output):
             check_output(path, _option(action), action.type.suffixes, others, action.type.append)
             continue
-        for other in others:
-            if _same(path, other):
+        for other in others:  # a run folder read and written again (--resume) is fine
+            if _same(path, other) and not other.is_dir():
                 raise InputError(f"{_option(action)} {path} is also {other}; it would be "
                                  "overwritten")
         if path.exists() and not path.is_dir():

@@ -11,6 +11,9 @@
   pointgcn search CONFIG --method lcnas --latreg latreg.pt --targets 15,20,25 --out runs/sweep
       → one search per target in DIR/target_<T>ms/, the table, candidates and DIR/pareto.png
   torchrun --nproc_per_node=2 -m apps.cli search CONFIG …     (data-parallel search)
+  pointgcn search CONFIG [same overrides and options] --resume DIR
+      → continues a stopped or killed search (DIR/search_state.pt, written after every epoch)
+        to exactly the result of an uninterrupted one; a different config is refused
 
 Weights are trained on the training split and α on the validation split held out from it;
 the test split is only used to report the accuracy of the final trained LC-NAS models.
@@ -18,6 +21,7 @@ the test split is only used to report the accuracy of the final trained LC-NAS m
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--method", choices=("sgas", "lcnas"), help="default: the config's")
     p.add_argument("--criterion", type=int, choices=(1, 2), help="SGAS criterion")
     p.add_argument("--out", type=OutputFolder(), help="output folder (default runs/search-<name>-<time>)")
+    p.add_argument("--resume", type=Input(), metavar="RUN_DIR",
+                   help="continue the stopped search in RUN_DIR exactly (same CONFIG, overrides "
+                        "and options as it started with)")
     p.add_argument("--latreg", type=Input(), help="LC-NAS: latency regressor (pointgcn latency fit)")
     p.add_argument("--target-ms", type=float, help="LC-NAS: latency target T in ms")
     p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
@@ -77,33 +84,68 @@ def run(args) -> int:
                          "--method lcnas")
     if s["method"] == "lcnas" and not Path(s["latreg"]).is_file():
         raise InputError(f"latency regressor not found: {s['latreg']}")
-    name = cfg.get("name") or Path(args.config).stem
-    out = args.out or Path("runs") / f"search-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "search.json").exists() or (out / "table.json").exists():
-        raise InputError(f"{out} already holds a search; choose another --out")
-    progress = not args.no_progress
+    out = _run_folder(args, cfg, s["method"], targets)
+    progress, resume = not args.no_progress, args.resume is not None
     d = init_distributed()
     if s["method"] == "sgas":
-        summary = run_search(cfg, out, d, progress)
+        summary = run_search(cfg, out, d, progress, resume)
         if d.main:
             print(f"genotype: {summary['genotype_text']}\nwritten: {out / 'genotype.yaml'}\n"
                   f"validation {summary['key_metric']} {summary['val'].get(summary['key_metric'], 0):.4f}"
                   f" (supernet, held-out part of the training split)")
         shutdown(d)
         return 0
+    from pointgcn.nas.latreg import load_latreg
+    from pointgcn.nas.pipeline import target_warnings
+
+    for warning in target_warnings(load_latreg(s["latreg"]), targets or [s["target_ms"]]):
+        if d.main:
+            print(f"warning: {warning}", file=sys.stderr)
     rows = []
     for target in targets or [s["target_ms"]]:
         run_cfg = copy.deepcopy(cfg)
         run_cfg["search"]["target_ms"] = target
-        sub = out / f"target_{target:g}ms" if targets else out
-        result = run_search(run_cfg, sub, d, progress)
+        result = run_search(run_cfg, _sub_run(out, target, targets), d, progress, resume)
         if d.main:
             rows.append(result["row"])
     if d.main:
         paths = write_outputs(out, rows)
         print(format_table(rows), end="")
+        for r in rows:
+            if r["missed_target"]:
+                print(f"warning: target {r['target_ms']:g} ms missed: measured "
+                      f"{r['measured_ms']:.2f} ms", file=sys.stderr)
         print("test accuracy: trained model on the test split; val accuracy: supernet on the "
               "held-out validation split during search")
         print("written: " + ", ".join(str(p) for p in paths.values()))
     shutdown(d)
     return 0
+
+
+def _sub_run(out: Path, target, targets) -> Path:
+    """Where one search of a run lives: the run folder, or one folder per target of a sweep."""
+    return out / f"target_{target:g}ms" if targets else out
+
+
+def _run_folder(args, cfg: dict, method: str, targets) -> Path:
+    """The run folder: a new one, or with --resume one holding a search that has not finished."""
+    from pointgcn.errors import InputError
+    from pointgcn.nas.search_state import STATE_FILE, state_path
+
+    out = args.resume or args.out or \
+        Path("runs") / f"search-{cfg.get('name') or Path(args.config).stem}-" \
+                       f"{time.strftime('%Y%m%d-%H%M%S')}"
+    states = [state_path(_sub_run(out, t, targets)) for t in targets or [None]]
+    finished = out / ("search.json" if method == "sgas" else "table.json")
+    if args.resume is None:
+        if any(p.exists() for p in [out / "search.json", out / "table.json", *states]):
+            raise InputError(f"{out} already holds a search; continue it with --resume {out} "
+                             "or choose another --out")
+        return out
+    if args.out is not None and args.out != args.resume:
+        raise InputError("--resume continues in RUN_DIR; leave out --out")
+    if finished.exists():
+        raise InputError(f"{out}: this search has finished ({finished.name}); nothing to resume")
+    if not any(p.is_file() for p in states):
+        raise InputError(f"{out}: no search to resume (no {STATE_FILE})")
+    return out

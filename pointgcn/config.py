@@ -52,8 +52,9 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
         raise ConfigError("config base cycle: " + " → ".join(str(p) for p in chain))
     try:
         data = parse_yaml(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:  # binary, nested 10⁵ deep
+        why = str(e).splitlines()[0] if isinstance(e, yaml.YAMLError) else type(e).__name__
+        raise ConfigError(f"{path}: not valid YAML ({why})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys to values")
     if "base" in data:

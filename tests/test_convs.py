@@ -203,3 +203,27 @@ def test_learnable_parameters_receive_gradients(graph):
         assert getattr(conv.aggr, name).grad is not None and conv.msg_scale.grad is not None
     sg = make_conv("gen", CIN, CIN, aggr="softmax_sg").double()
     assert not sg.aggr.t.requires_grad
+
+
+def test_neighbour_gather_gradient_is_bit_identical_at_any_thread_count():
+    """The gather's backward adds every row's gradients in index order: indexing's own
+    backward added them with atomic adds from several threads, which made SGAS return
+    different α (and genotypes) from run to run at 2 threads."""
+    from pointgcn.nn import gather_neighbors
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(5, 128, 8, generator=g)  # 5 clouds: the threads' halves split one cloud
+    idx = torch.randint(0, 128, (5, 128, 9), generator=g)
+    weight = torch.randn(5, 128, 9, 8, generator=g)
+    old = torch.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2, 2, 2, 2, 2):
+            torch.set_num_threads(threads)
+            x = x0.clone().requires_grad_(True)
+            (gather_neighbors(x, idx) * weight).sum().backward()
+            grads.append(x.grad)
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(grads[0], other) for other in grads[1:])
+    assert torch.equal(gather_neighbors(x0, idx), x0[torch.arange(5).view(5, 1, 1), idx])

@@ -8,7 +8,8 @@ import torch
 from apps.cli import main
 from pointgcn.errors import FormatError, InputError
 from pointgcn.nas.genotype import Genotype, decode, encode_ops
-from pointgcn.nas.latency import (GRAPH_FREE, collect, read_rows, sample_edge_ops)
+from pointgcn.nas.latency import GRAPH_FREE, collect, sample_edge_ops
+from pointgcn.nas.latency_file import read_rows
 from pointgcn.nas.latreg import fit, load_latreg, save_latreg
 from pointgcn.nas.ops import PRIMITIVES
 
@@ -265,7 +266,7 @@ def test_pipeline_hashes_with_the_weights_helper():
 def test_fit_splits_by_architecture_and_takes_the_reference_from_training_rows():
     base = synthetic_rows(30, seed=3, sizes=[1, 2])
     rows = [dict(r, reference_ms=10.0 + i) for i, r in enumerate(base * 4)]  # each arch 4×
-    model, report = fit(rows, holdout=0.25, steps=5)
+    model, report = fit(rows, holdout=0.25, steps=5, min_architectures=1)
     hold = set(model.holdout["rows"])
     train = [i for i in range(len(rows)) if i not in hold]
 

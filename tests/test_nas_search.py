@@ -115,12 +115,20 @@ def test_lcnas_sweep_writes_table_cards_candidates_and_pareto(shapes, tmp_path, 
     save_latreg(reg, tmp_path / "latreg.pt")
     cfg = _config(tmp_path / "lc.yaml", shapes, final={"train": {"epochs": 1, "batch_size": 4}})
     out = tmp_path / "sweep"
+    # 0.01 ms: below every latency the regressor saw (≥ 4 ms) and beyond any CPU → missed
     assert main(["search", str(cfg), "--method", "lcnas", "--latreg", str(tmp_path / "latreg.pt"),
-                 "--targets", "12,40", "--out", str(out), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+                 "--targets", "0.01,1000", "--out", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    printed, warned = captured.out, captured.err.strip().splitlines()
     assert "| target (ms) |" in printed and "test accuracy" in printed
+    assert "| MISSED (+" in printed and "MISSED: measured more than 10% above" in printed
+    assert len(warned) == 2 and warned[0].startswith("warning: target 0.01 ms lies below every "
+                                                     "latency the regressor was trained on")
+    assert warned[1].startswith("warning: target 0.01 ms missed: measured")
     table = json.loads((out / "table.json").read_text())
-    assert [r["target_ms"] for r in table] == [12.0, 40.0]
+    assert [r["target_ms"] for r in table] == [0.01, 1000.0]
+    assert [r["missed_target"] for r in table] == [True, False]
+    assert "MISSED" in (out / "table.md").read_text()
     for r in table:
         assert r["predicted_ms"] > 0 and r["measured_ms"] > 0 and r["params"] > 0
         assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
@@ -134,9 +142,11 @@ def test_lcnas_sweep_writes_table_cards_candidates_and_pareto(shapes, tmp_path, 
         assert (c["task"], c["in_channels"], c["points"]) == ("classification", 3, 32)
         assert c["accuracy"]["metric"] == "oa" and "test split" in c["accuracy"]["data"]
         assert c["latency_ms"]["measured"] == r["measured_ms"]
+        assert c["missed_target"] == r["missed_target"]
         card = json.loads((file.parent / "model_card.json").read_text())
         assert card["genotype"]["cells"] == 1 and card["accuracy"]["test"] == r["test_accuracy"]
         assert card["latency_ms"]["target"] == r["target_ms"]
+        assert card["latency_ms"]["missed_target"] == r["missed_target"]
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     # the export engineer's budget selection reads the file as a manifest
     from pointgcn.export import load_candidates

@@ -157,7 +157,7 @@ def test_searcher_freezes_decided_alpha_and_prunes(tmp_path):
     # fix edges 5 and 6 (node 2) → 7 and 8 are pruned; frozen rows must not move
     s.decisions.selected = [-1, -1, -1, -1, -1, 3, 4, -1, -1]
     s.decisions.prune()
-    s._apply_decisions()
+    s.apply_decisions()
     assert s.model.selected == [-1, -1, -1, -1, -1, 3, 4, 0, 0]
     before = s.model.alpha_matrix().detach().clone()
     feats, labels = next(iter(s._batches(s.data.val, np.arange(4), 4)))

@@ -197,6 +197,6 @@ def load_genotype(source) -> Genotype:
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
         raise FormatError(f"{path}: not a readable genotype file ({type(e).__name__})") from None
     return Genotype.from_dict(data, where=str(path))

@@ -16,15 +16,8 @@ reference architecture (`REFERENCE_OPS`); its median is stored with each row, so
 can divide out slow drifts of the machine between groups (measured here: the spread of
 repeated medians of the same models drops from ≈ 2 % to ≈ 1 % after that normalisation).
 
-Row (one JSON object per line, appended with one O_APPEND write so parallel collectors and an
-interrupted run never leave a half row; a reader skips a final line without its newline):
-
-    {"encoding": [90 × 0/1], "ops": [9 op names], "config": {points, width, cells, k,
-     in_channels, n_classes, task, batch, stem_multiplier, fusion_channels, prediction},
-     "device": {cpu, machine, cores, torch, …, id}, "runtime": "torch" | "onnxruntime",
-     "threads": 1, "sampling": "uniform" | "stratified" | "given", "latency_ms": median,
-     "stats": {"min", "p25", "p75", "wall_median", "clock": "cpu" | "wall", "rounds",
-     "warmup"}, "reference_ms": median of the group's reference, "timestamp": "2024-…+00:00"}
+Rows go to a jsonl file (`latency_file`: its format, reading, and the checks before an
+append).
 """
 from __future__ import annotations
 
@@ -41,16 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, FormatError, InputError
+from ..errors import ConfigError
 from .genotype import N_EDGES, Genotype, encode_ops
+from .latency_file import CONFIG_DEFAULTS, append_row, prepare_append
 from .ops import PRIMITIVES
 
 RUNTIMES = ("torch", "onnxruntime")
-# The measured network: cells of `width` channels on `points` points, and the head around them
-# (as configs/nas_sgas_modelnet40.yaml). Every key is stored with each row.
-CONFIG_DEFAULTS = dict(points=1024, width=32, cells=2, k=9, in_channels=3, n_classes=40,
-                       task="classification", batch=1, stem_multiplier=3, fusion_channels=1024,
-                       prediction=[512, 256])
 # A mid-cost cell timed in every group as the yardstick for machine drift.
 REFERENCE_OPS = ["edge_conv", "conv_1x1", "mr_conv", "skip_connect", "none", "gat", "gin",
                  "none", "conv_1x1"]
@@ -228,19 +217,6 @@ def measure_model(model: torch.nn.Module, config: dict, runtime: str = "torch",
     return {**stats, "reference_ms": ref_stats["median"]}
 
 
-def append_row(path: str | Path, row: dict) -> None:
-    """Append one JSON line with a single O_APPEND write (never a half line from us)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(row, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = "torch",
             threads: int = 1, warmup: int = 3, rounds: int = 20, group: int = 8,
             seed: int | None = None, progress: bool = True, archs: list | None = None,
@@ -249,15 +225,17 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     c = resolve_config(config)
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if n < 1 or group < 1:
-        raise ConfigError("n and group must be ≥ 1")
+    if min(n, group, rounds, threads) < 1 or warmup < 0:  # before the file is touched
+        raise ConfigError("n, group, rounds and threads must be ≥ 1 and warmup ≥ 0")
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     rng = np.random.default_rng(seed)
     archs_given = archs
     archs = [list(a) for a in archs] if archs is not None else \
         [sample_edge_ops(rng, sampling) for _ in range(n)]
+    for ops in archs:  # an unknown op or a wrong edge count fails before the file is touched
+        Genotype.from_edge_ops(ops)
     device = device_fingerprint(runtime, threads)
-    _check_appendable(Path(out), c, runtime, device)
+    prepare_append(Path(out), c, runtime, device)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -282,88 +260,3 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     if bar is not None:
         bar.close()
     return written
-
-
-def repair_tail(path: Path) -> None:
-    """Cut a final line without its newline (an interrupted append) so that the next append
-    starts on a line of its own; complete rows are kept."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    keep = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-    print(f"note: {path}: dropped an unfinished last line ({len(data) - keep} bytes)")
-
-
-def _check_appendable(path: Path, config: dict, runtime: str, device: dict) -> None:
-    """Refuse to append rows that `latreg.fit` could not fit together with the file's rows."""
-    repair_tail(path)
-    if not path.is_file() or not path.read_bytes().strip():
-        return
-    for i, row in enumerate(read_rows(path), 1):
-        old = {**CONFIG_DEFAULTS, **row["config"]}
-        differ = sorted(k for k in set(old) | set(config)
-                        if k not in ("cells", "width", "points", "k")
-                        and old.get(k) != config.get(k))
-        if row["runtime"] != runtime:
-            differ.append("runtime")
-        if (row.get("device") or {}).get("id") != device["id"]:
-            differ.append("device id (machine, runtime, threads or pointgcn version)")
-        if differ:
-            raise InputError(f"{path}: its rows differ from these in {', '.join(differ)}; "
-                             "one regressor fits one head, device and runtime — use another file")
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a latency file, checked; a final line without newline (interrupted) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"latency file not found: {path}")
-    text = path.read_text(errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:
-        lines.pop()  # no trailing newline: an append that did not finish
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{i}: not a JSON object ({e.msg})") from None
-        _check_row(row, f"{path}:{i}")
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{path}: no latency rows")
-    return rows
-
-
-def _check_row(row, where: str) -> None:
-    if not isinstance(row, dict):
-        raise FormatError(f"{where}: a row must be a JSON object")
-    for key in ("encoding", "config", "latency_ms", "runtime"):
-        if key not in row:
-            raise FormatError(f"{where}: row has no {key!r}")
-    enc = row["encoding"]
-    if not isinstance(enc, list) or len(enc) != N_EDGES * len(PRIMITIVES) or \
-            any(v not in (0, 1) or isinstance(v, (bool, str)) for v in enc):
-        raise FormatError(f"{where}: encoding must be a list of {N_EDGES * len(PRIMITIVES)} "
-                          "0/1 numbers")
-    per_edge = np.asarray(enc, np.float64).reshape(N_EDGES, len(PRIMITIVES)).sum(1)
-    if not (per_edge == 1).all():
-        raise FormatError(f"{where}: encoding must have exactly one 1 per edge (edges "
-                          f"{np.flatnonzero(per_edge != 1).tolist()} do not)")
-    lat = row["latency_ms"]
-    if not isinstance(lat, (int, float)) or isinstance(lat, bool) or not lat > 0:
-        raise FormatError(f"{where}: latency_ms must be a positive number, got {lat!r}")
-    if not isinstance(row["config"], dict):
-        raise FormatError(f"{where}: config must be an object")
-    for key in ("points", "width", "cells", "k"):
-        v = row["config"].get(key, CONFIG_DEFAULTS[key])
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise FormatError(f"{where}: config {key} must be a positive integer, got {v!r}")

@@ -15,7 +15,8 @@ regressor later go through the same map (`normalise_ms`). R is stored with the m
 File (torch, loads with weights_only=True): {"format": "pointgcn-latreg", "version": 1,
 "state_dict", "hidden", "extra_keys", "config" (the network config keys that were constant),
 "varying" (the values seen of the others), "runtime",
-"device", "reference_ms" (or None), "metrics"}.
+"device", "reference_ms" (or None), "latency_range_ms" ([min, max] of the training targets, ms),
+"metrics"}.
 """
 from __future__ import annotations
 
@@ -26,10 +27,16 @@ from torch import nn
 from ..errors import ConfigError, FormatError, InputError
 from ..models.checkpoint import atomic_torch_save, read_checkpoint
 from .genotype import ENCODING_DIM
-from .latency import CONFIG_DEFAULTS, torch_threads
+from .latency import torch_threads
+from .latency_file import CONFIG_DEFAULTS
 
 FORMAT = "pointgcn-latreg"
 SIZE_KEYS = ("cells", "width", "points", "k")
+# Fewest distinct architectures `fit` accepts. The MLP reads a 90-entry one-hot (9 edges ×
+# 10 ops); with fewer architectures than inputs even a linear map fits the training rows
+# exactly (5 rows: train MAPE 0.09 %, held-out 11.9 %), and the held-out error of a handful of
+# rows is noise. 100 also leaves 20 held out at the default split.
+MIN_ARCHITECTURES = 100
 
 
 class LatReg(nn.Module):
@@ -101,12 +108,19 @@ def rows_to_arrays(rows: list[dict], normalise: bool = True):
     return enc, sizes, y, meta
 
 
-def grouped_split(enc: np.ndarray, sizes: np.ndarray, holdout: float, seed: int):
+def grouped_split(enc: np.ndarray, sizes: np.ndarray, holdout: float, seed: int,
+                  min_architectures: int = MIN_ARCHITECTURES):
     """(held-out, train) row indices; rows of one architecture (encoding + sizes) stay on one
     side, so a repeated measurement never tests the regressor on what it trained on."""
     _, group = np.unique(np.concatenate([enc, sizes], axis=1), axis=0, return_inverse=True)
     group = group.reshape(-1)
     n_groups = int(group.max()) + 1
+    if n_groups < min_architectures:
+        raise InputError(f"{n_groups} distinct architectures ({len(group)} rows) are too few to "
+                         f"fit the latency regressor: it needs ≥ {min_architectures}, as it reads "
+                         f"{ENCODING_DIM} one-hot inputs and with fewer architectures it fits its "
+                         "training rows exactly, so neither error says how it prices a new cell "
+                         "(collect more with `pointgcn latency collect`)")
     n_hold = max(1, int(round(holdout * n_groups)))
     if n_groups - n_hold < 2:
         raise InputError(f"{n_groups} distinct architectures are too few to fit and hold out "
@@ -118,13 +132,15 @@ def grouped_split(enc: np.ndarray, sizes: np.ndarray, holdout: float, seed: int)
 
 def fit(rows: list[dict], holdout: float = 0.2, seed: int = 0, hidden: int = 64,
         steps: int = 2000, lr: float = 3e-3, weight_decay: float = 1e-4,
-        normalise: bool = True) -> tuple[LatReg, dict]:
-    """Train on a random (1 − holdout) of the rows; report metrics on both parts."""
+        normalise: bool = True, min_architectures: int = MIN_ARCHITECTURES
+        ) -> tuple[LatReg, dict]:
+    """Train on a random (1 − holdout) of the rows; report metrics on both parts. Fewer than
+    `min_architectures` distinct architectures are refused (see MIN_ARCHITECTURES)."""
     if not 0 < holdout < 1:
         raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
     enc, sizes, y, meta = rows_to_arrays(rows, normalise)
     n = len(y)
-    hold, train = grouped_split(enc, sizes, holdout, seed)
+    hold, train = grouped_split(enc, sizes, holdout, seed, min_architectures)
     n_hold = len(hold)
     refs = meta.pop("refs")
     meta["reference_ms"] = None
@@ -132,6 +148,8 @@ def fit(rows: list[dict], holdout: float = 0.2, seed: int = 0, hidden: int = 64,
         refs = np.asarray(refs, np.float64)
         meta["reference_ms"] = float(np.median(refs[train]))
         y = y * meta["reference_ms"] / refs
+    # the latencies it has seen: a target below them asks for a cell it cannot price
+    meta["latency_range_ms"] = [float(y[train].min()), float(y[train].max())]
     varying = [i for i, k in enumerate(SIZE_KEYS) if np.unique(sizes[:, i]).size > 1]
     keys = tuple(SIZE_KEYS[i] for i in varying)
     meta["config"] = {**meta.pop("fixed"), **{k: int(sizes[0, i]) for i, k in enumerate(SIZE_KEYS)
@@ -201,20 +219,27 @@ def save_latreg(model: LatReg, path) -> None:
                        "config": dict(meta.get("config") or {}),
                        "varying": dict(meta.get("varying") or {}), "runtime": meta.get("runtime"),
                        "device": meta.get("device"), "reference_ms": meta.get("reference_ms"),
+                       "latency_range_ms": meta.get("latency_range_ms"),
                        "metrics": getattr(model, "report", {})}, path)
 
 
 def load_latreg(path) -> LatReg:
+    """The regressor in `path`; a FormatError for any file `save_latreg` did not write whole
+    (another checkpoint, missing fields, weights that do not fit or are not finite)."""
     ckpt = read_checkpoint(path)
     if ckpt.get("format") != FORMAT:
         raise FormatError(f"{path}: not a latency regressor (format {ckpt.get('format')!r})")
-    model = LatReg(int(ckpt["hidden"]), tuple(ckpt["extra_keys"]))
     try:
+        model = LatReg(int(ckpt["hidden"]), tuple(str(k) for k in ckpt["extra_keys"]))
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError:
-        raise FormatError(f"{path}: weights do not fit a LatReg of hidden={ckpt['hidden']}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        what = f"no {e.args[0]!r}" if isinstance(e, KeyError) else "weights that do not fit"
+        raise FormatError(f"{path}: a damaged latency regressor ({what})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
+        raise FormatError(f"{path}: a damaged latency regressor (weights are not finite)")
     model.meta = {"config": ckpt.get("config") or {}, "varying": ckpt.get("varying") or {},
                   "runtime": ckpt.get("runtime"),
-                  "device": ckpt.get("device"), "reference_ms": ckpt.get("reference_ms")}
+                  "device": ckpt.get("device"), "reference_ms": ckpt.get("reference_ms"),
+                  "latency_range_ms": ckpt.get("latency_range_ms")}
     model.report = ckpt.get("metrics") or {}
     return model.eval().requires_grad_(False)  # an inference artifact: never trained further

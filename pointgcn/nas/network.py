@@ -122,6 +122,9 @@ class SearchNetwork(_CellNetwork):
 
     def __init__(self, cfg: dict):
         c = resolve(cfg, need_genotype=False)
+        if c["genotype"] is not None:  # it would be ignored: say so rather than search anyway
+            raise ConfigError("model.genotype has no place in a search: the supernet searches "
+                              "the cell (train a genotype with model name: nas)")
         super().__init__(c, lambda i, c_pp, c_p, kw: SearchCell(c_pp, c_p, c["channels"], **kw))
         self.alphas = nn.ParameterList(nn.Parameter(1e-3 * torch.randn(N_OPS))
                                        for _ in range(N_EDGES))

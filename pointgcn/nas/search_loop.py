@@ -11,6 +11,8 @@ before each step (one all-reduce of the flattened gradients per step), so α, an
 decision, is the same on all ranks; BatchNorm buffers are taken from rank 0 each epoch, and a
 checksum of α is compared across ranks at each decision. Only rank 0 writes files.
 
+After every epoch the state to resume from goes to `search_state.pt` (`search_state`).
+
 Config `search:` section (defaults = the SGAS point-cloud code):
     method: sgas | lcnas     criterion: 1 | 2     epochs: null (= warmup + freq·5 + post + 1)
     warmup_epochs: 9   decision_freq: 7   post_epochs: 5   history_size: 4
@@ -38,6 +40,7 @@ from ..io.atomic import atomic_path
 from .genotype import Genotype, save_genotype
 from .lcnas import ENCODINGS, latency_loss, search_encoding
 from .network import SearchNetwork
+from .search_state import load_state, save_state
 from .sgas import DecisionState, is_decision_epoch, schedule_length
 
 SEARCH_DEFAULTS = dict(
@@ -115,7 +118,8 @@ def allreduce_mean(d: Dist, tensors: list[torch.Tensor]) -> None:
 
 class Searcher:
     def __init__(self, cfg: dict, out_dir, data, d: Dist | None = None, progress: bool = True,
-                 latreg=None, deploy_config: dict | None = None):
+                 latreg=None, deploy_config: dict | None = None, resume: bool = False):
+        """`resume`: continue from `out_dir/search_state.pt` (see `search_state`)."""
         self.cfg, self.out, self.data, self.progress = cfg, Path(out_dir), data, progress
         self.d = d or Dist()
         self.s = resolve_search(cfg.get("search", {}))
@@ -143,9 +147,16 @@ class Searcher:
         self.latreg, self.deploy = latreg, deploy_config or {}
         self.lat_extras = latreg.extras_for(self.deploy) if latreg is not None else None
         self.batch_size = s["batch_size"]
-        self._val_cycle, self._val_order = 0, iter(())
+        # where α's validation stream stands: cycle (its seeded order), batch size, next batch
+        self.val_stream = {"cycle": -1, "size": self.batch_size, "pos": 0}
         self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.epoch, self.elapsed_s, self.last_val = 0, 0.0, {}
+        self.decision_log: list[dict] = []
+        self.log_rows: list[dict] = []
         self._files_started = False  # search_config.yaml / search_log.jsonl (`_start_files`)
+        if resume:
+            load_state(self)
+            self._files_started = True
 
     # ---- helpers ------------------------------------------------------------------------
     def _broadcast(self, tensors) -> None:
@@ -167,13 +178,17 @@ class Searcher:
             yield collate([dataset[int(i)] for i in part])
 
     def _next_val_batch(self):
-        batch = next(self._val_order, None)
-        if batch is None:
-            order = epoch_order(len(self.data.val), self.seed + 1, self._val_cycle, True, self.d)
-            self._val_cycle += 1
-            self._val_order = self._batches(self.data.val, order, self.batch_size, train=True)
-            batch = next(self._val_order)
-        return batch
+        """α's next validation batch: cycle after cycle over the split, each cycle in its own
+        seeded order and batched at the batch size of its start."""
+        v = self.val_stream
+        if v["cycle"] < 0 or v["pos"] >= len(self._val_cycle(v)):
+            v.update(cycle=v["cycle"] + 1, size=self.batch_size, pos=0)
+        v["pos"] += 1
+        return collate([self.data.val[int(i)] for i in self._val_cycle(v)[v["pos"] - 1]])
+
+    def _val_cycle(self, v: dict) -> list[np.ndarray]:
+        order = epoch_order(len(self.data.val), self.seed + 1, v["cycle"], True, self.d)
+        return self._split(order, v["size"], train=True)
 
     def _active_alphas(self) -> list[torch.nn.Parameter]:
         return [a for a in self.model.alphas if a.requires_grad]
@@ -282,11 +297,13 @@ class Searcher:
             raise RuntimeError(f"ranks disagree on α ({sums}); gradients were not averaged")
 
     # ---- the loop -----------------------------------------------------------------------
+    def resolved_config(self) -> dict:
+        """The config with every default spelled out (search_config.yaml; a resume compares it)."""
+        return {**self.cfg, "search": dict(self.s), "model": dict(self.model.cfg)}
+
     def run(self) -> tuple[Genotype, dict]:
-        s, started = self.s, time.time()
-        decisions = []
-        val = {}
-        for epoch in range(s["epochs"]):
+        s, started = self.s, time.time() - self.elapsed_s
+        for epoch in range(self.epoch, s["epochs"]):
             t0 = time.time()
             train = self.train_epoch(epoch)
             self._broadcast(self.model.buffers())
@@ -298,8 +315,8 @@ class Searcher:
                                                              s["decision_freq"]):
                 self._check_in_sync()
                 decision = self.decisions.decide(probs, scores, epoch + 1).to_dict()
-                decisions.append(decision)
-                self._apply_decisions()
+                self.decision_log.append(decision)
+                self.apply_decisions()
                 self.batch_size += s["batch_increase"]
             row = {"epoch": epoch + 1, "lr": self.w_opt.param_groups[0]["lr"],
                    "batch_size": self.batch_size, "train": train, "val": val,
@@ -312,13 +329,16 @@ class Searcher:
                 row["predicted_ms"] = float(lat)
             self._log(row)
             self.sched.step()
+            self.epoch, self.last_val = epoch + 1, val
+            self.elapsed_s = time.time() - started
+            save_state(self)
         probs = self.model.mixing_weights().detach().double().numpy()
         genotype = self.decisions.genotype(
             probs, **self.model.genotype_config(), method=s["method"], criterion=s["criterion"])
         summary = {"method": s["method"], "criterion": s["criterion"], "epochs": s["epochs"],
                    "world": self.d.world, "genotype": genotype.to_dict(),
-                   "genotype_text": genotype.describe(), "decisions": decisions,
-                   "val": {k: v for k, v in val.items() if k != "confusion"},
+                   "genotype_text": genotype.describe(), "decisions": self.decision_log,
+                   "val": {k: v for k, v in self.last_val.items() if k != "confusion"},
                    "key_metric": self.key, "elapsed_s": round(time.time() - started, 1)}
         if self.latreg is not None:
             enc = torch.as_tensor(genotype.encoding())
@@ -338,11 +358,10 @@ class Searcher:
             return
         self._files_started = True
         self.out.mkdir(parents=True, exist_ok=True)
-        dump_config({**self.cfg, "search": dict(self.s), "model": dict(self.model.cfg)},
-                    self.out / "search_config.yaml")  # resolved: every default spelled out
+        dump_config(self.resolved_config(), self.out / "search_config.yaml")
         (self.out / "search_log.jsonl").write_text("")
 
-    def _apply_decisions(self) -> None:
+    def apply_decisions(self) -> None:
         self.model.selected = list(self.decisions.selected)
         for a, sel in zip(self.model.alphas, self.model.selected):
             if sel != -1:
@@ -350,6 +369,7 @@ class Searcher:
                 a.grad = None
 
     def _log(self, row: dict) -> None:
+        self.log_rows.append(row)
         if not self.d.main:
             return
         self._start_files()
