@@ -19,6 +19,7 @@ STAGES = {
     "eval": "apps.evaluate",
     "segment": "apps.segment",
     "classify": "apps.classify",
+    "adapt": "apps.adapt",
     "export": "apps.export",
     "bench": "apps.bench",
     "latency": "apps.latency",

@@ -41,6 +41,9 @@ def add_arguments(parser):
                        help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
                             f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--style", choices=("default", "shifted"), default="default",
+                       help="rooms: shifted = another scanner and building (3× noise, half "
+                            "the points, warm colours, other room mix) to test transfer")
     synth.add_argument("--overwrite", action="store_true",
                        help="replace an earlier `data synth` output of this kind (refused if it "
                             "holds anything synth did not write)")
@@ -86,7 +89,10 @@ def _synth(args) -> int:
     writer, key = {"rooms": (synthetic.write_rooms, "n_rooms"),
                    "shapes": (synthetic.write_shapes, "n_per_class"),
                    "parts": (synthetic.write_parts, "n_shapes")}[args.kind]
-    path = writer(args.out, **{key: n}, seed=args.seed, overwrite=args.overwrite)
+    if args.style != "default" and args.kind != "rooms":
+        raise InputError("--style applies to rooms only")
+    style = {"style": args.style} if args.kind == "rooms" else {}
+    path = writer(args.out, **{key: n}, seed=args.seed, overwrite=args.overwrite, **style)
     print(f"wrote {args.kind} to {path}")
     return 0
 

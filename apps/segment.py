@@ -50,6 +50,7 @@ def run(args) -> int:
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
+    from pointgcn.io.columns import labels_field
     from pointgcn.viz.palettes import class_colors
 
     if args.batch < 1:
@@ -61,7 +62,7 @@ def run(args) -> int:
     if report.n_faces:
         print(f"note: a mesh: labelling its {len(cloud)} vertices ({report.n_faces} faces kept "
               "out of the output)")
-    truth = _truth(cloud, args.labels)
+    truth = labels_field(cloud, args.labels)
     fields, notes = ply_safe_fields(cloud.fields)  # settle the output's fields before the work
     cloud = dataclasses.replace(cloud, fields=fields)
     for note in notes:
@@ -120,23 +121,6 @@ def _mean_top_probability(logits) -> float:
     z = logits - logits.max(1, keepdims=True)
     p = np.exp(z)
     return float((p.max(1) / p.sum(1)).mean())
-
-
-def _truth(cloud, field: str | None):
-    """The ground truth to score: the file's named labels, or the field --labels names."""
-    import numpy as np
-
-    from pointgcn.errors import InputError
-    from pointgcn.io.columns import as_labels
-
-    if field is None:
-        return cloud.labels
-    if field in ("label", "labels") and cloud.labels is not None:
-        return cloud.labels
-    if field not in cloud.fields:
-        have = ", ".join(["label"] * (cloud.labels is not None) + sorted(cloud.fields)) or "none"
-        raise InputError(f"--labels {field}: the input has no such field (it has: {have})")
-    return as_labels(np.asarray(cloud.fields[field]), str(cloud.source), field)
 
 
 def _scorable(truth, names, explicit: bool) -> tuple[bool, str]:

@@ -85,7 +85,7 @@ def test_unnamed_columns_are_never_scored(models, tmp_path, capsys, layout):
         assert code == 0 and "against the file's labels: OA" in out
     else:
         one_line_error(capsys, "beyond this model's classes", *seg, "--labels", "scalar")
-    one_line_error(capsys, "no such field", *seg, "--labels", "intensity")
+    one_line_error(capsys, "no field 'intensity'", *seg, "--labels", "intensity")
 
 
 def test_las_classification_is_not_scored_as_s3dis_classes(models, tmp_path, capsys,

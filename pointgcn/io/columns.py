@@ -152,3 +152,17 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
     if table.shape[1] in (6, 7) and _looks_like_normals(table[:, 3:6]):
         names = XYZ + ("nx", "ny", "nz") + names[6:]
     return cloud_from_named(table_columns(table, names), where, source)
+
+
+def labels_field(cloud: PointCloud, field: str | None) -> np.ndarray | None:
+    """The labels a stage scores or trains on: the cloud's named labels, or the field `field`
+    (checked to hold whole numbers); None when the cloud has no labels and none is named."""
+    from ..errors import InputError
+
+    if field is None or (field in ("label", "labels") and cloud.labels is not None):
+        return cloud.labels
+    if field not in cloud.fields:
+        have = ", ".join(["label"] * (cloud.labels is not None) + sorted(cloud.fields)) or "none"
+        raise InputError(f"{cloud.source or 'the input'}: no field {field!r} to take labels "
+                         f"from (it has: {have})")
+    return as_labels(np.asarray(cloud.fields[field]), str(cloud.source), field)

@@ -8,9 +8,13 @@ files in sorted file-name order. Coordinates are area coordinates (rooms laid si
 A virtual scanner stands in each room: points are drawn densely on every surface, then kept with
 a probability falling with distance and with grazing incidence, so density is uneven as in a real
 scan (there is no occlusion). Colours get a lighting factor and per-point noise.
+`style="shifted"` (STYLES) draws rooms as another scanner and another building would: three
+times the sensor noise, half the points, a warm white balance, more offices and lounges and
+extra chairs — data a model trained on the default rooms has not seen (docs/adaptation.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,22 @@ OPENINGS = {"conferenceRoom": ((1, 2), (1, 3), (1, 2), (0, 2)),
             "hallway": ((2, 4), (0, 1), (0, 1), (0, 2)),
             "pantry": ((1, 1), (1, 2), (0, 1), (0, 2))}
 MIN_POINTS = 30  # smaller instances are dropped (no empty or near-empty annotation files)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a scanner and building differ from the default generator's (module doc)."""
+    noise: float = 1.0                                # × sensor noise
+    density: float = 1.0                              # × points per room
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # × r, g, b (white balance)
+    room_types: tuple[str, ...] = ROOM_TYPES          # the mix rooms are drawn from
+    extra_chairs: int = 0                             # free-standing chairs added per room
+
+
+STYLES = {"default": Style(),
+          "shifted": Style(noise=3.0, density=0.5, tint=(1.12, 0.98, 0.78),
+                           room_types=("office", "lounge", "office", "lounge", "storage",
+                                       "conferenceRoom"), extra_chairs=2)}
 
 
 def _n(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
@@ -174,7 +194,8 @@ def _furnish(room: Room) -> None:
     _table_items(room, tops, _n(rng, (1, 6)))
 
 
-def build_room(rng: np.random.Generator, rtype: str, beams: bool, columns: bool) -> Room:
+def build_room(rng: np.random.Generator, rtype: str, beams: bool, columns: bool,
+               extra_chairs: int = 0) -> Room:
     """Lay out one room of `rtype` (structure, openings, furniture) in its own frame."""
     (l0, l1), (w0, w1) = SIZES[rtype]
     size = np.array([rng.uniform(l0, l1), rng.uniform(w0, w1), rng.uniform(2.7, 3.4)])
@@ -198,16 +219,19 @@ def build_room(rng: np.random.Generator, rtype: str, beams: bool, columns: bool)
     if beams:
         add_beams(room)
     _furnish(room)
+    for _ in range(extra_chairs):
+        _put_free(room, chair(rng))
     for _ in range(_n(rng, wall_items)):
         add_wall_clutter(room)
     return room
 
 
-def scan(room: Room, target: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def scan(room: Room, target: int, style: Style = STYLES["default"]
+         ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Sample the room as a scanner would see it: [(class, xyz float64, rgb uint8)] per instance."""
     rng, size = room.rng, room.size
     scanner = np.array([*(size[:2] * rng.uniform(0.25, 0.75, 2)), rng.uniform(1.3, 1.8)])
-    falloff, sigma = rng.uniform(1.5, 3.0), rng.uniform(0.002, 0.004)
+    falloff, sigma = rng.uniform(1.5, 3.0), rng.uniform(0.002, 0.004) * style.noise
     light = np.array([*rng.uniform(-0.4, 0.4, 2), 1.0])
     light /= np.linalg.norm(light)
     pieces = [(i, p) for i, t in enumerate(room.things) for p in t.pieces]
@@ -233,7 +257,7 @@ def scan(room: Room, target: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     weight = (0.2 + 0.8 * cos) / (1 + (dist / falloff) ** 2) * keep
     keep &= rng.random(len(pts)) < np.minimum(1.0, weight * target / weight.sum())
     shade = (0.85 + 0.15 * (nrm @ light)) * (1.05 - 0.12 * np.minimum(dist / 6, 1))
-    rgb = base * shade[:, None] + rng.normal(0, 1, base.shape) * noise[:, None]
+    rgb = (base * shade[:, None] + rng.normal(0, 1, base.shape) * noise[:, None]) * style.tint
     rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
     out = []
     for i, thing in enumerate(room.things):
@@ -251,12 +275,12 @@ def format_points(xyz: np.ndarray, rgb: np.ndarray) -> str:
     return ("%.3f %.3f %.3f %d %d %d\n" * len(xyz)) % tuple(flat.ravel())
 
 
-def _plan(n_rooms: int, seed: int, areas: int):
+def _plan(n_rooms: int, seed: int, areas: int, room_types=ROOM_TYPES):
     """Room types, areas and names: types cycle so each 6 rooms hold every type; Area_5 second."""
     rng = child_rngs(seed, 1)[0]
     types: list[str] = []
     while len(types) < n_rooms:
-        types += [str(t) for t in rng.permutation(ROOM_TYPES)]
+        types += [str(t) for t in rng.permutation(room_types)]
     order = [a for a in AREA_ORDER if a <= areas]
     beams, columns = rng.random(n_rooms) < 0.45, rng.random(n_rooms) < 0.45
     if n_rooms >= 2:
@@ -273,30 +297,35 @@ def _plan(n_rooms: int, seed: int, areas: int):
 
 
 def write_rooms(out_dir: str | Path, n_rooms: int = 12, seed: int = 0, areas: int = 6,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, style: str = "default") -> Path:
     """Write `n_rooms` synthetic rooms as the raw S3DIS tree; returns its `Stanford3d…` dir
     (new or empty; `overwrite` replaces an earlier synthetic one only: `synth_folder`).
 
     Rooms go round-robin over Area_1…Area_`areas` (Area_5 first gets the second room), so the
-    Area-5 test protocol always has a room when n_rooms ≥ 2 and areas ≥ 5.
+    Area-5 test protocol always has a room when n_rooms ≥ 2 and areas ≥ 5. `style` names
+    a STYLES entry (module doc).
     """
+    if style not in STYLES:
+        raise InputError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    look = STYLES[style]
     n_rooms, seed = check_count("n_rooms", n_rooms), check_count("seed", seed, 0)
     areas = check_count("areas", areas)
     if areas > 6:
         raise InputError(f"areas must be between 1 and 6 (S3DIS has Area_1…Area_6), got {areas}")
-    plan = _plan(n_rooms, seed, areas)
+    plan = _plan(n_rooms, seed, areas, look.room_types)
     rngs = child_rngs(seed + 1, n_rooms)
     area_rng = child_rngs(seed + 2, 6)
     origin = {a: np.array([0.0, r.uniform(-15, 15), r.uniform(0, 1.5)])
               for a, r in zip(range(1, 7), area_rng)}
     final = Path(out_dir) / ROOT
-    with synth_folder(final, "rooms", overwrite, seed=seed, n_rooms=n_rooms,
-                      areas=areas) as tmp:
+    named = {} if style == "default" else {"style": style}  # default sets stay byte-identical
+    with synth_folder(final, "rooms", overwrite, seed=seed, n_rooms=n_rooms, areas=areas,
+                      **named) as tmp:
         for (area, name, rtype, beams, columns), rng in zip(plan, rngs):
-            room = build_room(rng, rtype, beams, columns)
+            room = build_room(rng, rtype, beams, columns, look.extra_chairs)
             L, W, _ = room.size
             target = int(30000 + 50000 * np.clip((L * W - 9) / 40, 0, 1) * rng.uniform(0.8, 1.0))
-            instances = scan(room, target)
+            instances = scan(room, int(target * look.density), look)
             shift = origin[area] + np.array([rng.uniform(0.2, 1.0), rng.uniform(0, 2), 0])
             origin[area][0] += L + 0.5
             room_dir = tmp / f"Area_{area}" / name
