@@ -2,7 +2,7 @@
 
   pointgcn train configs/synth_rooms_tiny.yaml train.epochs=5 --out runs/rooms
   pointgcn train --resume runs/rooms          # continue a stopped or killed run exactly
-  pointgcn train --resume runs/rooms train.epochs=8   # extend it (step/none LR schedules)
+  pointgcn train --resume runs/rooms train.epochs=8   # extend it (cosine: a warm restart)
   torchrun --nproc_per_node=2 -m apps.cli train CONFIG …   # data-parallel (gloo on CPU)
 
 The run folder gets config.yaml (resolved), metrics.jsonl, metrics.json, checkpoints/last.pt

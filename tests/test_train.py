@@ -197,7 +197,7 @@ def test_extended_run_equals_a_longer_run(extended):
 
 
 def test_extension_rules(extended, synth_root, tmp_path, capsys):
-    """Never fewer epochs than done; a cosine schedule cannot be lengthened exactly."""
+    """Never fewer epochs than done, even when stopped inside an epoch."""
     from apps.cli import main
 
     assert main(["train", "--resume", str(extended / "short"), "train.epochs=2"]) == 2
@@ -212,17 +212,32 @@ def test_extension_rules(extended, synth_root, tmp_path, capsys):
     torch.save(ckpt, last)
     assert main(["train", "--resume", str(tmp_path / "cut"), "train.epochs=2"]) == 2
     assert "fewer than the 3 epochs" in capsys.readouterr().err
-    cfg = shapes_config(synth_root, epochs=1, scheduler="cosine")
+
+
+def test_extended_cosine_run_restarts_and_equals_that_plan(synth_root, tmp_path, capsys):
+    """A cosine run lengthened from 2 to 3 epochs starts its cosine over at epoch 2 (a warm
+    restart recorded as train.restarts): the same weights and log as a run planned so."""
+    from apps.cli import main
+
+    cfg = shapes_config(synth_root, epochs=2, scheduler="cosine", min_lr=0.0)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "cos"),
-                 "--no-progress"]) == 0
-    config_before = (tmp_path / "cos" / "config.yaml").read_text()
+    for out, extra in (("short", ["train.epochs=2"]), ("plan", ["train.epochs=3",
+                                                                "train.restarts=[2]"])):
+        assert main(["train", str(tmp_path / "c.yaml"), *extra, "--out", str(tmp_path / out),
+                     "--no-progress"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "short"), "train.epochs=3"]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", str(tmp_path / "cos"), "train.epochs=2"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "train.scheduler cosine anneals over the run's 1 epochs" in err[0]
-    assert (tmp_path / "cos" / "config.yaml").read_text() == config_before
-    assert (tmp_path / "cos" / "metrics.json").is_file()
+    rows = {k: [json.loads(line) for line in (tmp_path / k / "metrics.jsonl").read_text()
+                .splitlines()] for k in ("short", "plan")}
+    assert [r["lr"] for r in rows["short"] if r["split"] == "train"] == \
+        [r["lr"] for r in rows["plan"] if r["split"] == "train"] == [0.01, 0.005, 0.01]
+    assert rows["short"] == rows["plan"]
+    assert yaml.safe_load((tmp_path / "short" / "config.yaml").read_text())["train"][
+        "restarts"] == [2]
+    a = torch.load(tmp_path / "short" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "plan" / "checkpoints" / "last.pt", weights_only=True)
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0)
 
 
 def test_eval_without_config_uses_the_checkpoints(extended, tmp_path, capsys):

@@ -1,6 +1,8 @@
 """Optimisers, schedulers and the loss, chosen by name from the `train:` config section."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -11,7 +13,7 @@ TRAIN_DEFAULTS = dict(
     epochs=10, batch_size=8, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
     scheduler="cosine", step_size=20, gamma=0.5, min_lr=1e-5, label_smoothing=0.0,
     grad_clip=0.0, amp=False, num_workers=0, ckpt_every_steps=0, val_every=1,
-    ignore_index=None, best_metric=None, eval_batch_size=None,
+    ignore_index=None, best_metric=None, eval_batch_size=None, restarts=(),
 )
 
 
@@ -36,6 +38,13 @@ def resolve_train(cfg: dict | None) -> dict:
         check_int(t, key, "train", minimum=0 if key in ("num_workers", "ckpt_every_steps") else 1)
     for key, interval in FLOAT_RANGES.items():
         check_number(t, key, "train", interval, allow_none=False)
+    r = t["restarts"]
+    if not (isinstance(r, (list, tuple)) and all(
+            isinstance(e, int) and not isinstance(e, bool) for e in r)
+            and list(r) == sorted(set(r)) and all(0 < e < t["epochs"] for e in r)):
+        raise ConfigError(f"train.restarts must be increasing epochs between 0 and "
+                          f"train.epochs={t['epochs']}, got {r!r}")
+    t["restarts"] = list(r)
     return t
 
 
@@ -51,22 +60,48 @@ def make_optimizer(params, t: dict) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer must be adam, adamw or sgd; got {name!r}")
 
 
-def make_scheduler(opt, t: dict):
-    """Stepped once per epoch."""
+def lr_factor(epoch: int, t: dict) -> float:
+    """The LR of `epoch` over train.lr, a closed form of the epoch alone (so a scheduler is
+    restored from its epoch, whatever object saved it):
+    cosine  from lr to min_lr over [0, epochs), starting over at each of train.restarts
+            (warm restarts: each segment anneals from lr to min_lr over its own epochs)
+    step    × gamma every step_size epochs;  none  1."""
     name = (t["scheduler"] or "none").lower()
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"], eta_min=t["min_lr"])
+        start = max([0, *(e for e in t["restarts"] if e <= epoch)])
+        end = min([t["epochs"], *(e for e in t["restarts"] if e > epoch)])
+        frac = min((epoch - start) / max(end - start, 1), 1.0)
+        lr = t["min_lr"] + (t["lr"] - t["min_lr"]) * (1 + math.cos(math.pi * frac)) / 2
+        return lr / t["lr"]
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=t["step_size"], gamma=t["gamma"])
+        return t["gamma"] ** (epoch // t["step_size"])
     if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return 1.0
     raise ConfigError(f"train.scheduler must be cosine, step or none; got {name!r}")
 
 
-def schedule_depends_on_length(t: dict) -> bool:
-    """Whether the LR of an epoch depends on train.epochs (cosine anneals over all of them),
-    so a run cannot be lengthened without changing the epochs it has already trained."""
-    return (t["scheduler"] or "none").lower() == "cosine"
+def make_scheduler(opt, t: dict):
+    """Stepped once per epoch; `restore_scheduler` puts it at a saved epoch."""
+    lr_factor(0, t)  # an unknown name fails here
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, t))
+
+
+def restore_scheduler(sched, state: dict) -> None:
+    """Continue at the epoch a saved scheduler state reached (any of our scheduler kinds),
+    with the LR the (possibly lengthened) schedule gives that epoch."""
+    sched.last_epoch = int(state["last_epoch"])
+    for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs,
+                                   sched.lr_lambdas):
+        group["lr"] = base * factor(sched.last_epoch)
+    sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+
+
+def extend_schedule(t: dict, done_epochs: int) -> None:
+    """A run planned for `done_epochs` lengthened to t["epochs"]: a cosine schedule starts
+    over at the old end (a warm restart, recorded in train.restarts, so the lengthened run
+    equals one configured that way from the start); step and none do not depend on length."""
+    if (t["scheduler"] or "none").lower() == "cosine":
+        t["restarts"] = [*t["restarts"], done_epochs]
 
 
 def make_loss(t: dict) -> nn.Module:

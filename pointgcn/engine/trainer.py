@@ -13,9 +13,10 @@ last checkpoint (with the same process count) replays to the same numbers as an
 uninterrupted run.
 
 Extending: a resumed run may get more epochs (`train.epochs`, never fewer than it has done).
-It then equals a run trained that long from the start only if the LR schedule does not
-depend on the total (step, none); a cosine schedule anneals to min_lr over the epochs it was
-planned for, so changing them is refused rather than giving a run that matches neither.
+With step or none it then equals a run trained that long from the start. A cosine schedule
+annealed to min_lr over the epochs it was planned for; it starts over at that old end (a warm
+restart, SGDR-style, recorded as `train.restarts` in config.yaml), so the extended run equals
+a run configured with those restarts from the start, not a single longer cosine.
 (With val_every > 1 the log keeps the validation of the old last epoch; weights are equal.)
 
 The run config records the model as built (`model.cfg`: defaults filled, a genotype file's
@@ -36,8 +37,8 @@ from ..models import build_model
 from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from ..models.conventions import from_config
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
-from .optim import (make_loss, make_optimizer, make_scheduler, resolve_train,
-                    schedule_depends_on_length)
+from .optim import (extend_schedule, make_loss, make_optimizer, make_scheduler,
+                    resolve_train, restore_scheduler)
 from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
 
 # What a checkpoint's train_state must hold to resume from it.
@@ -245,7 +246,7 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.opt.load_state_dict(ts["optimizer"])
-            self.sched.load_state_dict(ts["scheduler"])
+            restore_scheduler(self.sched, ts["scheduler"])
             torch.set_rng_state(ts["rng"][self.d.rank])
         except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
             raise InputError(f"{path}: does not fit this run's model and optimiser "
@@ -269,11 +270,10 @@ class Trainer:
         if epochs < started:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {started} epochs this "
                               "run has already started")
-        if schedule_depends_on_length(saved):
-            raise ConfigError(
-                f"train.scheduler {saved['scheduler']} anneals over the run's "
-                f"{saved['epochs']} epochs, so the run cannot be extended exactly; start a new "
-                f"run with train.epochs={epochs} (or use scheduler step or none to extend)")
+        extend_schedule(self.t, saved["epochs"])
+        if self.t["restarts"]:
+            self.cfg.setdefault("train", {})["restarts"] = list(self.t["restarts"])
+        self.sched = make_scheduler(self.opt, self.t)
         return True
 
 
