@@ -28,7 +28,7 @@ def rooms(folder: Path, n: int, seed: int):
     root = write_rooms(folder, n_rooms=n, seed=seed, style="shifted")
     for area, path in list_raw_rooms(root):
         rows = read_raw_room(path, area=area).as_rows(shift=True)
-        yield path.name, PointCloud(rows[:, :3].astype(np.float64),
+        yield f"Area_{area}/{path.name}", PointCloud(rows[:, :3].astype(np.float64),
                                     (rows[:, 3:6] / 255).astype(np.float32),
                                     labels=rows[:, 6].astype(np.int64))
 
@@ -65,7 +65,7 @@ def main() -> None:
           "| OA after | adapt s |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
-    for name, cloud in data:
+    for i, (name, cloud) in enumerate(data):
         rng = np.random.default_rng(args.seed)
         labelled = rng.random(len(cloud)) < args.fraction
         labels = np.where(labelled, cloud.labels, -1)
@@ -73,12 +73,12 @@ def main() -> None:
         result = adapt(model, cloud, labels, names, settings, "segmentation",
                        same_classes=True, seed=args.seed)
         took = time.perf_counter() - t
-        for other, target in data:
-            mask = ~labelled if other == name else np.ones(len(target), bool)
+        for j, (other, target) in enumerate(data):
+            mask = ~labelled if i == j else np.ones(len(target), bool)
             before = scores(model, target, settings, mask)
             after = scores(result.model, target, settings, mask)
-            where = "rest of the same room" if other == name else other
-            rows.append((other == name, before, after))
+            where = "rest of the same room" if i == j else other
+            rows.append((i == j, before, after))
             print(f"| {name} | {int(labelled.sum())} | {where} | {int(mask.sum())} | "
                   f"{before['miou']:.3f} | {after['miou']:.3f} | {before['oa']:.3f} | "
                   f"{after['oa']:.3f} | {took:.0f} |", flush=True)
