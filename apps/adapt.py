@@ -39,6 +39,10 @@ def add_arguments(p):
     p.add_argument("--holdout", type=float, default=0.2,
                    help="share of the labelled points held out to score the result (0.2)")
     p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps")
+    p.add_argument("--anchor", type=float, default=0.1,
+                   help="with the model's own classes: pull of the new weights towards the "
+                        "model's (0 fits this scan best, more keeps other scans as good; "
+                        "docs/adaptation.md; default 0.1)")
     add_harmonise_arguments(p)
     p.add_argument("--batch", type=positive_int, default=8, help="blocks per forward pass")
     p.add_argument("--threads", type=positive_int)
@@ -61,6 +65,8 @@ def run(args) -> int:
     check_output(card, "the model card", (".md",), [args.labels, args.scan, args.out])
     if not 0 < args.holdout < 1:
         raise InputError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    if not args.anchor >= 0:
+        raise InputError(f"--anchor must be ≥ 0, got {args.anchor}")
     labelled, labels = _labelled(args)
     cloud = _scan(args, labelled, labels) if args.scan else labelled
     if args.scan:
@@ -76,6 +82,7 @@ def run(args) -> int:
     seen = preflight(args, cloud, cfg).cloud
     result = adapt(model, seen, labels, names, Settings.from_config(cfg), task,
                    same_classes=names == old_names, holdout=args.holdout, steps=args.steps,
+                   anchor=args.anchor,
                    batch=args.batch, seed=args.seed, progress=not args.no_progress)
     m = result.metrics
     print(f"labelled points: {m['labelled']} (trained on {m['trained_on']}, scored on "

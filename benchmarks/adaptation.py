@@ -1,6 +1,6 @@
 """Few-label adaptation on rooms the model has not seen the like of (docs/adaptation.md).
 
-    PYTHONPATH=. python benchmarks/adaptation.py [--rooms 3] [--fraction 0.01] [--weights W]
+    PYTHONPATH=. python benchmarks/adaptation.py [--rooms 4] [--fraction 0.01] [--weights W]
 
 Writes `--rooms` synthetic rooms in the *shifted* style (another scanner and building:
 3× noise, half the points, warm colours, another room mix; data/synthetic/rooms.py), then for
@@ -33,14 +33,17 @@ def rooms(folder: Path, n: int, seed: int):
                                     labels=rows[:, 6].astype(np.int64))
 
 
-def scores(model, cloud, settings, mask) -> dict:
+def predictions(model, cloud, settings) -> np.ndarray:
     from pointgcn.engine.inference import segment_cloud
-    from pointgcn.engine.metrics import ConfusionMatrix
     from pointgcn.engine.predictor import TorchPredictor
 
-    pred = segment_cloud(cloud, TorchPredictor(model), settings).argmax(1)
-    cm = ConfusionMatrix(13).update(pred[mask], cloud.labels[mask])
-    return {"miou": cm.miou(), "oa": cm.oa()}
+    return segment_cloud(cloud, TorchPredictor(model), settings).argmax(1)
+
+
+def miou(pred, labels, mask) -> float:
+    from pointgcn.engine.metrics import ConfusionMatrix
+
+    return ConfusionMatrix(13).update(pred[mask], labels[mask]).miou()
 
 
 def main() -> None:
@@ -49,44 +52,51 @@ def main() -> None:
     from pointgcn.export.sources import open_checkpoint, weights_file
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rooms", type=int, default=3)
+    ap.add_argument("--rooms", type=int, default=4)
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--weights", default="synth-rooms")
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--anchor", type=float, nargs="+", default=[0.1, 0.0],
+                    help="pulls towards the model's weights to compare (pointgcn adapt --anchor)")
     args = ap.parse_args()
     model, cfg, meta = open_checkpoint(weights_file(args.weights))
     settings = Settings.from_config(cfg)
     names = list(meta["class_names"])
     with tempfile.TemporaryDirectory() as tmp:
         data = list(rooms(Path(tmp), args.rooms, args.seed))
-    print(f"{args.weights} on {len(data)} shifted synthetic rooms, {args.fraction:.0%} of one "
-          "room's points labelled (random points)\n")
-    print("| adapted on | labelled | scored on | points | mIoU before | mIoU after | OA before "
-          "| OA after | adapt s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = []
+    before = [predictions(model, cloud, settings) for _, cloud in data]
+    print(f"{args.weights} on {len(data)} shifted synthetic rooms (seed {args.seed}); each in "
+          f"turn has {args.fraction:.0%} of its points labelled (random points) and adapts the "
+          "model; mIoU on the rest of that room and on every other room\n")
+    print("| adapted on | labelled | anchor | rest of the room: before → after | other rooms "
+          "(mean): before → after | adapt s |")
+    print("|---|---|---|---|---|---|")
+    summary = {a: ([], [], [], []) for a in args.anchor}
     for i, (name, cloud) in enumerate(data):
-        rng = np.random.default_rng(args.seed)
-        labelled = rng.random(len(cloud)) < args.fraction
+        labelled = np.random.default_rng(args.seed).random(len(cloud)) < args.fraction
         labels = np.where(labelled, cloud.labels, -1)
-        t = time.perf_counter()
-        result = adapt(model, cloud, labels, names, settings, "segmentation",
-                       same_classes=True, seed=args.seed)
-        took = time.perf_counter() - t
-        for j, (other, target) in enumerate(data):
-            mask = ~labelled if i == j else np.ones(len(target), bool)
-            before = scores(model, target, settings, mask)
-            after = scores(result.model, target, settings, mask)
-            where = "rest of the same room" if i == j else other
-            rows.append((i == j, before, after))
-            print(f"| {name} | {int(labelled.sum())} | {where} | {int(mask.sum())} | "
-                  f"{before['miou']:.3f} | {after['miou']:.3f} | {before['oa']:.3f} | "
-                  f"{after['oa']:.3f} | {took:.0f} |", flush=True)
-    for same, label in ((True, "same room (rest)"), (False, "other rooms")):
-        sel = [r for r in rows if r[0] == same]
-        if sel:
-            before, after = (np.mean([r[i]["miou"] for r in sel]) for i in (1, 2))
-            print(f"\nmean over {label}: mIoU {before:.3f} → {after:.3f} ({len(sel)} cases)")
+        for anchor in args.anchor:
+            t = time.perf_counter()
+            result = adapt(model, cloud, labels, names, settings, "segmentation",
+                           same_classes=True, anchor=anchor, seed=args.seed)
+            took = time.perf_counter() - t
+            scored = []
+            for j, (_, target) in enumerate(data):
+                mask = ~labelled if i == j else np.ones(len(target), bool)
+                after = predictions(result.model, target, settings)
+                scored.append((miou(before[j], target.labels, mask),
+                               miou(after, target.labels, mask)))
+            same, others = scored[i], [s for j, s in enumerate(scored) if j != i]
+            other_b, other_a = np.mean([s[0] for s in others]), np.mean([s[1] for s in others])
+            for k, v in enumerate((*same, other_b, other_a)):
+                summary[anchor][k].append(v)
+            print(f"| {name} | {int(labelled.sum())} | {anchor:g} | {same[0]:.3f} → {same[1]:.3f}"
+                  f" | {other_b:.3f} → {other_a:.3f} | {took:.0f} |", flush=True)
+    print()
+    for anchor, (sb, sa, ob, oa) in summary.items():
+        print(f"anchor {anchor:g}: rest of the labelled room mIoU {np.mean(sb):.3f} → "
+              f"{np.mean(sa):.3f}; other rooms {np.mean(ob):.3f} → {np.mean(oa):.3f} "
+              f"(means over {len(sb)} rooms)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ drawn at least once) and the input of the model's last layer — its per-point f
 averaged over the samples that drew each *labelled* point, so memory grows with the labels,
 not the scan. A new last layer (logistic regression on those features, full-batch Adam) is fitted
 on most of the labelled points and scored on the rest; when the user's classes are the model's
-own, it starts from the model's layer and is compared with it on the same held-out points. The
+own, it starts from the model's layer, is held near it (an L2 pull of strength `anchor` on the
+weights, the biases free: with ~200 labels of one room a free layer learns that room's class
+mix and loses on other rooms, measured in docs/adaptation.md), and is compared with it on the
+same held-out points. The
 result is an ordinary checkpoint of the same architecture with `n_classes` set to the new class
 list, so segment, eval, export and bench take it as they take any other.
 """
@@ -122,18 +125,26 @@ def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
 
 
 def fit_layer(x: np.ndarray, y: np.ndarray, n_classes: int, init: torch.nn.Linear | None,
-              steps: int = 300, lr: float = 0.01, weight_decay: float = 1e-4,
-              seed: int = 0) -> torch.nn.Linear:
-    """Logistic regression on fixed features (full-batch Adam, deterministic for `seed`)."""
+              steps: int = 300, lr: float = 0.01, anchor: float = 0.1,
+              weight_decay: float = 1e-4, seed: int = 0) -> torch.nn.Linear:
+    """Logistic regression on fixed features (full-batch Adam, deterministic for `seed`):
+    from `init` with its weights pulled towards it (`anchor` · ‖W − W_init‖²), or from
+    scratch with weight decay."""
     torch.manual_seed(seed)
     layer = torch.nn.Linear(x.shape[1], n_classes)
     if init is not None:
         layer.load_state_dict(init.state_dict())
-    opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
+        start = init.weight.detach().clone()
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     for _ in range(steps):
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(layer(xt), yt).backward()
+        loss = torch.nn.functional.cross_entropy(layer(xt), yt)
+        if init is not None:
+            loss = loss + anchor * ((layer.weight - start) ** 2).sum()
+        else:
+            loss = loss + weight_decay * (layer.weight ** 2).sum()
+        loss.backward()
         opt.step()
     return layer
 
@@ -147,7 +158,8 @@ def score(layer: torch.nn.Linear, x: np.ndarray, y: np.ndarray, n_classes: int) 
 
 def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_names: list[str],
           settings: Settings, task: str, same_classes: bool, holdout: float = 0.2,
-          steps: int = 300, batch: int = 8, seed: int = 0, progress: bool = False) -> Adapted:
+          steps: int = 300, anchor: float = 0.1, batch: int = 8, seed: int = 0,
+          progress: bool = False) -> Adapted:
     """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc)."""
     from ..models import build_model
 
@@ -162,7 +174,7 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
     old = tap.last.lin
     n = len(class_names)
     layer = fit_layer(x_train, labels[train], n, old if same_classes else None, steps,
-                      seed=seed)
+                      anchor=anchor, seed=seed)
     metrics = {"after": score(layer, x_held, labels[held], n),
                "labelled": int(len(train) + len(held)), "trained_on": int(len(train))}
     if same_classes:
