@@ -57,7 +57,8 @@ def run(args) -> int:
         predictor, ckpt_cfg = load_predictor(ckpt, args.threads)
         base = cfg or _checkpoint_config(ckpt, ckpt_cfg, overrides)
         run_cfg = {**base, "model": ckpt_cfg.get("model", {})}
-        _note_preprocessing_changes(ckpt_cfg.get("data", {}), base.get("data", {}))
+        _note_preprocessing_changes(ckpt_cfg.get("data", {}), base.get("data", {}), ckpt_cfg,
+                                    base)
         if args.six_fold:
             run_cfg["data"] = {**base["data"], "test_area": i + 1}
         results.append(evaluate(run_cfg, predictor, batch=args.batch,
@@ -82,14 +83,25 @@ def _checkpoint_config(ckpt: str, ckpt_cfg: dict, overrides: list[str]) -> dict:
     return apply_overrides(ckpt_cfg, overrides)
 
 
-def _note_preprocessing_changes(trained: dict, now: dict) -> None:
-    """Say when the evaluation samples differently from how the model was trained."""
+def _note_preprocessing_changes(trained: dict, now: dict, model_cfg: dict | None = None,
+                                eval_cfg: dict | None = None) -> None:
+    """Say when the evaluation samples differently from how the model was trained, and when
+    the data set's up axis (its layout's, or data.up_axis) is not the model's (the preflight
+    of `eval`: a protocol's data are not turned, so this is said, not fixed)."""
     from pointgcn.data.build import DATA_DEFAULTS
+    from pointgcn.models.conventions import conventions_of, from_config
 
     for key in ("n_points", "block", "stride", "position_norm", "normals"):
         a, b = trained.get(key, DATA_DEFAULTS.get(key)), now.get(key, DATA_DEFAULTS.get(key))
         if trained and a != b:
             print(f"note: data.{key} is {b!r} here but the model was trained with {a!r}")
+    if model_cfg is not None and eval_cfg is not None:
+        model_up = conventions_of(model_cfg).up_axis
+        data_up = from_config({**eval_cfg, "model": model_cfg.get("model", {})}).up_axis
+        if model_up != data_up:
+            print(f"note: this data set is {data_up} up but the model was trained {model_up} "
+                  "up; its scores will suffer (set data.up_axis if the data set's default is "
+                  "wrong)")
 
 
 def format_report(out: dict) -> str:

@@ -120,6 +120,11 @@ def test_training_records_conventions_in_checkpoints_and_cards(synth_root, tmp_p
     from pointgcn.models.checkpoint import read_checkpoint
     from pointgcn.models.weights import ship_checkpoint
 
+    plain = shapes_config(synth_root, epochs=1)  # the same data, its layout's own z up
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+    assert main(["eval", str(tmp_path / "plain.yaml"), "--ckpt",
+                 str(tmp_path / "run" / "checkpoints" / "best.pt"), "--no-progress"]) == 0
+    assert "this data set is z up but the model was trained y up" in capsys.readouterr().out
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     conv = ckpt["meta"]["conventions"]
     assert conv["up_axis"] == "y" and conv["channels"] == ["x", "y", "z"]
