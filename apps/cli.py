@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -67,10 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Notes(logging.Handler):
+    """The library's warnings (logging) as `note: …` lines on stderr, the CLI's voice."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
+def _route_library_logs() -> None:
+    log = logging.getLogger("pointgcn")
+    if not any(isinstance(h, _Notes) for h in log.handlers):
+        log.addHandler(_Notes(logging.WARNING))
+        log.setLevel(logging.WARNING)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     from apps.paths import check_paths
     from pointgcn.io.atomic import unprotect_all
 
+    _route_library_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

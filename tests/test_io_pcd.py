@@ -146,7 +146,6 @@ def test_organized_cloud_with_nan_points(tmp_path):
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda b: b[:-7], "truncated"),
-    (lambda b: b + b"\x01\x02\x03\x04", "POINTS does not match"),
     (lambda b: b.replace(b"POINTS 12", b"POINTS 11"), "WIDTH"),
     (lambda b: b.replace(b"DATA binary", b"DATA binarry"), "unknown PCD DATA"),
     (lambda b: b.replace(b"DATA binary\n", b""), "no DATA line"),
@@ -173,3 +172,45 @@ def test_broken_ascii(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(FormatError, match="line 14: 3 values, expected 9"):
         read_points(path)
+
+
+def _pcd_head(fields, size, kind, n, data, version="0.7"):
+    count = " ".join(["1"] * len(fields.split()))
+    return (f"# .PCD v{version} - Point Cloud Data file format\nVERSION {version}\n"
+            f"FIELDS {fields}\nSIZE {size}\nTYPE {kind}\nCOUNT {count}\nWIDTH {n}\nHEIGHT 1\n"
+            f"VIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {data}\n")
+
+
+def test_what_real_writers_produce(tmp_path, capsys):
+    """PDAL's comma-separated ascii, PCL-readable bytes after the last point (a note, not an
+    error), VERSION .5, double x y z, upper-case X Y Z; no coordinates is one line."""
+    from apps.cli import main
+    from pointgcn.errors import FormatError
+    from pointgcn.io import ReadReport
+
+    xyz = np.random.default_rng(0).random((6, 3))
+    rows = lambda sep: "\n".join(sep.join(f"{v:.6f}" for v in r) for r in xyz) + "\n"  # noqa
+    files = {
+        "comma": _pcd_head("x y z", "4 4 4", "F F F", 6, "ascii") + rows(","),
+        "v5": _pcd_head("x y z", "4 4 4", "F F F", 6, "ascii", ".5") + rows(" "),
+        "upper": _pcd_head("X Y Z", "4 4 4", "F F F", 6, "ascii") + rows(" "),
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.pcd").write_text(text)
+    (tmp_path / "double.pcd").write_bytes(
+        _pcd_head("x y z", "8 8 8", "F F F", 6, "binary").encode() + xyz.astype("<f8").tobytes())
+    (tmp_path / "trailing.pcd").write_bytes(
+        _pcd_head("x y z", "4 4 4", "F F F", 6, "binary").encode()
+        + xyz.astype("<f4").tobytes() + b"\x00" * 7)
+    for name in ("comma", "v5", "upper", "double", "trailing"):
+        report = ReadReport()
+        cloud = read_points(tmp_path / f"{name}.pcd", report=report)
+        np.testing.assert_allclose(cloud.points, xyz, atol=1e-6 if name != "double" else 1e-7)
+        assert bool(report.notes) == (name == "trailing"), (name, report.notes)
+    assert main(["data", "info", str(tmp_path / "trailing.pcd")]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "7 bytes after the last of the 6 points" in err
+    (tmp_path / "none.pcd").write_text(_pcd_head("a b c", "4 4 4", "F F F", 6, "ascii")
+                                       + rows(" "))
+    with pytest.raises(FormatError, match="no x y z columns"):
+        read_points(tmp_path / "none.pcd")

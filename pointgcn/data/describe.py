@@ -41,6 +41,7 @@ def describe_cloud(path: Path) -> dict:
                                   f"above; segment/classify need --drop-invalid)"}
                if report.dropped else {}),
             **({"mesh_faces": int(report.n_faces)} if report.n_faces else {}),
+            **({"notes": list(report.notes)} if report.notes else {}),
             "colors": cloud.colors is not None, "normals": cloud.normals is not None,
             "labels": cloud.labels is not None, "fields": sorted(cloud.fields),
             "bounds_min": [round(float(v), 6) for v in cloud.absolute_points().min(axis=0)],

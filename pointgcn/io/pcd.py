@@ -1,4 +1,6 @@
-"""PCD (PCL's format, v0.5–0.7) reader: DATA ascii, binary and binary_compressed.
+"""PCD (PCL's format, v0.5–0.7) reader: DATA ascii (space- or, as PDAL writes it,
+comma-separated), binary (bytes after the last point are ignored with a note, as PCL does) and
+binary_compressed.
 
 Why our own: Open3D's reader keeps only xyz/rgb/normals and silently returns an empty cloud on a
 bad file; PCL users' clouds carry `label`, `intensity` and more. The header's FIELDS/SIZE/TYPE/
@@ -122,15 +124,16 @@ def lzf_decompress(src: bytes, size: int, where: str) -> bytes:
     return bytes(out)
 
 
-def _records(data: bytes, pos: int, mode: str, dtype: np.dtype, count: int, where: str):
+def _records(data: bytes, pos: int, mode: str, dtype: np.dtype, count: int, where: str,
+             notes: list[str]):
     if mode == "binary":
         need = count * dtype.itemsize
         if len(data) - pos < need:
             raise FormatError(f"{where}: PCD data is truncated ({len(data) - pos} of {need} "
                               f"bytes for {count} points)")
-        if data[pos + need:].strip(b" \r\n\t"):
-            raise FormatError(f"{where}: {len(data) - pos - need} bytes after the last point "
-                              f"(POINTS does not match the data)")
+        if data[pos + need:].strip(b" \r\n\t"):  # PCL reads such files too: say, don't refuse
+            notes.append(f"{where}: {len(data) - pos - need} bytes after the last of the "
+                         f"{count} points the header declares were ignored")
         return np.frombuffer(data, dtype, count, pos)
     if mode == "binary_compressed":
         if len(data) - pos < 8:
@@ -157,13 +160,15 @@ def _records(data: bytes, pos: int, mode: str, dtype: np.dtype, count: int, wher
     width = sum(int(np.prod(dtype.fields[n][0].shape or (1,))) for n in dtype.names)
     if len(lines) != count:
         raise FormatError(f"{where}: PCD header says {count} points, file has {len(lines)} rows")
+    comma = bool(lines) and "," in lines[0][1]  # PDAL writes comma-separated ascii PCD
     try:
-        table = np.loadtxt([t for _, t in lines], dtype=np.float64, ndmin=2, comments=None)
+        table = np.loadtxt([t for _, t in lines], dtype=np.float64, ndmin=2, comments=None,
+                           delimiter="," if comma else None)
     except ValueError:
         table = None
     if table is None or table.shape[1] != width:
         for number, t in lines:
-            tokens = t.split()
+            tokens = [v.strip() for v in t.split(",")] if comma else t.split()
             try:
                 [float(v) for v in tokens]
             except ValueError:
@@ -203,14 +208,14 @@ def _unpack_rgb(values: np.ndarray) -> dict[str, np.ndarray]:
             "blue": (bits & 255).astype(np.uint8)}
 
 
-def read_pcd(path: Path, where: str) -> tuple[PointCloud, str]:
-    """The cloud and the PCD DATA mode it was stored in."""
+def read_pcd(path: Path, where: str, notes: list[str] | None = None) -> tuple[PointCloud, str]:
+    """The cloud and the PCD DATA mode it was stored in; what was tolerated goes to `notes`."""
     data = path.read_bytes()
     head, pos = _header(data, where)
     dtype = _dtype(head, where)
     count = _point_count(head, where)
     mode = (head["DATA"] or [""])[0].lower()
-    records = _records(data, pos, mode, dtype, count, where)
+    records = _records(data, pos, mode, dtype, count, where, notes if notes is not None else [])
     columns: dict[str, np.ndarray] = {}
     for name in dtype.names:
         if name.startswith("_pad"):

@@ -18,9 +18,10 @@ only for coordinates beyond ±2048, e.g. georeferenced scans; see io/cloud.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from .columns import cloud_from_named
 CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz")
 MESH_FORMATS = (".off", ".obj", ".stl")
 SUPPORTED = CLOUD_FORMATS + MESH_FORMATS
+log = logging.getLogger(__name__)
 # Largest extent of a cloud along any axis, in its own units: 10⁹ km in metres, beyond any real
 # scan; squared distances of such clouds still fit float32 (3·10²⁴ ≪ 3.4·10³⁸).
 MAX_SPAN = 1e12
@@ -46,6 +48,7 @@ class ReadReport:
     dropped: int = 0      # points (clouds) or faces (meshes) dropped for NaN/Inf coordinates
     n_faces: int = 0      # faces in the file (0 for point clouds)
     sampled: bool = False  # points were sampled on the faces (else they are the file's points)
+    notes: list[str] = field(default_factory=list)  # what was tolerated (stages print them)
 
 
 def _check_path(path: Path) -> None:
@@ -92,7 +95,7 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
             return vertex_cloud
     elif suffix == ".pcd":
         from .pcd import read_pcd
-        cloud, mode = read_pcd(path, where)
+        cloud, mode = read_pcd(path, where, report.notes)
         report.format = f"pcd {mode}"
         return cloud
     elif suffix in (".npy", ".npz"):
@@ -149,6 +152,8 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
         extra = " after dropping invalid ones" if report.dropped else ""
         raise InputError(f"{where}: no points{extra}")
     _check_span(cloud.points, where)
+    for note in report.notes:  # the CLI prints these as `note: …` (apps/cli.py)
+        log.warning(note)
     cloud.points, cloud.offset = local_frame(cloud.points)
     cloud.source = str(path)
     return cloud
