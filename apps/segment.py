@@ -63,6 +63,10 @@ def run(args) -> int:
         print(f"note: a mesh: labelling its {len(cloud)} vertices ({report.n_faces} faces kept "
               "out of the output)")
     truth = labels_field(cloud, args.labels)
+    if args.labels is None and cloud.label_scheme is not None:  # e.g. LAS ASPRS codes
+        print(f"note: the file's labels are {cloud.label_scheme.upper()} class codes, not this "
+              "model's classes: no metrics (--labels classification scores them anyway)")
+        truth = None
     fields, notes = ply_safe_fields(cloud.fields)  # settle the output's fields before the work
     cloud = dataclasses.replace(cloud, fields=fields)
     for note in notes:

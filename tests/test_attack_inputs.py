@@ -2,8 +2,6 @@
 labels only from a column named as labels, clouds a model can really see — else one line and
 exit 2 (issue 11)."""
 import json
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -88,22 +86,23 @@ def test_unnamed_columns_are_never_scored(models, tmp_path, capsys, layout):
     one_line_error(capsys, "no field 'intensity'", *seg, "--labels", "intensity")
 
 
-def test_las_classification_is_not_scored_as_s3dis_classes(models, tmp_path, capsys,
-                                                           monkeypatch):
+def test_las_classification_is_not_scored_as_s3dis_classes(models, tmp_path, capsys):
+    import laspy
+
     xyz, _ = room()
-    dims = ["X", "Y", "Z", "intensity", "classification"]
-    data = types.SimpleNamespace(
-        x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], intensity=np.arange(len(xyz)) % 7,
-        classification=np.full(len(xyz), 2), header=types.SimpleNamespace(version="1.4"),
-        point_format=types.SimpleNamespace(dimension_names=dims, id=1))
-    monkeypatch.setitem(sys.modules, "laspy", types.SimpleNamespace(read=lambda path: data))
+    las = laspy.LasData(laspy.LasHeader(point_format=1, version="1.4"))
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    las.intensity, las.classification = np.arange(len(xyz)) % 7, np.full(len(xyz), 2)
     src = tmp_path / "tile.las"
-    src.write_bytes(b"LASF" + bytes(300))
-    code, out, _ = run(capsys, "segment", src, "--weights", models / "seg.pt", "--out",
-                       tmp_path / "o.ply", "--png", tmp_path / "o.png", "--no-harmonise")
-    assert code == 0 and "OA" not in out
+    las.write(str(src))
+    seg = ["segment", src, "--weights", models / "seg.pt", "--out", tmp_path / "o.ply",
+           "--no-harmonise"]
+    code, out, _ = run(capsys, *seg, "--png", tmp_path / "o.png")
+    assert code == 0 and "OA" not in out and "ASPRS class codes" in out
     back = read_points(tmp_path / "o.ply")
     assert back.labels is None and set(back.fields) >= {"classification", "intensity", "pred"}
+    code, out, _ = run(capsys, *seg, "--labels", "classification")  # told to: scored
+    assert code == 0 and "against the file's labels: OA" in out
 
 
 def test_overflowing_coordinates_are_one_line_errors(models, tmp_path, capsys):

@@ -5,9 +5,7 @@ and many points collapse onto one position; every reader must keep its coordinat
 writers must give them back, and small clouds must stay exactly as before.
 """
 import dataclasses
-import importlib.util
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -122,30 +120,9 @@ def test_offset_ignores_dropped_invalid_points(tmp_path):
     check_local(cloud, xyz[keep])
 
 
-def fake_las(xyz):
-    dims = ["X", "Y", "Z", "intensity", "classification"]
-    data = types.SimpleNamespace(
-        x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], intensity=np.arange(len(xyz)) % 7,
-        classification=np.full(len(xyz), 2), header=types.SimpleNamespace(version="1.2"),
-        point_format=types.SimpleNamespace(dimension_names=dims, id=1))
-    return types.SimpleNamespace(read=lambda path: data)
-
-
-def test_las_scaled_coordinates_reach_read_points_in_float64(tmp_path, monkeypatch):
-    """laspy's scaled x y z are float64; read_las must not round them (laspy stubbed)."""
-    xyz = utm_room()
-    monkeypatch.setitem(sys.modules, "laspy", fake_las(xyz))
-    path = tmp_path / "a.las"
-    path.write_bytes(b"LASF" + bytes(300))
-    cloud = read_points(path)
-    check_local(cloud, xyz)
-    assert cloud.labels is None
-    np.testing.assert_array_equal(cloud.fields["classification"], 2)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("laspy") is None,
-                    reason="laspy (optional extra `las`) is not installed")
-def test_las_with_laspy(tmp_path):
+def test_las_scaled_coordinates_reach_read_points_in_float64(tmp_path):
+    """laspy's scaled x y z are float64 at mm resolution; read_las must not round them, and
+    PLY written back keeps them."""
     import laspy
 
     xyz = utm_room()
@@ -153,11 +130,15 @@ def test_las_with_laspy(tmp_path):
     header.scales, header.offsets = [0.001] * 3, list(ORIGIN)
     las = laspy.LasData(header)
     las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    las.classification = np.full(len(xyz), 2)
     las.write(str(tmp_path / "a.las"))
     cloud = read_points(tmp_path / "a.las")
     check_local(cloud, xyz)
+    assert cloud.label_scheme == "asprs" and (cloud.labels == 2).all()
     write_ply(tmp_path / "a.ply", cloud)
-    check_local(read_points(tmp_path / "a.ply"), xyz, atol=1e-4)
+    back = read_points(tmp_path / "a.ply")
+    check_local(back, xyz, atol=1e-4)
+    assert back.labels is None and (back.fields["classification"] == 2).all()
 
 
 def test_utm_mesh_sampled_in_float64(tmp_path):

@@ -1,5 +1,4 @@
 """`read_points` as a whole: path checks, NaN/Inf policy, empty clouds, LAS via laspy."""
-import importlib.util
 
 import numpy as np
 import pytest
@@ -7,7 +6,6 @@ import pytest
 from pointgcn.errors import FormatError, InputError
 from pointgcn.io import SUPPORTED, ReadReport, read_points
 
-HAS_LASPY = importlib.util.find_spec("laspy") is not None
 
 
 def raises_one_line(kind, match, path, **kw):
@@ -75,14 +73,6 @@ def test_wrong_content_for_extension(tmp_path):
     raises_one_line(FormatError, "garbled PCD header", path)
 
 
-@pytest.mark.skipif(HAS_LASPY, reason="laspy is installed")
-def test_las_without_laspy_says_how_to_install(tmp_path):
-    path = tmp_path / "a.las"
-    path.write_bytes(b"LASF" + bytes(300))
-    raises_one_line(InputError, "pip install laspy", path)
-
-
-@pytest.mark.skipif(not HAS_LASPY, reason="laspy (optional extra `las`) is not installed")
 def test_las_with_laspy(tmp_path):
     import laspy
 
@@ -100,8 +90,60 @@ def test_las_with_laspy(tmp_path):
                                               [102.0, 199.0, 3.0]], atol=1e-4)
     np.testing.assert_allclose(cloud.colors, np.array([[0, 0, 65535], [65535, 0, 0],
                                                        [65535, 32768, 0]]) / 65535, atol=1e-6)
-    assert cloud.labels is None  # ASPRS codes are not a model's class ids (io/las.py)
-    np.testing.assert_array_equal(cloud.fields["classification"], [2, 6, 9])
+    np.testing.assert_array_equal(cloud.labels, [2, 6, 9])
+    assert cloud.label_scheme == "asprs"  # not a model's class ids (io/las.py)
     np.testing.assert_array_equal(cloud.fields["intensity"], [10, 20, 30])
     path.write_bytes(path.read_bytes()[:150])
     raises_one_line(FormatError, "unreadable LAS file", path)
+
+
+@pytest.mark.parametrize("version, point_format", [
+    ("1.2", 0), ("1.2", 1), ("1.2", 2), ("1.2", 3), ("1.3", 4), ("1.3", 5),
+    ("1.4", 6), ("1.4", 7), ("1.4", 8), ("1.4", 9), ("1.4", 10)])
+@pytest.mark.parametrize("suffix", [".las", ".laz"])
+def test_las_versions_formats_extra_bytes(tmp_path, version, point_format, suffix):
+    """Every LAS version and point format as laspy writes them, compressed or not, with an
+    extra-byte dimension: coordinates, colours where the format has them, ASPRS labels, and
+    every other dimension kept as a field."""
+    import laspy
+
+    rng = np.random.default_rng(point_format)
+    n = 50
+    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=version))
+    las.add_extra_dim(laspy.ExtraBytesParams(name="reflectance", type=np.float32))
+    xyz = np.round(rng.random((n, 3)) * 20, 3) + [500000.0, 4000000.0, 10.0]
+    las.header.offsets, las.header.scales = xyz.min(0), [0.001] * 3
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    las.classification = rng.integers(0, 20, n)
+    las.intensity = rng.integers(0, 60000, n)
+    las.return_number, las.number_of_returns = np.ones(n, int), np.full(n, 2)
+    las.reflectance = rng.random(n).astype(np.float32)
+    has_rgb = "red" in las.point_format.dimension_names
+    if has_rgb:
+        rgb = rng.integers(0, 65536, (n, 3))
+        las.red, las.green, las.blue = rgb.T
+    if "gps_time" in las.point_format.dimension_names:
+        las.gps_time = rng.random(n) * 1e6
+    path = tmp_path / f"tile{suffix}"
+    las.write(str(path))
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    np.testing.assert_allclose(cloud.absolute_points(), xyz, atol=1e-6)
+    assert f"las {version} point format {point_format}" in report.format
+    np.testing.assert_array_equal(cloud.labels, las.classification)
+    assert cloud.label_scheme == "asprs"
+    assert (cloud.colors is not None) == has_rgb
+    if has_rgb:
+        np.testing.assert_allclose(cloud.colors, rgb / 65535, atol=1e-6)
+    np.testing.assert_array_equal(cloud.fields["intensity"], las.intensity)
+    np.testing.assert_array_equal(cloud.fields["number_of_returns"], 2)
+    np.testing.assert_allclose(cloud.fields["reflectance"], las.reflectance)
+    if "gps_time" in las.point_format.dimension_names:
+        np.testing.assert_array_equal(cloud.fields["gps_time"], las.gps_time)
+
+
+def test_empty_las_is_one_line(tmp_path):
+    import laspy
+
+    laspy.LasData(laspy.LasHeader(point_format=3, version="1.2")).write(str(tmp_path / "e.las"))
+    raises_one_line(FormatError, "holds no points", tmp_path / "e.las")

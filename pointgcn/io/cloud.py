@@ -20,6 +20,8 @@ class PointCloud:
     normals (N, 3) float32
     labels  (N,) int64 ground-truth class ids
     fields  extra per-point arrays by name (e.g. "pred", "intensity")
+    label_scheme  whose class ids `labels` are when the format says (LAS: "asprs"); None for a
+            column named as labels, which stages take to be in their model's scheme
     offset  (3,) float64 origin of `points`: the coordinates in the file are `points + offset`
             (`absolute_points()`). Zeros, unless `read_points` met a coordinate of magnitude
             ≥ LOCAL_LIMIT (2048) — georeferenced scans — where float32 would round by more
@@ -35,6 +37,7 @@ class PointCloud:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    label_scheme: str | None = None
 
     def __post_init__(self) -> None:
         self.offset = np.asarray(self.offset, np.float64).reshape(3)
@@ -55,7 +58,7 @@ class PointCloud:
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return PointCloud(self.points[index], pick(self.colors), pick(self.normals),
                           pick(self.labels), {k: v[index] for k, v in self.fields.items()},
-                          self.source, self.offset)
+                          self.source, self.offset, self.label_scheme)
 
 
 def local_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -159,7 +159,8 @@ def labels_field(cloud: PointCloud, field: str | None) -> np.ndarray | None:
     (checked to hold whole numbers); None when the cloud has no labels and none is named."""
     from ..errors import InputError
 
-    if field is None or (field in ("label", "labels") and cloud.labels is not None):
+    if field is None or (field in ("label", "labels", "classification")
+                         and cloud.labels is not None):
         return cloud.labels
     if field not in cloud.fields:
         have = ", ".join(["label"] * (cloud.labels is not None) + sorted(cloud.fields)) or "none"

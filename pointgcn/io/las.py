@@ -1,9 +1,13 @@
-"""LAS/LAZ via laspy (optional: `pip install laspy`, plus `laspy[lazrs]` for .laz).
+"""LAS/LAZ (ASPRS LiDAR) through laspy with the lazrs backend: versions 1.2–1.4, point
+formats 0–10, extra-byte dimensions, compressed .laz.
 
 Scaled x y z (float64) → points (`read_points` stores georeferenced coordinates relative to
-`cloud.offset`, see io/cloud.py), red green blue (16-bit in LAS; many writers store 8-bit
-values, so colours whose maximum is ≤ 255 are read as 0–255) → colors, classification →
-labels, intensity → fields["intensity"].
+`cloud.offset`, see io/cloud.py); red green blue (16-bit in LAS; many writers store 8-bit
+values, so colours whose maximum is ≤ 255 are read as 0–255) → colors; classification →
+labels with `label_scheme="asprs"` (2 ground, 6 building, …: not a model's class ids, so
+`segment` scores them only when told to, `--labels classification`); every other dimension —
+intensity, returns, GPS time, scan angle, flags, user data, point source, NIR, and each
+extra-byte dimension — → a field of its own name (multi-value extra bytes → (N, k) fields).
 """
 from __future__ import annotations
 
@@ -14,29 +18,44 @@ import numpy as np
 from ..errors import FormatError, InputError
 from .cloud import PointCloud
 
+NOT_FIELDS = {"X", "Y", "Z", "red", "green", "blue", "classification"}
+
 
 def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
-    try:
-        import laspy
-    except ImportError:
-        raise InputError(f"{where}: reading LAS/LAZ needs laspy: pip install laspy "
-                         "(and 'laspy[lazrs]' for .laz)") from None
+    import laspy  # imported here: only LAS inputs pay for it
+
     try:
         las = laspy.read(str(path))
     except Exception as e:  # laspy raises LaspyException and plain errors on bad files
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "backend" in message.lower() or "laz" in message.lower():
+        if "backend" in message.lower() or "lazrs" in message.lower():
             raise InputError(f"{where}: cannot decompress LAZ ({message}); "
                              "pip install 'laspy[lazrs]'") from None
         raise FormatError(f"{where}: unreadable LAS file ({message})") from None
+    if len(las.points) == 0:
+        raise FormatError(f"{where}: the LAS file holds no points")
     points = np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1)
-    names = set(las.point_format.dimension_names)
+    names = list(las.point_format.dimension_names)
     colors = None
-    if {"red", "green", "blue"} <= names:
+    if {"red", "green", "blue"} <= set(names):
         rgb = np.stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)], axis=1)
         scale = 255.0 if rgb.size and rgb.max() <= 255 else 65535.0
         colors = (rgb.astype(np.float32) / scale).astype(np.float32)
-    fields = {name: np.asarray(getattr(las, name)).astype(np.int64)
-              for name in ("classification", "intensity") if name in names}
-    cloud = PointCloud(points.astype(np.float64), colors, None, None, fields, str(path))
-    return cloud, f"las {las.header.version} point format {las.point_format.id}"
+    labels = (np.asarray(las.classification).astype(np.int64)
+              if "classification" in names else None)
+    fields = {name: _field(np.asarray(las[name])) for name in names if name not in NOT_FIELDS}
+    extra = len(list(las.point_format.extra_dimension_names))
+    kind = (f"las {las.header.version} point format {las.point_format.id}"
+            + (f", {extra} extra-byte dimensions" if extra else ""))
+    cloud = PointCloud(points.astype(np.float64), colors, None, labels, fields, str(path),
+                       label_scheme="asprs" if labels is not None else None)
+    return cloud, kind
+
+
+def _field(values: np.ndarray) -> np.ndarray:
+    """Flags and small integers → int64, GPS time and scaled extra bytes stay float64."""
+    if values.dtype.kind == "b":
+        return values.astype(np.int64)
+    if values.dtype.kind in "ui":
+        return values.astype(np.int64)
+    return values.astype(np.float64 if values.dtype.itemsize == 8 else np.float32)

@@ -5,7 +5,8 @@ written as the file gave them: a cloud with a non-zero `offset` (georeferenced, 
 io/cloud.py) gets float64 `points + offset`, any other cloud float32 `points` as before.
 
 PLY vertex properties, in order: x y z float (double with an offset); red green blue uchar
-(colours × 255, rounded) if colours; nx ny nz float if normals; label int if labels; then each
+(colours × 255, rounded) if colours; nx ny nz float if normals; label int if labels
+(`classification` for LAS ASPRS codes: `label_name`); then each
 field by name — integer and bool fields as int, float64 fields as double, other float fields as
 float. PLY has no 64-bit integers: integer values must fit in int32. `ply_safe_fields` turns
 any fields the readers produce into ones `write_ply` takes (and says what it changed).
@@ -57,6 +58,12 @@ def _as_int32(values: np.ndarray, name: str, where: str) -> np.ndarray:
     return values.astype("<i4")
 
 
+def label_name(cloud: PointCloud) -> str:
+    """The column labels are written under: `label`, or `classification` for LAS ASPRS codes,
+    which the readers then keep as a field — never taken for a model's classes."""
+    return "classification" if cloud.label_scheme == "asprs" else "label"
+
+
 def _xyz(cloud: PointCloud) -> np.ndarray:
     """The coordinates to write: float64 `points + offset` if there is an offset, else float32."""
     return cloud.absolute_points() if cloud.has_offset else cloud.points.astype(np.float32)
@@ -81,7 +88,8 @@ def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
         columns += [(c, "float", cloud.normals[:, i].astype("<f4"))
                     for i, c in enumerate(("nx", "ny", "nz"))]
     if cloud.labels is not None:
-        columns.append(("label", "int", _as_int32(cloud.labels, "label", where)))
+        name = label_name(cloud)
+        columns.append((name, "int", _as_int32(cloud.labels, name, where)))
     for name, values in cloud.fields.items():
         if not _NAME.match(name) or name in _RESERVED_PLY:
             raise InputError(f"{where}: field name {name!r} cannot be a PLY property "
@@ -173,7 +181,7 @@ def npy_columns(cloud: PointCloud) -> list[str]:
     if cloud.normals is not None:
         names += ["nx", "ny", "nz"]
     if cloud.labels is not None:
-        names.append("label")
+        names.append(label_name(cloud))
     return names + list(cloud.fields)
 
 
@@ -192,7 +200,7 @@ def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
         if group is not None:
             columns += [(n, group[:, i].astype(np.float32)) for i, n in enumerate(names)]
     if cloud.labels is not None:
-        columns.append(("label", cloud.labels.astype(np.int64)))
+        columns.append((label_name(cloud), cloud.labels.astype(np.int64)))
     columns += list(cloud.fields.items())
     table = np.empty(len(cloud), np.dtype([(n, v.dtype) for n, v in columns]))
     for name, values in columns:
@@ -213,9 +221,11 @@ def write_npz(path: str | Path, cloud: PointCloud) -> None:
         raise InputError(f"{where}: field names {', '.join(clash)} clash with npz keys "
                          f"{', '.join(sorted(reserved))}")
     arrays = {"points": _xyz(cloud)}
-    for name in ("colors", "normals", "labels"):
+    for name in ("colors", "normals"):
         if getattr(cloud, name) is not None:
             arrays[name] = getattr(cloud, name)
+    if cloud.labels is not None:
+        arrays["labels" if label_name(cloud) == "label" else label_name(cloud)] = cloud.labels
     arrays.update(cloud.fields)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
