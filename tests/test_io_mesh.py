@@ -3,6 +3,7 @@ import struct
 
 import numpy as np
 import pytest
+import trimesh
 
 from pointgcn.errors import FormatError, InputError
 from pointgcn.io import ReadReport, read_points
@@ -176,3 +177,26 @@ def test_ply_as_mesh_without_faces(tmp_path):
     with pytest.raises(InputError, match="no faces"):
         read_points(path, as_mesh=True)
     assert len(read_points(path, n_points=50)) == 1  # a cloud is returned whole
+
+
+@pytest.mark.parametrize("ext", ["glb", "gltf", "3mf", "dae"])
+def test_scene_formats_flatten_to_one_mesh(tmp_path, ext):
+    """glTF/GLB, 3MF and DAE hold scenes: every node's mesh with its transform, as one mesh."""
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.creation.box((1, 1, 1)), node_name="a")
+    moved = np.eye(4)
+    moved[:3, 3] = [10.0, 0.0, 0.0]
+    scene.add_geometry(trimesh.creation.box((2, 1, 1)), node_name="b", transform=moved)
+    path = tmp_path / f"s.{ext}"
+    if ext == "dae":  # trimesh writes DAE for a list of meshes, not a scene graph
+        from trimesh.exchange.dae import export_collada
+        path.write_bytes(export_collada(scene.dump()))
+    else:
+        scene.export(path)
+    report = ReadReport()
+    cloud = read_points(path, n_points=2000, report=report)
+    assert report.sampled and report.n_faces == 24  # 12 triangles per box
+    world = cloud.absolute_points()
+    np.testing.assert_allclose(world.min(0), [-0.5, -0.5, -0.5], atol=1e-5)
+    np.testing.assert_allclose(world.max(0), [11.0, 0.5, 0.5], atol=1e-5)
+    assert (world[:, 0] > 5).any() and (world[:, 0] < 1).any()  # both nodes sampled

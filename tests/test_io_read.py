@@ -147,3 +147,35 @@ def test_empty_las_is_one_line(tmp_path):
 
     laspy.LasData(laspy.LasHeader(point_format=3, version="1.2")).write(str(tmp_path / "e.las"))
     raises_one_line(FormatError, "holds no points", tmp_path / "e.las")
+
+
+def test_e57_scans_in_the_global_frame(tmp_path):
+    """Two scans with their own poses (a translation; a quarter turn about z), colours and
+    intensity: one cloud in the file's frame, `scan` and `intensity` fields."""
+    import pye57
+
+    rng = np.random.default_rng(0)
+    n = 40
+    local = rng.random((n, 3)) * [5, 4, 3]
+    rgb = rng.integers(0, 256, (n, 3)).astype(np.uint8)
+    path = tmp_path / "site.e57"
+    e57 = pye57.E57(str(path), mode="w")
+    scan = {"cartesianX": local[:, 0], "cartesianY": local[:, 1], "cartesianZ": local[:, 2],
+            "colorRed": rgb[:, 0], "colorGreen": rgb[:, 1], "colorBlue": rgb[:, 2],
+            "intensity": rng.random(n).astype(np.float32)}
+    e57.write_scan_raw(scan, name="a", rotation=np.array([1.0, 0, 0, 0]),
+                       translation=np.array([100.0, 0, 0]))
+    quarter = np.array([np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)])  # w x y z: 90° about z
+    e57.write_scan_raw(scan, name="b", rotation=quarter, translation=np.zeros(3))
+    e57.close()
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    world = cloud.absolute_points()
+    np.testing.assert_allclose(world[:n], local + [100, 0, 0], atol=1e-6)
+    turned = np.stack([-local[:, 1], local[:, 0], local[:, 2]], axis=1)
+    np.testing.assert_allclose(world[n:], turned, atol=1e-6)
+    np.testing.assert_allclose(cloud.colors[:n], rgb / 255, atol=1e-6)
+    np.testing.assert_array_equal(cloud.fields["scan"], np.repeat([0, 1], n))
+    assert report.format == "e57, 2 scans" and "intensity" in cloud.fields
+    path.write_bytes(path.read_bytes()[:200])
+    raises_one_line(FormatError, "unreadable E57 file", path)

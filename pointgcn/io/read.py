@@ -30,8 +30,10 @@ from ..errors import InputError
 from .cloud import PointCloud, local_frame
 from .columns import cloud_from_named
 
-CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz")
-MESH_FORMATS = (".off", ".obj", ".stl")
+CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz",
+                 ".e57")
+# trimesh reads them all; glTF/GLB, 3MF and DAE hold scenes, flattened to one mesh (mesh.py)
+MESH_FORMATS = (".off", ".obj", ".stl", ".glb", ".gltf", ".3mf", ".dae")
 SUPPORTED = CLOUD_FORMATS + MESH_FORMATS
 log = logging.getLogger(__name__)
 # Largest extent of a cloud along any axis, in its own units: 10⁹ km in metres, beyond any real
@@ -105,6 +107,10 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
     elif suffix in (".las", ".laz"):
         from .las import read_las
         cloud, report.format = read_las(path, where)
+        return cloud
+    elif suffix == ".e57":
+        from .e57 import read_e57
+        cloud, report.format = read_e57(path, where)
         return cloud
     else:
         from .text import read_text
