@@ -61,16 +61,31 @@ class PointCloud:
                           self.source, self.offset, self.label_scheme)
 
 
-def local_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis (min, max) of (N, 3) points. Column by column: numpy's axis-0 reduction of an
+    (N, 3) array runs an inner loop of 3 and is ≈ 10× slower on millions of points."""
+    lo = np.array([points[:, i].min() for i in range(3)], dtype=np.float64)
+    hi = np.array([points[:, i].max() for i in range(3)], dtype=np.float64)
+    return lo, hi
+
+
+def local_frame(points: np.ndarray, lo: np.ndarray | None = None,
+                hi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Finite (N, 3) coordinates (float64 as read) → (float32 points, float64 offset).
 
     The offset is zero when every |coordinate| < LOCAL_LIMIT, else the per-axis minimum rounded
     down to a whole unit: an integer offset makes `points − offset` exact in float64, so the
     only rounding is float32's on the local coordinates (≤ 0.06 mm while the cloud spans less
-    than 2 km).
+    than 2 km). `lo`, `hi`: the points' `bounds`, when the caller has them.
     """
     xyz = np.asarray(points, np.float64)
+    if not len(xyz):
+        return np.ascontiguousarray(xyz, np.float32), np.zeros(3)
+    if lo is None or hi is None:
+        lo, hi = bounds(xyz)
     offset = np.zeros(3)
-    if xyz.size and np.abs(xyz).max() >= LOCAL_LIMIT:
-        offset = np.floor(xyz.min(axis=0))
+    if max(np.abs(lo).max(), np.abs(hi).max()) >= LOCAL_LIMIT:
+        offset = np.floor(lo)
+    if not offset.any():
+        return np.ascontiguousarray(xyz, np.float32), offset
     return np.ascontiguousarray(xyz - offset, np.float32), offset

@@ -2,12 +2,15 @@
 comma-separated), binary (bytes after the last point are ignored with a note, as PCL does) and
 binary_compressed.
 
-Why our own: Open3D's reader keeps only xyz/rgb/normals and silently returns an empty cloud on a
-bad file; PCL users' clouds carry `label`, `intensity` and more. The header's FIELDS/SIZE/TYPE/
-COUNT give a numpy structured dtype; binary is one `np.frombuffer`, binary_compressed is LZF
-(decoded here in pure Python: slower than binary, fine for typical scans) of the same data stored
-field by field. Packed `rgb`/`rgba` (float bits or uint32, 0x00RRGGBB) → red green blue; in
-ascii a TYPE F rgb column of integers is PCL's packed uint32 (see `_ascii_packed_float`).
+Why our own (measured, benchmarks/bench_readers.py, one run, 2M binary points): pypcd4 refuses
+PDAL's comma-separated ascii, accepts truncated binary files and takes 231 ms where this takes
+134; Open3D keeps only xyz/rgb/normals (PCL users' clouds carry `label`, `intensity` and more),
+silently returns an empty or wrong cloud on such files, and is 16× slower. The header's
+FIELDS/SIZE/TYPE/COUNT give a numpy structured dtype; binary is one `np.frombuffer` over the
+memory-mapped file, binary_compressed is LZF (decoded here in pure Python: slower than binary,
+fine for typical scans) of the same data stored field by field. Packed `rgb`/`rgba` (float
+bits or uint32, 0x00RRGGBB) → red green blue; in ascii a TYPE F rgb column of integers is
+PCL's packed uint32 (see `_ascii_packed_float`).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from .mapped import map_file
 from .cloud import PointCloud
 from .columns import cloud_from_named
 
@@ -208,13 +212,16 @@ def _unpack_rgb(values: np.ndarray) -> dict[str, np.ndarray]:
             "blue": (bits & 255).astype(np.uint8)}
 
 
-def read_pcd(path: Path, where: str, notes: list[str] | None = None) -> tuple[PointCloud, str]:
-    """The cloud and the PCD DATA mode it was stored in; what was tolerated goes to `notes`."""
-    data = path.read_bytes()
+def read_pcd_columns(path: Path, where: str, notes: list[str] | None = None,
+                     modes: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The file's fields by name (packed rgb unpacked); its DATA mode goes to `modes`."""
+    data = map_file(path)
     head, pos = _header(data, where)
     dtype = _dtype(head, where)
     count = _point_count(head, where)
     mode = (head["DATA"] or [""])[0].lower()
+    if modes is not None:
+        modes.append(mode)
     records = _records(data, pos, mode, dtype, count, where, notes if notes is not None else [])
     columns: dict[str, np.ndarray] = {}
     for name in dtype.names:
@@ -224,4 +231,11 @@ def read_pcd(path: Path, where: str, notes: list[str] | None = None) -> tuple[Po
             columns.update(_unpack_rgb(records[name]))
         else:
             columns[name] = np.array(records[name])
-    return cloud_from_named(columns, where, str(path)), mode
+    return columns
+
+
+def read_pcd(path: Path, where: str, notes: list[str] | None = None) -> tuple[PointCloud, str]:
+    """The cloud and the PCD DATA mode it was stored in; what was tolerated goes to `notes`."""
+    modes: list[str] = []
+    columns = read_pcd_columns(path, where, notes, modes)
+    return cloud_from_named(columns, where, str(path)), modes[0]

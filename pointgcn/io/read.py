@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .cloud import PointCloud, local_frame
+from .cloud import PointCloud, bounds, local_frame
 from .columns import cloud_from_named
 
 CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz",
@@ -146,7 +146,8 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
         raise InputError(f"{where}: too large to read into memory") from None
     report.n_read = len(cloud)
     if not report.sampled:
-        finite = np.all(np.isfinite(cloud.points), axis=1)
+        p = cloud.points  # column by column: an axis-1 reduction over 3 is slow (cloud.bounds)
+        finite = np.isfinite(p[:, 0]) & np.isfinite(p[:, 1]) & np.isfinite(p[:, 2])
         n_bad = int(len(finite) - finite.sum())
         if n_bad and not drop_invalid:
             raise InputError(f"{where}: {n_bad} points have NaN/Inf coordinates; "
@@ -157,16 +158,17 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
     if len(cloud) == 0:
         extra = " after dropping invalid ones" if report.dropped else ""
         raise InputError(f"{where}: no points{extra}")
-    _check_span(cloud.points, where)
+    lo, hi = bounds(cloud.points)
+    _check_span(lo, hi, where)
     for note in report.notes:  # the CLI prints these as `note: …` (apps/cli.py)
         log.warning(note)
-    cloud.points, cloud.offset = local_frame(cloud.points)
+    cloud.points, cloud.offset = local_frame(cloud.points, lo, hi)
     cloud.source = str(path)
     return cloud
 
 
-def _check_span(points: np.ndarray, where: str) -> None:
-    span = float(np.max(points.max(axis=0) - points.min(axis=0)))
+def _check_span(lo: np.ndarray, hi: np.ndarray, where: str) -> None:
+    span = float(np.max(hi - lo))
     if not span <= MAX_SPAN:  # also catches an overflow to inf
         raise InputError(f"{where}: the points span {span:.3g} units, more than {MAX_SPAN:.0e} "
                          "(a corrupt file? coordinates this far apart cannot be processed)")
