@@ -53,6 +53,9 @@ def add_arguments(parser):
     parser.add_argument("--title", help="title printed above the picture")
     parser.add_argument("--mesh-points", type=int, default=10000, metavar="N",
                         help="points sampled from a mesh input (default: 10000)")
+    parser.add_argument("--max-points", type=int, default=2_000_000, metavar="N",
+                        help="show a random subset of bigger clouds (default 2,000,000: a 10M "
+                             "point cloud drawn whole needed ≈ 5 GB); accuracy is then over those")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -94,6 +97,8 @@ def _read(path: str, mesh_points: int):
 
 
 def run(args) -> int:
+    import numpy as np
+
     from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.viz import cloud_field, has_display, render_png, show
@@ -119,6 +124,16 @@ def run(args) -> int:
     elif args.compare_field:
         compare = args.compare_field
         labels = labels or "label"
+    if args.max_points < 1:
+        raise InputError(f"--max-points must be ≥ 1, got {args.max_points}")
+    if len(cloud) > args.max_points:  # the same random points in every panel
+        keep = np.sort(np.random.default_rng(0).choice(len(cloud), args.max_points,
+                                                        replace=False))
+        print(f"note: showing {args.max_points:,} of {len(cloud):,} points (a random subset; "
+              "--max-points to change)")
+        cloud = cloud.subset(keep)
+        labels = labels[keep] if isinstance(labels, np.ndarray) else labels
+        compare = compare[keep] if isinstance(compare, np.ndarray) else compare
     options = dict(color_by=args.color, labels=labels, compare=compare, palette=args.palette,
                    view=args.view, up=args.up, remove_ceiling=False if args.keep_ceiling else None,
                    backend=None if args.backend in (None, "auto") else args.backend)

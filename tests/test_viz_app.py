@@ -8,7 +8,7 @@ from matplotlib.image import imread
 from apps.cli import main
 from pointgcn.io import PointCloud, write_ply
 from pointgcn.viz import backends, show
-from pointgcn.viz.palettes import ERROR_COLOR, S3DIS_COLORS
+from pointgcn.viz.palettes import ERROR_COLOR, S3DIS_COLORS, error_color
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,9 @@ def test_compare_field_and_compare_file_agree(scan, tmp_path, capsys):
     assert run(path, "--compare-field", "pred", "--png", tmp_path / "a.png",
                "--backend", "matplotlib", "--size", "600x300") == 0
     assert expected in capsys.readouterr().out
-    assert has(tmp_path / "a.png", ERROR_COLOR)
+    wrong_rgb, name = error_color("s3dis", 13)
+    assert name == "orange" and has(tmp_path / "a.png", wrong_rgb)  # chair is red in S3DIS
+    assert not np.isclose(S3DIS_COLORS, wrong_rgb).all(axis=1).any()
     assert run(path, "--compare", other, "--png", tmp_path / "b.png", "--backend", "matplotlib",
                "--size", "600x300") == 0
     assert expected in capsys.readouterr().out
@@ -187,3 +189,11 @@ def test_show_with_a_display_puts_prediction_beside_truth(monkeypatch):
     assert np.allclose(right.points - pts, [1.2 * np.ptp(pts[:, 0]), 0, 0], atol=1e-5)
     wrong = (truth != pred)
     assert np.array_equal(np.all(right.colors == ERROR_COLOR, axis=1), wrong)
+
+
+def test_huge_clouds_are_shown_subsampled(scan, tmp_path, capsys):
+    path, labels, pred = scan
+    assert run(path, "--compare-field", "pred", "--png", tmp_path / "s.png", "--backend",
+               "matplotlib", "--size", "300x200", "--max-points", "100") == 0
+    out = capsys.readouterr().out
+    assert f"showing 100 of {len(labels):,} points" in out and (tmp_path / "s.png").is_file()

@@ -28,7 +28,12 @@ _TAB10 = np.array([
     dtype=np.float32) / 255.0
 
 UNLABELLED_COLOR = np.array([0.75, 0.75, 0.75], np.float32)  # label < 0 (ignored / unknown)
-ERROR_COLOR = np.array([1.0, 0.0, 0.0], np.float32)         # wrong predictions in compare mode
+ERROR_COLOR = np.array([1.0, 0.0, 0.0], np.float32)         # wrong predictions (unless a class is red)
+# Saturated colours a compare panel may mark wrong points with: `error_color` takes the one
+# farthest from every class colour of the palette (S3DIS chair is red, column magenta).
+ERROR_CANDIDATES = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0], [1.0, 0.45, 0.0],
+                             [0.0, 0.0, 0.0], [0.55, 0.0, 1.0], [0.0, 0.6, 0.0]], np.float32)
+ERROR_NAMES = ("red", "magenta", "orange", "black", "violet", "green")
 PARTS_MAX = 64                                               # PartNet's largest is Table-3: 52
 
 PALETTES = ("s3dis", "modelnet40", "parts", "generic")
@@ -148,9 +153,22 @@ def dim(colors: np.ndarray, amount: float = 0.65) -> np.ndarray:
     return (np.asarray(colors, np.float32) * (1 - amount) + amount).astype(np.float32)
 
 
+def error_color(palette: str | np.ndarray = "generic", n_classes: int | None = None
+                ) -> tuple[np.ndarray, str]:
+    """(colour, its name) of wrong points: red unless the palette has a class close to it, else
+    the candidate farthest from every class colour, so the legend never shows one colour twice."""
+    table = palette_colors(palette, n_classes or 0)
+    if not len(table):
+        return ERROR_COLOR.copy(), ERROR_NAMES[0]
+    gap = np.linalg.norm(ERROR_CANDIDATES[:, None] - table[None], axis=-1).min(1)
+    pick = 0 if gap[0] > 0.3 else int(np.argmax(gap))
+    return ERROR_CANDIDATES[pick].copy(), ERROR_NAMES[pick]
+
+
 def error_colors(truth: np.ndarray, pred: np.ndarray, palette: str | np.ndarray = "generic",
                  n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Colours for a prediction panel: correct points in their dimmed class colour, wrong ones red.
+    """Colours for a prediction panel: correct points in their dimmed class colour, wrong ones
+    in `error_color`.
 
     Points whose truth is < 0 (unlabelled) count as neither and stay grey. Returns (colors, wrong).
     """
@@ -159,7 +177,8 @@ def error_colors(truth: np.ndarray, pred: np.ndarray, palette: str | np.ndarray 
         raise InputError(f"ground truth has {truth.size} points but the prediction has {pred.size}")
     colors = dim(class_colors(pred, palette, n_classes))
     wrong = (truth >= 0) & (truth != pred)
-    colors[wrong] = ERROR_COLOR
+    top = int(max(truth.max(initial=-1), pred.max(initial=-1))) + 1
+    colors[wrong] = error_color(palette, max(top, n_classes or 0))[0]
     colors[truth < 0] = UNLABELLED_COLOR
     return colors, wrong
 

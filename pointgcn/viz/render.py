@@ -141,10 +141,12 @@ def prepare_scene(cloud, *, colors=None, color_by: str = "auto", labels=None, co
         auto_legend = pal.class_legend(np.concatenate(class_ids)[np.tile(keep, len(class_ids))],
                                        palette, n_classes, class_names)
         if pred is not None:
+            top = int(max(t.max(initial=-1), pred[keep].max(initial=-1))) + 1
+            wrong_rgb, wrong_name = pal.error_color(palette, max(top, n_classes or 0))
             panels.append(pal.error_colors(t, pred[keep], palette, n_classes)[0])
-            titles.append("prediction, wrong in red" + (f" (accuracy {100 * accuracy:.1f}%)"
-                                                        if accuracy is not None else ""))
-            auto_legend.append(("wrong", pal.ERROR_COLOR))
+            titles.append(f"prediction, wrong in {wrong_name}"
+                          + (f" (accuracy {100 * accuracy:.1f}%)" if accuracy is not None else ""))
+            auto_legend.append(("wrong", wrong_rgb))
     elif color_by == "height":
         c, (lo, hi) = pal.height_colors(pts)
         panels, titles = [c], [""]
