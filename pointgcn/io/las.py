@@ -17,7 +17,7 @@ from .cloud import PointCloud
 
 def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
     try:
-        import laspy
+        import laspy  # optional: only LAS/LAZ files need it
     except ImportError:
         raise InputError(f"{where}: reading LAS/LAZ needs laspy: pip install laspy "
                          "(and 'laspy[lazrs]' for .laz)") from None
