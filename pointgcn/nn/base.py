@@ -44,6 +44,12 @@ class _RowGather(torch.autograd.Function):
         return grad.new_zeros(ctx.n_rows, grad.shape[1]).scatter_add_(0, index, grad), None
 
 
+def graph_for(layer: nn.Module, graph: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """`graph(x)`, the neighbour indices, for a layer that reads them, else None: the kNN
+    search is most of a layer's cost, and 1×1 convs (and NAS skip / zero ops) never use it."""
+    return graph(x) if layer.needs_graph else None
+
+
 class GraphConv(nn.Module):
     """Base class: `forward(x (B, C_in, N), idx (B, N, k)) -> (B, C_out, N)`.
 
