@@ -72,6 +72,31 @@ def rooms_config(root, **train) -> dict:
             "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, **train}}
 
 
+class SampleList(torch.utils.data.Dataset):
+    """In-memory `(features, labels)` samples with the data-set interface the engine reads
+    (`pointgcn.data.base.PointDataset`); nothing is drawn per epoch."""
+
+    def __init__(self, items, class_names, task):
+        self.items, self.class_names, self.task = list(items), list(class_names), task
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def memory_bundle(train, val, class_names, task, in_channels=3):
+    """A DataBundle of in-memory train / validation samples."""
+    from pointgcn.data.build import DataBundle
+
+    return DataBundle(SampleList(train, class_names, task), SampleList(val, class_names, task),
+                      None, list(class_names), in_channels, task)
+
+
 @contextlib.contextmanager
 def deadline(seconds):
     """Fail with TimeoutError instead of hanging when the body runs longer than `seconds`

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 
@@ -122,8 +123,6 @@ def voxel_subsample(points: np.ndarray, voxel: float, colors: np.ndarray | None 
 def typical_spacing(points: np.ndarray, max_points: int = 200_000, seed: int = 0) -> float:
     """Median distance from a point to its nearest other point (a random subset of at most
     `max_points` for big clouds, which reads sparser than the whole: a coarse figure)."""
-    from scipy.spatial import cKDTree
-
     xyz = np.asarray(points, dtype=np.float64)[:, :3]
     if len(xyz) > max_points:
         xyz = xyz[np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)]
