@@ -1,6 +1,8 @@
 import contextlib
 import os
 import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +49,24 @@ def synth_root(tmp_path_factory):
     write_shapes(root, n_per_class=4, seed=0)
     write_parts(root, n_shapes=10, seed=0, n_points=512)
     return root
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file below `root` (hidden ones included, links left out) with its bytes: equal
+    trees are equal outputs, and a tree unchanged by a refused command is untouched."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def default_set(request, tmp_path_factory):
+    """(root, seconds): the data set its test module's `WRITE` (a synthetic generator) writes
+    with every default, written once per module and timed."""
+    write = request.module.WRITE
+    out = tmp_path_factory.mktemp(write.__name__)
+    start = time.perf_counter()
+    root = write(out)
+    return root, time.perf_counter() - start
 
 
 def tiny_model(**over) -> dict:
