@@ -54,7 +54,7 @@ class ConfusionMatrix:
     def all_reduce(self, d: Dist) -> "ConfusionMatrix":
         """The matrix summed over every process (this one's is left unchanged)."""
         merged = ConfusionMatrix(self.n, self.ignore_index)
-        merged.matrix = sum_array(d, self.matrix)
+        merged.matrix = sum_array(d, self.matrix.copy())  # a copy also with one process
         return merged
 
     @property
@@ -142,8 +142,8 @@ class PartNetIoU:
     def all_reduce(self, d: Dist) -> "PartNetIoU":
         """Sums and every shape's IoU over every process (this one's are left unchanged)."""
         merged = PartNetIoU(self.n)
-        merged.inter = sum_array(d, self.inter)
-        merged.union = sum_array(d, self.union)
+        merged.inter = sum_array(d, self.inter.copy())  # copies also with one process
+        merged.union = sum_array(d, self.union.copy())
         merged.shape_ious = [v for part in gather_objects(d, self.shape_ious) for v in part]
         return merged
 
