@@ -6,8 +6,8 @@ with a warning and an empty cloud; plyfile is not a dependency. Here every probl
 FormatError naming the file: truncated data, element counts that disagree with the body,
 garbled headers. Binary elements of scalars are one `np.frombuffer` with a structured dtype
 built from the header; list elements (faces) take the same fast path when every list has the
-length of the first one (all triangles, all quads) and a per-row Python walk otherwise (≈ 1 s
-per 100k mixed polygons), so any element in any position is skipped or read correctly. Ascii
+length of the first one (all triangles, all quads) and a per-row Python walk otherwise (slow,
+docs/performance.md), so any element in any position is skipped or read correctly. Ascii
 bodies are parsed one element row per line.
 """
 from __future__ import annotations
