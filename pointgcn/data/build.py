@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..config import cache_dir, check_int
 from ..errors import ConfigError, FormatError, InputError
 from ..registry import Registry
 from ..seeds import validation_split_rng
 from ..tasks import DEFAULT_POINTS
-from .base import EpochZeroSubset, Subset
+from .base import EpochZeroSubset, PointDataset, Subset
 from .modelnet import ModelNet40, check_splits, find_modelnet, has_split, prepare_modelnet40
 from .partnet import PartNetSemSeg
 from .report import DataReport
@@ -58,9 +57,9 @@ DATASETS = Registry("data.dataset")
 
 @dataclass
 class DataBundle:
-    train: Dataset | None
-    val: Dataset | None
-    test: Dataset | None
+    train: PointDataset | None
+    val: PointDataset | None
+    test: PointDataset | None
     class_names: list[str]
     in_channels: int
     task: str
