@@ -56,7 +56,7 @@ def run(args) -> int:
         raise InputError(f"--png renders one shape; {len(files)} files were given")
     # one file: read before the model loads, so its errors come first (and it is read once)
     preread = {files[0]: _read(files[0], args)} if len(files) == 1 else {}
-    predictor, cfg = predictor_from_args(args, "classification", 1024)
+    predictor, cfg = predictor_from_args(args, "classification")
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")
     settings = Settings.from_config(cfg)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 
 from apps.paths import Input, OutputFolder
+from pointgcn.tasks import DEFAULT_POINTS
 
 HELP = "write synthetic data sets, prepare S3DIS/ModelNet40/PartNet, inspect files and folders"
 
@@ -57,7 +58,8 @@ def add_arguments(parser):
     prep.add_argument("--blocks", action="store_true",
                       help="s3dis: also write PointNet's h5 blocks")
     prep.add_argument("--points", type=int, default=None,
-                      help="modelnet: points per shape (default 1024); partnet: points kept "
+                      help="modelnet: points per shape (default "
+                           f"{DEFAULT_POINTS['classification']}); partnet: points kept "
                            "per shape (default all)")
     prep.add_argument("--drop-invalid", action="store_true",
                       help="modelnet: drop mesh faces (or cloud points) with NaN/Inf corners "
@@ -118,10 +120,10 @@ def _prepare(args) -> int:
         from pointgcn.data.modelnet import prepare_modelnet40
 
         report = DataReport("shapes")
-        counts = prepare_modelnet40(args.src, args.out, n_points=args.points or 1024,
-                                    seed=args.seed, progress=progress,
-                                    drop_invalid=args.drop_invalid, drop_switch="--drop-invalid",
-                                    report=report)
+        n_points = args.points or DEFAULT_POINTS["classification"]
+        counts = prepare_modelnet40(args.src, args.out, n_points=n_points, seed=args.seed,
+                                    progress=progress, drop_invalid=args.drop_invalid,
+                                    drop_switch="--drop-invalid", report=report)
         print(f"wrote {', '.join(f'{v} {k}' for k, v in counts.items())} shapes to {args.out}")
     else:
         from pointgcn.data.partnet import prepare_partnet

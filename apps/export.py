@@ -18,6 +18,7 @@ from pathlib import Path
 
 from apps.cli import positive_int
 from apps.paths import Input, Output
+from pointgcn.tasks import DEFAULT_POINTS
 
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
 
@@ -26,8 +27,9 @@ def add_arguments(parser):
     parser.add_argument("checkpoint", type=Input(str), help="checkpoint path, shipped model name or config YAML")
     parser.add_argument("--out", type=Output(".onnx"), help="output .onnx (default: CKPT's name with .onnx, here)")
     parser.add_argument("--points", type=int,
-                        help="nominal points per cloud (default: the training N, else 4096 "
-                             "for segmentation / 1024 for classification)")
+                        help="nominal points per cloud (default: the training N, else the "
+                             "task's: " + ", ".join(f"{n} for {task}" for task, n in
+                                                   DEFAULT_POINTS.items()) + ")")
     parser.add_argument("--batch", type=int, default=2, help="clouds per parity batch")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (≥ 17)")
     parser.add_argument("--quantize", action="store_true", help="also write an int8 copy")
@@ -85,4 +87,4 @@ def run(args) -> int:
 
 def _training_points(run_config: dict, model_cfg: dict) -> int:
     n = (run_config.get("data") or {}).get("n_points")
-    return int(n) if n else (1024 if model_cfg.get("task") == "classification" else 4096)
+    return int(n) if n else DEFAULT_POINTS[model_cfg["task"]]

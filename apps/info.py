@@ -1,7 +1,8 @@
-"""Show what pointgcn can build: graph convs, blocks, norms, activations, aggregators, models."""
+"""Show what pointgcn can build: every registry (convs, blocks, aggregators, models, data sets)
+and the norms and activations."""
 from __future__ import annotations
 
-HELP = "list the available convs, blocks, norms, activations, aggregators and models"
+HELP = "list the available convs, blocks, norms, activations, aggregators, models and data sets"
 
 
 def add_arguments(parser):
@@ -11,12 +12,13 @@ def add_arguments(parser):
 def run(args) -> int:
     import json
 
+    from pointgcn.data.build import DATASETS
     from pointgcn.models import MODELS
-    from pointgcn.nn import ACTS, AGGREGATORS, CONVS, NORMS
+    from pointgcn.nn import ACTS, AGGREGATORS, BLOCKS, CONVS, NORMS
 
-    table = {"convs": sorted(CONVS), "blocks": ["plain", "res", "dense", "res+", "rev"],
-             "norms": list(NORMS), "acts": list(ACTS), "aggregators": list(AGGREGATORS),
-             "models": sorted(MODELS)}
+    table = {"convs": sorted(CONVS.names()), "blocks": BLOCKS.names(), "norms": list(NORMS),
+             "acts": list(ACTS), "aggregators": AGGREGATORS.names(),
+             "models": sorted(MODELS.names()), "datasets": DATASETS.names()}
     if args.json:
         print(json.dumps(table, indent=2))
     else:

@@ -71,7 +71,7 @@ def run(args) -> int:
     cloud = dataclasses.replace(cloud, fields=fields)
     for note in notes:
         print(f"note: {note}")
-    predictor, cfg = predictor_from_args(args, "segmentation", 4096)
+    predictor, cfg = predictor_from_args(args, "segmentation")
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
     names = predictor.class_names

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from apps.paths import Input
+from pointgcn.tasks import DEFAULT_POINTS
 
 
 def add_source_arguments(parser) -> None:
@@ -23,7 +24,8 @@ def add_source_arguments(parser) -> None:
                         help="with --budget-ms: the runtime to measure and serve with")
     parser.add_argument("--points", type=int, metavar="N",
                         help="with --budget-ms: points per forward pass to budget for "
-                             "(default: 4096 for segment, 1024 for classify)")
+                             f"(default: {DEFAULT_POINTS['segmentation']} for segment, "
+                             f"{DEFAULT_POINTS['classification']} for classify)")
 
 
 def add_harmonise_arguments(parser) -> None:
@@ -55,13 +57,13 @@ def preflight(args, cloud, cfg, confidence=None, show: bool = True):
     return pf
 
 
-def predictor_from_args(args, task: str, default_points: int):
+def predictor_from_args(args, task: str):
     """(predictor, run config) for --weights / --onnx / --budget-ms, or the task's default
     shipped model (saying which, in one line)."""
     from pointgcn.export.serve import default_model, load_predictor, within_budget
 
     if getattr(args, "budget_ms", None) is not None:
-        points = args.points or default_points
+        points = args.points or DEFAULT_POINTS[task]
         predictor, cfg, reason = within_budget(args.budget_ms, task=task, points=points,
                                                runtime=args.runtime, threads=args.threads,
                                                candidates=args.candidates or ())

@@ -72,7 +72,7 @@ def run(args) -> int:
         print(line)
     if d.main and data.info.get("note"):
         print(f"note: {data.info['note']}")
-    _check_model_fits_data(cfg, data)
+    data.complete_model_config(cfg.setdefault("model", {}))
     existed = run_dir.exists()
     try:
         trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
@@ -104,14 +104,3 @@ def _discard_unfinished(run_dir: Path, existed: bool) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for name in ("tb", "checkpoints"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
-
-
-def _check_model_fits_data(cfg: dict, data) -> None:
-    from pointgcn.errors import ConfigError
-
-    model = cfg.setdefault("model", {})
-    for key, want in (("in_channels", data.in_channels), ("n_classes", len(data.class_names)),
-                      ("task", data.task)):
-        have = model.setdefault(key, want)
-        if have != want:
-            raise ConfigError(f"model.{key} is {have} but the data set gives {want}")

@@ -1,6 +1,8 @@
 import contextlib
 import os
 import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +51,24 @@ def synth_root(tmp_path_factory):
     return root
 
 
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file below `root` (hidden ones included, links left out) with its bytes: equal
+    trees are equal outputs, and a tree unchanged by a refused command is untouched."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def default_set(request, tmp_path_factory):
+    """(root, seconds): the data set its test module's `WRITE` (a synthetic generator) writes
+    with every default, written once per module and timed."""
+    write = request.module.WRITE
+    out = tmp_path_factory.mktemp(write.__name__)
+    start = time.perf_counter()
+    root = write(out)
+    return root, time.perf_counter() - start
+
+
 def tiny_model(**over) -> dict:
     base = dict(n_blocks=3, channels=8, k=6, fusion_channels=16, prediction=[16], dropout=0.1,
                 epsilon=0.2)
@@ -70,6 +90,31 @@ def rooms_config(root, **train) -> dict:
                      "n_points": 256, "block": 2.0, "stride": 2.0, "val_fraction": 0.25},
             "model": tiny_model(),
             "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, **train}}
+
+
+class SampleList(torch.utils.data.Dataset):
+    """In-memory `(features, labels)` samples with the data-set interface the engine reads
+    (`pointgcn.data.base.PointDataset`); nothing is drawn per epoch."""
+
+    def __init__(self, items, class_names, task):
+        self.items, self.class_names, self.task = list(items), list(class_names), task
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def memory_bundle(train, val, class_names, task, in_channels=3):
+    """A DataBundle of in-memory train / validation samples."""
+    from pointgcn.data.build import DataBundle
+
+    return DataBundle(SampleList(train, class_names, task), SampleList(val, class_names, task),
+                      None, list(class_names), in_channels, task)
 
 
 @contextlib.contextmanager

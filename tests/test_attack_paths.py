@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_model
+from conftest import tiny_model, tree_bytes
 
 from apps.cli import build_parser, main
 from apps.paths import Input, Output, OutputFolder
@@ -28,11 +28,6 @@ def seg_weights(tmp_path_factory):
            "model": tiny_model(in_channels=9, n_classes=13)}
     save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
     return d / "seg.pt"
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
 
 
 def refused(argv, capsys, message: str) -> None:
@@ -72,7 +67,7 @@ def test_outputs_never_replace_inputs_or_other_kinds(seg_weights, tmp_path, caps
     os.link(ply, tmp_path / "hard.ply")
     os.symlink(ply, tmp_path / "soft.ply")
     (tmp_path / "folder.png").mkdir()
-    before = snapshot(tmp_path)
+    before = tree_bytes(tmp_path)
     seg = ["segment", ply, "--weights", seg_weights]
     cases = [
         (["latency", "fit", lat, "--out", lat], "must name a .pt file"),
@@ -97,16 +92,16 @@ def test_outputs_never_replace_inputs_or_other_kinds(seg_weights, tmp_path, caps
     ]
     for argv, message in cases:
         refused(argv, capsys, message)
-    assert snapshot(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 def test_derived_outputs_are_checked_too(seg_weights, tmp_path, capsys):
     """export writes <out>.parity.json; a file of another kind there stops it before work."""
     (tmp_path / "m.parity.json").write_bytes(b"\x00\x01binary")
-    before = snapshot(tmp_path)
+    before = tree_bytes(tmp_path)
     refused(["export", seg_weights, "--out", tmp_path / "m.onnx", "--no-parity"], capsys,
             "the parity report")
-    assert snapshot(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 def test_atomic_path_refuses_a_protected_input(tmp_path):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 import torch_geometric.nn as gnn
 
 from pointgcn.graph import knn
-from pointgcn.nn import CONVS, Aggregator, make_conv
+from pointgcn.nn import CONVS, make_aggregator, make_conv
 
 B, N, K, CIN, COUT = 2, 12, 4, 5, 6
 
@@ -184,12 +184,12 @@ def test_gen_equals_pyg(aggr, msg_norm, cout, graph):
 
 def test_softmax_aggregator_limits():
     m = torch.rand(3, 7, 5, dtype=torch.float64) + 0.01
-    agg = Aggregator("softmax")
+    agg = make_aggregator("softmax")
     agg.t.data.fill_(1e-8)
     assert torch.allclose(agg(m, 1), m.mean(1), atol=1e-7)
     agg.t.data.fill_(1e4)
     assert torch.allclose(agg(m, 1), m.amax(1), atol=1e-3)
-    power = Aggregator("power", p=1.0)
+    power = make_aggregator("power", p=1.0)
     assert torch.allclose(power(m, 1), m.mean(1))
     power.p.data.fill_(2.0)
     assert torch.allclose(power(m, 1), (m ** 2).mean(1).sqrt())
@@ -227,3 +227,27 @@ def test_neighbour_gather_gradient_is_bit_identical_at_any_thread_count():
         torch.set_num_threads(old)
     assert all(torch.equal(grads[0], other) for other in grads[1:])
     assert torch.equal(gather_neighbors(x0, idx), x0[torch.arange(5).view(5, 1, 1), idx])
+
+
+@pytest.mark.parametrize("norm,act", [("layer", "leakyrelu"), ("none", "gelu")])
+def test_gen_hidden_mlp_takes_the_conv_norm_and_activation(norm, act, graph):
+    """GEN's hidden MLP layer is normalised and activated as the conv says (it was always
+    BatchNorm + ReLU): checked against the formula written out with torch.nn.functional."""
+    x, idx = graph
+    conv = make_conv("gen", CIN, CIN, norm=norm, act=act, aggr="mean", mlp_layers=2).double()
+    g = torch.Generator().manual_seed(1)
+    for p in conv.parameters():  # non-trivial affine norms
+        p.data.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    conv.eval()
+    xt = x.transpose(1, 2)                                                   # (B, N, C)
+    nbr = torch.stack([xt[b][idx[b]] for b in range(B)])                     # (B, N, k, C)
+    h = (nbr.relu() + conv.eps).mean(2) + xt
+    post = conv.mlp[1]
+    activate = {"leakyrelu": lambda v: F.leaky_relu(v, 0.2), "gelu": F.gelu}[act]
+
+    def normalise(v, module):
+        return F.layer_norm(v, v.shape[-1:], module.weight, module.bias) if norm == "layer" else v
+
+    h = activate(normalise(F.linear(h, conv.mlp[0].weight, conv.mlp[0].bias), post.norm))
+    h = activate(normalise(F.linear(h, conv.mlp[2].weight, conv.mlp[2].bias), conv.post.norm))
+    assert torch.allclose(conv(x, idx), h.transpose(1, 2), atol=1e-10)

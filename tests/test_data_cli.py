@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from apps.cli import main
+from conftest import tree_bytes
 from pointgcn.data import S3DIS, ModelNet40, PartNetSemSeg
 
 
@@ -158,12 +159,6 @@ def test_info_on_broken_h5_is_one_line(tmp_path, capsys, layout, junk):
     assert ("not a readable HDF5 file" if junk else "missing HDF5 dataset") in err
 
 
-def tree(root):
-    """Every file under root (hidden ones included) with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.mark.parametrize("kind,inner", [
     ("rooms", "Stanford3dDataset_v1.2_Aligned_Version/Area_1/office_1/Annotations"),
     ("shapes", "ModelNet40/chair/train"), ("parts", "sem_seg_h5/Chair-1"),
@@ -175,11 +170,11 @@ def test_synth_never_touches_a_users_data_set(tmp_path, capsys, kind, inner, ove
     mine = tmp_path / inner / "marker.txt"
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"my real data set\n")
-    before = tree(tmp_path)
+    before = tree_bytes(tmp_path)
     code, out, err = run(capsys, "synth", kind, "--out", str(tmp_path), "--n", "3",
                          *(["--overwrite"] if overwrite else []))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
-    assert tree(tmp_path) == before and mine.read_bytes() == b"my real data set\n"
+    assert tree_bytes(tmp_path) == before and mine.read_bytes() == b"my real data set\n"
     assert "nothing was changed" in err or "not overwritten" in err
 
 
@@ -189,19 +184,19 @@ def test_synth_overwrite_replaces_only_its_own_earlier_output(tmp_path, capsys):
     root = out / "sem_seg_h5"
     marker = json.loads((root / ".pointgcn-synth.json").read_text())
     assert marker["kind"] == "parts" and marker["seed"] == 0 and marker["n_shapes"] == 3
-    assert set(marker["files"]) == set(tree(root)) - {".pointgcn-synth.json"}
+    assert set(marker["files"]) == set(tree_bytes(root)) - {".pointgcn-synth.json"}
     code, _, err = run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--seed", "1")
     assert code == 2 and "--overwrite replaces this earlier synthetic set" in err
     assert run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--seed", "1",
                "--overwrite")[0] == 0
     assert run(capsys, "synth", "parts", "--out", str(fresh), "--n", "3", "--seed", "1")[0] == 0
-    assert tree(root) == tree(fresh / "sem_seg_h5")  # as if written anew, nothing left over
+    assert tree_bytes(root) == tree_bytes(fresh / "sem_seg_h5")  # as if written anew, nothing left over
     assert sorted(p.name for p in out.iterdir()) == ["sem_seg_h5"]  # no staging folders
     (root / "Chair-1" / "train-00.h5").write_bytes(b"edited by the user")
-    before = tree(root)
+    before = tree_bytes(root)
     code, _, err = run(capsys, "synth", "parts", "--out", str(out), "--n", "3", "--overwrite")
     assert code == 2 and "Chair-1/train-00.h5, which `data synth` did not write" in err
-    assert tree(root) == before
+    assert tree_bytes(root) == before
     code, _, err = run(capsys, "synth", "shapes", "--out", str(fresh), "--n", "2")
     assert code == 0  # another kind goes to its own folder beside
     (fresh / "ModelNet40" / ".pointgcn-synth.json").rename(fresh / "ModelNet40" / "x.json")

@@ -1,6 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
+from pointgcn.engine.distributed import Dist
 from pointgcn.engine.metrics import ConfusionMatrix, PartNetIoU
 
 
@@ -101,3 +104,25 @@ def test_partnet_evaluation_scores_every_point():
     g, p = flipped[:, 100:], np.where(pts[:, 100:, 0] < 0, 1, 2)
     expect = np.mean([((g == c) & (p == c)).sum() / ((g == c) | (p == c)).sum() for c in (1, 2)])
     assert abs(out["part_miou"] - expect) < 1e-12
+
+
+@pytest.mark.parametrize("metric", [ConfusionMatrix, PartNetIoU])
+def test_state_resumes_a_metric_and_all_reduce_copies(metric):
+    """The running state (what a mid-epoch checkpoint stores: plain numbers, JSON-able) of
+    half the batches, loaded and fed the other half, gives the numbers of all batches."""
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 4, (3, 20)), rng.integers(0, 4, (3, 20))) for _ in range(4)]
+    whole, half = metric(4), metric(4)
+    for pred, target in batches:
+        whole.update(pred, target)
+    for pred, target in batches[:2]:
+        half.update(pred, target)
+    resumed = metric(4)
+    resumed.load_state(json.loads(json.dumps(half.state())))
+    for pred, target in batches[2:]:
+        resumed.update(pred, target)
+    assert resumed.summary() == whole.summary() != half.summary()
+    merged = whole.all_reduce(Dist())  # one process: an equal copy, the original untouched
+    assert merged is not whole and merged.summary() == whole.summary()
+    merged.update(*batches[0])
+    assert merged.summary() != whole.summary()

@@ -3,7 +3,7 @@ import torch
 
 from pointgcn.errors import ConfigError
 from pointgcn.models import build_model
-from pointgcn.nn import CONVS
+from pointgcn.nn import BLOCKS, CONVS
 
 TINY = dict(n_blocks=3, channels=8, k=4, fusion_channels=16, prediction=[16, 8], dropout=0.0,
             in_channels=6, n_classes=5, epsilon=0.0, stochastic=False)
@@ -17,7 +17,7 @@ def test_build_from_yaml_and_dict(tmp_path):
     assert a.eval()(x).shape == b.eval()(x).shape == (2, 5, 40)
 
 
-@pytest.mark.parametrize("block", ["plain", "res", "dense", "res+", "rev"])
+@pytest.mark.parametrize("block", BLOCKS.names())
 @pytest.mark.parametrize("conv", sorted(CONVS))
 def test_every_block_and_conv_builds_and_runs(block, conv):
     model = build_model({**TINY, "block": block, "conv": conv, "growth": 4})

@@ -195,6 +195,10 @@ SEARCH_ATTACKS = {  # config text or a change to a valid config, the message
     "config that is its own base": (b"base: c.yaml\n", "config base cycle"),
     "a genotype as config": (yaml.safe_dump(GENOTYPE.to_dict()).encode(), "data.dataset"),
     "a genotype in the supernet": ({"model": {"genotype": "g.yaml"}}, "no place in a search"),
+    "a model for 40 classes": ({"model": {"n_classes": 40}},
+                               "model.n_classes is 40 but the data set gives 13"),
+    "a model for normals": ({"model": {"in_channels": 6}},
+                            "model.in_channels is 6 but the data set gives 3"),
     "a genotype as regressor": ({"--latreg": "g.yaml"}, "not a readable checkpoint"),
     "a latency jsonl as regressor": ({"--latreg": "lat.jsonl"}, "not a readable checkpoint"),
 }

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.stats import entropy
 
-from pointgcn.data.build import DataBundle
+from conftest import memory_bundle
 from pointgcn.errors import ConfigError
 from pointgcn.nas.search_loop import Searcher, resolve_search
 from pointgcn.nas.sgas import (DecisionState, edge_scores, is_decision_epoch, minmax,
@@ -142,8 +142,8 @@ def tiny_bundle(n=24, n_classes=3, points=24, seed=0):
         x = rng.normal(size=(3, points)).astype(np.float32)
         x[c] *= 3.0
         items.append((torch.from_numpy(x), torch.tensor(c)))
-    return DataBundle(items[: n * 2 // 3], items[n * 2 // 3:], None,
-                      [f"c{i}" for i in range(n_classes)], 3, "classification")
+    return memory_bundle(items[: n * 2 // 3], items[n * 2 // 3:],
+                         [f"c{i}" for i in range(n_classes)], "classification")
 
 
 TINY_MODEL = dict(cells=1, channels=4, k=4, fusion_channels=8, prediction=[8], dropout=0.0)
@@ -191,9 +191,23 @@ def test_segmentation_search_runs(tmp_path):
     for _ in range(12):
         x = rng.normal(size=(3, 24)).astype(np.float32)
         items.append((torch.from_numpy(x), torch.from_numpy((x[0] > 0).astype(np.int64))))
-    data = DataBundle(items[:8], items[8:], None, ["neg", "pos"], 3, "segmentation")
+    data = memory_bundle(items[:8], items[8:], ["neg", "pos"], "segmentation")
     cfg = {"seed": 0, "model": TINY_MODEL,
            "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 4}}
     genotype, summary = Searcher(cfg, tmp_path, data, progress=False).run()
     genotype.validate()
     assert summary["key_metric"] == "miou" and 0 <= summary["val"]["miou"] <= 1
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("n_classes", 5, "model.n_classes is 5 but the data set gives 3"),
+    ("in_channels", 6, "model.in_channels is 6 but the data set gives 3"),
+    ("task", "segmentation", "model.task is segmentation but the data set gives classification"),
+])
+def test_search_refuses_a_model_that_does_not_fit_the_data(tmp_path, key, value, message):
+    """As train does: a supernet for another class count or input would search nonsense (or
+    fail later with a traceback); one line, nothing written."""
+    cfg = {"seed": 0, "model": {**TINY_MODEL, key: value}, "search": {"epochs": 1}}
+    with pytest.raises(ConfigError, match=message):
+        Searcher(cfg, tmp_path / "run", tiny_bundle(), progress=False)
+    assert not (tmp_path / "run").exists()

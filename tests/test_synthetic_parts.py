@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import tree_bytes
 from pointgcn.data.classes import partnet_num_classes
 from pointgcn.data.synthetic import PART_NAMES, write_parts
 from pointgcn.data.synthetic import parts as parts_mod
@@ -29,12 +29,7 @@ def load(folder: Path, split: str):
     return np.concatenate(data), np.concatenate(labels)
 
 
-@pytest.fixture(scope="module")
-def default_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("parts")
-    start = time.perf_counter()
-    root = write_parts(out)
-    return root, time.perf_counter() - start
+WRITE = write_parts  # the `default_set` fixture
 
 
 def tasks(root):
@@ -110,12 +105,9 @@ def test_default_speed(default_set):
 
 
 def test_same_seed_same_bytes(tmp_path):
-    def read(root):
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file()}
-    a = read(write_parts(tmp_path / "a", n_shapes=4, seed=9, n_points=64))
-    b = read(write_parts(tmp_path / "b", n_shapes=4, seed=9, n_points=64))
-    c = read(write_parts(tmp_path / "c", n_shapes=4, seed=10, n_points=64))
+    a = tree_bytes(write_parts(tmp_path / "a", n_shapes=4, seed=9, n_points=64))
+    b = tree_bytes(write_parts(tmp_path / "b", n_shapes=4, seed=9, n_points=64))
+    c = tree_bytes(write_parts(tmp_path / "c", n_shapes=4, seed=10, n_points=64))
     assert a == b and a != c
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import tree_bytes
 from pointgcn.data.classes import S3DIS_CLASSES
 from pointgcn.data.synthetic import rooms as rooms_mod
 from pointgcn.data.synthetic import write_rooms
@@ -24,29 +24,21 @@ def parse(path: Path) -> np.ndarray:
     return np.array(path.read_text().split(), float).reshape(-1, 6)
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+WRITE = write_rooms  # the `default_set` fixture: the default room set (12 rooms)
 
 
 @pytest.fixture(scope="module")
-def default_set(tmp_path_factory):
-    """The default room set (12 rooms), generated once and timed."""
-    out = tmp_path_factory.mktemp("rooms")
-    start = time.perf_counter()
-    root = write_rooms(out)
-    seconds = time.perf_counter() - start
-    rooms = sorted(p for p in root.glob("Area_*/*") if p.is_dir())
-    data = {}
-    for room in rooms:
-        parts = [(ANNO.fullmatch(f.name)["cls"], parse(f))
-                 for f in sorted((room / "Annotations").iterdir())]
-        data[room] = parts
-    return root, seconds, data
+def rooms(default_set):
+    """{room folder: [(class, points) per annotation file]} of the default set."""
+    root, _ = default_set
+    return {room: [(ANNO.fullmatch(f.name)["cls"], parse(f))
+                   for f in sorted((room / "Annotations").iterdir())]
+            for room in sorted(p for p in root.glob("Area_*/*") if p.is_dir())}
 
 
-def test_default_set_is_fast_and_modest(default_set):
-    root, seconds, data = default_set
+def test_default_set_is_fast_and_modest(default_set, rooms):
+    _, seconds = default_set
+    data = rooms
     assert seconds < 20, f"default rooms took {seconds:.1f} s"
     assert len(data) == 12
     for parts in data.values():
@@ -79,15 +71,16 @@ def test_raw_s3dis_layout(tmp_path):
 
 
 def test_room_file_is_its_annotations_concatenated(default_set):
-    root, _, _ = default_set
+    root, _ = default_set
     for room in root.glob("Area_*/*"):
         annotations = sorted((room / "Annotations").iterdir())
         joined = b"".join(p.read_bytes() for p in annotations)
         assert (room / f"{room.name}.txt").read_bytes() == joined
 
 
-def test_every_class_appears_and_area5_is_populated(default_set):
-    root, _, data = default_set
+def test_every_class_appears_and_area5_is_populated(default_set, rooms):
+    root, _ = default_set
+    data = rooms
     seen = {cls for parts in data.values() for cls, _ in parts}
     assert seen == set(S3DIS_CLASSES)
     assert {p.name for p in root.iterdir()} == {MARKER} | {f"Area_{i}" for i in range(1, 7)}
@@ -98,9 +91,9 @@ def test_every_class_appears_and_area5_is_populated(default_set):
         assert classes.count("wall") == 4 and "door" in classes
 
 
-def test_openings_lie_in_the_wall_planes(default_set):
+def test_openings_lie_in_the_wall_planes(rooms):
     """Windows and boards are set into the walls: within a few cm of a wall plane."""
-    _, _, data = default_set
+    data = rooms
     checked = 0
     for parts in data.values():
         walls = np.concatenate([a[:, :3] for cls, a in parts if cls == "wall"])
@@ -113,10 +106,10 @@ def test_openings_lie_in_the_wall_planes(default_set):
     assert checked >= 4
 
 
-def test_separable_but_not_trivially(default_set):
+def test_separable_but_not_trivially(rooms):
     """Colour + height name a point's class far above chance but far from perfectly, and
     several class pairs have overlapping instance sizes (size alone does not decide)."""
-    _, _, data = default_set
+    data = rooms
     feats, labels = [], []
     sizes = defaultdict(list)
     for parts in data.values():

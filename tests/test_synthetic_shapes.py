@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
+from conftest import tree_bytes
 from pointgcn.data.classes import MODELNET40_CLASSES
 from pointgcn.data.synthetic import SHAPE_CLASSES, SHAPE_NAMES_FILE, write_shapes
 from pointgcn.data.synthetic import shapes as shapes_mod
@@ -31,17 +31,7 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     return verts, faces[:, 1:], glued
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def default_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    start = time.perf_counter()
-    root = write_shapes(out)
-    return root, time.perf_counter() - start
+WRITE = write_shapes  # the `default_set` fixture
 
 
 def test_modelnet_raw_layout(tmp_path):

@@ -1,11 +1,12 @@
 """Shipped weights: names resolve to hash-verified files; a tampered file is refused."""
-import json
+import re
 
 import pytest
 import torch
+import yaml
 
 from pointgcn.errors import InputError
-from pointgcn.models import build_model, load_checkpoint, save_checkpoint
+from pointgcn.models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from pointgcn.models.weights import read_manifest, resolve_weights, ship_checkpoint, weights_dir
 
 
@@ -30,7 +31,9 @@ def test_ship_and_resolve(shipped):
     assert "train_state" not in torch.load(path, weights_only=True)
     assert load_checkpoint(path).cfg["n_classes"] == 4
     assert read_manifest(folder) == [entry]
-    assert "tiny-cls" in (folder / "tiny-cls.md").read_text()
+    text = (folder / "tiny-cls.md").read_text()
+    assert text.startswith("# tiny-cls\n") and card_table(text) == {"oa": "0.5000"}
+    assert card_config(text) == torch.load(path, weights_only=True)["config"]
 
 
 def test_tampered_file_is_refused(shipped):
@@ -50,13 +53,34 @@ def test_unknown_name_lists_shipped(shipped):
         resolve_weights("missing/file.pt", folder)
 
 
+def card_config(text: str) -> dict:
+    """The run config a model card embeds (its ```yaml block)."""
+    return yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def card_table(text: str) -> dict:
+    """{metric: value text} from a model card's metrics table."""
+    rows = re.findall(r"^\| (.+?) \| (.+?) \|$", text.split("## Held-out metrics", 1)[1], re.M)
+    return {name: value for name, value in rows if name != "metric"}
+
+
 def test_repository_weights_verify_and_load():
     entries = read_manifest(weights_dir())
     if not entries:
         pytest.skip("no shipped weights in this checkout")
     for e in entries:
-        model = load_checkpoint(resolve_weights(e["name"]))
+        path = resolve_weights(e["name"])
+        model = load_checkpoint(path)
         assert model.cfg["task"] == e["task"] and model.cfg["in_channels"] == e["in_channels"]
-        assert e["size_bytes"] < 10_000_000
+        assert e["size_bytes"] == path.stat().st_size < 10_000_000
+        ckpt = read_checkpoint(path)
         text = (weights_dir() / e["card"]).read_text()
-        assert "synthetic" in text and json.dumps(e["accuracy"]["value"])[:4] in text
+        assert "synthetic" in text and e["sha256"] in text
+        assert card_config(text) == ckpt["config"]  # the card describes this very file
+        table = card_table(text)
+        # the headline figure of the manifest is a row of the card, to its 4 decimals …
+        assert f"{e['accuracy']['value']:.4f}" in table.values()
+        # … and the card's best validation row is the one the checkpoint stored
+        meta = ckpt["meta"]
+        best = [v for name, v in table.items() if name.startswith("best validation")]
+        assert best == [f"{meta['metrics'][meta['key_metric']]:.4f}"], (e["name"], best)

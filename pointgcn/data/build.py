@@ -7,7 +7,8 @@ data:
   dataset: s3dis | modelnet40 | modelnet10 | partnet   # modelnet10: the same loader, another
                                                        # class list (from the data set's folders)
   root: PATH                    # any layout the loader accepts
-  n_points: 4096                # points per block / shape
+  n_points: null                # points per block / shape (null: pointgcn.tasks.DEFAULT_POINTS
+                                # of the task; partnet: every stored point)
   test_area: 5                  # s3dis; 1…6 (6-fold = six runs)
   val_fraction: 0.15            # s3dis rooms / modelnet shapes held out for validation
   position_norm: normalize_scale  # s3dis (official DeepGCN preprocessing) | none
@@ -24,6 +25,7 @@ What reading the data repaired or dropped (S3DIS raw lines, ModelNet faces) is i
 `DataBundle.report`, for `train` to print; a ModelNet set must hold its train split (and the
 test split when one is asked for) and every class of its list needs training shapes
 (`check_splits`, `_require_every_class`); a train-only set is stated in `DataBundle.info`.
+Each data set's builder joins `DATASETS` under its `data.dataset` name.
 """
 from __future__ import annotations
 
@@ -32,31 +34,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
 
 from ..config import cache_dir, check_int
 from ..errors import ConfigError, FormatError, InputError
+from ..registry import Registry
+from ..seeds import validation_split_rng
+from ..tasks import DEFAULT_POINTS
+from .base import EpochZeroSubset, PointDataset, Subset
+from .modelnet import ModelNet40, check_splits, find_modelnet, has_split, prepare_modelnet40
+from .partnet import PartNetSemSeg
 from .report import DataReport
+from .s3dis import S3DIS
 from .sampling import typical_spacing
 
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
                      position_norm="normalize_scale", normals=False, augment=True,
                      category=None, level=1, block=1.0, stride=0.5, drop_invalid=False,
                      up_axis=None)
-TASK_OF = {"s3dis": "segmentation", "modelnet40": "classification",
-           "modelnet10": "classification", "partnet": "part_segmentation"}
+# data.dataset → builder(resolved data section, seed, splits, progress) → DataBundle
+DATASETS = Registry("data.dataset")
 
 
 @dataclass
 class DataBundle:
-    train: Dataset | None
-    val: Dataset | None
-    test: Dataset | None
+    train: PointDataset | None
+    val: PointDataset | None
+    test: PointDataset | None
     class_names: list[str]
     in_channels: int
     task: str
     info: dict = field(default_factory=dict)
     report: DataReport = field(default_factory=DataReport)  # what reading repaired/dropped
+
+    def complete_model_config(self, model: dict) -> None:
+        """Fill the model config's in_channels, n_classes and task from the data, refusing
+        a model that was given others (it could not learn this data)."""
+        for key, want in (("in_channels", self.in_channels),
+                          ("n_classes", len(self.class_names)), ("task", self.task)):
+            have = model.setdefault(key, want)
+            if have != want:
+                raise ConfigError(f"model.{key} is {have} but the data set gives {want}")
 
 
 def resolve_data(cfg: dict) -> dict:
@@ -64,8 +81,7 @@ def resolve_data(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown data keys: {', '.join(sorted(unknown))}")
     d = {**DATA_DEFAULTS, **cfg}
-    if d["dataset"] not in TASK_OF:
-        raise ConfigError(f"data.dataset must be one of {sorted(TASK_OF)}, got {d['dataset']!r}")
+    DATASETS.canonical(d["dataset"])
     if not d["root"]:
         raise ConfigError("data.root is required (a folder holding the data set)")
     if not 0 < d["val_fraction"] < 1:
@@ -81,7 +97,7 @@ def resolve_data(cfg: dict) -> dict:
 def _split_off(n: int, groups: list, fraction: float, seed: int) -> tuple[list, list]:
     """Indices (train, val) holding out `fraction` of the distinct groups (rooms or shapes)."""
     names = sorted(set(groups))
-    rng = np.random.default_rng([seed, 7])
+    rng = validation_split_rng(seed)
     n_val = max(1, int(round(fraction * len(names))))
     if n_val >= len(names):
         raise ConfigError(f"only {len(names)} training groups; cannot hold out {n_val} for "
@@ -92,57 +108,35 @@ def _split_off(n: int, groups: list, fraction: float, seed: int) -> tuple[list, 
     return train, val
 
 
-class _EpochZero(Dataset):
-    """Validation items of a dataset shared with training, always drawn as in epoch 0 (so
-    "best" compares the same validation samples every epoch)."""
-
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        epoch = self.dataset.epoch
-        self.dataset.set_epoch(0)
-        try:
-            return self.dataset[self.indices[i]]
-        finally:
-            self.dataset.set_epoch(epoch)
-
-
 def build_datasets(cfg: dict, splits=("train", "val"), progress: bool = False) -> DataBundle:
     d = resolve_data(cfg.get("data", {}))
     seed = int(cfg.get("seed", 0))
-    return {"s3dis": _s3dis, "modelnet40": _modelnet, "modelnet10": _modelnet,
-            "partnet": _partnet}[d["dataset"]](d, seed, set(splits), progress)
+    return DATASETS.get(d["dataset"])(d, seed, set(splits), progress)
 
 
+@DATASETS.register("s3dis")
 def _s3dis(d, seed, splits, progress):
-    from .s3dis import S3DIS
-
-    common = dict(test_area=d["test_area"], n_points=d["n_points"] or 4096, block=d["block"],
+    common = dict(test_area=d["test_area"],
+                  n_points=d["n_points"] or DEFAULT_POINTS["segmentation"], block=d["block"],
                   stride=d["stride"], position_norm=d["position_norm"], seed=seed,
                   progress=progress)
     train = val = test = None
     if splits & {"train", "val"}:
         full = S3DIS(d["root"], "train", **common)
         tr, va = _split_off(len(full), full.rooms, d["val_fraction"], seed)
-        train, val = Subset(full, tr), _EpochZero(full, va)
-        train.set_epoch = full.set_epoch
+        train, val = Subset(full, tr), EpochZeroSubset(full, va)
     if "test" in splits:
         test = S3DIS(d["root"], "test", **common)
-    from .classes import S3DIS_CLASSES
     blocks = (full if train else test).data
     spacing = float(np.median([typical_spacing(b[:, :3]) for b in blocks[:: max(1, len(blocks)
                                                                              // 8)][:8]]))
-    return DataBundle(train, val, test, list(S3DIS_CLASSES), 9, "segmentation",
+    return DataBundle(train, val, test, list(S3DIS.class_names), 9, S3DIS.task,
                       {"test_area": d["test_area"], "layout": "s3dis", "spacing": spacing},
                       (full if train else test).report)
 
 
 def _tree_signature(root: Path) -> str:
-    """Names, sizes and modification times of every file below `root` (≈ 50 ms for
+    """Names, sizes and modification times of every file below `root` (cheap even for
     ModelNet40's 12 k files): an edited or replaced source file makes a new cache."""
     h = hashlib.sha1()
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -151,11 +145,10 @@ def _tree_signature(root: Path) -> str:
     return h.hexdigest()
 
 
+@DATASETS.register("modelnet10")  # the same loader; the classes come from its folders
+@DATASETS.register("modelnet40")
 def _modelnet(d, seed, splits, progress):
-    from .modelnet import (ModelNet40, check_splits, find_modelnet, has_split,
-                           prepare_modelnet40)
-
-    n = d["n_points"] or 1024
+    n = d["n_points"] or DEFAULT_POINTS["classification"]
     root = Path(d["root"])
     source = find_modelnet(root)
     check_splits(source, need_test="test" in splits)
@@ -183,12 +176,11 @@ def _modelnet(d, seed, splits, progress):
         plain = ModelNet40(root, "train", augment=False, **kw)
         tr, va = _split_off(len(full), list(range(len(full))), d["val_fraction"], seed)
         train, val = Subset(full, tr), Subset(plain, va)
-        train.set_epoch = full.set_epoch
     if "test" in splits:
         test = ModelNet40(root, "test", **kw)
     ref = test or val.dataset
-    return DataBundle(train, val, test, list(ref.classes), 6 if d["normals"] else 3,
-                      "classification", info, report=(full if train else test).report)
+    return DataBundle(train, val, test, ref.class_names, 6 if d["normals"] else 3, ref.task,
+                      info, report=(full if train else test).report)
 
 
 def _require_every_class(train) -> None:
@@ -200,9 +192,8 @@ def _require_every_class(train) -> None:
                           + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
+@DATASETS.register("partnet")
 def _partnet(d, seed, splits, progress):
-    from .partnet import PartNetSemSeg
-
     if not d["category"]:
         raise ConfigError("data.category is required for partnet (e.g. Chair)")
     kw = dict(category=d["category"], level=d["level"], n_points=d["n_points"], seed=seed)
@@ -211,11 +202,5 @@ def _partnet(d, seed, splits, progress):
     val = PartNetSemSeg(d["root"], split="val", **kw) if "val" in splits else None
     test = PartNetSemSeg(d["root"], split="test", **kw) if "test" in splits else None
     ref = next(x for x in (train, val, test) if x is not None)
-    names = ["other"] + [f"part_{i}" for i in range(1, ref.num_classes)]
-    named = ref.task_dir / "part_names.json"  # written by the synthetic generator
-    if named.is_file():
-        import json
-        given = json.loads(named.read_text()).get("part_names", [])
-        names = [given[i] if i < len(given) else names[i] for i in range(len(names))]
-    return DataBundle(train, val, test, names, 3, "part_segmentation",
+    return DataBundle(train, val, test, ref.class_names, 3, ref.task,
                       {"category": d["category"], "level": d["level"], "layout": "partnet"})

@@ -1,6 +1,8 @@
 """Class names of the supported data sets, in their published order (one place each)."""
 from __future__ import annotations
 
+from ..errors import InputError
+
 S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table",
                  "chair", "sofa", "bookcase", "board", "clutter")
 
@@ -30,8 +32,6 @@ PARTNET_PARTS = {
 
 def partnet_num_classes(category: str, level: int) -> int:
     """Classes a model predicts for PartNet <category>-<level> ("other" included)."""
-    from ..errors import InputError
-
     if category not in PARTNET_PARTS or level not in PARTNET_PARTS[category]:
         raise InputError(f"PartNet has no {category}-{level}")
     return PARTNET_PARTS[category][level]

@@ -4,12 +4,18 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..io import ReadReport, read_points
+from ..io.read import MESH_FORMATS
+from . import modelnet, partnet
 from .blocks import BLOCK_CHANNELS
 from .classes import S3DIS_CLASSES
 from .formats import open_h5, read_list_file, resolve_listed
+from .s3dis import find_s3dis, npy_rooms, room_area
+from .s3dis_raw import class_of_annotation, list_raw_rooms
 
 
 def describe(path: str | Path) -> dict:
@@ -31,8 +37,6 @@ def _histogram(labels: np.ndarray, names=None) -> dict:
 
 
 def describe_cloud(path: Path) -> dict:
-    from ..io import ReadReport, read_points
-
     report = ReadReport()
     # a file's points are its points: a mesh's vertices, not samples (classify samples faces)
     cloud = read_points(path, report=report, drop_invalid=True, as_mesh=False)
@@ -53,8 +57,6 @@ def describe_cloud(path: Path) -> dict:
 
 
 def describe_h5(path: Path) -> dict:
-    import h5py
-
     with open_h5(path) as f:
         datasets = {k: {"shape": list(f[k].shape), "dtype": str(f[k].dtype)}
                     for k in f if isinstance(f[k], h5py.Dataset)}
@@ -66,12 +68,8 @@ def describe_h5(path: Path) -> dict:
 
 
 def describe_folder(path: Path) -> dict:
-    from .modelnet import find_modelnet
-    from .partnet import find_partnet
-    from .s3dis import find_s3dis
-
-    for finder, describer in ((find_s3dis, _s3dis), (find_partnet, _partnet),
-                              (find_modelnet, _modelnet)):
+    for finder, describer in ((find_s3dis, _s3dis), (partnet.find_partnet, _partnet),
+                              (modelnet.find_modelnet, _modelnet)):
         try:
             found = finder(path)
         except FormatError:
@@ -82,9 +80,6 @@ def describe_folder(path: Path) -> dict:
 
 
 def _s3dis(src) -> dict:
-    from .s3dis import npy_rooms, room_area
-    from .s3dis_raw import class_of_annotation, list_raw_rooms
-
     info = {"kind": f"s3dis/{src.kind}", "path": str(src.path), "classes": list(S3DIS_CLASSES)}
     if src.kind == "raw":
         rooms = list_raw_rooms(src.path)
@@ -125,12 +120,10 @@ def _s3dis(src) -> dict:
 
 
 def _modelnet(src) -> dict:
-    from .modelnet import SPLITS, list_split
-
     info = {"kind": f"modelnet/{src.kind}", "path": str(src.path), "classes": list(src.classes),
             "splits": {}}
-    for split in SPLITS:
-        found = _modelnet_labels(src, split, list_split)
+    for split in modelnet.SPLITS:
+        found = _modelnet_labels(src, split)
         if found is None:
             continue
         labels, channels = found
@@ -138,29 +131,25 @@ def _modelnet(src) -> dict:
                                  "per_class": _histogram(labels, src.classes)}
         info["channels"] = channels
         if src.kind == "tree":
-            files = list_split(src, split)[0]
+            files = modelnet.list_split(src, split)[0]
             info["splits"][split]["files"] = dict(Counter(p.suffix.lower() for p in files))
     if "test" not in info["splits"]:
         info["note"] = "no test split: validation is carved from train; eval needs a test split"
     return info
 
 
-def _modelnet_labels(src, split, list_split):
+def _modelnet_labels(src, split):
     """(labels, channels) of a split, or None when the data set has no such split."""
-    from .modelnet import has_split, read_prepared
-
-    if not has_split(src, split):
+    if not modelnet.has_split(src, split):
         return None
     if src.kind == "resampled":
-        return list_split(src, split)[1], ["x", "y", "z", "nx", "ny", "nz"]
+        return modelnet.list_split(src, split)[1], ["x", "y", "z", "nx", "ny", "nz"]
     if src.kind == "tree":  # meshes give face normals; clouds only what they store
-        from ..io.read import MESH_FORMATS
-
-        files, labels = list_split(src, split)
+        files, labels = modelnet.list_split(src, split)
         meshes = all(p.suffix.lower() in MESH_FORMATS for p in files)
         return labels, ["x", "y", "z"] + (["nx", "ny", "nz"] if meshes else [])
     if src.kind == "prepared":
-        labels = read_prepared(src.path / f"modelnet_{split}.npz", ("labels",))["labels"]
+        labels = modelnet.read_prepared(src.path / f"modelnet_{split}.npz", ("labels",))["labels"]
         return labels, ["x", "y", "z", "nx", "ny", "nz"]
     labels, channels = [], ["x", "y", "z"]
     for entry in read_list_file(src.path / f"{split}_files.txt"):
@@ -172,13 +161,11 @@ def _modelnet_labels(src, split, list_split):
 
 
 def _partnet(base) -> dict:
-    from .partnet import SPLITS, list_tasks, num_classes
-
     tasks = {}
-    for category, level in list_tasks(base):
+    for category, level in partnet.list_tasks(base):
         task_dir = base / f"{category}-{level}"
-        entry = {"classes": num_classes(task_dir, category, level)}
-        for split in SPLITS:
+        entry = {"classes": partnet.num_classes(task_dir, category, level)}
+        for split in partnet.SPLITS:
             listing = task_dir / f"{split}_files.txt"
             if not listing.is_file():
                 continue

@@ -3,9 +3,9 @@ turning a missing or malformed file into a one-line `FormatError` that names it.
 from __future__ import annotations
 
 import contextlib
-import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from ..errors import FormatError
@@ -39,8 +39,6 @@ def resolve_listed(folder: Path, entry: str) -> Path:
 def open_h5(path: str | Path):
     """`h5py.File(path, "r")` whose failures are one-line FormatErrors naming the file: a file
     that is not HDF5 (OSError) or a missing dataset (KeyError) inside the `with` body."""
-    import h5py
-
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -98,8 +96,6 @@ def integer_ids(arr: np.ndarray, path: str | Path, key: str) -> np.ndarray:
 
 def write_h5(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write datasets atomically (gzip-compressed like the published files)."""
-    import h5py
-
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for key, arr in arrays.items():
@@ -122,9 +118,3 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-
-def item_rng(seed: int, *keys: int | str) -> np.random.Generator:
-    """A generator fixed by the seed and the item's keys (index, epoch, name), so a sample is
-    the same in any order, in any worker process and on every run."""
-    parts = [int(seed)] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
-    return np.random.default_rng([p & 0xFFFFFFFF for p in parts])

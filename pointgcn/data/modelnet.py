@@ -38,10 +38,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ..errors import ConfigError, FormatError, InputError
+from ..io import ReadReport, read_points
+from ..io.atomic import atomic_folder
+from ..seeds import item_rng
+from ..tasks import DEFAULT_POINTS
 from .classes import MODELNET40_CLASSES
-from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed,
+from .formats import (integer_ids, read_h5, read_list_file, resolve_listed,
                       write_npz)
 from .report import DataReport
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
@@ -207,8 +212,6 @@ def read_shape(path: Path, n_points: int, seed: int, drop_invalid: bool = False,
     """One shape file of a tree: a mesh → n_points on its faces with face normals (faces with
     NaN/Inf corners refused unless `drop_invalid`; the error names `drop_switch`); a cloud →
     its first n_points points (NaN/Inf points refused the same way)."""
-    from ..io import ReadReport, read_points
-
     report = ReadReport()
     cloud = read_points(path, n_points=n_points, drop_invalid=True, report=report,
                         seed=int(item_rng(seed, path.stem).integers(2**31)))
@@ -270,13 +273,16 @@ class ModelNet40(Dataset):
     lists the shapes that lost faces when they were prepared).
     """
 
-    def __init__(self, root: str | Path, split: str = "train", n_points: int = 1024,
-                 normals: bool = False, augment: bool = False, seed: int = 0,
-                 drop_invalid: bool = False):
+    task = "classification"
+
+    def __init__(self, root: str | Path, split: str = "train",
+                 n_points: int = DEFAULT_POINTS["classification"], normals: bool = False,
+                 augment: bool = False, seed: int = 0, drop_invalid: bool = False):
         if split not in SPLITS:
             raise ConfigError(f"split must be train or test, got {split!r}")
         self.source = find_modelnet(root)
         self.classes = self.source.classes
+        self.class_names = list(self.classes)
         self.num_classes = len(self.classes)
         self.n_points, self.normals, self.augment, self.seed = n_points, normals, augment, seed
         self.drop_invalid = drop_invalid
@@ -338,7 +344,8 @@ class ModelNet40(Dataset):
                 torch.tensor(int(self.labels[index])))
 
 
-def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, seed: int = 0,
+def prepare_modelnet40(src: str | Path, out: str | Path,
+                       n_points: int = DEFAULT_POINTS["classification"], seed: int = 0,
                        progress: bool = True, drop_invalid: bool = False,
                        drop_switch: str = "drop_invalid=True",
                        report: DataReport | None = None) -> dict:
@@ -348,8 +355,6 @@ def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, s
     must be new or empty and appears only when every split is written, so an interrupted run
     leaves no `modelnet_train.npz` behind. Returns shapes per split; shapes that lost faces
     (`drop_invalid`) go into `report`."""
-    from ..io.atomic import atomic_folder
-
     source = find_modelnet(src)
     if source.kind not in ("tree", "resampled"):
         raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
@@ -364,8 +369,6 @@ def prepare_modelnet40(src: str | Path, out: str | Path, n_points: int = 1024, s
             normals = True
             items = range(len(files))
             if progress:
-                from tqdm import tqdm
-
                 items = tqdm(items, desc=f"{split} shapes", unit="shape")
             for i in items:
                 shape = load_shape(source.kind, files[i], n_points, seed, drop_invalid,

@@ -6,20 +6,27 @@ listed by `{train,val,test}_files.txt` next to them (PartNet's `load_seg` joins 
 that folder). One model is trained per category and level. The class count of a published
 category comes from `classes.PARTNET_PARTS` (PartNet's level file lines + 1 for "other");
 other categories (the procedural parts) use the largest label found in any split, plus one.
+Part names: "other", then `part_<i>`, unless the task folder holds a `part_names.json` (the
+procedural parts write one).
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ..errors import ConfigError, FormatError, InputError
+from ..io.atomic import atomic_folder
+from ..seeds import item_rng
 from .classes import PARTNET_PARTS
-from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
+from .formats import (integer_ids, read_h5, read_list_file, resolve_listed, write_h5,
                       write_text)
+from .transforms import scale_anisotropic, translate
 
 SPLITS = ("train", "val", "test")
 DIR_NAME = "sem_seg_h5"
@@ -107,12 +114,24 @@ def num_classes(task_dir: Path, category: str, level: int,
     return top + 1
 
 
+def part_names(task_dir: Path, n_classes: int) -> list[str]:
+    """"other", part_1, …, or the names a `part_names.json` in the task folder gives."""
+    names = ["other"] + [f"part_{i}" for i in range(1, n_classes)]
+    named = task_dir / "part_names.json"
+    if named.is_file():
+        given = json.loads(named.read_text()).get("part_names", [])
+        names = [given[i] if i < len(given) else names[i] for i in range(n_classes)]
+    return names
+
+
 class PartNetSemSeg(Dataset):
     """(points (3, n_points) float32, labels (n_points,) int64) per shape of one task.
 
     n_points=None keeps all stored points; fewer are drawn without replacement from a generator
     fixed by (seed, epoch, index). augment=True adds DGCNN's anisotropic scale and shift.
     """
+
+    task = "part_segmentation"
 
     def __init__(self, root: str | Path, category: str, level: int, split: str = "train",
                  n_points: int | None = None, augment: bool = False, seed: int = 0):
@@ -129,6 +148,7 @@ class PartNetSemSeg(Dataset):
                                        {split: self.labels})
         if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
             raise FormatError(f"{self.task_dir}: {split} labels outside 0–{self.num_classes - 1}")
+        self.class_names = part_names(self.task_dir, self.num_classes)
         stored = self.points.shape[1]
         if n_points is not None and not 0 < n_points <= stored:
             raise ConfigError(f"n_points must be in 1–{stored}, got {n_points}")
@@ -147,8 +167,6 @@ class PartNetSemSeg(Dataset):
             pick = rng.choice(len(pts), self.n_points, replace=False)
             pts, lab = pts[pick], lab[pick]
         if self.augment:
-            from .transforms import scale_anisotropic, translate
-
             pts = translate(scale_anisotropic(pts, rng), rng)
         return (torch.from_numpy(np.ascontiguousarray(pts.T, dtype=np.float32)),
                 torch.from_numpy(lab.astype(np.int64)))
@@ -161,8 +179,6 @@ def prepare_partnet(src: str | Path, out: str | Path, categories: list[str] | No
     smaller CPU-sized copy). Each split is read once. All or nothing (`atomic_folder`): `out`
     must be new or empty and appears only when every task is written. Returns shapes per task
     and split."""
-    from ..io.atomic import atomic_folder
-
     base = find_partnet(src)
     tasks = [t for t in list_tasks(base) if categories is None or t[0] in categories]
     if not tasks:
@@ -170,8 +186,6 @@ def prepare_partnet(src: str | Path, out: str | Path, categories: list[str] | No
     summary = {}
     items = tasks
     if progress:
-        from tqdm import tqdm
-
         items = tqdm(tasks, desc="tasks", unit="task")
     with atomic_folder(out) as stage:
         for category, level in items:

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, InputError
 from ..io.cloud import PointCloud
+from ..tasks import DEFAULT_POINTS
 from .blocks import apply_position_norm, block_channels, check_position_norm, sample_block
 
 DEFAULT_FILL_COLOR = 0.5  # rgb channels of clouds without colours: mid grey
@@ -119,7 +121,7 @@ def _check_extent(lo: np.ndarray, hi: np.ndarray, stride: float) -> None:
 
 
 def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
-                n_points: int = 4096, min_points: int = 100,
+                n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
                 cover_every_point: bool = True) -> BlockPlan:
     """Cover the cloud `points` (N, ≥3) with blocks; see the module docstring. Without
     `cover_every_point`, every block under `min_points` is dropped (PointNet's training rule)."""
@@ -178,8 +180,9 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
 
 
 def room_to_blocks(xyz: np.ndarray, rgb255: np.ndarray, labels: np.ndarray,
-                   rng: np.random.Generator, n_points: int = 4096, block: float = 1.0,
-                   stride: float = 0.5, min_points: int = 100, replace: bool = True):
+                   rng: np.random.Generator, n_points: int = DEFAULT_POINTS["segmentation"],
+                   block: float = 1.0, stride: float = 0.5, min_points: int = 100,
+                   replace: bool = True):
     """Training blocks of one room as PointNet's h5 (blocks.py has the rule): data
     (B, n_points, 9) float32, labels (B, n_points) int64, blocks in x-major grid order.
     `replace=False` draws big blocks without replacement (not PointNet's rule)."""
@@ -296,8 +299,6 @@ class VoteAccumulator:
             if points is None:
                 raise InputError(f"{len(missing)} points have no votes; pass points= to fill "
                                  f"them from their nearest voted point")
-            from scipy.spatial import cKDTree
-
             have = np.flatnonzero(voted)
             xyz = np.asarray(points)[:, :3]
             tree = cKDTree(xyz[have], balanced_tree=False, compact_nodes=False)
@@ -307,8 +308,9 @@ class VoteAccumulator:
 
 
 def predict_room(cloud: PointCloud, predict: Callable[[np.ndarray], np.ndarray], n_classes: int,
-                 block: float = 1.0, stride: float = 0.5, n_points: int = 4096,
-                 min_points: int = 100, batch: int = 8, position_norm: str = "normalize_scale",
+                 block: float = 1.0, stride: float = 0.5,
+                 n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
+                 batch: int = 8, position_norm: str = "normalize_scale",
                  fill_color: float = DEFAULT_FILL_COLOR, cover_all: bool = False,
                  seed: int = 0) -> np.ndarray:
     """Per-point mean logits (N, C) of a whole cloud: plan, iterate, vote, fill.

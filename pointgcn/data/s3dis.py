@@ -24,13 +24,17 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ..errors import ConfigError, FormatError, InputError
+from ..io.atomic import atomic_folder
 from ..io.cloud import PointCloud
+from ..seeds import item_rng
+from ..tasks import DEFAULT_POINTS
 from .blocks import apply_position_norm, check_position_norm
 from .classes import S3DIS_CLASSES
-from .formats import (integer_ids, item_rng, read_h5, read_list_file, resolve_listed, write_h5,
-                      write_text)
+from .formats import (integer_ids, read_h5, read_list_file, resolve_listed, write_h5,
+                      write_npy, write_text)
 from .report import DataReport
 from .rooms import room_to_blocks
 from .s3dis_raw import find_raw_root, list_raw_rooms, read_raw_room
@@ -117,8 +121,9 @@ def iter_rooms(root: str | Path, areas=None, progress: bool = False,
             yield name, read_raw_room(ref[1], area=ref[0], report=report).as_rows(shift=True)
 
 
-def room_blocks(name: str, rows: np.ndarray, seed: int, n_points: int = 4096,
-                block: float = 1.0, stride: float = 0.5, min_points: int = 100):
+def room_blocks(name: str, rows: np.ndarray, seed: int,
+                n_points: int = DEFAULT_POINTS["segmentation"], block: float = 1.0,
+                stride: float = 0.5, min_points: int = 100):
     """PointNet's blocks (data, labels) of one room's N×7 rows, drawn from a generator seeded by
     (seed, room name); a room the planner refuses is named in the error."""
     try:
@@ -137,8 +142,6 @@ def room_cloud(name: str, rows: np.ndarray) -> PointCloud:
 def _progress(items, enabled: bool, unit: str):
     if not enabled:
         return items
-    from tqdm import tqdm
-
     return tqdm(items, unit=unit[:-1] if unit.endswith("s") else unit, desc=unit)
 
 
@@ -219,13 +222,15 @@ class S3DIS(Dataset):
     subset per item from a generator fixed by (seed, epoch, index) — call `set_epoch` to vary it.
     """
 
+    task = "segmentation"
     classes = S3DIS_CLASSES
+    class_names = list(S3DIS_CLASSES)
     num_classes = len(S3DIS_CLASSES)
 
     def __init__(self, root: str | Path, split: str = "train", test_area: int = 5,
-                 n_points: int = 4096, block: float = 1.0, stride: float = 0.5,
-                 min_points: int = 100, position_norm: str = "normalize_scale", seed: int = 0,
-                 progress: bool = False):
+                 n_points: int = DEFAULT_POINTS["segmentation"], block: float = 1.0,
+                 stride: float = 0.5, min_points: int = 100,
+                 position_norm: str = "normalize_scale", seed: int = 0, progress: bool = False):
         if split not in ("train", "test", "all"):
             raise ConfigError(f"split must be train, test or all, got {split!r}")
         if not 1 <= int(test_area) <= 6:
@@ -281,9 +286,6 @@ def prepare_s3dis(src: str | Path, out: str | Path, blocks: bool = False, seed: 
     All or nothing (`atomic_folder`): `out` must be new or empty and appears only when every
     room is written, so a failed or interrupted run can never pass for a smaller data set.
     Returns counts (rooms, points, blocks); what was repaired or dropped goes into `report`."""
-    from ..io.atomic import atomic_folder
-    from .formats import write_npy
-
     rooms = list_raw_rooms(src)
     summary = {"rooms": 0, "points": 0, "blocks": 0}
     report = DataReport("rooms") if report is None else report

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.build import build_datasets, resolve_data
+from ..data.classes import S3DIS_CLASSES
 from ..data.s3dis import find_s3dis, iter_rooms, room_cloud
 from ..errors import InputError
 from .inference import Settings, cover_logits, segment_cloud
@@ -55,7 +56,7 @@ def evaluate(cfg: dict, predictor: Predictor, *, batch: int = 8, full_resolution
     for feats, labels in _progress(_batches(test, batch), progress, n_batches, desc):
         cm.update(predict_labels(task, predictor(feats)), labels)
     key = "per_block" if task == "segmentation" else "shapes"
-    out[key] = {**cm.summary(data.class_names), "confusion": cm.matrix.tolist()}
+    out[key] = cm.summary(data.class_names)
     if task == "segmentation":
         out["per_block"]["protocol"] = ("per-block accuracy on sampled test blocks (the DeepGCN "
                                         "papers' figure), not every point of every room")
@@ -92,8 +93,7 @@ def evaluate_rooms(cfg: dict, predictor: Predictor, *, batch: int = 8,
         logits = segment_cloud(cloud, predictor, settings, batch=batch)
         cm.update(logits.argmax(1), cloud.labels)
         rooms += 1
-    from ..data.classes import S3DIS_CLASSES
-    return {**cm.summary(S3DIS_CLASSES), "rooms": rooms, "confusion": cm.matrix.tolist(),
+    return {**cm.summary(S3DIS_CLASSES), "rooms": rooms,
             "protocol": f"every point of the {rooms} rooms of Area_{d['test_area']}, "
                         "labels by voting over overlapping blocks"}
 
@@ -106,8 +106,7 @@ def six_fold(results: list[dict]) -> dict:
         if len(mats) == len(results):
             cm = ConfusionMatrix(len(mats[0]))
             cm.matrix = np.sum(np.array(mats, dtype=np.int64), axis=0)
-            from ..data.classes import S3DIS_CLASSES
-            out[key] = {**cm.summary(S3DIS_CLASSES), "confusion": cm.matrix.tolist()}
+            out[key] = cm.summary(S3DIS_CLASSES)
     out["folds"] = len(results)
     return out
 

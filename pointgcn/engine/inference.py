@@ -21,12 +21,8 @@ from ..data.rooms import DEFAULT_FILL_COLOR, predict_room
 from ..data.transforms import normalize_unit_sphere
 from ..errors import InputError
 from ..io.cloud import PointCloud
+from ..tasks import DEFAULT_POINTS
 from .predictor import Predictor
-
-
-# Points per sample when a config does not say: the loaders' own defaults (PartNet's h5 shapes
-# hold 10 000 points and are used whole).
-DEFAULT_POINTS = {"segmentation": 4096, "classification": 1024, "part_segmentation": 10000}
 
 
 @dataclass

@@ -5,10 +5,16 @@ IoU_c = TP / (TP + FP + FN), mIoU = mean over classes with a non-empty union (ab
 that are also never predicted do not count; predicted-but-absent ones count as IoU 0).
 S3DIS 6-fold adds the six test areas' matrices before dividing. PartNet follows its own rule,
 see `PartNetIoU`.
+
+Both metric classes share one interface: `predict(logits)` (labels the way the metric wants
+them), `update(pred, target)`, `summary(names)`, `state()` / `load_state(state)` (picklable
+running state, for mid-epoch checkpoints) and `all_reduce(d)` (the metric over every process).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .distributed import Dist, gather_objects, sum_array
 
 
 class ConfusionMatrix:
@@ -16,6 +22,11 @@ class ConfusionMatrix:
         self.n = n_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+
+    @staticmethod
+    def predict(logits: np.ndarray) -> np.ndarray:
+        """Labels from logits `(…, n_classes[, N])`: argmax over classes."""
+        return np.asarray(logits).argmax(1)
 
     def update(self, pred, target) -> "ConfusionMatrix":
         pred = np.asarray(pred).reshape(-1).astype(np.int64)
@@ -33,6 +44,18 @@ class ConfusionMatrix:
     def __iadd__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         self.matrix += other.matrix
         return self
+
+    def state(self) -> dict:
+        return {"matrix": self.matrix.tolist()}
+
+    def load_state(self, state: dict) -> None:
+        self.matrix = np.array(state["matrix"], np.int64)
+
+    def all_reduce(self, d: Dist) -> "ConfusionMatrix":
+        """The matrix summed over every process (this one's is left unchanged)."""
+        merged = ConfusionMatrix(self.n, self.ignore_index)
+        merged.matrix = sum_array(d, self.matrix.copy())  # a copy also with one process
+        return merged
 
     @property
     def total(self) -> int:
@@ -67,7 +90,8 @@ class ConfusionMatrix:
         nan_none = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
         return {"oa": self.oa(), "macc": self.macc(), "miou": self.miou(), "points": self.total,
                 "iou": {n: nan_none(v) for n, v in zip(names, self.iou())},
-                "acc": {n: nan_none(v) for n, v in zip(names, self.class_acc())}}
+                "acc": {n: nan_none(v) for n, v in zip(names, self.class_acc())},
+                "confusion": self.matrix.tolist()}
 
 
 class PartNetIoU:
@@ -105,6 +129,23 @@ class PartNetIoU:
             if ious:
                 self.shape_ious.append(float(np.mean(ious)))
         return self
+
+    def state(self) -> dict:
+        return {"inter": self.inter.tolist(), "union": self.union.tolist(),
+                "shape_ious": list(self.shape_ious)}
+
+    def load_state(self, state: dict) -> None:
+        self.inter = np.array(state["inter"], np.int64)
+        self.union = np.array(state["union"], np.int64)
+        self.shape_ious = list(state["shape_ious"])
+
+    def all_reduce(self, d: Dist) -> "PartNetIoU":
+        """Sums and every shape's IoU over every process (this one's are left unchanged)."""
+        merged = PartNetIoU(self.n)
+        merged.inter = sum_array(d, self.inter.copy())  # copies also with one process
+        merged.union = sum_array(d, self.union.copy())
+        merged.shape_ious = [v for part in gather_objects(d, self.shape_ious) for v in part]
+        return merged
 
     def part_iou(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):

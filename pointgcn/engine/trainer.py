@@ -36,6 +36,7 @@ from ..io.atomic import atomic_path
 from ..models import build_model
 from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from ..models.conventions import from_config
+from ..seeds import loader_seed, rank_seed
 from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
 from .optim import (extend_schedule, make_loss, make_optimizer, make_scheduler,
                     resolve_train, restore_scheduler)
@@ -73,7 +74,7 @@ class Trainer:
         self.d = dist or init_distributed()
         self.t = resolve_train(cfg.get("train"))
         self.seed = int(cfg.get("seed", 0))
-        torch.manual_seed(self.seed + self.d.rank)
+        torch.manual_seed(rank_seed(self.seed, self.d.rank))
         self.model = build_model(cfg)
         self.cfg = cfg = {**cfg, "model": dict(self.model.cfg)}  # the model as built
         self.task = self.model.cfg["task"]
@@ -110,8 +111,7 @@ class Trainer:
     def fit(self) -> dict:
         while self.state["epoch"] < self.t["epochs"]:
             epoch = self.state["epoch"]
-            if hasattr(self.data.train, "set_epoch"):
-                self.data.train.set_epoch(epoch)
+            self.data.train.set_epoch(epoch)
             train = self._train_epoch(epoch)
             self._log(epoch, "train", train)
             if (epoch + 1) % self.t["val_every"] == 0 or epoch + 1 == self.t["epochs"]:
@@ -138,7 +138,7 @@ class Trainer:
                    for i in range(0, end, batch_size)][skip_batches:]
         # Its own generator: creating an iterator must not draw from the global RNG, or a
         # resumed run (which creates one more iterator) would drift from an uninterrupted one.
-        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        gen = torch.Generator().manual_seed(loader_seed(self.seed, epoch))
         return torch.utils.data.DataLoader(view, batch_sampler=batches, collate_fn=collate,
                                            num_workers=self.t["num_workers"], generator=gen)
 

@@ -4,23 +4,8 @@ Per model: export to a temp dir when given PyTorch weights (no parity gate: rand
 configs are benchmarked too), then interleaved runs of both runtimes after warm-up on one
 random batch, both pinned to the same thread count; latency stats, points/s, the label
 agreement of the two on that batch, and each runtime's peak inference memory measured in its
-own subprocess (timing.py explains how).
-
-Measured (benchmarks/bench_runtime.py; S3DIS ResGCN-28, N=4096, B=1, random weights; shared
-2-core CPU with load average 3–5 from other tenants):
-- 1 thread: eager 6.7 s, onnxruntime 9.6 s → 0.69×. The network *without* its kNN (graphs
-  given as inputs) runs 1.76× faster in onnxruntime (0.65 → 0.37 s): the dilated kNN is ≈ 90 %
-  of eager and ≈ 95 % of onnxruntime time. onnxruntime's TopK (a binary heap over indices for
-  k < N^0.725, i.e. k·d < 418 here) is 1.2–1.8× slower than torch.topk for k·d ≥ 160, and the
-  export path masks the N×N diagonal (Where + Equal ≈ 25 % of onnxruntime time; removing the
-  mask in `knn_export` measured −14 %). Graph optimisation levels and thread spinning change
-  < 5 % (ResGCN-7, N=1024). So ≥ 2× is out of reach while a full-row top-k of k·d ≤ 432
-  dominates both runtimes.
-- 2 threads: eager 31 s, onnxruntime 13.6 s → 2.29×, but only because PyTorch's OpenMP
-  slows 4.7× from 1 to 2 threads under the other tenants' load (thousands of small parallel
-  regions each waiting for a descheduled thread); onnxruntime's own pool degrades gracefully.
-- peak inference memory: eager 150–180 MB (row-chunked kNN), onnxruntime 760 MB (a full
-  N×N distance matrix per block).
+own subprocess (timing.py explains how). What it measured, and why onnxruntime is not the
+faster runtime for dilated graphs, is in docs/performance.md.
 """
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_
             rel_tol, enforce, quantize, run_config, class_names, exporter, threads, seed):
     least = min_points(model)
     # The graph is the same for any traced N (both axes are dynamic), but tracing runs the model
-    # once: a small N keeps that cheap (ResGCN-28: 2.6 s at N=512 vs 28.6 s at N=4096).
+    # once: a small N keeps that cheap (ten times cheaper for ResGCN-28, docs/performance.md).
     n_trace = min(max(points, least), max(2 * least, 64))
     x = torch.from_numpy(random_clouds(batch, cfg["in_channels"], n_trace, seed))
     with torch.no_grad():

@@ -1,19 +1,13 @@
 """Module → ONNX file with dynamic axes, in export mode, with exporter failures as `ExportError`.
 
-Exporter choice, by measurement (benchmarks/bench_runtime.py --exporters; 2-core shared CPU,
-torch 2.13, onnxruntime 1.32):
-- robustness: both the TorchScript-based exporter ("legacy", opset 17) and the torch.export
-  one ("dynamo", opset 18, needs onnxscript) export all 70 tiny block × conv × GEN-aggregator
-  models the configs can produce, with identical onnxruntime outputs at three point counts;
-- export time: legacy is far faster — tiny model 0.3 s vs 4 s, ResGCN-7 0.6 s vs 9.3 s,
-  ResGCN-28 3.5 s vs 37 s — and every export exports twice (the static-graph parity copy),
-  while `bench` and `--budget-ms` export on the fly;
-- onnxruntime speed: the dynamo graph is smaller (ResGCN-28: 969 vs 3740 nodes, mostly shape
-  arithmetic) but not faster beyond noise (ResGCN-28, N=4096: 12.1 vs 12.6 s in one run,
-  11.4 vs 10.9 s in another; ResGCN-7, N=1024: 158 vs 162 ms): the time is in TopK either way;
-- errors: legacy names the unsupported aten op in one sentence; dynamo buries it in a
-  multi-page report (both are parsed here).
-So "legacy" is the default and "dynamo" stays available (`exporter="dynamo"`).
+Exporter choice, by measurement (docs/performance.md): both the TorchScript-based exporter
+("legacy", opset 17) and the torch.export one ("dynamo", opset 18, needs onnxscript) export
+every block × conv × GEN-aggregator model the configs can produce, with identical onnxruntime
+outputs; legacy exports about ten times faster (and every export exports twice: the
+static-graph parity copy), the dynamo graph is smaller but runs no faster (the time is in
+TopK either way), and legacy names an unsupported aten op in one sentence where dynamo buries
+it in a multi-page report (both are parsed here). So "legacy" is the default and "dynamo"
+stays available (`exporter="dynamo"`).
 
 Graph modules: every `DilatedKnn` in the model builds one dynamic kNN graph; models that build
 graphs elsewhere (e.g. future searched cells) export the same way as long as their kNN goes

@@ -23,6 +23,8 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import InputError
+
 _HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xffffffff:08x}"
 _OURS = re.compile(r"pgcn-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}(?:\.tmp|$)")
 _PROTECTED: set[str] = set()
@@ -84,8 +86,6 @@ def clean_stale(folder: Path, prefix: str) -> list[Path]:
 
 def _make_parents(folder: Path, where: str) -> list[Path]:
     """mkdir -p `folder`; return the folders it created (outermost first)."""
-    from ..errors import InputError
-
     missing = []
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -111,8 +111,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The temp name keeps the suffix so writers that dispatch on extension still work. A path the
     run protects (an input) is refused before any work; an OS error names `path`, not the temp.
     """
-    from ..errors import InputError
-
     path = Path(path)
     where = str(path)
     if is_protected(path):
@@ -149,8 +147,6 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     the staging folder. `path` must be missing or an empty folder (rename replaces only an empty
     one; merging into a folder of other files could not be undone), checked before any work.
     """
-    from ..errors import InputError
-
     where = str(path)
     target = Path(real(path))  # a symlinked `out` gets its target replaced, not the link
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -183,8 +179,6 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 def check_writable(path: str | Path) -> Path:
     """Fail early (before long work) when `path` cannot be written. Creates nothing: the folders
     an output needs are made when it is written (`atomic_path`), so a failed run leaves none."""
-    from ..errors import InputError
-
     path = Path(path)
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder")

@@ -30,7 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, InputError
 from .cloud import PointCloud
 
 XYZ = ("x", "y", "z")
@@ -157,8 +157,6 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
 def labels_field(cloud: PointCloud, field: str | None) -> np.ndarray | None:
     """The labels a stage scores or trains on: the cloud's named labels, or the field `field`
     (checked to hold whole numbers); None when the cloud has no labels and none is named."""
-    from ..errors import InputError
-
     if field is None or (field in ("label", "labels", "classification")
                          and cloud.labels is not None):
         return cloud.labels

@@ -24,7 +24,7 @@ MAX_SAMPLES = 1_000_000
 def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
     """(per-vertex cloud with float64 positions and vertex colours if any, (F, 3) int64
     faces); a file of vertices only gives (its vertices, no faces)."""
-    import trimesh
+    import trimesh  # optional (and slow to import): only mesh files need it
 
     kind = path.suffix.lower().lstrip(".")
     try:
@@ -81,7 +81,7 @@ def sample_surface(vertex_cloud: PointCloud, faces: np.ndarray, n_points: int, s
     The vertices of `faces` must be finite (see `drop_invalid_faces`). Sampling is done in
     float64 and the samples stay float64, like every reader's x y z (read_points stores them).
     """
-    import trimesh
+    import trimesh  # optional (and slow to import): only mesh files need it
 
     if not 0 < n_points <= MAX_SAMPLES:
         raise InputError(f"{where}: mesh samples must be 1 to {MAX_SAMPLES:,}, got {n_points:,}")

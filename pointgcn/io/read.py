@@ -27,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .arrays import read_numpy
 from .cloud import PointCloud, bounds, local_frame
 from .columns import cloud_from_named
+from .e57 import read_e57
+from .las import read_las
+from .mesh import DEFAULT_SAMPLES, drop_invalid_faces, load_mesh, sample_surface
+from .pcd import read_pcd
+from .ply import read_ply
+from .text import read_text
 
 CLOUD_FORMATS = (".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy", ".npz", ".las", ".laz",
                  ".e57")
@@ -76,7 +83,6 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
     suffix = path.suffix.lower()
     faces = None
     if suffix == ".ply":
-        from .ply import read_ply
         data = read_ply(path, where)
         report.format = f"ply {data.format}"
         vertex_cloud = cloud_from_named(data.vertex, where, str(path))
@@ -87,7 +93,6 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
         if faces is None or as_mesh is False:
             return vertex_cloud
     elif suffix in MESH_FORMATS:
-        from .mesh import load_mesh
         vertex_cloud, faces = load_mesh(path, where)
         report.n_faces = len(faces)
         report.format = f"mesh {suffix[1:]}" if len(faces) else f"{suffix[1:]} vertices, no faces"
@@ -96,28 +101,22 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
         if as_mesh is False or not len(faces):
             return vertex_cloud
     elif suffix == ".pcd":
-        from .pcd import read_pcd
         cloud, mode = read_pcd(path, where, report.notes)
         report.format = f"pcd {mode}"
         return cloud
     elif suffix in (".npy", ".npz"):
-        from .arrays import read_numpy
         cloud, report.format = read_numpy(path, where)
         return cloud
     elif suffix in (".las", ".laz"):
-        from .las import read_las
         cloud, report.format = read_las(path, where)
         return cloud
     elif suffix == ".e57":
-        from .e57 import read_e57
         cloud, report.format = read_e57(path, where)
         return cloud
     else:
-        from .text import read_text
         cloud, report.format = read_text(path, where)
         return cloud
 
-    from .mesh import DEFAULT_SAMPLES, drop_invalid_faces, sample_surface
     faces, report.dropped = drop_invalid_faces(vertex_cloud.points, faces, drop_invalid, where)
     if not len(faces):
         raise InputError(f"{where}: all {report.dropped} faces touch NaN/Inf vertices; no "

@@ -1,6 +1,7 @@
 """Assembled models from config, the registry, and checkpoint I/O (incl. official DeepGCN)."""
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .registry import MODELS, build_model, register
+from .deepgcn import DeepGCN  # registers "deepgcn"
+from .registry import MODELS, build_model
 
-__all__ = ["build_model", "register", "MODELS", "load_checkpoint", "read_checkpoint",
+__all__ = ["DeepGCN", "MODELS", "build_model", "load_checkpoint", "read_checkpoint",
            "save_checkpoint"]

@@ -17,26 +17,25 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..graph import DilatedKnn
-from ..nn import RevStack, make_block, make_conv
+from ..nn import (BLOCKS, CONVS, RevStack, conv_option_defaults, graph_for, make_block,
+                  make_conv)
 from .heads import FusionHead, check_head
-from .registry import MAX_DEPTH, MAX_WIDTH
+from .registry import MAX_DEPTH, MAX_WIDTH, MODELS
 
-
+# The conv options (heads, aggr, t, …, eps, train_eps) and their defaults come from the convs
+# that take them (`pointgcn.nn.conv_option_defaults`).
+CONV_OPTIONS = conv_option_defaults()
 DEFAULTS = dict(
     name="deepgcn", task="segmentation", in_channels=9, n_classes=13, n_blocks=28, channels=64,
     k=16, conv="edge", block="res", norm="batch", act="relu", bias=True, act_first=False,
     use_dilation=True, stochastic=True, epsilon=0.2, knn_backend="dense", res_scale=1.0,
     growth=None, rev_groups=2, block_dropout=0.0, graph_channels=3, fusion_channels=1024,
-    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5,
-    heads=1, aggr="softmax", t=1.0, learn_t=True, p=1.0, learn_p=True, msg_norm=False,
-    learn_msg_scale=True, mlp_layers=1, eps=0.0, train_eps=False,
+    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, **CONV_OPTIONS,
 )
 # epsilon is a probability; t (softmax temperature) and eps (GIN) any finite number; p (power
 # mean) > 0, since 1/p is taken.
 FLOAT_RANGES = dict(epsilon="[0, 1]", block_dropout="[0, 1)",
                     res_scale="[0, inf)", t="(-inf, inf)", p="(0, inf)", eps="(-inf, inf)")
-CONV_OPTIONS = ("heads", "aggr", "t", "learn_t", "p", "learn_p", "msg_norm", "learn_msg_scale",
-                "mlp_layers", "eps", "train_eps")
 
 
 def resolve(cfg: dict) -> dict:
@@ -55,8 +54,8 @@ def resolve(cfg: dict) -> dict:
     for key, interval in FLOAT_RANGES.items():
         check_number(c, key, "model", interval, allow_none=False)
     check_head(c)
-    if c["pooling"] is None:
-        c["pooling"] = ["max", "mean"] if c["task"] == "classification" else ["max"]
+    for key, registry in (("conv", CONVS), ("block", BLOCKS)):
+        c[key] = registry.canonical(str(c[key]).lower())
     if c["fusion_input"] is None:
         c["fusion_input"] = "last" if c["block"] == "rev" else "all"
     if c["fusion_input"] not in ("all", "last"):
@@ -69,6 +68,7 @@ def resolve(cfg: dict) -> dict:
     return c
 
 
+@MODELS.register("deepgcn")
 class DeepGCN(FusionHead):
     def __init__(self, cfg: dict):
         nn.Module.__init__(self)
@@ -89,15 +89,13 @@ class DeepGCN(FusionHead):
             widths.append(block.out_channels)
         self.backbone = RevStack(blocks) if c["block"] == "rev" else nn.ModuleList(blocks)
         fused = sum(widths) if c["fusion_input"] == "all" else widths[-1]
-        self._build_head(c["task"], fused, c["n_classes"], c["fusion_channels"],
-                         c["prediction"], c["dropout"], c["pooling"], post)
+        self._build_head(c, fused, post)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Head and backbone outputs that feed the fusion."""
         c = self.cfg
-        gc = c["graph_channels"] or x.shape[1]
-        graph = self.head_graph(x[:, :gc]) if self.head.needs_graph else None
-        feats = [self.head(x, graph)]
+        positions = x[:, :c["graph_channels"] or x.shape[1]]  # the head's graph: xyz only
+        feats = [self.head(x, graph_for(self.head, self.head_graph, positions))]
         if isinstance(self.backbone, RevStack):
             feats.append(self.backbone(feats[-1]))
         else:

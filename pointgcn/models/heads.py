@@ -14,15 +14,16 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..nn import Conv1x1
+from ..tasks import TASKS
 from .registry import MAX_WIDTH
 
-TASKS = ("segmentation", "part_segmentation", "classification")
 POOLS = {"max": lambda f: f.amax(-1, keepdim=True), "mean": lambda f: f.mean(-1, keepdim=True)}
 
 
 def check_head(c: dict) -> None:
     """The head's keys of a model config (task, fusion_channels, prediction, dropout, pooling),
-    checked the same way for every backbone."""
+    checked the same way for every backbone; a missing pooling becomes the task's default
+    ([max, mean] for classification, [max] otherwise)."""
     if c["task"] not in TASKS:
         raise ConfigError(f"model.task must be one of {TASKS}, got {c['task']!r}")
     check_int(c, "fusion_channels", "model", maximum=MAX_WIDTH)
@@ -33,35 +34,31 @@ def check_head(c: dict) -> None:
         raise ConfigError(f"model.prediction must be a list of widths in 1…{MAX_WIDTH}, "
                           f"got {widths!r}")
     check_number(c, "dropout", "model", "[0, 1)", allow_none=False)
-    if c["pooling"] is not None and not (isinstance(c["pooling"], (list, tuple))
-                                         and set(c["pooling"]) <= set(POOLS)):
+    if c["pooling"] is None:
+        c["pooling"] = ["max", "mean"] if c["task"] == "classification" else ["max"]
+    if not (isinstance(c["pooling"], (list, tuple)) and set(c["pooling"]) <= set(POOLS)):
         raise ConfigError(f"model.pooling entries must be max/mean, got {c['pooling']!r}")
 
 
 class FusionHead(nn.Module):
-    def __init__(self, task: str, feature_channels: int, n_classes: int,
-                 fusion_channels: int = 1024, prediction=(512, 256), dropout: float = 0.5,
-                 pooling=None, post: dict | None = None):
-        super().__init__()
-        self._build_head(task, feature_channels, n_classes, fusion_channels, prediction,
-                         dropout, pooling, post)
+    """The head of a model config `c` checked by `check_head`, on `feature_channels` of
+    concatenated backbone features; `post` holds the norm/act/bias/act_first of its layers."""
 
-    def _build_head(self, task, feature_channels, n_classes, fusion_channels, prediction,
-                    dropout, pooling, post):
-        if task not in TASKS:
-            raise ConfigError(f"model.task must be one of {TASKS}, got {task!r}")
-        post = post or dict(norm="batch", act="relu", bias=True, act_first=False)
-        self.classify = task == "classification"
-        self.pooling = list(pooling or (["max", "mean"] if self.classify else ["max"]))
-        if not set(self.pooling) <= set(POOLS):
-            raise ConfigError(f"model.pooling entries must be max/mean, got {self.pooling}")
-        self.fusion = Conv1x1(feature_channels, fusion_channels, **post)
-        if self.classify:
-            self.prediction = _mlp([fusion_channels * len(self.pooling), *prediction], n_classes,
-                                   post, dropout, dropout_every=True)
-        else:
-            self.prediction = _mlp([feature_channels + fusion_channels, *prediction], n_classes,
-                                   post, dropout, dropout_every=False)
+    def __init__(self, c: dict, feature_channels: int, post: dict):
+        super().__init__()
+        self._build_head(c, feature_channels, post)
+
+    def _build_head(self, c: dict, feature_channels: int, post: dict):
+        self.classify = c["task"] == "classification"
+        self.pooling = list(c["pooling"])
+        fusion = c["fusion_channels"]
+        self.fusion = Conv1x1(feature_channels, fusion, **post)
+        if self.classify:  # the pooled fusion only; dropout after every layer
+            widths = [fusion * len(self.pooling), *c["prediction"]]
+        else:  # the global feature first, then every point's features
+            widths = [fusion + feature_channels, *c["prediction"]]
+        self.prediction = _mlp(widths, c["n_classes"], post, c["dropout"],
+                               dropout_every=self.classify)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.predict(feats)

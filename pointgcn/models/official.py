@@ -15,26 +15,28 @@ import torch
 
 from ..errors import FormatError
 
-_RULES = [  # (official, ours), applied in order on the dotted key
-    (r"^head\.gconv\.nn\.0\.", "head.lin."),
-    (r"^head\.gconv\.nn\.2\.", "head.post.norm."),
-    (r"^backbone\.(\d+)\.body\.gconv\.nn\.0\.", r"backbone.\1.conv.lin."),
-    (r"^backbone\.(\d+)\.body\.gconv\.nn\.2\.", r"backbone.\1.conv.post.norm."),
-    (r"^fusion_block\.0\.", "fusion.lin."),
-    (r"^fusion_block\.2\.", "fusion.post.norm."),
-    (r"^prediction\.(\d+)\.0\.", r"prediction.\1.lin."),
-    (r"^prediction\.(\d+)\.2\.", r"prediction.\1.post.norm."),
+# The official prefix of each of our module prefixes; {i} stands for a block index.
+_KEY_MAP = [
+    ("head.gconv.nn.0.", "head.lin."),
+    ("head.gconv.nn.2.", "head.post.norm."),
+    ("backbone.{i}.body.gconv.nn.0.", "backbone.{i}.conv.lin."),
+    ("backbone.{i}.body.gconv.nn.2.", "backbone.{i}.conv.post.norm."),
+    ("fusion_block.0.", "fusion.lin."),
+    ("fusion_block.2.", "fusion.post.norm."),
+    ("prediction.{i}.0.", "prediction.{i}.lin."),
+    ("prediction.{i}.2.", "prediction.{i}.post.norm."),
 ]
-_REVERSE = [  # ours → official
-    (r"^head\.lin\.", "head.gconv.nn.0."),
-    (r"^head\.post\.norm\.", "head.gconv.nn.2."),
-    (r"^backbone\.(\d+)\.conv\.lin\.", r"backbone.\1.body.gconv.nn.0."),
-    (r"^backbone\.(\d+)\.conv\.post\.norm\.", r"backbone.\1.body.gconv.nn.2."),
-    (r"^fusion\.lin\.", "fusion_block.0."),
-    (r"^fusion\.post\.norm\.", "fusion_block.2."),
-    (r"^prediction\.(\d+)\.lin\.", r"prediction.\1.0."),
-    (r"^prediction\.(\d+)\.post\.norm\.", r"prediction.\1.2."),
-]
+
+
+def _rules(pairs) -> list[tuple[str, str]]:
+    """(regex, replacement) for each (from, to) prefix pair, {i} matching a block index."""
+    return [("^" + re.escape(src).replace(re.escape("{i}"), r"(\d+)"),
+             dst.replace("{i}", r"\1")) for src, dst in pairs]
+
+
+_RULES = _rules(_KEY_MAP)  # official → ours
+_REVERSE = _rules([(ours, theirs) for theirs, ours in _KEY_MAP])  # ours → official
+
 HEAD_KEY = "head.gconv.nn.0.weight"
 
 

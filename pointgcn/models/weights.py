@@ -11,7 +11,13 @@ import json
 import os
 from pathlib import Path
 
+import torch
+import yaml
+
 from ..errors import InputError
+from ..io.atomic import atomic_path
+from .checkpoint import atomic_torch_save, read_checkpoint
+from .conventions import conventions_of
 
 MANIFEST = "manifest.json"
 
@@ -71,11 +77,6 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
     command, metrics {name: value}, accuracy {metric, value, data}, notes; optionally
     `default: true` (serves its task when no model is named; one per task) and
     `real_data: true` (trained on a real data set, not the procedural ones)."""
-    import torch
-
-    from ..io.atomic import atomic_path
-    from .checkpoint import atomic_torch_save, read_checkpoint
-
     folder = folder or weights_dir()
     ckpt = read_checkpoint(src)
     slim = {k: v for k, v in ckpt.items() if k != "train_state"}
@@ -104,10 +105,6 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
 
 def _card_text(name: str, entry: dict, card: dict, config: dict,
                conventions: dict | None) -> str:
-    import yaml
-
-    from .conventions import conventions_of
-
     conv = conventions_of({**config, "conventions": conventions})
 
     provenance = ("- trained on real data (above); its metrics are on held-out shapes of that "

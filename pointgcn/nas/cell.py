@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..graph import DilatedKnn
-from ..nn import Conv1x1
+from ..nn import Conv1x1, graph_for
 from .genotype import EDGES, N_INPUTS, N_NODES, Genotype
 from .ops import NONE, MixedOp, make_op, op_needs_graph
 
@@ -86,7 +86,7 @@ class GenotypeCell(_CellBase):
         self.needs_graph = any(op_needs_graph(op) for op in self.ops)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        idx = self.graph(s0) if self.needs_graph else None
+        idx = graph_for(self, self.graph, s0)
         states = self._inputs(s0, s1)
         for node in range(N_NODES):
             total = None

@@ -25,10 +25,10 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..models.heads import FusionHead, check_head
-from ..models.registry import MAX_DEPTH, MAX_WIDTH, register
+from ..models.registry import MAX_DEPTH, MAX_WIDTH, MODELS
 from ..nn import Conv1x1
 from .cell import UNDECIDED, GenotypeCell, SearchCell
-from .genotype import N_EDGES, N_OPS, Genotype, load_genotype
+from .genotype import N_EDGES, N_OPS, load_genotype
 
 DEFAULTS = dict(
     name="nas", task="classification", in_channels=3, n_classes=40, genotype=None, cells=None,
@@ -83,8 +83,7 @@ class _CellNetwork(nn.Module):
             widths.append(cell.out_channels)
         self.cells = nn.ModuleList(cells)
         post = dict(norm=c["norm"], act=c["head_act"] or c["act"], bias=True, act_first=False)
-        self.head = FusionHead(c["task"], sum(widths), c["n_classes"], c["fusion_channels"],
-                               c["prediction"], c["dropout"], c["pooling"], post)
+        self.head = FusionHead(c, sum(widths), post)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[1] != self.cfg["in_channels"]:
@@ -101,6 +100,7 @@ class _CellNetwork(nn.Module):
         return self.head(torch.cat(feats, dim=1))
 
 
+@MODELS.register("nas", file_keys=("genotype",))
 class NASNetwork(_CellNetwork):
     """The stand-alone network of one genotype (every cell the same)."""
 
@@ -150,14 +150,3 @@ class SearchNetwork(_CellNetwork):
     def genotype_config(self) -> dict:
         return {"cells": self.cfg["cells"], "channels": self.cfg["channels"], "k": self.cfg["k"]}
 
-
-@register("nas", file_keys=("genotype",))
-def _nas(cfg: dict) -> nn.Module:
-    return NASNetwork(cfg)
-
-
-def genotype_model_config(genotype: Genotype, base: dict | None = None) -> dict:
-    """A `model:` section building `genotype` (base keys such as task/n_classes kept)."""
-    out = {k: v for k, v in (base or {}).items() if k in DEFAULTS}
-    out.update(name="nas", genotype=genotype.to_dict())
-    return out

@@ -37,6 +37,7 @@ from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.trainer import collate
 from ..errors import ConfigError
 from ..io.atomic import atomic_path
+from ..seeds import rank_seed
 from .genotype import Genotype, save_genotype
 from .lcnas import ENCODINGS, latency_loss, search_encoding
 from .network import SearchNetwork
@@ -126,13 +127,11 @@ class Searcher:
         self.seed = int(cfg.get("seed", 0))
         model_cfg = dict(cfg.get("model", {}))
         model_cfg.pop("name", None)
-        model_cfg.setdefault("in_channels", data.in_channels)
-        model_cfg.setdefault("n_classes", len(data.class_names))
-        model_cfg.setdefault("task", data.task)
+        data.complete_model_config(model_cfg)
         torch.manual_seed(self.seed)  # the same initial supernet on every rank
         self.model = SearchNetwork(model_cfg)
         self._broadcast(self.model.state_dict().values())
-        torch.manual_seed(self.seed + 1000 * self.d.rank)  # per-rank stochastic dilation/dropout
+        torch.manual_seed(rank_seed(self.seed, self.d.rank))
         self.task = self.model.cfg["task"]
         self.key = KEY_METRIC[self.task]
         s = self.s
@@ -244,8 +243,7 @@ class Searcher:
 
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
-        if hasattr(self.data.train, "set_epoch"):
-            self.data.train.set_epoch(epoch)
+        self.data.train.set_epoch(epoch)
         order = epoch_order(len(self.data.train), self.seed, epoch, True, self.d)
         n_batches = len(self._split(order, self.batch_size, train=True))
         if self.s["max_batches"]:

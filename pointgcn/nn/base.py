@@ -28,8 +28,7 @@ def gather_neighbors(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 class _RowGather(torch.autograd.Function):
     """`rows[flat]` whose backward is `scatter_add_` along rows: on CPU each output element is
     summed in index order whatever the thread count (bit-identical runs), at the speed of
-    the atomic adds it replaces (gather + backward, B 2, N 4096, k 16, C 64, 2 threads:
-    220 vs 227 ms)."""
+    the atomic adds it replaces (docs/performance.md)."""
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
@@ -42,6 +41,12 @@ class _RowGather(torch.autograd.Function):
         (flat,) = ctx.saved_tensors
         index = flat.view(-1, 1).expand_as(grad)
         return grad.new_zeros(ctx.n_rows, grad.shape[1]).scatter_add_(0, index, grad), None
+
+
+def graph_for(layer: nn.Module, graph: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """`graph(x)`, the neighbour indices, for a layer that reads them, else None: the kNN
+    search is most of a layer's cost, and 1×1 convs (and NAS skip / zero ops) never use it."""
+    return graph(x) if layer.needs_graph else None
 
 
 class GraphConv(nn.Module):

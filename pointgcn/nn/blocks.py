@@ -9,18 +9,27 @@ where F(x) = conv(x, kNN_d(x)).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..graph import DilatedKnn
+from .base import graph_for
 from .norm_act import apply_norm, make_act, make_norm
-from .registry import make_conv
-from .reversible import RevBlock
+from .registry import BLOCKS, make_conv
+
+# conv(in_channels, out_channels, norm=…, act=…) → a GraphConv of the model's kind
+ConvFactory = Callable[..., nn.Module]
 
 
 class GraphBlock(nn.Module):
-    """A conv with its own dynamic graph; subclasses combine F(x) with x."""
+    """A conv with its own dynamic graph; subclasses combine F(x) with x.
+
+    `build(channels, conv, graph, **options)` makes a block of the kind from the model
+    config's block options (res_scale, growth, dropout, rev_groups, norm, act), ignoring the
+    ones it does not take.
+    """
 
     def __init__(self, conv: nn.Module, graph: DilatedKnn):
         super().__init__()
@@ -29,34 +38,51 @@ class GraphBlock(nn.Module):
         self.out_channels = conv.out_channels
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, self.graph(x) if self.conv.needs_graph else None)
+        return self.conv(x, graph_for(self.conv, self.graph, x))
 
 
+@BLOCKS.register("plain")
 class PlainBlock(GraphBlock):
+    @classmethod
+    def build(cls, channels: int, conv: ConvFactory, graph: DilatedKnn, **_):
+        return cls(conv(channels, channels), graph)
+
     def forward(self, x):
         return self.f(x)
 
 
+@BLOCKS.register("res")
 class ResBlock(GraphBlock):
     def __init__(self, conv, graph, res_scale: float = 1.0):
         super().__init__(conv, graph)
         self.res_scale = res_scale
 
+    @classmethod
+    def build(cls, channels, conv, graph, res_scale: float = 1.0, **_):
+        return cls(conv(channels, channels), graph, res_scale)
+
     def forward(self, x):
         return self.f(x) + self.res_scale * x
 
 
+@BLOCKS.register("dense")
 class DenseBlock(GraphBlock):
     def __init__(self, conv, graph):
         super().__init__(conv, graph)
         self.out_channels = conv.in_channels + conv.out_channels
 
+    @classmethod
+    def build(cls, channels, conv, graph, growth: int | None = None, **_):
+        return cls(conv(channels, growth or channels), graph)
+
     def forward(self, x):
         return torch.cat([x, self.f(x)], dim=1)
 
 
+@BLOCKS.register("res+", aliases=("resplus",))
 class ResPlusBlock(GraphBlock):
-    """Pre-activation residual; the conv itself has no norm/act (they come first)."""
+    """Pre-activation residual; the conv itself has no norm/act (they come first), inner
+    layers included (GraphSAGE's neighbour MLP, GEN's hidden MLP layers)."""
 
     def __init__(self, conv, graph, norm: str = "batch", act: str = "relu", dropout: float = 0.0):
         super().__init__(conv, graph)
@@ -64,10 +90,15 @@ class ResPlusBlock(GraphBlock):
         self.act = make_act(act)
         self.dropout = nn.Dropout(dropout)
 
+    @classmethod
+    def build(cls, channels, conv, graph, norm: str = "batch", act: str = "relu",
+              dropout: float = 0.0, **_):
+        return cls(conv(channels, channels, norm="none", act="none"), graph, norm, act, dropout)
+
     def forward(self, x):
         h = apply_norm(self.norm, x.transpose(1, 2)).transpose(1, 2)
         h = self.dropout(self.act(h))
-        return x + self.conv(h, self.graph(x) if self.conv.needs_graph else None)
+        return x + self.conv(h, graph_for(self.conv, self.graph, x))
 
 
 def make_block(kind: str, channels: int, conv: str, k: int, dilation: int = 1,
@@ -77,22 +108,11 @@ def make_block(kind: str, channels: int, conv: str, k: int, dilation: int = 1,
                dropout: float = 0.0, rev_groups: int = 2, **conv_options) -> nn.Module:
     """One backbone block taking `channels` features; see module docstring for the kinds."""
     graph = DilatedKnn(k, dilation, stochastic, epsilon, knn_backend)
-    common = dict(bias=bias, act_first=act_first, **conv_options)
-    kind = kind.lower()
-    if kind == "plain":
-        return PlainBlock(make_conv(conv, channels, channels, norm, act, **common), graph)
-    if kind == "res":
-        return ResBlock(make_conv(conv, channels, channels, norm, act, **common), graph, res_scale)
-    if kind == "dense":
-        return DenseBlock(make_conv(conv, channels, growth or channels, norm, act, **common), graph)
-    if kind in ("res+", "resplus"):
-        return ResPlusBlock(make_conv(conv, channels, channels, "none", "none", **common), graph,
-                            norm, act, dropout)
-    if kind == "rev":
-        if rev_groups < 2 or channels % rev_groups:
-            raise ConfigError(f"rev blocks need ≥ 2 groups dividing channels={channels}, "
-                              f"got rev_groups={rev_groups}")
-        width = channels // rev_groups
-        convs = [make_conv(conv, width, width, norm, act, **common) for _ in range(rev_groups)]
-        return RevBlock(convs, graph)
-    raise ConfigError(f"block must be one of plain, res, dense, res+, rev; got {kind!r}")
+
+    def conv_of(cin: int, cout: int, norm: str = norm, act: str = act) -> nn.Module:
+        return make_conv(conv, cin, cout, norm, act, bias=bias, act_first=act_first,
+                         **conv_options)
+
+    return BLOCKS.get(kind.lower()).build(channels, conv_of, graph, norm=norm, act=act,
+                                          res_scale=res_scale, growth=growth, dropout=dropout,
+                                          rev_groups=rev_groups)

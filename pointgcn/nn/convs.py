@@ -18,8 +18,10 @@ from ..errors import ConfigError
 from .base import GraphConv, gather_neighbors
 from .edge import edge_max
 from .norm_act import PostProcess
+from .registry import CONVS
 
 
+@CONVS.register("gin", options=("eps", "train_eps"))
 class GINConv(GraphConv):
     def __init__(self, in_channels, out_channels, norm="batch", act="relu", bias=True,
                  act_first=False, eps: float = 0.0, train_eps: bool = False):
@@ -33,6 +35,7 @@ class GINConv(GraphConv):
         return self.post(self.lin((1 + self.eps) * x + agg))
 
 
+@CONVS.register("sage")
 class SAGEConv(GraphConv):
     """DeepGCN's GraphSAGE: a per-neighbour MLP, max over neighbours, then an MLP on [x_i, ·]."""
 
@@ -55,12 +58,14 @@ class SAGEConv(GraphConv):
         return self.post(self.lin(torch.cat([x, pooled], dim=-1)))
 
 
+@CONVS.register("rsage")
 class RSAGEConv(SAGEConv):
     """Relative GraphSAGE: Θ₁(x_j − x_i) = Θ₁x_j − Θ₁x_i inside the max."""
 
     relative = True
 
 
+@CONVS.register("gat", options=("heads",))
 class GATConv(GraphConv):
     def __init__(self, in_channels, out_channels, norm="batch", act="relu", bias=True,
                  act_first=False, heads: int = 1, negative_slope: float = 0.2):
@@ -91,6 +96,7 @@ class GATConv(GraphConv):
         return self.post(out)
 
 
+@CONVS.register("semi_gcn")
 class SemiGCNConv(GraphConv):
     def __init__(self, in_channels, out_channels, norm="batch", act="relu", bias=True,
                  act_first=False):
@@ -106,6 +112,7 @@ class SemiGCNConv(GraphConv):
         return self.post(out)
 
 
+@CONVS.register("conv1x1")
 class Conv1x1(GraphConv):
     needs_graph = False
 

@@ -17,6 +17,7 @@ from torch import nn
 from ..graph.knn import is_exporting
 from .base import GraphConv, gather_neighbors
 from .norm_act import PostProcess, channel_scale
+from .registry import CONVS
 
 
 def edge_max(center: torch.Tensor, nbr: torch.Tensor, idx: torch.Tensor,
@@ -42,6 +43,7 @@ class _PairConv(GraphConv):
         self.post = PostProcess(out_channels, norm, act, act_first)
 
 
+@CONVS.register("edge")
 class EdgeConv(_PairConv):
     """EdgeConv with the weight stored as one `(C_out, 2·C_in)` matrix over [x_i, x_j − x_i]."""
 
@@ -55,6 +57,7 @@ class EdgeConv(_PairConv):
         return edge_max(center, nbr, idx, self.post)
 
 
+@CONVS.register("mr")
 class MRConv(_PairConv):
     """Max-relative graph conv (DeepGCN): Θ over [x_i, max_j (x_j − x_i)]."""
 

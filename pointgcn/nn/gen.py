@@ -2,7 +2,9 @@
 
 m_ij = ReLU(x_j) + ε;  a_i = AGG_j m_ij;  optional MsgNorm a_i ← s·‖x_i‖·a_i/‖a_i‖;
 h_i = MLP(a_i + x_i). When C_in ≠ C_out, x_j and x_i pass through their own linear maps first
-(as in PyG's GENConv). The MLP's last layer is linear; norm and activation follow (PostProcess).
+(as in PyG's GENConv). The MLP's hidden layers (width 2·C_out) take the conv's norm and
+activation, as PyG's GENConv gives its MLP its `norm`; its last layer is linear, and norm and
+activation follow it (PostProcess).
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aggregators import Aggregator
+from .aggregators import make_aggregator
 from .base import GraphConv, gather_neighbors
 from .norm_act import PostProcess
+from .registry import CONVS
 
 
+@CONVS.register("gen", options=("aggr", "t", "learn_t", "p", "learn_p", "msg_norm",
+                                 "learn_msg_scale", "mlp_layers"))
 class GENConv(GraphConv):
     def __init__(self, in_channels, out_channels, norm="batch", act="relu", bias=True,
                  act_first=False, aggr: str = "softmax", t: float = 1.0, learn_t: bool = True,
@@ -24,7 +29,7 @@ class GENConv(GraphConv):
         if in_channels != out_channels:
             self.lin_src = nn.Linear(in_channels, out_channels, bias=bias)
             self.lin_dst = nn.Linear(in_channels, out_channels, bias=bias)
-        self.aggr = Aggregator(aggr, t, learn_t, p, learn_p)
+        self.aggr = make_aggregator(aggr, t=t, learn_t=learn_t, p=p, learn_p=learn_p)
         self.msg_scale = (nn.Parameter(torch.ones(1), requires_grad=learn_msg_scale)
                           if msg_norm else None)
         self.eps = eps
@@ -32,7 +37,7 @@ class GENConv(GraphConv):
         width = out_channels
         for _ in range(mlp_layers - 1):
             layers += [nn.Linear(width, 2 * out_channels, bias=bias),
-                       PostProcess(2 * out_channels, "batch", "relu")]
+                       PostProcess(2 * out_channels, norm, act, act_first)]
             width = 2 * out_channels
         layers.append(nn.Linear(width, out_channels, bias=bias))
         self.mlp = nn.Sequential(*layers)

@@ -8,7 +8,6 @@ layer norm the channels of one point.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -113,7 +112,3 @@ class PostProcess(nn.Module):
             return False
         return True
 
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Channels-last linear map with a `(C_out, C_in)` weight."""
-    return F.linear(x, weight, bias)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import InputError
+from ...io.atomic import atomic_folder, clean_stale, tag
 
 
 def child_rngs(seed: int, n: int) -> list[np.random.Generator]:
@@ -206,8 +207,6 @@ def synth_folder(final: str | Path, kind: str, overwrite: bool = False,
     names are those of the real downloads, so anything else in it may be a user's data set);
     that one is swapped out only after the new one is complete.
     """
-    from ...io.atomic import atomic_folder, clean_stale, tag
-
     target = Path(final).resolve()
     if not (target.is_dir() and any(target.iterdir())):  # atomic_folder writes or refuses it
         with atomic_folder(final) as stage:

@@ -37,11 +37,6 @@ def _rod(p0, p1, r) -> trimesh.Trimesh:
     return creation.cylinder(radius=r, segment=np.array([p0, p1], float), sections=SECTIONS)
 
 
-def _cone(base, h, r) -> trimesh.Trimesh:
-    m = creation.cone(radius=r, height=h, sections=SECTIONS)
-    return m.apply_translation(base)
-
-
 def _ball(c, r) -> trimesh.Trimesh:
     return creation.icosphere(subdivisions=1, radius=r).apply_translation(c)
 
