@@ -47,6 +47,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_device_argument(parser) -> None:
+    """--device for every stage that runs a model (checked by pointgcn.engine.device)."""
+    parser.add_argument("--device", metavar="DEVICE",
+                        help="auto (CUDA when available; the default unless a config sets "
+                             "device:), cpu, cuda or cuda:N")
+
+
 def _stages() -> dict:
     return {name: importlib.import_module(path) for name, path in STAGES.items()}
 

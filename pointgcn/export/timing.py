@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.device import cpu_model
+
 
 def latency_stats(seconds: list[float]) -> dict:
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
@@ -49,16 +51,6 @@ def time_interleaved(fns: dict[str, Callable[[], object]], runs: int = 10,
             fn()
             times[name].append(time.perf_counter() - t)
     return times
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @functools.lru_cache(maxsize=None)

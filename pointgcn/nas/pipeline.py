@@ -36,7 +36,8 @@ import torch
 from ..data.build import build_datasets
 from ..engine.distributed import Dist
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
-from ..engine.trainer import Trainer, collate
+from ..engine.batches import collate
+from ..engine.trainer import Trainer
 from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
 from ..models.checkpoint import load_checkpoint, save_checkpoint

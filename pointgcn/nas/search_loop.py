@@ -34,7 +34,7 @@ import torch.distributed as dist
 from ..config import check_int, check_number, dump_config
 from ..engine.distributed import Dist, epoch_order, gather_objects
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
-from ..engine.trainer import collate
+from ..engine.batches import collate
 from ..errors import ConfigError
 from ..io.atomic import atomic_path
 from .genotype import Genotype, save_genotype
