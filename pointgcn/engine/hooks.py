@@ -14,13 +14,15 @@ ordinary training. The loop calls, in this order:
     finish(trainer, final)          the loop is done; `final` is metrics.json's content
 
 `state_dict`/`load_state_dict` go into every checkpoint, so a resumed run resumes the hook
-too. `files`: what the hook writes in the run folder (removed with a failed new run).
+too. `files`: what the hook writes in the run folder (removed with a failed new run);
+`unused_parameters`: whether some weights may go unused in a step (DDP must then look for them).
 """
 from __future__ import annotations
 
 
 class Hook:
     files: tuple[str, ...] = ()
+    unused_parameters = False
 
     def setup(self, trainer) -> list:
         return []

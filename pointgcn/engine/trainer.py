@@ -125,7 +125,8 @@ class Trainer:
         # DDP's own (long-standing) switch for parameters another optimiser syncs itself
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
         ids = [self.device] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
+        unused = any(hook.unused_parameters for hook in self.hooks)
+        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=unused)
 
     # ---- loop -------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -35,6 +35,7 @@ import torch
 
 from ..data.build import build_datasets
 from ..engine.distributed import Dist
+from ..engine.run_folder import holds_run
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.batches import collate
 from ..engine.trainer import Trainer
@@ -46,8 +47,7 @@ from .genotype import Genotype
 from .latency import measure_model
 from .latreg import load_latreg, normalise_ms
 from .network import DEFAULTS as MODEL_DEFAULTS
-from .search_loop import Searcher, resolve_search
-from .search_state import state_path
+from .search import resolve_search, search_supernet
 
 SIZE_OF_MODEL = {"cells": "cells", "width": "channels", "k": "k"}
 HEAD_KEYS = ("stem_multiplier", "fusion_channels", "prediction")
@@ -110,9 +110,9 @@ def run_search(cfg: dict, out: Path, d: Dist, progress: bool = True, resume: boo
     latreg = load_latreg(s["latreg"]) if s["method"] == "lcnas" else None  # before the data
     data = build_datasets(cfg, ("train", "val"), progress=progress and d.main)
     deploy = deploy_config(latreg, cfg, data) if latreg is not None else None
-    searcher = Searcher(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy,
-                        resume=resume and state_path(out).is_file())
-    genotype, summary = searcher.run()
+    search = search_supernet(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy,
+                             resume=resume and holds_run(out))
+    genotype, summary = search.genotype, search.summary
     if s["method"] != "lcnas":
         return summary
     return finish_lcnas(cfg, genotype, summary, out, data, latreg, deploy, d, progress, resume)
@@ -145,7 +145,7 @@ def test_metrics(model: torch.nn.Module, dataset, task: str, class_names, batch:
 def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dist,
                  progress: bool, resume: bool = False) -> dict:
     run_cfg = final_run_config(cfg, genotype, data, deploy)
-    resume = resume and (out / "train" / "checkpoints" / "last.pt").is_file()
+    resume = resume and holds_run(out / "train")
     trainer = Trainer(run_cfg, out / "train", data, resume=resume, progress=progress, dist=d)
     trainer.fit()
     if not d.main:
