@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+# Devices tests run on: the CPU, and a GPU wherever one exists (CUDA cases skip elsewhere).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+
 
 @pytest.fixture(autouse=True)
 def _seed():
