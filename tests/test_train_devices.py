@@ -101,13 +101,17 @@ def test_fp16_trains_with_a_gradient_scaler_that_resumes(synth_root, tmp_path, d
     assert not _trainer(shapes_config(synth_root), tmp_path / "b").scaler.is_enabled()
 
 
-def test_resume_on_another_kind_of_device_is_refused(synth_root, tmp_path, capsys):
+def test_train_and_eval_on_the_cpu_and_resume_on_another_kind_of_device_is_refused(
+        synth_root, tmp_path, capsys):
     from apps.cli import main
 
     cfg = shapes_config(synth_root, epochs=1)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"),
                  "--no-progress", "--device", "cpu"]) == 0
+    assert main(["eval", "--ckpt", str(tmp_path / "run" / "checkpoints" / "best.pt"),
+                 "--device", "cpu", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
+    assert 0 <= json.loads((tmp_path / "e.json").read_text())["shapes"]["oa"] <= 1
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     ckpt["train_state"]["device"] = {"device": "cuda:0", "type": "cuda", "name": "NVIDIA X"}
@@ -148,3 +152,28 @@ def test_search_runs_on_the_shared_loop_on_a_device(tmp_path, device):
     assert json.loads((tmp_path / "search.json").read_text())["device"]["type"] == device
     assert len((tmp_path / "search_log.jsonl").read_text().splitlines()) == 2
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "metrics.jsonl").is_file()
+
+
+def test_search_and_latency_collect_on_the_cpu_when_asked(tmp_path, capsys):
+    from test_nas_sgas import TINY_MODEL
+
+    from apps.cli import main
+    from pointgcn.nas.latency_file import read_rows
+
+    assert main(["latency", "collect", "--out", str(tmp_path / "l.jsonl"), "--n", "1",
+                 "--points", "32", "--width", "4", "--cells", "1", "--k", "4", "--fusion", "8",
+                 "--prediction", "8", "--rounds", "1", "--warmup", "0", "--seed", "0",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert read_rows(tmp_path / "l.jsonl")[0]["device"]["cuda"] is None
+    from pointgcn.data.synthetic.shapes import write_shapes
+    write_shapes(tmp_path / "data", n_per_class=2, seed=0)
+    cfg = {"seed": 0, "model": TINY_MODEL,
+           "data": {"dataset": "modelnet40", "root": str(tmp_path / "data" / "ModelNet40"),
+                    "n_points": 32, "val_fraction": 0.3, "augment": False},
+           "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 2,
+                      "max_batches": 1}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "s"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert yaml.safe_load((tmp_path / "s" / "config.yaml").read_text())["device"] == "cpu"
+    capsys.readouterr()

@@ -20,7 +20,7 @@ from ..data.rooms import iter_blocks, plan_blocks
 from ..errors import InputError
 from ..io.cloud import PointCloud
 from ..models.heads import FusionHead
-from .device import resolve_device, to_device
+from .device import describe_device, resolve_device, to_device
 from .inference import Settings, cover_logits
 from .metrics import ConfusionMatrix
 
@@ -171,7 +171,8 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
     layer = fit_layer(x_train, labels[train], n, old if same_classes else None, steps,
                       seed=seed)
     metrics = {"after": score(layer, x_held, labels[held], n),
-               "labelled": int(len(train) + len(held)), "trained_on": int(len(train))}
+               "labelled": int(len(train) + len(held)), "trained_on": int(len(train)),
+               "backbone_device": describe_device(tap.device)}
     if same_classes:
         metrics["before"] = score(old, x_held, labels[held], n)
     cfg = {**model.cfg, "n_classes": n}
