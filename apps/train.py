@@ -74,14 +74,14 @@ def run(args) -> int:
         cfg["device"] = args.device
     resolve_train(cfg.get("train"))  # a bad setting or device fails before the data is read
     d = init_distributed(cfg.get("device", "auto"))
-    if d.main:
-        print(f"device: {device_line(d.device)}")
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped
         print(line)
     if d.main and data.info.get("note"):
         print(f"note: {data.info['note']}")
     _check_model_fits_data(cfg, data)
+    if d.main:
+        print(f"device: {device_line(d.device)}")
     trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
                       progress=not args.no_progress, dist=d)
     final = trainer.fit()  # a new run that fails leaves no run folder behind
