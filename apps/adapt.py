@@ -16,7 +16,7 @@ card) are written.
 """
 from __future__ import annotations
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
 
 HELP = "fit a segmentation model to your scan and classes from a few labelled points"
@@ -45,6 +45,7 @@ def add_arguments(p):
                         "docs/adaptation.md; default 0.1)")
     add_harmonise_arguments(p)
     p.add_argument("--batch", type=positive_int, default=8, help="blocks per forward pass")
+    add_device_argument(p)
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -82,8 +83,8 @@ def run(args) -> int:
     seen = preflight(args, cloud, cfg).cloud
     result = adapt(model, seen, labels, names, Settings.from_config(cfg), task,
                    same_classes=names == old_names, holdout=args.holdout, steps=args.steps,
-                   anchor=args.anchor,
-                   batch=args.batch, seed=args.seed, progress=not args.no_progress)
+                   anchor=args.anchor, batch=args.batch, seed=args.seed,
+                   progress=not args.no_progress, device=args.device)
     m = result.metrics
     print(f"labelled points: {m['labelled']} (trained on {m['trained_on']}, scored on "
           f"{m['after']['points']})")

@@ -13,16 +13,21 @@ onnxruntime speed-up, as text, JSON and a markdown table with the environment li
 
 --budget-ms: measure every manifest model (default: the shipped weights) and every MODEL
 (checkpoint, shipped name or .onnx — trained weights only, so no YAML or --model-config) on
-this device (cached per device, runtime, N and batch) and pick the most accurate one whose
-p95 fits; exit 2 when none does.
+--device, the device it will serve on (cached per device, runtime, N and batch), and pick the
+most accurate one whose p95 fits; exit 2 when none does. On a GPU without onnxruntime-gpu,
+checkpoints are measured (and served) eagerly on the GPU.
+
+--device (default auto: CUDA when available) runs eager PyTorch there and onnxruntime on
+--provider (default: following --device).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
+from apps.source_args import add_provider_argument
 
 HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
 
@@ -50,6 +55,8 @@ def add_arguments(parser):
     parser.add_argument("--runtime", choices=["onnx", "torch"], default="onnx",
                         help="runtime measured for --budget-ms")
     parser.add_argument("--task", help="only candidates of this task (--budget-ms)")
+    add_device_argument(parser)
+    add_provider_argument(parser)
 
 
 def run(args) -> int:
@@ -78,14 +85,15 @@ def _bench(args) -> int:
     if not specs:
         raise InputError("give at least one MODEL, or --model-config key=value …")
     sources = [load_source(s, args.model_config) for s in specs]  # all inputs checked first
-    env = environment(args.threads)
+    env = environment(args.threads, args.device or "auto")
     print(environment_line(env))
     rows = []
     for src in sources:
         row = bench_source(src, points=args.points, batch=args.batch, runs=args.runs,
                            warmup=args.warmup, threads=args.threads,
                            memory=not args.no_memory, optimization=args.optimization,
-                           spin={"default": None, "on": True, "off": False}[args.spin])
+                           spin={"default": None, "on": True, "off": False}[args.spin],
+                           device=args.device or "auto", provider=args.provider)
         print(format_row(row))
         rows.append(row)
     _write(args.json, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
@@ -117,7 +125,7 @@ def _budget(args) -> int:
                           else Candidate(name=Path(spec).stem, path=path))
     sel = select_model(candidates, args.budget_ms, points=args.points, batch=args.batch,
                        runtime=args.runtime, task=args.task, threads=args.threads,
-                       runs=args.runs)
+                       runs=args.runs, device=args.device or "auto")
     print(sel.reason)
     _write(args.json, json.dumps(sel.to_dict(), indent=2) + "\n")
     return 0

@@ -48,6 +48,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_device_argument(parser) -> None:
+    """--device for every stage that runs a model (checked by pointgcn.engine.device)."""
+    parser.add_argument("--device", metavar="DEVICE",
+                        help="auto (CUDA when available; the default unless a config sets "
+                             "device:), cpu, cuda or cuda:N")
+
+
+def _check_device(args) -> None:
+    """--device and --provider name a device this machine has, before any stage runs."""
+    if getattr(args, "device", None) is not None:
+        from pointgcn.engine.device import device_name
+        device_name(args.device)
+    if getattr(args, "provider", None) == "cuda":
+        from pointgcn.export.runtime import resolve_provider
+        resolve_provider("cuda")
+
+
 def _stages() -> dict:
     return {name: importlib.import_module(path) for name, path in STAGES.items()}
 
@@ -93,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         unprotect_all()  # only this run's inputs are protected, and only during the run
         check_paths(args._parser, args)
+        _check_device(args)
         return int(args._run(args) or 0)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

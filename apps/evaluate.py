@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
+from apps.source_args import add_provider_argument
 
 HELP = "evaluate a checkpoint on the test split (S3DIS full resolution, ModelNet40, PartNet)"
 
@@ -29,7 +30,9 @@ def add_arguments(p):
     p.add_argument("--six-fold", action="store_true",
                    help="S3DIS: six checkpoints, the i-th tested on Area_i; sums the matrices")
     p.add_argument("--no-rooms", action="store_true", help="S3DIS: skip full-resolution rooms")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help="blocks or shapes per forward pass")
+    add_device_argument(p)
+    add_provider_argument(p)
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--json", type=Output(".json"), help="write the metrics here")
     p.add_argument("--no-progress", action="store_true")
@@ -54,7 +57,7 @@ def run(args) -> int:
         raise InputError("give one --ckpt (or six with --six-fold)")
     results = []
     for i, ckpt in enumerate(ckpts):
-        predictor, ckpt_cfg = load_predictor(ckpt, args.threads)
+        predictor, ckpt_cfg = load_predictor(ckpt, args.threads, args.device, args.provider)
         base = cfg or _checkpoint_config(ckpt, ckpt_cfg, overrides)
         run_cfg = {**base, "model": ckpt_cfg.get("model", {})}
         _note_preprocessing_changes(ckpt_cfg.get("data", {}), base.get("data", {}), ckpt_cfg,

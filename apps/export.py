@@ -8,7 +8,8 @@ has dynamic batch and point count with the dilated kNN inside the graph, passes 
 and carries its task/classes/config as metadata (`pointgcn segment --onnx` reads them).
 Parity, printed and saved as <out stem>.parity.json: exact numbers on a static-graph copy,
 and label agreement with PyTorch at three point counts (must be ≥ --min-agreement, or the
-model is not written). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
+model is not written; PyTorch on --device, onnxruntime on --provider, default following
+--device). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
 agreement and latency change. --check-data: .npy/.npz features (B, C, N) to check on instead
 of random clouds.
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
+from apps.source_args import add_provider_argument
 from pointgcn.tasks import DEFAULT_POINTS
 
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
@@ -40,6 +42,8 @@ def add_arguments(parser):
     parser.add_argument("--exporter", choices=["legacy", "dynamo"], default="legacy",
                         help="torch exporter (legacy: faster to export; see docs)")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime threads for the checks")
+    add_device_argument(parser)
+    add_provider_argument(parser)
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model config overrides (e.g. k=9 for official checkpoints)")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,7 +83,8 @@ def run(args) -> int:
                          parity=not args.no_parity, check_data=data,
                          min_agreement=args.min_agreement, quantize=args.quantize,
                          run_config=src.run_config, class_names=src.class_names,
-                         exporter=args.exporter, threads=args.threads, seed=args.seed)
+                         exporter=args.exporter, threads=args.threads, seed=args.seed,
+                         device=args.device, provider=args.provider)
     print(report.summary())
     print(f"report        {report.report_path}")
     return 0

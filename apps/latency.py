@@ -6,6 +6,9 @@
       sample cell architectures (each of the 9 edges one of the 10 ops), build each network at
       that size, time it (1 thread, warm-up, interleaved rounds, median) and append one row per
       architecture to the file (it grows across calls; rows of other sizes may share it)
+  pointgcn latency collect --device cuda …
+      the same on a GPU: CUDA-event timing after warm-up; rows keyed by the GPU's name and
+      driver (default --device auto: the GPU when there is one)
   pointgcn latency fit lat.jsonl [more.jsonl …] --out latreg.pt [--png fit.png] [--json m.json]
       fit the 3-layer MLP on a random split; print and write MAE / MAPE on the held-out rows
       and the predicted-vs-measured plot of those rows
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
 
 HELP = "collect on-device latencies of sampled cells; fit / query the latency regressor"
@@ -55,6 +58,7 @@ def add_arguments(parser):
     c.add_argument("--rounds", type=int, default=20, help="timed runs per architecture")
     c.add_argument("--group", type=int, default=8, help="architectures timed interleaved")
     c.add_argument("--seed", type=int, help="sampling seed (default: random)")
+    add_device_argument(c)
     c.add_argument("--no-progress", action="store_true")
 
     f = sub.add_parser("fit", help="fit the latency regressor on collected rows")
@@ -72,7 +76,8 @@ def add_arguments(parser):
     q = sub.add_parser("predict", help="predicted (and measured) latency of a genotype")
     q.add_argument("latreg", type=Input())
     q.add_argument("genotype", type=Input())
-    q.add_argument("--measure", action="store_true", help="also build and time it here")
+    q.add_argument("--measure", action="store_true",
+                   help="also build and time it here (on the regressor's device)")
     for key in ("points", "width", "cells", "k"):
         q.add_argument(f"--{key}", type=int, help="needed when the regressor varies it")
 
@@ -98,7 +103,8 @@ def _collect(args) -> int:
                                  fusion_channels=args.fusion, prediction=prediction))
     written = collect(args.out, args.n, config, runtime=args.runtime, threads=args.threads,
                       warmup=args.warmup, rounds=args.rounds, group=args.group, seed=args.seed,
-                      progress=not args.no_progress, sampling=args.sampling)
+                      progress=not args.no_progress, sampling=args.sampling,
+                      device=args.device)
     print(f"appended {written} rows to {args.out}")
     return 0
 
@@ -142,7 +148,7 @@ def _predict(args) -> int:
 
     from pointgcn.errors import InputError
     from pointgcn.nas.genotype import load_genotype
-    from pointgcn.nas.latency import measure, resolve_config
+    from pointgcn.nas.latency import check_same_gpu, measure, resolve_config
     from pointgcn.nas.latreg import load_latreg, normalise_ms
 
     latreg = load_latreg(args.latreg)
@@ -165,7 +171,8 @@ def _predict(args) -> int:
           + ", ".join(f"{k}={config[k]}" for k in ("points", "width", "cells", "k") if k in config))
     if args.measure:
         stats = measure(genotype, resolve_config(config),
-                        runtime=latreg.meta.get("runtime") or "torch")
+                        runtime=latreg.meta.get("runtime") or "torch",
+                        device=check_same_gpu(latreg.meta.get("device")))
         value = normalise_ms(stats["median"], stats["reference_ms"],
                              latreg.meta.get("reference_ms"))
         print(f"measured {value:.2f} ms (raw median {stats['median']:.2f} ms)")

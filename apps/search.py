@@ -12,8 +12,12 @@
       → one search per target in DIR/target_<T>ms/, the table, candidates and DIR/pareto.png
   torchrun --nproc_per_node=2 -m apps.cli search CONFIG …     (data-parallel search)
   pointgcn search CONFIG [same overrides and options] --resume DIR
-      → continues a stopped or killed search (DIR/search_state.pt, written after every epoch)
-        to exactly the result of an uninterrupted one; a different config is refused
+      → continues a stopped or killed search (DIR/checkpoints/last.pt, written after every
+        epoch) to exactly the result of an uninterrupted one; a different config is refused
+  pointgcn search CONFIG --device cuda …   (default: the config's device:, else auto)
+
+The search runs on the engine's training loop (pointgcn.nas.search), so its run folder also
+holds config.yaml, metrics.jsonl and tb/ like a training run's.
 
 Weights are trained on the training split and α on the validation split held out from it;
 the test split is only used to report the accuracy of the final trained LC-NAS models.
@@ -25,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, OutputFolder
 
 HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
@@ -45,6 +49,7 @@ def add_arguments(p):
     p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
     p.add_argument("--targets", help="LC-NAS sweep: comma-separated targets in ms")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
+    add_device_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -53,10 +58,11 @@ def run(args) -> int:
     import torch
 
     from pointgcn.config import load_config
+    from pointgcn.engine.device import device_line
     from pointgcn.engine.distributed import init_distributed, shutdown
     from pointgcn.errors import InputError
     from pointgcn.nas.pipeline import format_table, parse_targets, run_search, write_outputs
-    from pointgcn.nas.search_loop import resolve_search
+    from pointgcn.nas.search import resolve_search
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,6 +76,8 @@ def run(args) -> int:
         search["latreg"] = str(args.latreg)
     if args.seed is not None:
         cfg["seed"] = args.seed
+    if args.device is not None:
+        cfg["device"] = args.device
     targets = parse_targets(args.targets) if args.targets else None
     if targets and args.target_ms is not None:
         raise InputError("give either --target-ms or --targets, not both")
@@ -86,7 +94,9 @@ def run(args) -> int:
         raise InputError(f"latency regressor not found: {s['latreg']}")
     out = _run_folder(args, cfg, s["method"], targets)
     progress, resume = not args.no_progress, args.resume is not None
-    d = init_distributed()
+    d = init_distributed(cfg.get("device", "auto"))
+    if d.main:
+        print(f"device: {device_line(d.device)}")
     if s["method"] == "sgas":
         summary = run_search(cfg, out, d, progress, resume)
         if d.main:
@@ -129,16 +139,17 @@ def _sub_run(out: Path, target, targets) -> Path:
 
 def _run_folder(args, cfg: dict, method: str, targets) -> Path:
     """The run folder: a new one, or with --resume one holding a search that has not finished."""
+    from pointgcn.engine.run_folder import LAST, holds_run
     from pointgcn.errors import InputError
-    from pointgcn.nas.search_state import STATE_FILE, state_path
 
     out = args.resume or args.out or \
         Path("runs") / f"search-{cfg.get('name') or Path(args.config).stem}-" \
                        f"{time.strftime('%Y%m%d-%H%M%S')}"
-    states = [state_path(_sub_run(out, t, targets)) for t in targets or [None]]
+    runs = [_sub_run(out, t, targets) for t in targets or [None]]
     finished = out / ("search.json" if method == "sgas" else "table.json")
     if args.resume is None:
-        if any(p.exists() for p in [out / "search.json", out / "table.json", *states]):
+        if any(p.exists() for p in [out / "search.json", out / "table.json"]) or \
+                any(holds_run(r) for r in runs):
             raise InputError(f"{out} already holds a search; continue it with --resume {out} "
                              "or choose another --out")
         return out
@@ -146,6 +157,6 @@ def _run_folder(args, cfg: dict, method: str, targets) -> Path:
         raise InputError("--resume continues in RUN_DIR; leave out --out")
     if finished.exists():
         raise InputError(f"{out}: this search has finished ({finished.name}); nothing to resume")
-    if not any(p.is_file() for p in states):
-        raise InputError(f"{out}: no search to resume (no {STATE_FILE})")
+    if not any(holds_run(r) for r in runs):
+        raise InputError(f"{out}: no search to resume (no {LAST})")
     return out

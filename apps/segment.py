@@ -34,7 +34,8 @@ def add_arguments(p):
                         "named label/class, if any; give e.g. `scalar` for an unnamed one)")
     p.add_argument("--drop-invalid", action="store_true",
                    help="drop points with NaN/Inf coordinates instead of refusing the file")
-    p.add_argument("--batch", type=int, default=8, help="blocks per forward pass")
+    p.add_argument("--batch", type=int, default=8,
+                   help="blocks per forward pass (on a GPU: one copy each way per batch)")
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=int, default=0, help="block sampling seed")
 

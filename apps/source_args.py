@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from apps.cli import add_device_argument
 from apps.paths import Input
 from pointgcn.tasks import DEFAULT_POINTS
 
 
 def add_source_arguments(parser) -> None:
-    """--weights / --onnx / --budget-ms, shared by segment and classify."""
+    """--weights / --onnx / --budget-ms and where the model runs (--device, --provider), shared
+    by segment and classify."""
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--weights", type=Input(str),
                      help="checkpoint path or shipped model name (default: the shipped model "
@@ -17,7 +19,7 @@ def add_source_arguments(parser) -> None:
     src.add_argument("--onnx", type=Input(), help="exported model (runs in onnxruntime)")
     src.add_argument("--budget-ms", type=float, metavar="MS",
                      help="pick the most accurate shipped/--candidates model whose p95 latency "
-                          "here fits MS milliseconds (measured once, cached)")
+                          "on --device fits MS milliseconds (measured once, cached)")
     parser.add_argument("--candidates", nargs="+", type=Input(), metavar="JSON",
                         help="with --budget-ms: extra manifests / search candidates.json files")
     parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
@@ -26,6 +28,15 @@ def add_source_arguments(parser) -> None:
                         help="with --budget-ms: points per forward pass to budget for "
                              f"(default: {DEFAULT_POINTS['segmentation']} for segment, "
                              f"{DEFAULT_POINTS['classification']} for classify)")
+    add_device_argument(parser)
+    add_provider_argument(parser)
+
+
+def add_provider_argument(parser) -> None:
+    """--provider for stages that may run onnxruntime (pointgcn.export.runtime)."""
+    parser.add_argument("--provider", choices=("cpu", "cuda"),
+                        help="onnxruntime execution provider (default: follows --device; cuda "
+                             "needs onnxruntime-gpu: pip install 'pointgcn[gpu]')")
 
 
 def add_harmonise_arguments(parser) -> None:
@@ -66,7 +77,8 @@ def predictor_from_args(args, task: str):
         points = args.points or DEFAULT_POINTS[task]
         predictor, cfg, reason = within_budget(args.budget_ms, task=task, points=points,
                                                runtime=args.runtime, threads=args.threads,
-                                               candidates=args.candidates or ())
+                                               candidates=args.candidates or (),
+                                               device=args.device)
         print(reason)
         return predictor, cfg
     source = args.onnx or args.weights
@@ -74,4 +86,4 @@ def predictor_from_args(args, task: str):
         source = default_model(task)
         print(f"using the shipped model {source} (the default for {task}; --weights to "
               "choose another)")
-    return load_predictor(str(source), args.threads)
+    return load_predictor(str(source), args.threads, args.device, args.provider)

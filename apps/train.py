@@ -3,9 +3,12 @@
   pointgcn train configs/synth_rooms_tiny.yaml train.epochs=5 --out runs/rooms
   pointgcn train --resume runs/rooms          # continue a stopped or killed run exactly
   pointgcn train --resume runs/rooms train.epochs=8   # extend it (cosine: a warm restart)
-  torchrun --nproc_per_node=2 -m apps.cli train CONFIG …   # data-parallel (gloo on CPU)
+  pointgcn train CONFIG --device cuda train.amp=bf16     # on a GPU, mixed precision
+  torchrun --nproc_per_node=2 -m apps.cli train CONFIG …   # data-parallel (one process per
+                                                           # GPU with NCCL, gloo on the CPU)
 
-The run folder gets config.yaml (resolved), metrics.jsonl, metrics.json, checkpoints/last.pt
+`--device` (default: the config's `device:`, else auto = CUDA when available). The run folder
+gets config.yaml (resolved, with the device), metrics.jsonl, metrics.json, checkpoints/last.pt
 and best.pt (the best validation key metric: mIoU, OA or PartNet part mIoU), and tb/.
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, OutputFolder
 
 HELP = "train a model from a config (resumable, torchrun-ready)"
@@ -27,6 +30,7 @@ def add_arguments(p):
                    help="continue the run in RUN_DIR from its last checkpoint (the only "
                         "override it takes is train.epochs=N, to extend the run)")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
+    add_device_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -36,7 +40,9 @@ def run(args) -> int:
 
     from pointgcn.config import load_config
     from pointgcn.data.build import build_datasets
+    from pointgcn.engine.device import device_line
     from pointgcn.engine.distributed import init_distributed, shutdown
+    from pointgcn.engine.run_folder import check_new
     from pointgcn.engine.optim import resolve_train
     from pointgcn.engine.trainer import Trainer
     from pointgcn.errors import InputError
@@ -63,25 +69,22 @@ def run(args) -> int:
             cfg["seed"] = args.seed
         name = cfg.get("name") or Path(args.config).stem
         run_dir = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "checkpoints" / "last.pt").exists():
-            raise InputError(f"{run_dir} already holds a run; use --resume or another --out")
-    resolve_train(cfg.get("train"))  # a bad setting fails before the data is read
-    d = init_distributed()
+        check_new(run_dir)
+    if args.device is not None:
+        cfg["device"] = args.device
+    resolve_train(cfg.get("train"))  # a bad setting or device fails before the data is read
+    d = init_distributed(cfg.get("device", "auto"))
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped
         print(line)
     if d.main and data.info.get("note"):
         print(f"note: {data.info['note']}")
     data.complete_model_config(cfg.setdefault("model", {}))
-    existed = run_dir.exists()
-    try:
-        trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
-                          progress=not args.no_progress, dist=d)
-        final = trainer.fit()
-    except BaseException:
-        if d.main and not args.resume:
-            _discard_unfinished(run_dir, existed)
-        raise
+    if d.main:
+        print(f"device: {device_line(d.device)}")
+    trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
+                      progress=not args.no_progress, dist=d)
+    final = trainer.fit()  # a new run that fails leaves no run folder behind
     if d.main:
         best = final["best"]
         print(f"run: {run_dir}\nbest validation {final['key_metric']} "
@@ -90,17 +93,3 @@ def run(args) -> int:
     return 0
 
 
-def _discard_unfinished(run_dir: Path, existed: bool) -> None:
-    """A new run that failed before its first checkpoint leaves nothing behind (nothing to
-    resume from): the folder goes if this run made it, else only what the run wrote."""
-    import shutil
-
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        return  # resumable: keep it
-    if not existed:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for name in ("config.yaml", "metrics.jsonl", "metrics.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    for name in ("tb", "checkpoints"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)

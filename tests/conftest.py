@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from pointgcn.data.base import SampleList  # noqa: F401 (tests import it from here)
+from pointgcn.data.build import memory_bundle  # noqa: F401
+
+# Devices tests run on: the CPU, and a GPU wherever one exists (CUDA cases skip elsewhere).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -90,31 +97,6 @@ def rooms_config(root, **train) -> dict:
                      "n_points": 256, "block": 2.0, "stride": 2.0, "val_fraction": 0.25},
             "model": tiny_model(),
             "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, **train}}
-
-
-class SampleList(torch.utils.data.Dataset):
-    """In-memory `(features, labels)` samples with the data-set interface the engine reads
-    (`pointgcn.data.base.PointDataset`); nothing is drawn per epoch."""
-
-    def __init__(self, items, class_names, task):
-        self.items, self.class_names, self.task = list(items), list(class_names), task
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-    def set_epoch(self, epoch):
-        pass
-
-
-def memory_bundle(train, val, class_names, task, in_channels=3):
-    """A DataBundle of in-memory train / validation samples."""
-    from pointgcn.data.build import DataBundle
-
-    return DataBundle(SampleList(train, class_names, task), SampleList(val, class_names, task),
-                      None, list(class_names), in_channels, task)
 
 
 @contextlib.contextmanager

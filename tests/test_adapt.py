@@ -38,7 +38,7 @@ def miou(pred, truth, mask):
 def test_adapted_model_is_better_on_the_unlabelled_rest(scan, tmp_path, capsys):
     d, cloud, truth, labelled = scan
     assert main(["adapt", "--weights", "synth-rooms", "--labels", str(d / "scan.ply"),
-                 "--out", str(tmp_path / "mine.pt"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "mine.pt"), "--no-progress", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "held-out before:" in out and "held-out after:" in out
     preds = {}
@@ -52,6 +52,7 @@ def test_adapted_model_is_better_on_the_unlabelled_rest(scan, tmp_path, capsys):
     assert after > before + 0.02, (before, after)
     ckpt = read_checkpoint(tmp_path / "mine.pt")
     assert ckpt["meta"]["adapted"]["metrics"]["labelled"] == int(labelled.sum())
+    assert ckpt["meta"]["adapted"]["metrics"]["backbone_device"]["type"] == "cpu"
     assert "conventions" in ckpt["meta"] and (tmp_path / "mine.md").is_file()
 
 

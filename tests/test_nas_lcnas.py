@@ -7,7 +7,7 @@ from pointgcn.nas.genotype import N_EDGES, N_OPS, Genotype
 from pointgcn.nas.lcnas import differentiable_encoding, latency_loss
 from pointgcn.nas.latreg import LatReg
 from pointgcn.nas.ops import PRIMITIVES
-from pointgcn.nas.search_loop import Searcher
+from pointgcn.nas.search import search_supernet
 
 from test_nas_sgas import TINY_MODEL, tiny_bundle
 
@@ -103,8 +103,9 @@ def test_tight_target_search_yields_an_architecture_under_it(tmp_path):
            "search": {"method": "lcnas", "latreg": "unused", "target_ms": target, "lambda": 0.5,
                       "warmup_epochs": 3, "decision_freq": 1, "post_epochs": 0,
                       "batch_size": 4, "batch_increase": 0, "max_batches": 4, "arch_lr": 0.1}}
-    s = Searcher(cfg, tmp_path, tiny_bundle(), progress=False, latreg=reg, deploy_config={})
-    genotype, summary = s.run()
+    s = search_supernet(cfg, tmp_path, tiny_bundle(), progress=False, latreg=reg,
+                        deploy_config={})
+    genotype, summary = s.genotype, s.summary
     genotype.validate()
     predicted = float(reg(torch.as_tensor(genotype.encoding())))
     assert predicted <= target, genotype.describe()

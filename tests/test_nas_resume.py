@@ -33,21 +33,21 @@ def test_same_seed_same_alphas_and_genotype_at_two_threads(shapes, tmp_path, cap
 
 
 def test_resume_continues_a_killed_search_exactly(shapes, tmp_path, capsys, monkeypatch):
-    from pointgcn.nas.search_loop import Searcher
-    from pointgcn.nas.search_state import STATE_FILE
+    from pointgcn.engine.run_folder import LAST as STATE_FILE
+    from pointgcn.engine.trainer import Trainer
 
     search = {**SEARCH, "epochs": 4, "batch_increase": 1}  # decisions at every epoch
     cfg = _config(tmp_path / "c.yaml", shapes, model={**MODEL, "dropout": 0.3}, search=search)
     genotype, log = _search(cfg, tmp_path / "whole")
 
-    steps, real_step = [0], Searcher._weight_step
+    steps, real_step = [0], Trainer._step
 
     def dies_in_epoch_3(self, *a):  # the 6th step: epoch 3's second batch
         steps[0] += 1
         if steps[0] == 6:
             raise KeyboardInterrupt
         return real_step(self, *a)
-    monkeypatch.setattr(Searcher, "_weight_step", dies_in_epoch_3)
+    monkeypatch.setattr(Trainer, "_step", dies_in_epoch_3)
     out = tmp_path / "killed"
     assert main(["search", str(cfg), "--method", "sgas", "--out", str(out), "--no-progress"]) == 130
     monkeypatch.undo()
@@ -64,7 +64,7 @@ def test_resume_continues_a_killed_search_exactly(shapes, tmp_path, capsys, monk
 
 def test_resume_refuses_another_config_and_finished_or_missing_searches(shapes, tmp_path,
                                                                           capsys):
-    from pointgcn.nas.search_state import STATE_FILE
+    from pointgcn.engine.run_folder import LAST as STATE_FILE
 
     cfg = _config(tmp_path / "c.yaml", shapes, search={**SEARCH, "epochs": 1})
     out = tmp_path / "run"
@@ -74,7 +74,7 @@ def test_resume_refuses_another_config_and_finished_or_missing_searches(shapes, 
     argv = ["search", str(cfg), "--method", "sgas", "--no-progress", "--resume", str(out)]
     assert main(argv[:2] + ["search.lr=0.02"] + argv[2:]) == 2
     err = _one_line(capsys)
-    assert "another config (search.lr: 0.005 → 0.02)" in err
+    assert "another config (search.lr: 0.005 → 0.02" in err
     assert (out / STATE_FILE).read_bytes() == state
     assert main(argv + ["--threads", "2"]) == 2
     assert "saved with --threads 1, resuming with 2; give --threads 1" in _one_line(capsys)

@@ -6,7 +6,8 @@ from scipy.stats import entropy
 
 from conftest import memory_bundle
 from pointgcn.errors import ConfigError
-from pointgcn.nas.search_loop import Searcher, resolve_search
+from pointgcn.engine.batches import collate
+from pointgcn.nas.search import resolve_search, search_supernet, supernet_trainer
 from pointgcn.nas.sgas import (DecisionState, edge_scores, is_decision_epoch, minmax,
                                schedule_length)
 
@@ -129,7 +130,7 @@ def test_a_search_failing_at_its_first_step_writes_nothing(tmp_path):
            "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 4}}
     out = tmp_path / "run"
     with pytest.raises(Exception):
-        Searcher(cfg, out, tiny_bundle(), progress=False).run()
+        search_supernet(cfg, out, tiny_bundle(), progress=False)
     assert not out.exists()
 
 
@@ -153,15 +154,15 @@ def test_searcher_freezes_decided_alpha_and_prunes(tmp_path):
     cfg = {"seed": 0, "model": TINY_MODEL,
            "search": {"warmup_epochs": 0, "decision_freq": 1, "post_epochs": 0,
                       "batch_size": 4, "arch_lr": 0.05}}
-    s = Searcher(cfg, tmp_path, tiny_bundle(), progress=False)
+    s = supernet_trainer(cfg, tmp_path, tiny_bundle(), progress=False).hooks[0]
     # fix edges 5 and 6 (node 2) → 7 and 8 are pruned; frozen rows must not move
     s.decisions.selected = [-1, -1, -1, -1, -1, 3, 4, -1, -1]
     s.decisions.prune()
     s.apply_decisions()
     assert s.model.selected == [-1, -1, -1, -1, -1, 3, 4, 0, 0]
     before = s.model.alpha_matrix().detach().clone()
-    feats, labels = next(iter(s._batches(s.data.val, np.arange(4), 4)))
-    s._arch_step(feats, labels)
+    feats, labels = collate([s.trainer.data.val[i] for i in range(4)])
+    s.arch_step(feats, labels)
     after = s.model.alpha_matrix().detach()
     assert torch.equal(after[5:], before[5:])
     assert not torch.equal(after[:5], before[:5])
@@ -172,13 +173,14 @@ def test_full_schedule_gives_a_genotype_with_two_edges_per_node(tmp_path):
     cfg = {"seed": 1, "model": TINY_MODEL,
            "search": {"warmup_epochs": 0, "decision_freq": 1, "post_epochs": 0,
                       "batch_size": 8, "batch_increase": 2, "max_batches": 1}}
-    s = Searcher(cfg, tmp_path, tiny_bundle(), progress=False)
-    genotype, summary = s.run()
+    trainer = supernet_trainer(cfg, tmp_path, tiny_bundle(), progress=False)
+    trainer.fit()
+    genotype, summary = trainer.hooks[0].genotype, trainer.hooks[0].summary
     assert len(summary["decisions"]) == 6 and summary["epochs"] == 6
     genotype.validate(two_per_node=True)
     assert "forced_edges" not in genotype.meta
     assert all(op != "none" for node in genotype.nodes for op, _ in node)
-    assert s.batch_size == 8 + 6 * 2
+    assert trainer.state["batch_size"] == 8 + 6 * 2
     assert (tmp_path / "genotype.yaml").is_file()
     rows = [line for line in (tmp_path / "search_log.jsonl").read_text().splitlines()]
     assert len(rows) == 6
@@ -194,7 +196,8 @@ def test_segmentation_search_runs(tmp_path):
     data = memory_bundle(items[:8], items[8:], ["neg", "pos"], "segmentation")
     cfg = {"seed": 0, "model": TINY_MODEL,
            "search": {"warmup_epochs": 0, "decision_freq": 1, "epochs": 1, "batch_size": 4}}
-    genotype, summary = Searcher(cfg, tmp_path, data, progress=False).run()
+    search = search_supernet(cfg, tmp_path, data, progress=False)
+    genotype, summary = search.genotype, search.summary
     genotype.validate()
     assert summary["key_metric"] == "miou" and 0 <= summary["val"]["miou"] <= 1
 
@@ -209,5 +212,31 @@ def test_search_refuses_a_model_that_does_not_fit_the_data(tmp_path, key, value,
     fail later with a traceback); one line, nothing written."""
     cfg = {"seed": 0, "model": {**TINY_MODEL, key: value}, "search": {"epochs": 1}}
     with pytest.raises(ConfigError, match=message):
-        Searcher(cfg, tmp_path / "run", tiny_bundle(), progress=False)
+        supernet_trainer(cfg, tmp_path / "run", tiny_bundle(), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+# Recorded with the search loop of commit 43b9e18 (pointgcn/nas/search_loop.py, before SGAS
+# became a hook on the engine's trainer), seed 3, at one thread: the shared loop must search
+# the same architecture (genotype, order of decisions) and, on the CPU, the same numbers (the
+# supernet's final validation loss, bit for bit).
+GENOTYPE_BEFORE_SHARED_LOOP = {
+    1: ([[["rel_sage", 0], ["sage", 1]], [["gat", 0], ["sage", 2]], [["edge_conv", 0], ["gat", 1]]],
+        [5, 2, 0, 6, 4, 1], 0.8109961152076721),
+    2: ([[["rel_sage", 0], ["semi_gcn", 1]], [["gat", 0], ["sage", 2]], [["gin", 1], ["rel_sage", 2]]],
+        [7, 4, 2, 6, 0, 1], 1.0294245481491089),
+}
+
+
+@pytest.mark.parametrize("criterion", [1, 2])
+def test_search_on_the_shared_loop_finds_the_genotype_it_found_before(tmp_path, criterion):
+    cfg = {"seed": 3, "model": {**TINY_MODEL, "dropout": 0.2},
+           "search": {"criterion": criterion, "warmup_epochs": 1, "decision_freq": 1,
+                      "post_epochs": 1, "batch_size": 4, "batch_increase": 1, "max_batches": 3,
+                      "arch_lr": 0.05}}
+    torch.manual_seed(0)
+    search = search_supernet(cfg, tmp_path, tiny_bundle(), progress=False)
+    nodes, decided, val_loss = GENOTYPE_BEFORE_SHARED_LOOP[criterion]
+    assert search.genotype.to_dict()["nodes"] == nodes
+    assert [d["edge"] for d in search.summary["decisions"]] == decided
+    assert search.summary["val"]["loss"] == val_loss

@@ -165,6 +165,8 @@ def test_torchrun_two_processes(synth_root, tmp_path):
     assert val["points"] == len(data.val)    # both ranks' shards, each sample counted once
     ckpt = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert ckpt["train_state"]["world"] == 2 and len(ckpt["train_state"]["rng"]) == 2
+    # one process per CPU share over gloo: the device is recorded as its kind
+    assert yaml.safe_load((tmp_path / "ddp" / "config.yaml").read_text())["device"] == "cpu"
 
 
 @pytest.fixture(scope="module")

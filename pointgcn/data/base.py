@@ -56,3 +56,20 @@ class EpochZeroSubset(Subset):
 
     def set_epoch(self, epoch: int) -> None:
         """Nothing to do: its items are always epoch 0's."""
+
+
+class SampleList(Dataset):
+    """In-memory `(features, labels)` samples with the data-set interface (tests, benchmarks,
+    a user's own tensors); nothing is drawn per epoch."""
+
+    def __init__(self, items, class_names, task: str):
+        self.items, self.class_names, self.task = list(items), list(class_names), task
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.items[index]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing to do: fixed samples."""

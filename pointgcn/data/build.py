@@ -40,7 +40,7 @@ from ..errors import ConfigError, FormatError, InputError
 from ..registry import Registry
 from ..seeds import validation_split_rng
 from ..tasks import DEFAULT_POINTS
-from .base import EpochZeroSubset, PointDataset, Subset
+from .base import EpochZeroSubset, PointDataset, SampleList, Subset
 from .modelnet import ModelNet40, check_splits, find_modelnet, has_split, prepare_modelnet40
 from .partnet import PartNetSemSeg
 from .report import DataReport
@@ -204,3 +204,9 @@ def _partnet(d, seed, splits, progress):
     ref = next(x for x in (train, val, test) if x is not None)
     return DataBundle(train, val, test, ref.class_names, 3, ref.task,
                       {"category": d["category"], "level": d["level"], "layout": "partnet"})
+
+
+def memory_bundle(train, val, class_names, task: str, in_channels: int = 3) -> DataBundle:
+    """A `DataBundle` of in-memory train / validation samples (tests, benchmarks, tensors)."""
+    return DataBundle(SampleList(train, class_names, task), SampleList(val, class_names, task),
+                      None, list(class_names), in_channels, task)

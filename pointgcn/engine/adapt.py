@@ -23,6 +23,7 @@ from ..data.rooms import iter_blocks, plan_blocks
 from ..errors import InputError
 from ..io.cloud import PointCloud
 from ..models.heads import FusionHead
+from .device import describe_device, resolve_device, to_device
 from .inference import Settings, cover_logits
 from .metrics import ConfusionMatrix
 
@@ -46,10 +47,11 @@ def last_layer(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class FeatureTap:
-    """Features `(B, C, N)` → the model's per-point features at its last layer `(B, F, N)`."""
+    """Features `(B, C, N)` → the model's per-point features at its last layer `(B, F, N)`,
+    computed on `device` (one copy each way per batch)."""
 
-    def __init__(self, model: torch.nn.Module):
-        self.model, self.last = model.eval(), last_layer(model)
+    def __init__(self, model: torch.nn.Module, device: torch.device = torch.device("cpu")):
+        self.model, self.last, self.device = model.eval().to(device), last_layer(model), device
         self.width = self.last.lin.in_features
 
     @torch.no_grad()
@@ -57,10 +59,11 @@ class FeatureTap:
         seen = {}
         hook = self.last.register_forward_hook(lambda m, inp, out: seen.setdefault("x", inp[0]))
         try:
-            self.model(torch.from_numpy(np.ascontiguousarray(feats, np.float32)))
+            x = torch.from_numpy(np.ascontiguousarray(feats, np.float32))
+            self.model(to_device(x, self.device))
         finally:
             hook.remove()
-        return seen["x"].numpy()
+        return seen["x"].float().cpu().numpy()
 
 
 def point_features(cloud: PointCloud, tap: FeatureTap, settings: Settings, task: str,
@@ -159,24 +162,28 @@ def score(layer: torch.nn.Linear, x: np.ndarray, y: np.ndarray, n_classes: int) 
 def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_names: list[str],
           settings: Settings, task: str, same_classes: bool, holdout: float = 0.2,
           steps: int = 300, anchor: float = 0.1, batch: int = 8, seed: int = 0,
-          progress: bool = False) -> Adapted:
-    """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc)."""
+          progress: bool = False, device: str | None = "cpu") -> Adapted:
+    """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc).
+    The backbone runs on `device`; the small layer is fitted on the CPU (same result on any
+    device)."""
     from ..models import build_model
 
     if task not in ("segmentation", "part_segmentation"):
         raise InputError(f"adaptation re-heads segmentation models; this one is a {task} model")
     train, held = split_labels(labels, holdout, seed)
     check_classes(labels[train], class_names, every=not same_classes)
-    tap = FeatureTap(model)
+    tap = FeatureTap(model, resolve_device(device))
     wanted = np.concatenate([train, held])
     feats = point_features(cloud, tap, settings, task, wanted, batch, seed, progress)
+    model.cpu()
     x_train, x_held = feats[:len(train)], feats[len(train):]
     old = tap.last.lin
     n = len(class_names)
     layer = fit_layer(x_train, labels[train], n, old if same_classes else None, steps,
                       anchor=anchor, seed=seed)
     metrics = {"after": score(layer, x_held, labels[held], n),
-               "labelled": int(len(train) + len(held)), "trained_on": int(len(train))}
+               "labelled": int(len(train) + len(held)), "trained_on": int(len(train)),
+               "backbone_device": describe_device(tap.device)}
     if same_classes:
         metrics["before"] = score(old, x_held, labels[held], n)
     cfg = {**model.cfg, "n_classes": n}

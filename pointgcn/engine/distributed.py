@@ -1,22 +1,28 @@
 """Process-group helpers: the same code runs alone or under `torchrun --nproc_per_node=P`.
 
-gloo on CPU, nccl on GPU. Each rank trains on its shard of every epoch's permutation, metrics
-are summed across ranks, and only rank 0 writes files.
+One process per device: on GPUs rank r of a node uses cuda:LOCAL_RANK and NCCL, on the CPU
+gloo (`backend_for`). Each rank trains on its shard of every epoch's permutation, metrics
+are summed across ranks on the model's device (NCCL reduces GPU tensors only), and only
+rank 0 writes files.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
+
 
 @dataclass
 class Dist:
+    """This process's place: its rank among `world` processes and the device it computes on."""
     rank: int = 0
     world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
@@ -27,14 +33,33 @@ class Dist:
         return self.world > 1
 
 
-def init_distributed() -> Dist:
+def backend_for(device: torch.device) -> str:
+    """NCCL for GPUs, gloo for the CPU (NCCL cannot reduce host tensors)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(device: str | None = "auto") -> Dist:
+    """This process's `Dist` for the `--device` request (see engine/device.py); under torchrun
+    the process group on that device's backend."""
+    from .device import device_name, resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(device=resolve_device(device))
+    name = device_name(device)
+    if name.startswith("cuda:"):
+        raise InputError(f"--device {name} under torchrun would put every process on one GPU; "
+                         "give --device cuda (process r uses cuda:LOCAL_RANK)")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    place = resolve_device(name, local_rank)
+    if place.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise InputError(f"LOCAL_RANK {local_rank} but this machine has "
+                             f"{torch.cuda.device_count()} GPU(s): one process per GPU")
+        torch.cuda.set_device(place)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group(backend=backend_for(place))
+    return Dist(dist.get_rank(), dist.get_world_size(), place)
 
 
 def shutdown(d: Dist) -> None:
@@ -47,9 +72,30 @@ def sum_array(d: Dist, array: np.ndarray) -> np.ndarray:
     """Element-wise sum over ranks (confusion matrices, intersections/unions, loss totals)."""
     if not d.enabled:
         return array
-    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(d.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.numpy().astype(array.dtype)
+    return t.cpu().numpy().astype(array.dtype)
+
+
+def allreduce_mean(d: Dist, tensors: list[torch.Tensor]) -> None:
+    """Average tensors (on the model's device) in place over ranks with one all-reduce of
+    their concatenation."""
+    if not d.enabled or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= d.world
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def broadcast_tensors(d: Dist, tensors) -> None:
+    """Rank 0's values of `tensors` (e.g. BatchNorm statistics) on every rank."""
+    if d.enabled:
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
 
 
 def gather_objects(d: Dist, obj) -> list:

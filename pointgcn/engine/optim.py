@@ -8,12 +8,15 @@ from torch import nn
 
 from ..config import check_int, check_number
 from ..errors import ConfigError
+from .batches import LAST_BATCH
+from .device import amp_name
 
 TRAIN_DEFAULTS = dict(
     epochs=10, batch_size=8, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
     scheduler="cosine", step_size=20, gamma=0.5, min_lr=1e-5, label_smoothing=0.0,
-    grad_clip=0.0, amp=False, num_workers=0, ckpt_every_steps=0, val_every=1,
-    ignore_index=None, best_metric=None, eval_batch_size=None, restarts=(),
+    grad_clip=0.0, amp="none", num_workers=0, ckpt_every_steps=0, val_every=1,
+    ignore_index=None, best_metric=None, eval_batch_size=None, restarts=(), sync_bn=False,
+    max_batches=None, last_batch="drop",
 )
 
 
@@ -36,8 +39,15 @@ def resolve_train(cfg: dict | None) -> dict:
     for key in ("epochs", "batch_size", "num_workers", "ckpt_every_steps", "val_every",
                 "step_size"):
         check_int(t, key, "train", minimum=0 if key in ("num_workers", "ckpt_every_steps") else 1)
+    check_int(t, "max_batches", "train")  # a cap on training batches per epoch (None: all)
     for key, interval in FLOAT_RANGES.items():
         check_number(t, key, "train", interval, allow_none=False)
+    t["amp"] = amp_name(t["amp"])
+    if not isinstance(t["sync_bn"], bool):
+        raise ConfigError(f"train.sync_bn must be true or false, got {t['sync_bn']!r}")
+    if t["last_batch"] not in LAST_BATCH:
+        raise ConfigError(f"train.last_batch must be one of {LAST_BATCH}, got "
+                          f"{t['last_batch']!r}")
     r = t["restarts"]
     if not (isinstance(r, (list, tuple)) and all(
             isinstance(e, int) and not isinstance(e, bool) for e in r)

@@ -3,6 +3,10 @@
 `segment`/`classify` and the evaluator take a `Predictor`, so PyTorch and onnxruntime share all
 pre- and post-processing. `TorchPredictor` is here; `OnnxPredictor` and `load_predictor` (path,
 shipped name, .onnx, or a latency budget) live in pointgcn.export.
+
+On a GPU a whole batch of blocks goes to the device in one copy from pinned host memory and its
+logits come back in one copy: one host round trip per batch, never per block (the batch size
+is the stages' `--batch`).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 
 from ..errors import InputError
 from ..graph import min_points
+from .device import resolve_device, to_device
 
 
 class Predictor(Protocol):
@@ -39,8 +44,9 @@ def finite_logits(logits: np.ndarray, name: str) -> np.ndarray:
 
 class TorchPredictor:
     def __init__(self, model: torch.nn.Module, name: str = "torch", threads: int | None = None,
-                 class_names: list[str] | None = None):
-        self.model = model.eval()
+                 class_names: list[str] | None = None, device: str | torch.device = "cpu"):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.model = model.eval().to(self.device)
         cfg = model.cfg
         self.in_channels, self.n_classes, self.task = cfg["in_channels"], cfg["n_classes"], cfg["task"]
         self.name = name
@@ -51,6 +57,6 @@ class TorchPredictor:
 
     @torch.no_grad()
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
-        return finite_logits(self.model(x).numpy(), self.name)
+        x = to_device(torch.from_numpy(np.ascontiguousarray(features, np.float32)), self.device)
+        return finite_logits(self.model(x).float().cpu().numpy(), self.name)
 

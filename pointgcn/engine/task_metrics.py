@@ -32,7 +32,11 @@ class TaskMetrics:
                     else ConfusionMatrix(n_classes, ignore_index))
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: float | None = None):
-        pred = self.acc.predict(logits.detach().float().cpu().numpy())
+        logits = logits.detach()
+        if self.task == "part_segmentation":
+            pred = self.acc.predict(logits.float().cpu().numpy())
+        else:  # argmax on the model's device: one small copy to the host, not the logits
+            pred = logits.argmax(1).cpu().numpy()
         self.acc.update(pred, labels.cpu().numpy())
         if loss is not None:
             self.loss_sum += loss * len(labels)

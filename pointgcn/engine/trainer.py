@@ -1,15 +1,25 @@
-"""Training loop: one run folder, exact resume, DDP when launched by torchrun.
+"""The training loop: one for training and for architecture search, on any device, resumable.
 
-Run folder: config.yaml (resolved), metrics.jsonl (one line per epoch and split),
-metrics.json (final), checkpoints/{last,best}.pt, tb/ (TensorBoard). `best.pt` is written
-whenever the validation key metric strictly improves on every earlier validation, and stores
-that value, so "best" is the best validated checkpoint.
+Run folder (run_folder.py makes it and removes a failed new run): config.yaml (resolved,
+with the device), metrics.jsonl (one line per epoch and split), metrics.json (final, with
+the device described), checkpoints/{last,best}.pt, tb/ (TensorBoard), and what hooks write.
+`best.pt` is written whenever the validation key metric strictly improves on every earlier
+validation, and stores that value, so "best" is the best validated checkpoint.
 
-Exact resume: all randomness comes from torch's RNG (model: stochastic dilation, dropout) and
-from numpy generators seeded by (seed, epoch, sample) (data order, augmentation). A checkpoint
-stores model, optimiser, scheduler, the torch RNG state and the epoch's running metrics of
-every rank, and the position in the epoch, so a run killed at any point and resumed from its
-last checkpoint (with the same process count) replays to the same numbers as an
+Devices: the model and every batch live on `dist.device` (engine/device.py); batches come
+through pinned host memory on a GPU. Under torchrun each process has its own GPU (DDP, NCCL)
+or CPU share (gloo); `train.sync_bn` synchronises BatchNorm across GPUs. Mixed precision:
+`train.amp` none | bf16 | fp16 (fp16 with a gradient scaler).
+
+Hooks (hooks.py) extend the loop: SGAS and LC-NAS are an α step before each weight step and
+an edge decision after each epoch, on this same loop.
+
+Exact resume: all randomness comes from torch's RNGs (model: stochastic dilation, dropout, on
+the CPU and the model's GPU) and from numpy generators seeded by (seed, epoch, sample) (data
+order, augmentation). A checkpoint stores model, optimiser, scheduler, gradient scaler, every
+rank's RNG states and the epoch's running metrics, the position in the epoch, the batch size
+and the hooks' states, so a run killed at any point and resumed from its last checkpoint
+(same process count, thread count and kind of device) replays to the same numbers as an
 uninterrupted run.
 
 Extending: a resumed run may get more epochs (`train.epochs`, never fewer than it has done).
@@ -37,9 +47,13 @@ from ..models import build_model
 from ..models.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from ..models.conventions import from_config
 from ..seeds import loader_seed, rank_seed
-from .distributed import Dist, broadcast_object, epoch_order, gather_objects, init_distributed
+from .batches import batch_loader, split_batches
+from .device import autocast, describe_device, rng_state, set_rng_state, to_device
+from .distributed import (Dist, broadcast_object, broadcast_tensors, epoch_order,
+                          gather_objects, init_distributed)
 from .optim import (extend_schedule, make_loss, make_optimizer, make_scheduler,
                     resolve_train, restore_scheduler)
+from .run_folder import RunFolder, check_new, check_resume
 from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
 
 # What a checkpoint's train_state must hold to resume from it.
@@ -47,190 +61,239 @@ TRAIN_STATE_KEYS = {"epoch", "batch", "step", "best", "best_epoch", "history", "
                     "optimizer", "scheduler", "rng", "world"}
 
 
-def collate(items):
-    feats = torch.stack([torch.as_tensor(f, dtype=torch.float32) for f, _ in items])
-    labels = torch.stack([torch.as_tensor(y, dtype=torch.int64) for _, y in items])
-    return feats, labels
-
-
-class _EpochView(torch.utils.data.Dataset):
-    """Samples in this rank's epoch order (datasets augment themselves, seeded by
-    (seed, epoch, index), via their `set_epoch`)."""
-
-    def __init__(self, dataset, order):
-        self.dataset, self.order = dataset, order
-
-    def __len__(self):
-        return len(self.order)
-
-    def __getitem__(self, i):
-        return self.dataset[int(self.order[i])]
-
-
 class Trainer:
     def __init__(self, cfg: dict, run_dir: str | Path, data, *, resume: bool = False,
-                 progress: bool = True, dist: Dist | None = None):
-        self.cfg, self.run_dir, self.data, self.progress = cfg, Path(run_dir), data, progress
-        self.d = dist or init_distributed()
-        self.t = resolve_train(cfg.get("train"))
+                 progress: bool = True, dist: Dist | None = None, hooks=(),
+                 build=build_model, keep_best: bool = True):
+        """`build(cfg)` makes the model (default: the registry's); `keep_best` writes best.pt."""
+        self.data, self.progress, self.keep_best = data, progress, keep_best
+        self.dist = dist or init_distributed(cfg.get("device", "auto"))
+        self.device = self.dist.device
+        self.settings = resolve_train(cfg.get("train"))
         self.seed = int(cfg.get("seed", 0))
-        torch.manual_seed(rank_seed(self.seed, self.d.rank))
-        self.model = build_model(cfg)
-        self.cfg = cfg = {**cfg, "model": dict(self.model.cfg)}  # the model as built
+        self.hooks = list(hooks)
+        self.run = RunFolder(run_dir, [f for hook in self.hooks for f in hook.files])
+        self.run_dir = self.run.path
+        if not resume:
+            check_new(self.run_dir)
+        torch.manual_seed(self.seed)  # the same initial model on every rank
+        self.model = build(cfg).to(self.device)
+        torch.manual_seed(rank_seed(self.seed, self.dist.rank))  # per-rank dropout, dilation
+        placed = self.device.type if self.dist.enabled else str(self.device)
+        self.cfg = cfg = {**cfg, "model": dict(self.model.cfg), "device": placed}
         self.task = self.model.cfg["task"]
-        self.key = self.t["best_metric"] or KEY_METRIC[self.task]
+        self.key = self.settings["best_metric"] or KEY_METRIC[self.task]
         if self.key not in SELECTABLE[self.task]:
             raise ConfigError(f"train.best_metric must be one of {SELECTABLE[self.task]} for "
                               f"{self.task}, got {self.key!r}")
-        self.net = DistributedDataParallel(self.model) if self.d.enabled else self.model
-        self.opt = make_optimizer(self.model.parameters(), self.t)
-        self.sched = make_scheduler(self.opt, self.t)
-        self.loss_fn = make_loss(self.t)
+        self._check_batches()
+        own = {id(p) for hook in self.hooks for p in hook.setup(self)}
+        self.weights = [p for p in self.model.parameters() if id(p) not in own]
+        self.net = self._parallel(own)
+        self.optimizer = make_optimizer(self.weights, self.settings)
+        self.scheduler = make_scheduler(self.optimizer, self.settings)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.settings["amp"] == "fp16")
+        self.loss_fn = make_loss(self.settings)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None,
-                      "history": [], "running": None}
-        if len(data.train) < self.t["batch_size"] * self.d.world:
-            raise ConfigError(f"the training split has {len(data.train)} samples, fewer than "
-                              f"train.batch_size × processes = {self.t['batch_size'] * self.d.world}")
-        if self.task == "classification" and self.t["batch_size"] < 2 and any(
+                      "history": [], "running": None, "batch_size": self.settings["batch_size"]}
+        self.resumed = resume
+        if resume:
+            self._load(self.run_dir / "checkpoints" / "last.pt")
+        self.writer = None
+
+    def _check_batches(self) -> None:
+        size, world = self.settings["batch_size"], self.dist.world
+        if len(self.data.train) < size * world:
+            raise ConfigError(f"the training split has {len(self.data.train)} samples, fewer "
+                              f"than train.batch_size × processes = {size * world}")
+        if self.task == "classification" and size < 2 and any(
                 isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
             raise ConfigError("train.batch_size must be ≥ 2 per process: the classifier's "
                               "batch norm needs more than one shape per batch")
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        if resume:
-            self._load(self.ckpt_dir / "last.pt")
-        elif self.d.main:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, self.run_dir / "config.yaml")
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a new run's log only
-        self.writer = None
-        if self.d.main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+
+    def _parallel(self, own: set) -> torch.nn.Module:
+        """The model as the weight step runs it: DDP across processes (hook-trained parameters
+        left to their hook), SyncBatchNorm with train.sync_bn."""
+        if not self.dist.enabled:
+            return self.model
+        if self.settings["sync_bn"]:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_bn synchronises BatchNorm over NCCL on GPUs; "
+                                  "on the CPU leave it false")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ignored = [name for name, p in self.model.named_parameters() if id(p) in own]
+        # DDP's own (long-standing) switch for parameters another optimiser syncs itself
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
+        ids = [self.device] if self.device.type == "cuda" else None
+        unused = any(hook.unused_parameters for hook in self.hooks)
+        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=unused)
 
     # ---- loop -------------------------------------------------------------------------
     def fit(self) -> dict:
-        while self.state["epoch"] < self.t["epochs"]:
+        try:
+            return self._fit()
+        except BaseException:
+            if self.dist.main and not self.resumed:
+                if self.writer is not None:
+                    self.writer.close()
+                self.run.discard()
+            raise
+
+    def _fit(self) -> dict:
+        if self.dist.main:
+            if not self.resumed:
+                self.run.create(self.cfg)
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        if not self.resumed:
+            for hook in self.hooks:
+                hook.start(self)
+        settings = self.settings
+        while self.state["epoch"] < settings["epochs"]:
             epoch = self.state["epoch"]
             self.data.train.set_epoch(epoch)
             train = self._train_epoch(epoch)
             self._log(epoch, "train", train)
-            if (epoch + 1) % self.t["val_every"] == 0 or epoch + 1 == self.t["epochs"]:
+            val = None
+            if (epoch + 1) % settings["val_every"] == 0 or epoch + 1 == settings["epochs"]:
                 val = self.validate()
                 self._log(epoch, "val", val)
                 self._maybe_best(epoch, val)
-            self.sched.step()
+            notes = "".join(hook.after_epoch(self, epoch, train, val) for hook in self.hooks)
+            if val is not None and self.dist.main:  # one line per epoch, with or without bars
+                print(f"epoch {epoch + 1}: val {self.key} {val.get(self.key, float('nan')):.4f}"
+                      f"  loss {val.get('loss', float('nan')):.4f}{notes}", flush=True)
+            self.scheduler.step()
             self.state.update(epoch=epoch + 1, batch=0, running=None)
             self._save("last.pt")
         final = {"best": {"epoch": self.state["best_epoch"], self.key: self.state["best"]},
                  "last": self.state["history"][-1] if self.state["history"] else None,
-                 "key_metric": self.key}
-        if self.d.main:
+                 "key_metric": self.key, "device": describe_device(self.device)}
+        if self.dist.main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
             self.writer.close()
+        for hook in self.hooks:
+            hook.finish(self, final)
         return final
 
-    def _loader(self, dataset, order, epoch, batch_size, skip_batches=0, drop_last=False):
-        """Batches of the epoch order; training drops an incomplete last batch (as the
-        official code) so BatchNorm never sees a batch of one."""
-        view = _EpochView(dataset, order)
-        end = len(view) - len(view) % batch_size if drop_last else len(view)
-        batches = [list(range(i, min(end, i + batch_size)))
-                   for i in range(0, end, batch_size)][skip_batches:]
-        # Its own generator: creating an iterator must not draw from the global RNG, or a
-        # resumed run (which creates one more iterator) would drift from an uninterrupted one.
-        gen = torch.Generator().manual_seed(loader_seed(self.seed, epoch))
-        return torch.utils.data.DataLoader(view, batch_sampler=batches, collate_fn=collate,
-                                           num_workers=self.t["num_workers"], generator=gen)
+    def batches(self, epoch: int) -> list:
+        """This rank's training batches of `epoch` (index arrays into the training split)."""
+        order = epoch_order(len(self.data.train), self.seed, epoch, True, self.dist)
+        parts = split_batches(order, self.state["batch_size"], self.settings["last_batch"])
+        return parts[:self.settings["max_batches"]] if self.settings["max_batches"] else parts
+
+    def _loader(self, dataset, batches, seed: int):
+        return batch_loader(dataset, batches, seed=seed, workers=self.settings["num_workers"],
+                            pin_memory=self.device.type == "cuda")
 
     def _train_epoch(self, epoch: int) -> dict:
         self.net.train()
-        metrics = TaskMetrics(self.task, self.model.cfg["n_classes"], self.data.class_names,
-                              self.t["ignore_index"])
+        metrics = self.metrics()
         if self.state["running"] is not None:  # one entry per rank
-            metrics.load_state(self.state["running"][self.d.rank])
-        order = epoch_order(len(self.data.train), self.seed, epoch, True, self.d)
-        start = self.state["batch"]
-        loader = self._loader(self.data.train, order, epoch, self.t["batch_size"],
-                              skip_batches=start, drop_last=True)
-        total = len(order) // self.t["batch_size"]
-        bar = _progress(loader, self.progress and self.d.main, total, start,
-                        f"epoch {epoch + 1}/{self.t['epochs']}")
-        every = self.t["ckpt_every_steps"]
+            metrics.load_state(self.state["running"][self.dist.rank])
+        batches = self.batches(epoch)
+        start, total = self.state["batch"], len(batches)
+        loader = self._loader(self.data.train, batches[start:], loader_seed(self.seed, epoch))
+        bar = _progress(loader, self.progress and self.dist.main, total, start,
+                        f"epoch {epoch + 1}/{self.settings['epochs']}")
+        every = self.settings["ckpt_every_steps"]
         for feats, labels in bar:
+            feats, labels = to_device(feats, self.device), to_device(labels, self.device)
+            for hook in self.hooks:
+                hook.before_step(self, feats, labels)
             loss, logits = self._step(feats, labels)
+            for hook in self.hooks:
+                hook.after_step(self)
             metrics.update(logits, labels, loss)
             self.state["batch"] += 1
             self.state["step"] += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss:.3f}")
             if every and self.state["step"] % every == 0 and self.state["batch"] < total:
-                self.state["running"] = gather_objects(self.d, metrics.state())
+                self.state["running"] = gather_objects(self.dist, metrics.state())
                 self._save("last.pt")
-        out = metrics.result(self.d)
-        out["lr"] = self.opt.param_groups[0]["lr"]
+        out = metrics.result(self.dist)
+        out["lr"] = self.optimizer.param_groups[0]["lr"]
         return out
 
+    def autocast(self):
+        """Mixed precision as train.amp sets it, on this run's device (hooks use it too)."""
+        return autocast(self.device, self.settings["amp"])
+
     def _step(self, feats, labels) -> tuple[float, torch.Tensor]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.t["amp"])):
+        with self.autocast():
             logits = self.net(feats)
             loss = self.loss_fn(logits.float(), labels)
         if not torch.isfinite(loss):  # a setting to change, so one line and exit 2
             raise ConfigError(f"training diverged: loss is {loss.item()} at step "
                               f"{self.state['step']}; lower train.lr or set train.grad_clip")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.t["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t["grad_clip"])
-        self.opt.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.settings["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.weights, self.settings["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.item(), logits.detach()
+
+    def metrics(self) -> TaskMetrics:
+        return TaskMetrics(self.task, self.model.cfg["n_classes"], self.data.class_names,
+                           self.settings["ignore_index"])
 
     @torch.no_grad()
     def validate(self) -> dict:
-        self.net.eval()
-        metrics = TaskMetrics(self.task, self.model.cfg["n_classes"], self.data.class_names,
-                              self.t["ignore_index"])
-        order = epoch_order(len(self.data.val), self.seed, 0, False, self.d, pad=False)
-        bs = self.t["eval_batch_size"] or self.t["batch_size"]
-        for feats, labels in self._loader(self.data.val, order, 0, bs):
+        """The validation split on every rank's share, with rank 0's BatchNorm statistics
+        (those the checkpoint holds)."""
+        broadcast_tensors(self.dist, self.model.buffers())
+        self.model.eval()
+        metrics = self.metrics()
+        order = epoch_order(len(self.data.val), self.seed, 0, False, self.dist, pad=False)
+        size = self.settings["eval_batch_size"] or self.state["batch_size"]
+        for feats, labels in self._loader(self.data.val, split_batches(order, size), self.seed):
+            feats, labels = to_device(feats, self.device), to_device(labels, self.device)
             logits = self.model(feats)
-            metrics.update(logits, labels, self.loss_fn(logits, labels).item())
-        return metrics.result(self.d)
+            metrics.update(logits, labels, self.loss_fn(logits.float(), labels).item())
+        return metrics.result(self.dist)
 
     # ---- bookkeeping --------------------------------------------------------------------
     def _log(self, epoch: int, split: str, metrics: dict) -> None:
         row = {"epoch": epoch + 1, "step": self.state["step"], "split": split,
                **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
         self.state["history"].append(row)
-        if not self.d.main:
+        if not self.dist.main:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         for k, v in row.items():
             if k not in ("epoch", "step", "split") and v is not None:
                 self.writer.add_scalar(f"{split}/{k}", v, epoch + 1)
-        if split == "val":
-            print(f"epoch {epoch + 1}: val {self.key} {metrics.get(self.key, float('nan')):.4f}"
-                  f"  loss {metrics.get('loss', float('nan')):.4f}", flush=True)
 
     def _maybe_best(self, epoch: int, val: dict) -> None:
         value = val.get(self.key)
         if value is None or (self.state["best"] is not None and value <= self.state["best"]):
             return
         self.state.update(best=value, best_epoch=epoch + 1)
-        self._save("best.pt", metrics=val)
+        if self.keep_best:
+            self._save("best.pt", metrics=val)
 
     def _save(self, name: str, metrics: dict | None = None) -> None:
-        rng = gather_objects(self.d, torch.get_rng_state())
-        if not self.d.main:
+        rng = gather_objects(self.dist, rng_state(self.device))
+        if not self.dist.main:
             return
+        device = describe_device(self.device)
         meta = {"epoch": self.state["epoch"], "step": self.state["step"],
                 "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
                 "key_metric": self.key, "class_names": list(self.data.class_names),
+                "device": device,
                 "conventions": from_config(self.cfg, self.data.info.get("spacing"),
                                            self.data.info.get("layout")).to_dict()}
-        train_state = {**self.state, "optimizer": self.opt.state_dict(),
-                       "scheduler": self.sched.state_dict(), "rng": rng, "world": self.d.world}
-        save_checkpoint(self.ckpt_dir / name, self.model, self.cfg, meta=meta,
+        train_state = {**self.state, "optimizer": self.optimizer.state_dict(),
+                       "scheduler": self.scheduler.state_dict(),
+                       "scaler": self.scaler.state_dict(), "rng": rng,
+                       "world": self.dist.world, "threads": torch.get_num_threads(),
+                       "device": device, "hooks": [hook.state_dict() for hook in self.hooks]}
+        save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.cfg, meta=meta,
                         train_state=train_state)
 
     def _load(self, path: Path) -> None:
@@ -238,25 +301,29 @@ class Trainer:
         ts = ckpt.get("train_state") if ckpt.get("format") == FORMAT else None
         if not isinstance(ts, dict) or not TRAIN_STATE_KEYS <= set(ts):
             raise InputError(f"{path}: has no training state to resume from")
-        if ts["world"] != self.d.world:
-            raise InputError(f"{path}: saved with {ts['world']} processes, resuming with "
-                             f"{self.d.world}; resume with the same process count")
+        check_resume(path, ts, ckpt.get("config") or {}, self.cfg, self.dist.world,
+                     describe_device(self.device))
         started = ts["epoch"] + (1 if ts["batch"] else 0)  # stopped inside an epoch: begun
         extended = self._check_extension(resolve_train(ckpt["config"].get("train")), started)
         try:
             self.model.load_state_dict(ckpt["state_dict"])
-            self.opt.load_state_dict(ts["optimizer"])
-            restore_scheduler(self.sched, ts["scheduler"])
-            torch.set_rng_state(ts["rng"][self.d.rank])
+            self.optimizer.load_state_dict(ts["optimizer"])
+            restore_scheduler(self.scheduler, ts["scheduler"])
+            if ts.get("scaler"):
+                self.scaler.load_state_dict(ts["scaler"])
+            set_rng_state(ts["rng"][self.dist.rank], self.device)
+            for hook, state in zip(self.hooks, ts.get("hooks") or [{}] * len(self.hooks),
+                                   strict=True):
+                hook.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
             raise InputError(f"{path}: does not fit this run's model and optimiser "
                              f"({str(e).splitlines()[0][:200]})") from None
-        self.state = {k: ts[k] for k in self.state}
-        self.state = broadcast_object(self.d, self.state)
-        if self.d.main:  # drop log lines written after this checkpoint
+        self.state = {k: ts.get(k, self.state[k]) for k in self.state}
+        self.state = broadcast_object(self.dist, self.state)
+        if self.dist.main:  # drop log lines written after this checkpoint
             lines = [json.dumps(r) for r in self.state["history"]]
             (self.run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
-        if self.d.main and extended:  # the run's new length; its old end is no longer final
+        if self.dist.main and extended:  # the run's new length; its old end is no longer final
             with atomic_path(self.run_dir / "config.yaml") as tmp:
                 dump_config(self.cfg, tmp)
             (self.run_dir / "metrics.json").unlink(missing_ok=True)
@@ -264,16 +331,16 @@ class Trainer:
     def _check_extension(self, saved: dict, started: int) -> bool:
         """Whether this resume changes train.epochs, which is allowed only where the run then
         equals one trained that long from the start."""
-        epochs = self.t["epochs"]
+        epochs = self.settings["epochs"]
         if epochs == saved["epochs"]:
             return False
         if epochs < started:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {started} epochs this "
                               "run has already started")
-        extend_schedule(self.t, saved["epochs"])
-        if self.t["restarts"]:
-            self.cfg.setdefault("train", {})["restarts"] = list(self.t["restarts"])
-        self.sched = make_scheduler(self.opt, self.t)
+        extend_schedule(self.settings, saved["epochs"])
+        if self.settings["restarts"]:
+            self.cfg.setdefault("train", {})["restarts"] = list(self.settings["restarts"])
+        self.scheduler = make_scheduler(self.optimizer, self.settings)
         return True
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.device import resolve_device
 from .parity import random_clouds
-from .runtime import OnnxPredictor
+from .runtime import OnnxPredictor, providers_for
 from .sources import ModelSource
 from .timing import environment_line, latency_stats, peak_memory, time_interleaved
 
@@ -27,11 +28,15 @@ def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 1
                  warmup: int = 2, threads: int | None = None, memory: bool = True,
                  optimization: str = "all", spin: bool | None = None,
                  exporter: str = "legacy", seed: int = 0,
-                 workdir: str | Path | None = None) -> dict:
+                 workdir: str | Path | None = None, device: str | None = "cpu",
+                 provider: str | None = None) -> dict:
+    """Eager PyTorch on `device` against onnxruntime on `provider` (default: following
+    `device`); on a GPU the eager peak memory is the GPU's (allocated above the loaded model)."""
     threads = threads or torch.get_num_threads()
+    place = resolve_device(device)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         row = {"model": src.label, "points": points, "batch": batch, "threads": threads,
-               "runs": runs, "optimization": optimization}
+               "runs": runs, "optimization": optimization, "device": str(place)}
         onnx_path, ckpt = src.onnx_path, None
         predictors = {}
         if src.model is not None:
@@ -43,12 +48,13 @@ def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 1
                                  parity=False, exporter=exporter, run_config=src.run_config)
             row.update(export_seconds=report.export_seconds, onnx_nodes=report.nodes,
                        exporter=exporter)
-            predictors[EAGER] = TorchPredictor(src.model, threads=threads)
-            if memory:
+            predictors[EAGER] = TorchPredictor(src.model, threads=threads, device=place)
+            if memory and place.type == "cpu":
                 ckpt = Path(tmp) / f"{src.label}.pt"
                 save_checkpoint(ckpt, src.model, {"model": dict(src.model.cfg)})
         predictors[ORT] = OnnxPredictor(onnx_path, threads=threads, optimization=optimization,
-                                        spin=spin)
+                                        spin=spin, providers=providers_for(provider, device))
+        row["provider"] = predictors[ORT].providers[0]
         ort = predictors[ORT]
         points = max(points, ort.min_points)
         row["points"] = points
@@ -60,7 +66,10 @@ def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 1
         for name, t in times.items():
             stats = latency_stats(t)
             stats["points_per_s"] = batch * points / (stats["mean_ms"] / 1e3)
-            if memory:
+            if memory and name == EAGER and place.type == "cuda":
+                stats["peak_mb"] = gpu_peak_mb(predictors[EAGER], x, place)
+                stats["memory_method"] = "torch.cuda.max_memory_allocated above the model"
+            elif memory and (name == ORT or place.type == "cpu"):
                 kind, path = ("torch", ckpt) if name == EAGER else ("onnx", onnx_path)
                 mem = peak_memory(kind, path, points, batch, threads)
                 stats["peak_mb"] = mem.get("peak_mb")
@@ -74,6 +83,15 @@ def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 1
             row["speedup_mean"] = (row["runtimes"][EAGER]["mean_ms"]
                                    / row["runtimes"][ORT]["mean_ms"])
     return row
+
+
+def gpu_peak_mb(predictor, x: np.ndarray, device: torch.device) -> float:
+    """Peak GPU memory (MB) of one inference above what was allocated before it."""
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    predictor(x)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
 
 
 def markdown_table(rows: list[dict], env: dict) -> str:

@@ -1,12 +1,16 @@
 """Latency-bounded model choice: the most accurate candidate whose p95 fits the budget here.
 
 Candidates come from a weights manifest (`{"models": [{"name", "file", "sha256", "task",
-"accuracy": {"metric", "value", …}, …}]}`) or are given directly. Each is measured on this
-device for (runtime, N, batch, threads) and the p95 is cached in
-`$POINTGCN_CACHE/latency.json` (default `~/.cache/pointgcn`) under a key made of the device
-fingerprint (CPU model, cores, torch/onnxruntime versions, a hash of pointgcn's sources), the
-runtime, N, batch, threads and the file's sha256 — a changed file, library, pointgcn version or
-machine is measured afresh.
+"accuracy": {"metric", "value", …}, …}]}`) or are given directly. Each is measured on the
+device it will serve on (`device`: the CPU or a GPU) for (runtime, N, batch, threads) and the
+p95 is cached in `$POINTGCN_CACHE/latency.json` (default `~/.cache/pointgcn`) under a key made
+of the device fingerprint (CPU model, cores, the GPU's name and driver, torch/onnxruntime
+versions, a hash of pointgcn's sources), the runtime, N, batch, threads and the file's sha256 —
+a changed file, library, pointgcn version, GPU or machine is measured afresh.
+
+On a GPU, runtime "onnx" runs onnxruntime's CUDA provider where onnxruntime-gpu is installed;
+without it checkpoints are served eagerly on the GPU instead (`serving_runtime`), and .onnx
+files, which only onnxruntime runs, are left out with the reason.
 
 Ranking: higher accuracy first, then lower p95, then name; accuracies are only compared
 within one metric (mixing mIoU and OA would be meaningless, so that is an error).
@@ -73,9 +77,10 @@ def load_candidates(manifest: str | Path) -> list[Candidate]:
 class LatencyCache:
     """p95 latencies keyed by device + runtime + N + batch + threads + file hash."""
 
-    def __init__(self, path: str | Path | None = None, fingerprint: dict | None = None):
+    def __init__(self, path: str | Path | None = None, fingerprint: dict | None = None,
+                 device: str = "cpu"):
         self.path = Path(path) if path else cache_dir() / "latency.json"
-        self.fingerprint = fingerprint or device_fingerprint()
+        self.fingerprint = fingerprint or device_fingerprint(device)
 
     def key(self, sha: str, runtime: str, points: int, batch: int, threads: int | None) -> str:
         blob = json.dumps({"device": self.fingerprint, "runtime": runtime, "points": points,
@@ -99,12 +104,27 @@ class LatencyCache:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
+def serving_runtime(candidate: Candidate, runtime: str, device: str = "cpu") -> str | None:
+    """The runtime `candidate` is measured and served with on `device`: "onnx" (onnxruntime;
+    on a GPU its CUDA provider) or "torch" (eager); None when it cannot run there (an .onnx
+    file on a GPU without onnxruntime-gpu)."""
+    from .runtime import has_cuda_provider
+
+    is_onnx = candidate.path.suffix.lower() == ".onnx"
+    if is_onnx or runtime == "onnx":
+        if device.startswith("cuda") and not has_cuda_provider():
+            return None if is_onnx else "torch"  # eager CUDA serving is the fallback
+        return "onnx"
+    return runtime
+
+
 def measure_candidate(candidate: Candidate, runtime: str, points: int, batch: int,
-                      threads: int | None = None, runs: int = 10) -> dict:
-    """Latency stats of one candidate on random clouds (exports checkpoints for "onnx")."""
+                      threads: int | None = None, runs: int = 10, device: str = "cpu") -> dict:
+    """Latency stats of one candidate on random clouds (exports checkpoints for "onnx"); on a
+    GPU each run includes copying the clouds there and the logits back, as serving does."""
     from .parity import random_clouds
     from .timing import latency_stats, time_interleaved
-    predictor = candidate_predictor(candidate, runtime, points, threads)
+    predictor = candidate_predictor(candidate, runtime, points, threads, device)
     least = getattr(predictor, "min_points", 1)
     if points < least:
         raise InputError(f"{candidate.name} needs ≥ {least} points, budget asks N={points}")
@@ -113,30 +133,32 @@ def measure_candidate(candidate: Candidate, runtime: str, points: int, batch: in
 
 
 def candidate_predictor(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
-                        threads: int | None = None):
+                        threads: int | None = None, device: str = "cpu"):
     """The predictor a candidate is measured (and should be served) with."""
-    return serve_candidate(candidate, runtime, points, threads)[0]
+    return serve_candidate(candidate, runtime, points, threads, device)[0]
 
 
 def serve_candidate(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
-                    threads: int | None = None) -> tuple:
-    """(predictor, run config) of a candidate: its .onnx file, its checkpoint in PyTorch, or
-    (runtime "onnx") the checkpoint's export cached by file hash — a cache hit never opens
-    the checkpoint."""
+                    threads: int | None = None, device: str = "cpu") -> tuple:
+    """(predictor, run config) of a candidate on `device`: its .onnx file, its checkpoint in
+    PyTorch, or (runtime "onnx") the checkpoint's export cached by file hash — a cache hit
+    never opens the checkpoint."""
     from .serve import onnx_predictor
     from .sources import open_checkpoint, torch_predictor
 
+    provider = "cuda" if device.startswith("cuda") else "cpu"
     if candidate.path.suffix.lower() == ".onnx":
-        return onnx_predictor(candidate.path, threads)
+        return onnx_predictor(candidate.path, threads, provider)
     if runtime == "torch":
-        return torch_predictor(candidate.path, threads, name=str(candidate.path))
+        return torch_predictor(candidate.path, threads, name=str(candidate.path),
+                               device=device)
     onnx_file = cache_dir() / "onnx" / f"{sha256(candidate.path)[:24]}.onnx"
     if not onnx_file.is_file():
         from .onnx_export import export_onnx
         model, run_config, meta = open_checkpoint(candidate.path)
         export_onnx(model, onnx_file, points=points, parity=False, run_config=run_config,
                     class_names=meta.get("class_names"))
-    return onnx_predictor(onnx_file, threads)
+    return onnx_predictor(onnx_file, threads, provider)
 
 
 @dataclass
@@ -149,6 +171,7 @@ class Selection:
     runtime: str
     rows: list[dict]
     reason: str
+    device: str = "cpu"
 
     def predictor(self, threads: int | None = None):
         """The chosen model, loaded the way it was measured."""
@@ -156,13 +179,13 @@ class Selection:
 
     def served(self, threads: int | None = None) -> tuple:
         """(predictor, run config) of the chosen model, loaded the way it was measured."""
-        return serve_candidate(self.choice, self.runtime, self.points, threads)
+        return serve_candidate(self.choice, self.runtime, self.points, threads, self.device)
 
     def to_dict(self) -> dict:
         return {"choice": self.choice.name, "path": str(self.choice.path),
                 "p95_ms": self.p95_ms, "budget_ms": self.budget_ms, "points": self.points,
-                "batch": self.batch, "runtime": self.runtime, "candidates": self.rows,
-                "reason": self.reason}
+                "batch": self.batch, "runtime": self.runtime, "device": self.device,
+                "candidates": self.rows, "reason": self.reason}
 
 
 Measure = Callable[..., float]
@@ -171,13 +194,17 @@ Measure = Callable[..., float]
 def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, batch: int = 1,
                  runtime: str = "onnx", task: str | None = None, in_channels: int | None = None,
                  threads: int | None = None, runs: int = 10, measure: Measure | None = None,
-                 cache: LatencyCache | None | bool = None) -> Selection:
-    """Pick the most accurate candidate with p95 ≤ `budget_ms`; `InputError` if none fits.
+                 cache: LatencyCache | None | bool = None, device: str = "cpu") -> Selection:
+    """Pick the most accurate candidate with p95 ≤ `budget_ms` on `device`; `InputError` if
+    none fits.
 
     `task`/`in_channels` skip candidates that cannot serve the request (manifest fields).
     `measure(candidate, runtime=, points=, batch=, threads=)` → p95 ms replaces the real
     measurement (tests, or latency predicted by a regressor); `cache=False` disables caching.
     """
+    from ..engine.device import device_name
+
+    device = device_name(device)
     if runtime not in RUNTIMES:
         raise InputError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if not budget_ms > 0:
@@ -185,7 +212,7 @@ def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, 
     if not candidates:
         raise InputError("no candidate models to choose from")
     if cache is None or cache is True:
-        cache = LatencyCache()
+        cache = LatencyCache(device=device)
     rows, measured = [], []
     for cand in candidates:
         row = {"name": cand.name, "task": cand.task, "metric": cand.metric,
@@ -198,10 +225,13 @@ def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, 
         if in_channels and channels and int(channels) != in_channels:
             row["status"] = f"rejected: takes {channels} channels, need {in_channels}"
             continue
-        kind = "onnx" if cand.path.suffix == ".onnx" else runtime
+        kind = serving_runtime(cand, runtime, device)
+        if kind is None:
+            row["status"] = "rejected: an .onnx file needs onnxruntime-gpu to run on the GPU"
+            continue
         row["runtime"] = kind
         row["p95_ms"], row["cached"] = _p95(cand, kind, points, batch, threads, runs, measure,
-                                            cache)
+                                            cache, device)
         measured.append((cand, row))
     if not measured:
         raise InputError(f"no candidate for task {task!r} with {in_channels or 'any'} input "
@@ -231,13 +261,15 @@ def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, 
         else:
             r["status"] = "within budget, equally accurate but slower or later by name"
     reason = (f"picked {best.name} ({best.metric or 'accuracy'} {_acc(best.accuracy)}, p95 "
-              f"{best_row['p95_ms']:.1f} ms ≤ {budget_ms:g} ms at N={points}, batch {batch}): "
-              f"the most accurate of {len(fits)} candidate(s) within budget\n" + _table(rows))
-    return Selection(best, best_row["p95_ms"], budget_ms, points, batch, runtime, rows, reason)
+              f"{best_row['p95_ms']:.1f} ms ≤ {budget_ms:g} ms at N={points}, batch {batch}, "
+              f"{best_row['runtime']} on {device}): the most accurate of {len(fits)} "
+              f"candidate(s) within budget\n" + _table(rows))
+    return Selection(best, best_row["p95_ms"], budget_ms, points, batch, best_row["runtime"],
+                     rows, reason, device)
 
 
 def _p95(cand: Candidate, runtime: str, points: int, batch: int, threads: int | None,
-         runs: int, measure: Measure | None, cache) -> tuple[float, bool]:
+         runs: int, measure: Measure | None, cache, device: str = "cpu") -> tuple[float, bool]:
     if not cand.path.is_file():
         raise InputError(f"candidate {cand.name}: file not found: {cand.path}")
     sha = sha256(cand.path)
@@ -252,7 +284,7 @@ def _p95(cand: Candidate, runtime: str, points: int, batch: int, threads: int | 
         p95, stats = float(measure(cand, runtime=runtime, points=points, batch=batch,
                                    threads=threads)), None
     else:
-        stats = measure_candidate(cand, runtime, points, batch, threads, runs)
+        stats = measure_candidate(cand, runtime, points, batch, threads, runs, device)
         p95 = stats["p95_ms"]
     if cache:
         cache.put(key, {"p95_ms": p95, "name": cand.name, "runtime": runtime, "points": points,

@@ -85,11 +85,13 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
                 rel_tol: float = REL_TOL, enforce: bool = True, quantize: bool = False,
                 run_config: dict | None = None, class_names: list[str] | None = None,
                 exporter: str = "legacy", threads: int | None = None,
-                seed: int = 0) -> ExportReport:
+                seed: int = 0, device: str | None = "cpu",
+                provider: str | None = None) -> ExportReport:
     """Export, check, (parity-check, quantise) and atomically write `out_path`.
 
     `points` is the nominal N (parity runs at ≈ N/2, N, 2N; N stays dynamic in the file either
     way). With `enforce`, failed parity raises `ExportError` (the report JSON is still saved).
+    The parity run's PyTorch side runs on `device`, onnxruntime on `provider` (check_parity).
     """
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
@@ -103,13 +105,14 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     try:
         return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
                        min_agreement, rel_tol, enforce, quantize, run_config, class_names,
-                       exporter, threads, seed)
+                       exporter, threads, seed, device, provider)
     finally:
         model.train(was_training)
 
 
 def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_agreement,
-            rel_tol, enforce, quantize, run_config, class_names, exporter, threads, seed):
+            rel_tol, enforce, quantize, run_config, class_names, exporter, threads, seed,
+            device, provider):
     least = min_points(model)
     # The graph is the same for any traced N (both axes are dynamic), but tracing runs the model
     # once: a small N keeps that cheap (ten times cheaper for ResGCN-28, docs/performance.md).
@@ -141,7 +144,8 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_
             report.parity = check_parity(model, tmp, points=points, batch=batch,
                                          check_data=check_data, data_name=data_name, seed=seed,
                                          min_agreement=min_agreement, rel_tol=rel_tol,
-                                         opset=opset, exporter=exporter, threads=threads)
+                                         opset=opset, exporter=exporter, threads=threads,
+                                         device=device, provider=provider)
             if enforce and not report.parity["passed"]:
                 report.report_path = str(report_path)
                 _write_json(report, report_path)

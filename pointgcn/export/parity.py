@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.device import resolve_device, to_device
 from ..errors import FormatError, InputError
 from ..graph import knn_modules, min_points
-from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor
+from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor, providers_for
 from .tracing import trace_to_onnx
 
 MIN_AGREEMENT = 0.99
@@ -145,7 +146,7 @@ def static_graph_parity(model: nn.Module, x: np.ndarray, *, opset: int = 17,
         trace_to_onnx(GivenGraphs(model), (xt, *graphs), path, input_names=[INPUT_NAME, *names],
                       output_names=[OUTPUT_NAME], dynamic_axes=axes, opset=opset,
                       exporter=exporter)
-        sess = OnnxPredictor(path, threads=threads).session
+        sess = OnnxPredictor(path, threads=threads, providers=["CPUExecutionProvider"]).session
         feeds = {INPUT_NAME: x, **{n: g.numpy() for n, g in zip(names, graphs)}}
         got = sess.run([OUTPUT_NAME], feeds)[0]
     ref = ref.numpy()
@@ -155,12 +156,14 @@ def static_graph_parity(model: nn.Module, x: np.ndarray, *, opset: int = 17,
             "max_abs": err, "max_rel": err / max(scale, 1e-12), "max_logit": scale}
 
 
-def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray]) -> list[dict]:
-    """Per point count: share of equal argmax labels and max |logit difference|."""
+def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray],
+                    device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Per point count: share of equal argmax labels and max |logit difference| (PyTorch on
+    `device`, where `model` is)."""
     rows = []
     for x in inputs:
         with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
+            ref = model(to_device(torch.from_numpy(x), device)).float().cpu().numpy()
         got = predictor(x)
         same = ref.argmax(1) == got.argmax(1)
         rows.append({"points": int(x.shape[2]), "batch": int(x.shape[0]),
@@ -184,8 +187,12 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
                  check_data: np.ndarray | None = None, data_name: str | None = None,
                  seed: int = 0,
                  min_agreement: float = MIN_AGREEMENT, rel_tol: float = REL_TOL,
-                 opset: int = 17, exporter: str = "legacy", threads: int | None = None) -> dict:
-    """Both parity parts for an exported model; `passed` False lists why in `failures`."""
+                 opset: int = 17, exporter: str = "legacy", threads: int | None = None,
+                 device: str | None = "cpu", provider: str | None = None) -> dict:
+    """Both parity parts for an exported model; `passed` False lists why in `failures`.
+    The static graph is compared exactly on the CPU (the exporter's correctness); labels as
+    deployed: PyTorch on `device` against onnxruntime on `provider` (default: following
+    `device`)."""
     model = model.eval()
     least = min_points(model)
     if model.cfg.get("task") == "classification":
@@ -194,7 +201,12 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     nominal = min(inputs, key=lambda x: abs(x.shape[2] - points))
     static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,
                                  threads=threads, workdir=Path(onnx_path).parent)
-    labels = label_agreement(model, OnnxPredictor(onnx_path, threads=threads), inputs)
+    place = resolve_device(device)
+    session = OnnxPredictor(onnx_path, threads=threads, providers=providers_for(provider, device))
+    try:
+        labels = label_agreement(model.to(place), session, inputs, place)
+    finally:
+        model.cpu()
     failures = []
     if not static["max_rel"] <= rel_tol:
         failures.append(f"static-graph relative error {static['max_rel']:.2e} > {rel_tol:.0e} "
@@ -203,7 +215,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
         if not row["agreement"] >= min_agreement:
             failures.append(f"label agreement {100 * row['agreement']:.2f}% < "
                             f"{100 * min_agreement:.2f}% at N={row['points']}")
-    return {"static_graph": static, "labels": labels, "min_agreement": min_agreement,
+    return {"static_graph": static, "labels": labels, "device": str(place),
+            "provider": session.providers[0], "min_agreement": min_agreement,
             "rel_tol": rel_tol,
             "data": data_name or ("given" if check_data is not None else "random"),
             "passed": not failures, "failures": failures}

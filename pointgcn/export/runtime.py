@@ -5,7 +5,11 @@ counts, class names, the run config, the smallest usable point count) into the m
 `metadata_props` under the `pointgcn.` prefix, so an `.onnx` file is self-describing. Files
 exported elsewhere still load: the counts then come from the graph's input/output shapes.
 
-Execution providers: CUDA when onnxruntime has it, else CPU. Threads: `intra_op_num_threads`.
+Execution providers (`--provider cpu|cuda`, `providers_for`): without `--provider` they follow
+`--device` — CUDA for a GPU request when onnxruntime has its CUDA provider (the onnxruntime-gpu
+package, `pip install 'pointgcn[gpu]'` in place of onnxruntime), else the CPU; asking for CUDA
+where onnxruntime lacks it is a one-line error saying how to get it. Threads:
+`intra_op_num_threads`.
 Spinning: onnxruntime's pool threads busy-wait after each run by default (lower latency on an
 idle machine, but they steal cores from anything else running, e.g. PyTorch in an interleaved
 benchmark or other tenants); `spin=None` keeps onnxruntime's default.
@@ -33,10 +37,41 @@ def _ort():
     return ort
 
 
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+GPU_INSTALL = ("onnxruntime has no CUDA execution provider here (the CPU package is installed); "
+               "install onnxruntime-gpu in its place (pip uninstall onnxruntime && pip install "
+               "'pointgcn[gpu]') or use --provider cpu")
+
+
+def has_cuda_provider() -> bool:
+    return PROVIDERS["cuda"] in _ort().get_available_providers()
+
+
+def resolve_provider(provider: str | None = None, device: str | None = None) -> str:
+    """"cpu" or "cuda": `provider` if given, else following the `--device` request (auto: CUDA
+    when a GPU and onnxruntime's CUDA provider are both there)."""
+    if provider is None:
+        from ..engine.device import device_name
+
+        gpu = device_name(device).startswith("cuda")
+        explicit = device is not None and str(device).strip().lower() != "auto"
+        provider = "cuda" if gpu and (explicit or has_cuda_provider()) else "cpu"
+    if provider not in PROVIDERS:
+        raise InputError(f"--provider must be cpu or cuda, got {provider!r}")
+    if provider == "cuda" and not has_cuda_provider():
+        raise InputError(GPU_INSTALL)
+    return provider
+
+
+def providers_for(provider: str | None = None, device: str | None = None) -> list[str]:
+    """The execution providers of a session (CUDA falls back to the CPU for unsupported ops)."""
+    if resolve_provider(provider, device) == "cuda":
+        return [PROVIDERS["cuda"], PROVIDERS["cpu"]]
+    return [PROVIDERS["cpu"]]
+
+
 def default_providers() -> list[str]:
-    available = _ort().get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or available
+    return providers_for(None, "auto")
 
 
 def session_options(threads: int | None = None, optimization: str = "all",
@@ -126,6 +161,8 @@ class OnnxPredictor:
     def __init__(self, path: str | Path, threads: int | None = None,
                  providers: list[str] | None = None, optimization: str = "all",
                  spin: bool | None = None, name: str | None = None):
+        """`providers`: see `providers_for` (default: CUDA when a GPU and onnxruntime-gpu are
+        there, else the CPU)."""
         self.path = Path(path)
         self.session = make_session(self.path, threads, providers, optimization, spin)
         self.providers = self.session.get_providers()

@@ -98,14 +98,16 @@ def default_class_names(model_cfg: dict) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def torch_predictor(path: str | Path, threads: int | None = None, name: str | None = None):
-    """(TorchPredictor, run config) of a checkpoint, class names from its meta or defaults."""
+def torch_predictor(path: str | Path, threads: int | None = None, name: str | None = None,
+                    device: str | None = "cpu"):
+    """(TorchPredictor on `device`, run config) of a checkpoint, class names from its meta or
+    defaults."""
     from ..engine.predictor import TorchPredictor
 
     model, run_config, meta = open_checkpoint(path)
     names = meta.get("class_names") or default_class_names(model.cfg)
     return TorchPredictor(model, name=name or str(path), threads=threads,
-                          class_names=list(names)), run_config
+                          class_names=list(names), device=device or "auto"), run_config
 
 
 def load_source(spec: str | None, overrides: list[str] | None = None,

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.device import cpu_model
+
 
 def latency_stats(seconds: list[float]) -> dict:
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
@@ -51,16 +53,6 @@ def time_interleaved(fns: dict[str, Callable[[], object]], runs: int = 10,
     return times
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @functools.lru_cache(maxsize=None)
 def code_fingerprint() -> str:
     """Hash of pointgcn's own sources: a faster kNN makes cached eager timings stale too."""
@@ -74,19 +66,28 @@ def sources_hash(root: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def device_fingerprint() -> dict:
+def device_fingerprint(device: str = "cpu") -> dict:
     """What makes a latency measurement valid elsewhere: CPU, cores, runtime versions and
-    pointgcn's code."""
+    pointgcn's code; measured on a GPU, also the GPU's name (`cuda`), driver and CUDA version
+    (a measurement on the CPU keeps `cuda` None, whatever GPU the machine has)."""
     import onnxruntime
     import torch
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "pointgcn": code_fingerprint(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+    from ..engine.device import describe_device, device_name
+
+    fp = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+          "onnxruntime": onnxruntime.__version__, "pointgcn": code_fingerprint(), "cuda": None}
+    name = device_name(device)
+    if name.startswith("cuda"):
+        gpu = describe_device(name)
+        fp.update(cuda=gpu["name"], driver=gpu["driver"], cuda_version=gpu["cuda"],
+                  device=gpu["device"])
+    return fp
 
 
-def environment(threads: int | None = None) -> dict:
+def environment(threads: int | None = None, device: str = "cpu") -> dict:
     import torch
-    env = device_fingerprint()
+    env = device_fingerprint(device)
     env.update(python=platform.python_version(), platform=platform.platform(),
                threads=threads or torch.get_num_threads(), load=_load())
     return env
@@ -94,7 +95,8 @@ def environment(threads: int | None = None) -> dict:
 
 def environment_line(env: dict) -> str:
     load = f", load avg {env['load']:.2f}" if env.get("load") is not None else ""
-    return (f"{env['cpu']}, {env['cores']} cores, {env['threads']} threads, torch "
+    gpu = f"{env['cuda']} (driver {env.get('driver')}), " if env.get("cuda") else ""
+    return (f"{gpu}{env['cpu']}, {env['cores']} cores, {env['threads']} threads, torch "
             f"{env['torch']}, onnxruntime {env['onnxruntime']}, python {env['python']}{load}")
 
 

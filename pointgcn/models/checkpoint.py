@@ -35,10 +35,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict,
                     meta: dict | None = None, **extra: Any) -> None:
     """`config` is the run config; its model section is replaced by the model's own resolved
-    config, so the file alone rebuilds exactly this model."""
+    config, so the file alone rebuilds exactly this model. Weights are stored on the CPU,
+    whatever device trained them."""
     config = {**config, "model": dict(model.cfg)}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "config": config,
-               "state_dict": model.state_dict(), "meta": meta or {}, **extra}
+               "state_dict": state, "meta": meta or {}, **extra}
     atomic_torch_save(payload, path)
 
 

@@ -16,6 +16,12 @@ reference architecture (`REFERENCE_OPS`); its median is stored with each row, so
 can divide out slow drifts of the machine between groups (measured here: the spread of
 repeated medians of the same models drops from ≈ 2 % to ≈ 1 % after that normalisation).
 
+On a GPU (`device="cuda"`): the models and input live on the GPU, warm-up runs end with a
+synchronisation, and each run is timed by CUDA events recorded around it and synchronised
+(the GPU's own clock: no host scheduling noise); onnxruntime runs its CUDA provider, timed by
+the wall clock. Rows are keyed by the GPU's name and driver (the device fingerprint), so a
+regressor, an LC-NAS target and a budget are in milliseconds of one device.
+
 Rows go to a jsonl file (`latency_file`: its format, reading, and the checks before an
 append).
 """
@@ -104,13 +110,13 @@ def build_network(ops_or_genotype, config: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def device_fingerprint(runtime: str, threads: int) -> dict:
+def device_fingerprint(runtime: str, threads: int, device: str = "cpu") -> dict:
     """`pointgcn.export.timing.device_fingerprint` plus what a latency row needs: machine and
     OS, and an `id` over device, runtime and threads (the regressor fits one device at a time).
     A torch row leaves out the onnxruntime version, which cannot change its latency."""
     from ..export.timing import device_fingerprint as base_fingerprint
 
-    fp = base_fingerprint()
+    fp = base_fingerprint(device)
     if runtime != "onnxruntime":
         fp.pop("onnxruntime", None)
     fp.update(machine=platform.machine(), system=platform.system())
@@ -127,13 +133,55 @@ def _torch_runner(model: torch.nn.Module, x: torch.Tensor):
     return run
 
 
-def _onnx_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, workdir: Path):
-    from ..export.runtime import make_session
+def _onnx_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, workdir: Path,
+                 device: torch.device = torch.device("cpu")):
+    from ..export.runtime import make_session, providers_for
 
     path = export_onnx_file(model, x, workdir / f"m{id(model)}.onnx")
-    sess = make_session(path, threads, providers=["CPUExecutionProvider"])
+    sess = make_session(path, threads, providers=providers_for(device.type))
     feed = {sess.get_inputs()[0].name: x.numpy()}
     return lambda: sess.run(None, feed)
+
+
+def device_of(fingerprint: dict | None) -> str:
+    """The device a latency fingerprint (a row's, a regressor's) was measured on: "cuda" or
+    "cpu"."""
+    return "cuda" if (fingerprint or {}).get("device", "cpu").startswith("cuda") else "cpu"
+
+
+def check_same_gpu(fingerprint: dict | None) -> str:
+    """The device to measure on so that latencies compare with `fingerprint`'s: its GPU must
+    be this machine's GPU (one-line InputError otherwise)."""
+    from ..engine.device import describe_device, device_name
+    from ..errors import InputError
+
+    if device_of(fingerprint) == "cpu":
+        return "cpu"
+    want = fingerprint.get("cuda")
+    if not torch.cuda.is_available():
+        raise InputError(f"these latencies were measured on the GPU {want}; this machine has "
+                         "no GPU to measure on")
+    have = describe_device(device_name("cuda"))["name"]
+    if have != want:
+        raise InputError(f"these latencies were measured on {want}, this machine's GPU is "
+                         f"{have}; milliseconds of different GPUs do not compare")
+    return "cuda"
+
+
+def _timed(run, clock: str) -> tuple[float, float]:
+    """(ms by `clock`, wall ms) of one run; "cuda": CUDA events around it, synchronised."""
+    if clock == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        w0 = time.perf_counter_ns()
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end), (time.perf_counter_ns() - w0) / 1e6
+    w0, c0 = time.perf_counter_ns(), time.process_time_ns()
+    run()
+    cpu, wall = (time.process_time_ns() - c0) / 1e6, (time.perf_counter_ns() - w0) / 1e6
+    return (cpu if clock == "cpu" else wall), wall
 
 
 def export_onnx_file(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
@@ -159,38 +207,42 @@ def torch_threads(n: int):
 
 def measure_group(models: list[torch.nn.Module], config: dict, runtime: str = "torch",
                   threads: int = 1, warmup: int = 3, rounds: int = 20,
-                  seed: int = 0) -> list[dict]:
+                  seed: int = 0, device: str = "cpu") -> list[dict]:
     """Interleaved timing of several models on the same input: per model {median, min, …} ms.
 
     Clock: with one thread, the process CPU time of each run — on an idle core it equals the
     wall time, and unlike the wall time it leaves out the slices the scheduler gives other
     processes (measured here under load: spread of repeated medians ≈ 2 % vs 3–28 % for wall
     time). With more threads CPU time would add up the threads, so the wall clock is used.
+    PyTorch on a GPU: CUDA events (module doc).
     """
+    from ..engine.device import resolve_device, synchronize
+
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if rounds < 1 or warmup < 0 or threads < 1:
         raise ConfigError("rounds and threads must be ≥ 1 and warmup ≥ 0")
     c = resolve_config(config)
+    place = resolve_device(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(c["batch"], c["in_channels"], c["points"], generator=gen) * 2 - 1
     rng = np.random.default_rng(seed)
-    clock = "cpu" if threads == 1 else "wall"
+    if place.type == "cuda":
+        clock = "cuda" if runtime == "torch" else "wall"
+    else:
+        clock = "cpu" if threads == 1 else "wall"
     with torch_threads(threads), tempfile.TemporaryDirectory() as tmp:
-        runners = [_torch_runner(m, x) if runtime == "torch" else
-                   _onnx_runner(m, x, threads, Path(tmp)) for m in models]
+        runners = [_torch_runner(m.to(place), x.to(place)) if runtime == "torch" else
+                   _onnx_runner(m, x, threads, Path(tmp), place) for m in models]
         for run in runners:
             for _ in range(warmup):
                 run()
-        cpu = np.zeros((rounds, len(runners)))
+        synchronize(place)
+        main = np.zeros((rounds, len(runners)))
         wall = np.zeros((rounds, len(runners)))
         for r in range(rounds):
             for i in rng.permutation(len(runners)):
-                w0, c0 = time.perf_counter_ns(), time.process_time_ns()
-                runners[i]()
-                cpu[r, i] = (time.process_time_ns() - c0) / 1e6
-                wall[r, i] = (time.perf_counter_ns() - w0) / 1e6
-    main = cpu if clock == "cpu" else wall
+                main[r, i], wall[r, i] = _timed(runners[i], clock)
     return [{"median": float(np.median(t)), "min": float(t.min()),
              "p25": float(np.percentile(t, 25)), "p75": float(np.percentile(t, 75)),
              "wall_median": float(np.median(w)), "clock": clock, "rounds": rounds,
@@ -198,30 +250,31 @@ def measure_group(models: list[torch.nn.Module], config: dict, runtime: str = "t
 
 
 def measure(ops_or_genotype, config: dict, runtime: str = "torch", threads: int = 1,
-            warmup: int = 5, rounds: int = 30, seed: int = 0) -> dict:
+            warmup: int = 5, rounds: int = 30, seed: int = 0, device: str = "cpu") -> dict:
     """Latency stats (ms) of one architecture, interleaved with the reference architecture
     (its median is returned as `reference_ms`)."""
     torch.manual_seed(seed)
     models = [build_network(ops_or_genotype, config), build_network(REFERENCE_OPS, config)]
-    stats, ref = measure_group(models, config, runtime, threads, warmup, rounds, seed)
+    stats, ref = measure_group(models, config, runtime, threads, warmup, rounds, seed, device)
     return {**stats, "reference_ms": ref["median"]}
 
 
 def measure_model(model: torch.nn.Module, config: dict, runtime: str = "torch",
-                  threads: int = 1, warmup: int = 5, rounds: int = 30, seed: int = 0) -> dict:
+                  threads: int = 1, warmup: int = 5, rounds: int = 30, seed: int = 0,
+                  device: str = "cpu") -> dict:
     """Latency stats (ms) of a built (e.g. trained) model, interleaved with the reference."""
     torch.manual_seed(seed)
     ref = build_network(REFERENCE_OPS, config)
     stats, ref_stats = measure_group([model.eval(), ref], config, runtime, threads, warmup,
-                                     rounds, seed)
+                                     rounds, seed, device)
     return {**stats, "reference_ms": ref_stats["median"]}
 
 
 def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = "torch",
             threads: int = 1, warmup: int = 3, rounds: int = 20, group: int = 8,
             seed: int | None = None, progress: bool = True, archs: list | None = None,
-            sampling: str = "uniform") -> int:
-    """Measure `n` sampled architectures (or the given `archs`) and append rows."""
+            sampling: str = "uniform", device: str = "cpu") -> int:
+    """Measure `n` sampled architectures (or the given `archs`) on `device` and append rows."""
     c = resolve_config(config)
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -234,8 +287,8 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
         [sample_edge_ops(rng, sampling) for _ in range(n)]
     for ops in archs:  # an unknown op or a wrong edge count fails before the file is touched
         Genotype.from_edge_ops(ops)
-    device = device_fingerprint(runtime, threads)
-    prepare_append(Path(out), c, runtime, device)
+    fingerprint = device_fingerprint(runtime, threads, device)
+    prepare_append(Path(out), c, runtime, fingerprint)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -245,10 +298,11 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
         chunk = archs[start:start + group]
         torch.manual_seed(seed + start)
         models = [build_network(ops, c) for ops in chunk + [REFERENCE_OPS]]
-        *stats, ref = measure_group(models, c, runtime, threads, warmup, rounds, seed + start)
+        *stats, ref = measure_group(models, c, runtime, threads, warmup, rounds, seed + start,
+                                    device)
         for ops, st in zip(chunk, stats):
             row = {"encoding": encode_ops(ops).astype(int).tolist(), "ops": ops, "config": c,
-                   "device": device, "runtime": runtime, "threads": threads,
+                   "device": fingerprint, "runtime": runtime, "threads": threads,
                    "sampling": sampling if archs_given is None else "given",
                    "latency_ms": st["median"], "stats": st, "reference_ms": ref["median"],
                    "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -22,6 +22,11 @@ is marked `missed_target: true` in table.json/table.md, its model card and candi
 Budget selection (`pointgcn.export.budget`) never trusts these numbers: it times every
 candidate on the serving device against the budget.
 
+Devices: the search and the final training run on the run's `device:`; the trained model is
+timed on the device the regressor's rows were measured on (a regressor fitted on a GPU needs
+that GPU here, checked before the data is read), so a target is met in that device's
+milliseconds. The model card records both.
+
 Config `final:` section (LC-NAS): `model:` overrides for the stand-alone model (e.g.
 fusion_channels, dropout) and `train:` for `pointgcn.engine.trainer.Trainer`.
 """
@@ -35,18 +40,19 @@ import torch
 
 from ..data.build import build_datasets
 from ..engine.distributed import Dist
+from ..engine.run_folder import holds_run
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
-from ..engine.trainer import Trainer, collate
+from ..engine.batches import collate
+from ..engine.trainer import Trainer
 from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.weights import sha256
 from .genotype import Genotype
-from .latency import measure_model
+from .latency import check_same_gpu, measure_model
 from .latreg import load_latreg, normalise_ms
 from .network import DEFAULTS as MODEL_DEFAULTS
-from .search_loop import Searcher, resolve_search
-from .search_state import state_path
+from .search import resolve_search, search_supernet
 
 SIZE_OF_MODEL = {"cells": "cells", "width": "channels", "k": "k"}
 HEAD_KEYS = ("stem_multiplier", "fusion_channels", "prediction")
@@ -107,11 +113,13 @@ def run_search(cfg: dict, out: Path, d: Dist, progress: bool = True, resume: boo
     that has not started there starts afresh)."""
     s = resolve_search(cfg.get("search", {}))
     latreg = load_latreg(s["latreg"]) if s["method"] == "lcnas" else None  # before the data
+    if latreg is not None:
+        check_same_gpu(latreg.meta.get("device"))
     data = build_datasets(cfg, ("train", "val"), progress=progress and d.main)
     deploy = deploy_config(latreg, cfg, data) if latreg is not None else None
-    searcher = Searcher(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy,
-                        resume=resume and state_path(out).is_file())
-    genotype, summary = searcher.run()
+    search = search_supernet(cfg, out, data, d, progress, latreg=latreg, deploy_config=deploy,
+                             resume=resume and holds_run(out))
+    genotype, summary = search.genotype, search.summary
     if s["method"] != "lcnas":
         return summary
     return finish_lcnas(cfg, genotype, summary, out, data, latreg, deploy, d, progress, resume)
@@ -144,9 +152,9 @@ def test_metrics(model: torch.nn.Module, dataset, task: str, class_names, batch:
 def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dist,
                  progress: bool, resume: bool = False) -> dict:
     run_cfg = final_run_config(cfg, genotype, data, deploy)
-    resume = resume and (out / "train" / "checkpoints" / "last.pt").is_file()
+    resume = resume and holds_run(out / "train")
     trainer = Trainer(run_cfg, out / "train", data, resume=resume, progress=progress, dist=d)
-    trainer.fit()
+    train_final = trainer.fit()
     if not d.main:
         return summary
     ckpt_dir = out / "train" / "checkpoints"
@@ -155,7 +163,8 @@ def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dis
     key = KEY_METRIC[data.task]
     test_data = build_datasets(cfg, ("test",))
     test = test_metrics(model, test_data.test, data.task, data.class_names)
-    lat = measure_model(model, deploy, runtime=latreg.meta.get("runtime") or "torch")
+    lat = measure_model(model, deploy, runtime=latreg.meta.get("runtime") or "torch",
+                        device=check_same_gpu(latreg.meta.get("device")))
     data_ref = latreg.meta.get("reference_ms")
     measured = normalise_ms(lat["median"], lat["reference_ms"], data_ref)
     params = sum(p.numel() for p in model.parameters())
@@ -175,6 +184,7 @@ def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dis
                        "normalised_to_reference_ms": data_ref,
                        "runtime": latreg.meta.get("runtime") or "torch", "threads": 1,
                        "config": deploy, "device": latreg.meta.get("device")},
+        "device": {"search": summary.get("device"), "training": train_final.get("device")},
         "accuracy": {"metric": key,
                      "validation_during_search": row["val_accuracy"],
                      "validation_data": "held-out part of the training split (supernet)",
