@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import timeit  # noqa: E402  (median of repeats after a warm-up)
 
 RNG = np.random.default_rng(0)
 
@@ -185,16 +186,6 @@ def verdict(reader, path, truth) -> str:
     return "ok"
 
 
-def median_time(fn, repeats=5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=1_000_000)
@@ -219,7 +210,7 @@ def main() -> None:
             data, _ = (ply_bytes(args.points) if kind == "ply" else pcd_bytes(args.points))
             path = Path(tmp) / f"big.{kind}"
             path.write_bytes(data)
-            times = {n: median_time(lambda r=r: r(path)) for n, r in readers.items()}
+            times = {n: timeit(lambda r=r: r(path)) for n, r in readers.items()}
             print(f"\n{kind.upper()} read of {args.points:,} binary points (median of 5): "
                   + ", ".join(f"{n} {t * 1000:.0f} ms ({t / times['pointgcn']:.2f}×)"
                               for n, t in times.items()))
