@@ -39,10 +39,10 @@ def add_arguments(p):
     p.add_argument("--holdout", type=float, default=0.2,
                    help="share of the labelled points held out to score the result (0.2)")
     p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps")
-    p.add_argument("--anchor", type=float, default=0.1,
+    p.add_argument("--anchor", type=float, default=0.3,
                    help="with the model's own classes: pull of the new weights towards the "
-                        "model's (0 fits this scan best, more keeps other scans as good; "
-                        "docs/adaptation.md; default 0.1)")
+                        "model's (0 fits this scan best, more keeps other scans better; "
+                        "docs/adaptation.md; default 0.3)")
     add_harmonise_arguments(p)
     p.add_argument("--batch", type=positive_int, default=8, help="blocks per forward pass")
     add_device_argument(p)

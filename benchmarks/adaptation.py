@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--weights", default="synth-rooms")
     ap.add_argument("--seed", type=int, default=100)
-    ap.add_argument("--anchor", type=float, nargs="+", default=[0.1, 0.0],
+    ap.add_argument("--anchor", type=float, nargs="+", default=[0.3, 0.0],
                     help="pulls towards the model's weights to compare (pointgcn adapt --anchor)")
     args = ap.parse_args()
     model, cfg, meta = open_checkpoint(weights_file(args.weights))

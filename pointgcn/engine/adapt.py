@@ -128,7 +128,7 @@ def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
 
 
 def fit_layer(x: np.ndarray, y: np.ndarray, n_classes: int, init: torch.nn.Linear | None,
-              steps: int = 300, lr: float = 0.01, anchor: float = 0.1,
+              steps: int = 300, lr: float = 0.01, anchor: float = 0.3,
               weight_decay: float = 1e-4, seed: int = 0) -> torch.nn.Linear:
     """Logistic regression on fixed features (full-batch Adam, deterministic for `seed`):
     from `init` with its weights pulled towards it (`anchor` · ‖W − W_init‖²), or from
@@ -161,7 +161,7 @@ def score(layer: torch.nn.Linear, x: np.ndarray, y: np.ndarray, n_classes: int) 
 
 def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_names: list[str],
           settings: Settings, task: str, same_classes: bool, holdout: float = 0.2,
-          steps: int = 300, anchor: float = 0.1, batch: int = 8, seed: int = 0,
+          steps: int = 300, anchor: float = 0.3, batch: int = 8, seed: int = 0,
           progress: bool = False, device: str | None = "cpu") -> Adapted:
     """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc).
     The backbone runs on `device`; the small layer is fitted on the CPU (same result on any
