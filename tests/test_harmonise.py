@@ -135,3 +135,20 @@ def test_training_records_conventions_in_checkpoints_and_cards(synth_root, tmp_p
     text = (tmp_path / "w" / "tiny.md").read_text()
     assert "conventions (checked by `segment`/`classify` before inference): y up, unit sphere" \
         in text
+
+
+def test_auto_keeps_a_near_tie_and_turns_a_clear_winner(room):
+    """A correctly oriented shape the model is unsure of is not turned into a wrong one."""
+    from pointgcn.engine.harmonise import harmonise
+
+    conv = conventions_of({"model": {"task": "classification", "in_channels": 3},
+                           "data": {"dataset": "modelnet40"}})
+    cloud = PointCloud(np.random.default_rng(0).random((200, 3)).astype(np.float32))
+    scores = iter([0.30, 0.33, 0.32])  # x, y, z: y barely above the model's z
+    assert harmonise(cloud, conv, confidence=lambda c: next(scores)).up_axis == "z"
+    scores = iter([0.30, 0.70, 0.32])
+    assert harmonise(cloud, conv, confidence=lambda c: next(scores)).up_axis == "y"
+    # scenes: a 2.5 m corner crop turned y up is still recognised (its planes beat 10%)
+    rooms = {"model": {"task": "segmentation", "in_channels": 9}, "data": {"dataset": "s3dis"}}
+    turned_room = dataclasses.replace(room, points=(room.points @ Z_TO_Y.T).astype(np.float32))
+    assert harmonise(turned_room, conventions_of(rooms)).up_axis == "y"

@@ -4,7 +4,8 @@ can be fixed safely, refuse what cannot, and say what was done — never silentl
 - Up axis: the input is turned so that its up axis becomes the model's (a proper rotation;
   the output keeps the original coordinates, only the model's view turns). `up="auto"` picks
   it: for objects by the model itself (the orientation among x/y/z up in which it is most
-  confident, averaged over its votes); for scenes from the planes — the axis along which the
+  confident, averaged over its votes, if it beats the model's own axis by 25%: a near tie
+  keeps the file as it is); for scenes from the planes (by 10%) — the axis along which the
   normals of flat patches point most often (floor, ceiling, table tops and seats face up,
   while walls split between the two horizontal axes; it can fail for corridors narrower than
   they are high, where `--up-axis` decides).
@@ -33,6 +34,10 @@ from ..models.conventions import AXES, Conventions
 UNITS = {"m": 1.0, "mm": 1e-3, "cm": 1e-2, "in": 0.0254, "ft": 0.3048}
 PLAUSIBLE_EXTENT_M = (0.5, 2000.0)
 PLAUSIBLE_SPACING_M = 0.5
+# auto turns only when another axis scores this much above the model's own axis: objects by
+# the model's confidence (a near tie keeps the file), scenes by the planes' share (a room's
+# floor and ceiling beat one wall pair by 10% or more even in a 2.5 m corner crop)
+TURN_MARGIN = {"object": 1.25, "scene": 1.1}
 
 
 @dataclass
@@ -158,14 +163,17 @@ def _units(cloud: PointCloud, units: str) -> tuple[float, str]:
 
 
 def _auto_up(cloud: PointCloud, conv: Conventions, scale: float, confidence):
+    """The input's up axis, turned only on clear evidence: another axis must beat the model's
+    own by TURN_MARGIN (a near tie keeps the file as it is — a correctly oriented shape the
+    model is unsure of is not turned into a wrong one)."""
     if conv.units == "m" or confidence is None:  # scenes: the floor and ceiling
-        axis, share = floor_axis(cloud.points)
-        shown = ", ".join(f"{a} {share[a]:.2f}" for a in AXES)
-        how = f"flat patches facing {shown}"
+        _, score = floor_axis(cloud.points)
+        how, margin = "flat patches facing", TURN_MARGIN["scene"]
     else:  # objects: the model's own confidence
         score = {a: float(confidence(turned(cloud, a, conv.up_axis))) for a in AXES}
-        axis = max(score, key=score.get)
-        shown = ", ".join(f"{a} {score[a]:.2f}" for a in AXES)
-        how = f"model confidence if up were {shown}"
+        how, margin = "model confidence if up were", TURN_MARGIN["object"]
+    best = max(score, key=score.get)
+    axis = best if score[best] > score[conv.up_axis] * margin else conv.up_axis
+    shown = ", ".join(f"{a} {score[a]:.2f}" for a in AXES)
     turn = "as trained" if axis == conv.up_axis else f"→ turned to the model's {conv.up_axis}"
-    return axis, f"up axis: {axis} (auto; {how}) {turn}"
+    return axis, f"up axis: {axis} (auto; {how} {shown}) {turn}"
