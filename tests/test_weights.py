@@ -75,7 +75,8 @@ def test_repository_weights_verify_and_load():
         assert e["size_bytes"] == path.stat().st_size < 10_000_000
         ckpt = read_checkpoint(path)
         text = (weights_dir() / e["card"]).read_text()
-        assert "synthetic" in text and e["sha256"] in text
+        provenance = "trained on real data" if e.get("real_data") else "synthetic"
+        assert provenance in text and e["sha256"] in text
         assert card_config(text) == ckpt["config"]  # the card describes this very file
         table = card_table(text)
         # the headline figure of the manifest is a row of the card, to its 4 decimals …

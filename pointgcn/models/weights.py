@@ -90,7 +90,8 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
              "points": ckpt["config"].get("data", {}).get("n_points"),
              "accuracy": card["accuracy"], "params": int(params),
              "size_bytes": file.stat().st_size, "card": f"{name}.md",
-             **({"default": True} if card.get("default") else {})}
+             **({"default": True} if card.get("default") else {}),
+             **({"real_data": True} if card.get("real_data") else {})}
     conventions = (ckpt.get("meta") or {}).get("conventions")
     with atomic_path(folder / f"{name}.md") as tmp:
         tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions))
