@@ -57,7 +57,7 @@ def run(args) -> int:
     from apps.paths import check_output
     from apps.source_args import preflight
     from pointgcn.engine.adapt import adapt
-    from pointgcn.engine.inference import Settings
+    from pointgcn.data.build import SampleSettings
     from pointgcn.errors import InputError
     from pointgcn.export.serve import default_model
     from pointgcn.export.sources import open_checkpoint, weights_file
@@ -81,7 +81,7 @@ def run(args) -> int:
     old_names = list(meta.get("class_names") or [str(i) for i in range(model.cfg["n_classes"])])
     names = _class_names(args.classes) if args.classes else old_names
     seen = preflight(args, cloud, cfg).cloud
-    result = adapt(model, seen, labels, names, Settings.from_config(cfg), task,
+    result = adapt(model, seen, labels, names, SampleSettings.from_config(cfg), task,
                    same_classes=names == old_names, holdout=args.holdout, steps=args.steps,
                    anchor=args.anchor, batch=args.batch, seed=args.seed,
                    progress=not args.no_progress, device=args.device)

@@ -44,7 +44,7 @@ def add_arguments(p):
 def run(args) -> int:
     from apps.paths import expand_inputs
     from apps.source_args import predictor_from_args
-    from pointgcn.engine.inference import Settings
+    from pointgcn.data.build import SampleSettings
     from pointgcn.errors import InputError
     from pointgcn.io import SUPPORTED
     from pointgcn.io.mesh import MAX_SAMPLES
@@ -59,7 +59,7 @@ def run(args) -> int:
     predictor, cfg = predictor_from_args(args, "classification")
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     rows, failed = [], 0
     progress = _progress(files)
     for path in progress:

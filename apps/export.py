@@ -53,7 +53,6 @@ def run(args) -> int:
     from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.export import export_onnx
-    from pointgcn.export.parity import load_check_data
     from pointgcn.export.quantize import int8_path
     from pointgcn.export.sources import load_source
 
@@ -77,10 +76,10 @@ def run(args) -> int:
     if src.model is None:
         raise InputError(f"{args.checkpoint} is already an ONNX model")
     cfg = src.model.cfg
-    data = load_check_data(args.check_data, cfg["in_channels"]) if args.check_data else None
     points = args.points or _training_points(src.run_config, cfg)
+    data, data_name = _check_clouds(args, src.run_config, points)
     report = export_onnx(src.model, out, opset=args.opset, points=points, batch=args.batch,
-                         parity=not args.no_parity, check_data=data,
+                         parity=not args.no_parity, check_data=data, check_data_name=data_name,
                          min_agreement=args.min_agreement, quantize=args.quantize,
                          run_config=src.run_config, class_names=src.class_names,
                          exporter=args.exporter, threads=args.threads, seed=args.seed,
@@ -93,3 +92,20 @@ def run(args) -> int:
 def _training_points(run_config: dict, model_cfg: dict) -> int:
     n = (run_config.get("data") or {}).get("n_points")
     return int(n) if n else DEFAULT_POINTS[model_cfg["task"]]
+
+
+def _check_clouds(args, run_config: dict, points: int):
+    """(clouds, their description) for the parity check and the int8 comparison: --check-data,
+    else procedural clouds of the model's kind, else (None, "random"): noise."""
+    from pointgcn.export.parity import check_batch, load_check_data
+
+    model = run_config["model"]
+    if args.check_data:
+        return load_check_data(args.check_data, model["in_channels"]), "given"
+    if args.no_parity and not args.quantize:
+        return None, None
+    from pointgcn.data.synthetic.check_clouds import synthetic_clouds  # needs trimesh
+
+    drawn = synthetic_clouds(run_config, check_batch(model.get("task"), args.batch), points,
+                             args.seed)
+    return drawn or (None, "random")

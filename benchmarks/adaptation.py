@@ -48,7 +48,7 @@ def miou(pred, labels, mask) -> float:
 
 def main() -> None:
     from pointgcn.engine.adapt import adapt
-    from pointgcn.engine.inference import Settings
+    from pointgcn.data.build import SampleSettings
     from pointgcn.export.sources import open_checkpoint, weights_file
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,7 +60,7 @@ def main() -> None:
                     help="pulls towards the model's weights to compare (pointgcn adapt --anchor)")
     args = ap.parse_args()
     model, cfg, meta = open_checkpoint(weights_file(args.weights))
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     names = list(meta["class_names"])
     with tempfile.TemporaryDirectory() as tmp:
         data = list(rooms(Path(tmp), args.rooms, args.seed))

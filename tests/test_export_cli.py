@@ -48,6 +48,23 @@ def test_export_cli_writes_model_report_and_int8(tmp_path, ckpt, capsys):
     assert loaded.n_classes == 5 and cfg["model"]["k"] == 4
 
 
+def test_export_checks_parity_on_clouds_of_the_models_kind_by_default(tmp_path, capsys):
+    """`pointgcn export` draws procedural clouds of the model's kind (data/synthetic); the
+    library, given none, checks on noise."""
+    from pointgcn.export import export_onnx
+
+    cfg = {**TINY, "in_channels": 9, "n_classes": 13}
+    ckpt = tmp_path / "rooms.pt"
+    save_checkpoint(ckpt, build_model(cfg), {"model": cfg, "data": {"n_points": 32}})
+    out = tmp_path / "rooms.onnx"
+    assert main(["export", str(ckpt), "--out", str(out), "--threads", "1"]) == 0
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    assert report["parity"]["data"] == "synthetic room blocks" and report["passed"]
+    capsys.readouterr()
+    lib = export_onnx(build_model(cfg), tmp_path / "lib.onnx", points=32, threads=1)
+    assert lib.parity["data"] == "random"
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)

@@ -18,6 +18,7 @@ samples so every point is drawn.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -64,6 +65,10 @@ class BlockPlan:
         if not cover_all:
             return np.ones(len(self), dtype=np.int64)
         return np.maximum(1, -(-self.counts // self.n_points))
+
+    def select(self, blocks: np.ndarray) -> "BlockPlan":
+        """The same plan with only the blocks `blocks` (indices, in that order)."""
+        return dataclasses.replace(self, starts=self.starts[blocks], counts=self.counts[blocks])
 
     def members(self, k: int) -> np.ndarray:
         """Indices of the points in block k (inclusive bounds), ascending."""

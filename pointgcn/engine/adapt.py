@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.build import SampleSettings
 from ..data.rooms import iter_blocks, plan_blocks
 from ..errors import InputError
 from ..io.cloud import PointCloud
 from ..models.heads import FusionHead
 from .device import describe_device, resolve_device, to_device
-from .inference import Settings, cover_logits
+from .inference import cover_logits
 from .metrics import ConfusionMatrix
 
 MIN_LABELLED = 50          # labelled points in all; fewer cannot train and validate a head
@@ -66,7 +67,7 @@ class FeatureTap:
         return seen["x"].float().cpu().numpy()
 
 
-def point_features(cloud: PointCloud, tap: FeatureTap, settings: Settings, task: str,
+def point_features(cloud: PointCloud, tap: FeatureTap, settings: SampleSettings, task: str,
                    wanted: np.ndarray, batch: int = 8, seed: int = 0,
                    progress: bool = False) -> np.ndarray:
     """(len(wanted), F) mean features of the points `wanted` (indices into `cloud`)."""
@@ -160,7 +161,7 @@ def score(layer: torch.nn.Linear, x: np.ndarray, y: np.ndarray, n_classes: int) 
 
 
 def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_names: list[str],
-          settings: Settings, task: str, same_classes: bool, holdout: float = 0.2,
+          settings: SampleSettings, task: str, same_classes: bool, holdout: float = 0.2,
           steps: int = 300, anchor: float = 0.1, batch: int = 8, seed: int = 0,
           progress: bool = False, device: str | None = "cpu") -> Adapted:
     """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc).

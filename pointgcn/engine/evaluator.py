@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.build import build_datasets, resolve_data
+from ..data.build import SampleSettings, build_datasets, resolve_data
 from ..data.classes import S3DIS_CLASSES
 from ..data.s3dis import find_s3dis, iter_rooms, room_cloud
 from ..errors import InputError
-from .inference import Settings, cover_logits, segment_cloud
+from .inference import cover_logits, segment_cloud
 from .metrics import ConfusionMatrix, PartNetIoU
 from .predictor import Predictor
 from .task_metrics import predict_labels
@@ -85,7 +85,7 @@ def evaluate_rooms(cfg: dict, predictor: Predictor, *, batch: int = 8,
                    progress: bool = True) -> dict:
     """Every point of every test-area room, labels from block voting."""
     d = resolve_data(cfg["data"])
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     cm = ConfusionMatrix(predictor.n_classes)
     rooms = 0
     for name, rows in iter_rooms(d["root"], [d["test_area"]], progress=progress):
