@@ -59,8 +59,8 @@ def run(args) -> int:
     from pointgcn.engine.adapt import adapt
     from pointgcn.data.build import SampleSettings
     from pointgcn.errors import InputError
-    from pointgcn.export.serve import default_model
-    from pointgcn.export.sources import open_checkpoint, weights_file
+    from apps.source_args import shipped_default
+    from pointgcn.export.serve import open_model
 
     card = args.out.with_suffix(".md")
     check_output(card, "the model card", (".md",), [args.labels, args.scan, args.out])
@@ -72,11 +72,12 @@ def run(args) -> int:
     cloud = _scan(args, labelled, labels) if args.scan else labelled
     if args.scan:
         labels = cloud.labels
-    source = args.weights or default_model("segmentation")
-    if args.weights is None:
-        print(f"using the shipped model {source} (the default for segmentation; --weights to "
-              "choose another)")
-    model, cfg, meta = open_checkpoint(weights_file(source))
+    source = args.weights or shipped_default("segmentation", "--weights")
+    loaded = open_model(source)
+    if loaded.module is None:
+        raise InputError(f"{source}: adapt needs PyTorch weights (a checkpoint), not an "
+                         ".onnx file")
+    model, cfg, meta = loaded.module, loaded.run_config, loaded.meta
     task = model.cfg["task"]
     old_names = list(meta.get("class_names") or [str(i) for i in range(model.cfg["n_classes"])])
     names = _class_names(args.classes) if args.classes else old_names

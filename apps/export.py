@@ -54,7 +54,7 @@ def run(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.export import export_onnx
     from pointgcn.export.quantize import int8_path
-    from pointgcn.export.sources import load_source
+    from pointgcn.export.serve import open_model
 
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be ≥ 1, got {args.points}")
@@ -72,16 +72,17 @@ def run(args) -> int:
     for path, what, suffix in derived:  # checked before the export, like --out itself
         others = [args.checkpoint, args.check_data] + [p for p in written if p is not path]
         check_output(path, what, (suffix,), others)
-    src = load_source(args.checkpoint, args.model_config, seed=args.seed)
-    if src.model is None:
+    src = open_model(args.checkpoint, overrides=args.model_config, random_weights=True,
+                     seed=args.seed)
+    if src.module is None:
         raise InputError(f"{args.checkpoint} is already an ONNX model")
-    cfg = src.model.cfg
+    cfg = src.module.cfg
     points = args.points or _training_points(src.run_config, cfg)
     data, data_name = _check_clouds(args, src.run_config, points)
-    report = export_onnx(src.model, out, opset=args.opset, points=points, batch=args.batch,
+    report = export_onnx(src.module, out, opset=args.opset, points=points, batch=args.batch,
                          parity=not args.no_parity, check_data=data, check_data_name=data_name,
                          min_agreement=args.min_agreement, quantize=args.quantize,
-                         run_config=src.run_config, class_names=src.class_names,
+                         run_config=src.run_config, class_names=src.meta.get("class_names"),
                          exporter=args.exporter, threads=args.threads, seed=args.seed,
                          device=args.device, provider=args.provider)
     print(report.summary())

@@ -1,7 +1,9 @@
-"""Pre- and post-processing shared by every runtime (PyTorch, onnxruntime) and every stage.
+"""Run a predictor over a cloud: the pre- and post-processing shared by every runtime
+(PyTorch, onnxruntime) and every stage.
 
-segment: any cloud → overlapping blocks (the training block size, stride and 9 channels) →
-per-point mean logits over all blocks covering each *original* point → labels.
+segment: any cloud → overlapping blocks (data/rooms.py: the training block size, stride and 9
+channels) → per-point mean logits over all blocks covering each *original* point
+(`predict_room`) → labels.
 classify: any cloud or mesh sample → unit sphere → N points (votes over random subsets) →
 class probabilities.
 Every stage first checks that the cloud has enough *distinct* points for the model's widest
@@ -12,13 +14,16 @@ replacement, exactly as in training.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..data.build import SampleSettings
-from ..data.rooms import DEFAULT_FILL_COLOR, predict_room
+from ..data.rooms import DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks
 from ..data.transforms import normalize_unit_sphere
 from ..errors import InputError
 from ..io.cloud import PointCloud
+from ..tasks import DEFAULT_POINTS
 from .predictor import Predictor
 
 
@@ -47,6 +52,22 @@ def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: SampleSetti
                         stride=settings.stride, n_points=settings.n_points, batch=batch,
                         position_norm=settings.position_norm, fill_color=DEFAULT_FILL_COLOR,
                         seed=seed)
+
+
+def predict_room(cloud: PointCloud, predict: Callable[[np.ndarray], np.ndarray], n_classes: int,
+                 block: float = 1.0, stride: float = 0.5,
+                 n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
+                 batch: int = 8, position_norm: str = "normalize_scale",
+                 fill_color: float = DEFAULT_FILL_COLOR, cover_all: bool = False,
+                 seed: int = 0) -> np.ndarray:
+    """Per-point mean logits (N, C) of a whole cloud: plan, iterate, vote, fill.
+    `predict` maps features (B, 9, n_points) to logits (B, C, n_points)."""
+    plan = plan_blocks(cloud.points, block, stride, n_points, min_points)
+    votes = VoteAccumulator(len(cloud), n_classes)
+    for feats, index in iter_blocks(cloud, plan, batch, position_norm, fill_color, cover_all,
+                                    seed):
+        votes.add(predict(feats), index)
+    return votes.result(cloud.points)
 
 
 def segment_object(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.classes import default_class_names
 from ..engine.predictor import finite_logits
 from ..errors import FormatError, InputError
-from .sources import default_class_names
 
 META_PREFIX = "pointgcn."
 INPUT_NAME = "features"

@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -110,13 +111,15 @@ def _load() -> float | None:
 def peak_memory(runtime: str, path: str | Path, points: int, batch: int,
                 threads: int | None = None, runs: int = 2, timeout: float = 900) -> dict:
     """Peak RSS (MB) of `runs` inferences above the loaded baseline, in a fresh subprocess."""
-    cmd = [sys.executable, "-m", "pointgcn.export.memprobe", runtime, str(path),
-           "--points", str(points), "--batch", str(batch), "--runs", str(runs)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          cwd=Path(__file__).resolve().parents[2])
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"peak_mb": None, "error": tail[:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "peak.json"
+        cmd = [sys.executable, "-m", "pointgcn.export.memprobe", runtime, str(path), str(result),
+               "--points", str(points), "--batch", str(batch), "--runs", str(runs)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              cwd=Path(__file__).resolve().parents[2])
+        if proc.returncode != 0 or not result.is_file():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"peak_mb": None, "error": tail[:200]}
+        return json.loads(result.read_text())

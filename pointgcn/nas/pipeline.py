@@ -46,7 +46,8 @@ from ..engine.batches import collate
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, InputError
 from ..io.atomic import atomic_path
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..export.serve import open_model
+from ..models.checkpoint import save_checkpoint
 from ..models.weights import sha256
 from .genotype import Genotype
 from .latency import check_same_gpu, measure_model
@@ -159,7 +160,7 @@ def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dis
         return summary
     ckpt_dir = out / "train" / "checkpoints"
     best = ckpt_dir / "best.pt" if (ckpt_dir / "best.pt").is_file() else ckpt_dir / "last.pt"
-    model = load_checkpoint(best)
+    model = open_model(best).module
     key = KEY_METRIC[data.task]
     test_data = build_datasets(cfg, ("test",))
     test = test_metrics(model, test_data.test, data.task, data.class_names)
