@@ -26,6 +26,13 @@ LAYERS = ("pointgcn", "errors", "tasks", "seeds", "config", "registry",
 REGISTRY_PLUGINS = {("models", "pointgcn.nas.network")}
 
 
+# Imported inside functions, each with a one-line reason where it is: heavy or optional
+# third-party packages that only some inputs or outputs need. Everything else, the package's
+# own modules above all, is imported at the top of its module.
+LAZY = {"open3d", "trimesh", "laspy", "pye57", "onnxruntime", "torch_cluster", "matplotlib",
+        "mpl_toolkits"}
+
+
 def layer_of(module: str) -> str:
     """"pointgcn.export.serve" → "export"; the package root itself → "pointgcn"."""
     parts = module.split(".")
@@ -85,6 +92,25 @@ def violations(path: Path, root: Path = PACKAGE) -> list[str]:
             found.append(f"{where}:{line}: {layer_of(module)} names the plugin {target} of "
                          f"{other} (add it to REGISTRY_PLUGINS only with a reason)")
     return found
+
+
+def test_imports_inside_functions_are_only_heavy_optional_packages():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    tops = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    tops = ["pointgcn" if node.level else node.module.split(".")[0]]
+                else:
+                    continue
+                found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {top} in "
+                          f"{fn.name}()" for top in tops if top not in LAZY]
+    assert not found, "import these at the top of the module:\n" + "\n".join(found)
 
 
 def test_every_sub_package_and_top_level_module_has_a_layer():

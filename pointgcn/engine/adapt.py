@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..data.build import SampleSettings
 from ..data.rooms import iter_blocks, plan_blocks
 from ..errors import InputError
 from ..io.cloud import PointCloud
+from ..models import build_model
 from ..models.heads import FusionHead
 from .device import describe_device, resolve_device, to_device
 from .inference import cover_logits
@@ -84,8 +86,6 @@ def point_features(cloud: PointCloud, tap: FeatureTap, settings: SampleSettings,
     plan = plan_blocks(cloud.points, settings.block, settings.stride, settings.n_points)
     blocks = iter_blocks(cloud, plan, batch, settings.position_norm, cover_all=True, seed=seed)
     if progress:
-        from tqdm import tqdm
-
         total = int(plan.samples_per_block(True).sum())
         blocks = tqdm(blocks, total=-(-total // batch), desc="features", unit="batch")
     for feats, index in blocks:
@@ -167,8 +167,6 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
     """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc).
     The backbone runs on `device`; the small layer is fitted on the CPU (same result on any
     device)."""
-    from ..models import build_model
-
     if task not in ("segmentation", "part_segmentation"):
         raise InputError(f"adaptation re-heads segmentation models; this one is a {task} model")
     train, held = split_labels(labels, holdout, seed)

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import InputError
+from .device import device_name, resolve_device
 
 
 @dataclass
@@ -41,8 +42,6 @@ def backend_for(device: torch.device) -> str:
 def init_distributed(device: str | None = "auto") -> Dist:
     """This process's `Dist` for the `--device` request (see engine/device.py); under torchrun
     the process group on that device's backend."""
-    from .device import device_name, resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(device=resolve_device(device))

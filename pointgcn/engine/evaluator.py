@@ -8,6 +8,7 @@ rule). 6-fold S3DIS sums the six areas' confusion matrices before dividing.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from ..data.build import SampleSettings, build_datasets, resolve_data
 from ..data.classes import S3DIS_CLASSES
@@ -29,7 +30,6 @@ def _batches(dataset, batch: int):
 def _progress(items, enabled, total, desc):
     if not enabled:
         return items
-    from tqdm import tqdm
     return tqdm(items, total=total, desc=desc, leave=False)
 
 

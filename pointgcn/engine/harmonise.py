@@ -24,6 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..io.cloud import PointCloud
@@ -72,8 +73,6 @@ def turned(cloud: PointCloud, src: str, dst: str, scale: float = 1.0) -> PointCl
 def floor_axis(points: np.ndarray, seed: int = 0) -> tuple[str, dict]:
     """The axis that the normals of the cloud's planar patches point along most often (module
     doc), with each axis's share. Normals: PCA of 12 neighbours within a random subset."""
-    from scipy.spatial import cKDTree
-
     rng = np.random.default_rng(seed)
     xyz = np.asarray(points, dtype=np.float64)
     pool = xyz[rng.choice(len(xyz), min(len(xyz), 100_000), replace=False)]

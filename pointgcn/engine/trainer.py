@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from ..config import dump_config
 from ..errors import ConfigError, InputError
@@ -144,7 +146,6 @@ class Trainer:
         if self.dist.main:
             if not self.resumed:
                 self.run.create(self.cfg)
-            from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         if not self.resumed:
             for hook in self.hooks:
@@ -347,5 +348,4 @@ class Trainer:
 def _progress(loader, enabled: bool, total: int, initial: int, desc: str):
     if not enabled:
         return loader
-    from tqdm import tqdm
     return tqdm(loader, total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)

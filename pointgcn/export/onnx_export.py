@@ -29,6 +29,7 @@ from ..errors import ExportError
 from ..graph import min_points
 from ..io.atomic import atomic_path
 from .parity import MIN_AGREEMENT, REL_TOL, check_parity, format_parity, random_clouds
+from .quantize import quantize_and_compare
 from .runtime import INPUT_NAME, OUTPUT_NAME, encode_metadata
 from .tracing import MIN_OPSET, trace_to_onnx
 
@@ -153,7 +154,6 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, chec
                                   f"written; check on your own clouds with --check-data, or "
                                   f"accept less with --min-agreement)")
     if quantize:
-        from .quantize import quantize_and_compare
         report.quantized = quantize_and_compare(out_path, points=points, batch=batch,
                                                 threads=threads, seed=seed,
                                                 check_data=check_data)

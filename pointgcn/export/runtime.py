@@ -20,8 +20,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from ..data.classes import default_class_names
+from ..engine.device import device_name
 from ..engine.predictor import finite_logits
 from ..errors import FormatError, InputError
 
@@ -32,6 +34,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def _ort():
+    # lazy: onnxruntime loads its native libraries (CUDA's too, with onnxruntime-gpu) on import;
+    # only sessions need them
     import onnxruntime as ort
     ort.set_default_logger_severity(3)  # errors only: no per-node fallback chatter
     return ort
@@ -43,6 +47,10 @@ GPU_INSTALL = ("onnxruntime has no CUDA execution provider here (the CPU package
                "'pointgcn[gpu]') or use --provider cpu")
 
 
+def onnxruntime_version() -> str:
+    return _ort().__version__
+
+
 def has_cuda_provider() -> bool:
     return PROVIDERS["cuda"] in _ort().get_available_providers()
 
@@ -51,8 +59,6 @@ def resolve_provider(provider: str | None = None, device: str | None = None) -> 
     """"cpu" or "cuda": `provider` if given, else following the `--device` request (auto: CUDA
     when a GPU and onnxruntime's CUDA provider are both there)."""
     if provider is None:
-        from ..engine.device import device_name
-
         gpu = device_name(device).startswith("cuda")
         explicit = device is not None and str(device).strip().lower() != "auto"
         provider = "cuda" if gpu and (explicit or has_cuda_provider()) else "cpu"
@@ -127,7 +133,6 @@ def make_session(path: str | Path, threads: int | None = None,
 
 def read_metadata(path: str | Path) -> dict:
     """The `pointgcn.*` metadata of an ONNX file (prefix stripped, JSON values decoded)."""
-    import onnx
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:

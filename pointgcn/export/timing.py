@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from ..engine.device import cpu_model
+from ..engine.device import cpu_model, describe_device, device_name
+from .runtime import onnxruntime_version
 
 
 def latency_stats(seconds: list[float]) -> dict:
@@ -71,13 +73,8 @@ def device_fingerprint(device: str = "cpu") -> dict:
     """What makes a latency measurement valid elsewhere: CPU, cores, runtime versions and
     pointgcn's code; measured on a GPU, also the GPU's name (`cuda`), driver and CUDA version
     (a measurement on the CPU keeps `cuda` None, whatever GPU the machine has)."""
-    import onnxruntime
-    import torch
-
-    from ..engine.device import describe_device, device_name
-
     fp = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-          "onnxruntime": onnxruntime.__version__, "pointgcn": code_fingerprint(), "cuda": None}
+          "onnxruntime": onnxruntime_version(), "pointgcn": code_fingerprint(), "cuda": None}
     name = device_name(device)
     if name.startswith("cuda"):
         gpu = describe_device(name)
@@ -87,7 +84,6 @@ def device_fingerprint(device: str = "cpu") -> dict:
 
 
 def environment(threads: int | None = None, device: str = "cpu") -> dict:
-    import torch
     env = device_fingerprint(device)
     env.update(python=platform.python_version(), platform=platform.platform(),
                threads=threads or torch.get_num_threads(), load=_load())

@@ -45,10 +45,11 @@ from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.batches import collate
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, InputError
-from ..io.atomic import atomic_path
 from ..export.serve import open_model
+from ..io.atomic import atomic_path
 from ..models.checkpoint import save_checkpoint
 from ..models.weights import sha256
+from ..viz.plots import plot_pareto
 from .genotype import Genotype
 from .latency import check_same_gpu, measure_model
 from .latreg import load_latreg, normalise_ms
@@ -249,8 +250,6 @@ def write_outputs(out: Path, rows: list[dict]) -> dict:
         tmp.write_text(json.dumps({"models": cands}, indent=2))
     paths["candidates"] = out / "candidates.json"
     if len(rows) >= 2:
-        from ..viz.plots import plot_pareto
-
         acc = [r["test_accuracy"] for r in rows]
         plot_pareto([r["measured_ms"] for r in rows], acc, out / "pareto.png",
                     names=[f"T={r['target_ms']}" for r in rows],
