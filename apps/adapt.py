@@ -20,6 +20,7 @@ from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
 
 HELP = "fit a segmentation model to your scan and classes from a few labelled points"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 MAX_MATCH_M = 0.01
 
 

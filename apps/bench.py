@@ -30,6 +30,7 @@ from apps.paths import Input, Output
 from apps.source_args import add_provider_argument
 
 HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
+SETTINGS = {"overrides": "model_config"}  # the library's model config overrides
 
 
 def add_arguments(parser):

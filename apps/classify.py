@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import sys
 
-from apps.cli import positive_int
+from apps.cli import flag_names, positive_int
 from apps.paths import Input, Output
 
 HELP = "classify clouds or meshes (files, folders, globs); ranked classes per file"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 
 
 def add_arguments(p):
@@ -71,7 +72,7 @@ def run(args) -> int:
             if len(files) == 1:
                 raise
             failed += 1
-            progress.write(f"error: {e}", file=sys.stderr)
+            progress.write(f"error: {e.renamed(flag_names(args))}", file=sys.stderr)
             continue
         if not (args.json or args.csv):
             _print_text(rows[-1], single=len(files) == 1, write=progress.write)

@@ -18,6 +18,7 @@ from apps.paths import Input, Output
 from apps.source_args import add_provider_argument
 
 HELP = "evaluate a checkpoint on the test split (S3DIS full resolution, ModelNet40, PartNet)"
+SETTINGS = {"full_resolution": "no_rooms"}  # evaluate(full_resolution=False) is --no-rooms
 
 
 def add_arguments(p):

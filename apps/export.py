@@ -10,8 +10,9 @@ Parity, printed and saved as <out stem>.parity.json: exact numbers on a static-g
 and label agreement with PyTorch at three point counts (must be ≥ --min-agreement, or the
 model is not written; PyTorch on --device, onnxruntime on --provider, default following
 --device). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
-agreement and latency change. --check-data: .npy/.npz features (B, C, N) to check on instead
-of random clouds.
+agreement and latency change. Checks run on procedural clouds of the model's kind (room blocks,
+shapes, part shapes; random ones for other kinds), or on --check-data: .npy/.npz features
+(B, C, N).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from apps.source_args import add_provider_argument
 from pointgcn.tasks import DEFAULT_POINTS
 
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
+SETTINGS = {"overrides": "model_config"}  # the library's model config overrides
 
 
 def add_arguments(parser):

@@ -20,6 +20,7 @@ from apps.cli import positive_int
 from apps.paths import Input, Output
 
 HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 
 
 def add_arguments(p):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..data.build import SampleSettings
 from ..data.rooms import iter_blocks, plan_blocks
-from ..errors import InputError
+from ..errors import InputError, Setting
 from ..io.cloud import PointCloud
 from ..models import build_model
 from ..models.heads import FusionHead
@@ -115,8 +115,9 @@ def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
     model's layer, so any labelled class helps and classes absent from the scan are fine,
     but at least two classes must be labelled."""
     if labels.max() >= len(names):
-        raise InputError(f"label {int(labels.max())} is beyond the {len(names)} classes "
-                         "(give --classes with a name per label)")
+        raise InputError("label {label} is beyond the {n} classes (give {classes} with a name "
+                         "per label)", label=int(labels.max()), n=len(names),
+                         classes=Setting("classes", "class_names"))
     counts = np.bincount(labels, minlength=len(names))
     if not every:
         if (counts > 0).sum() < 2:

@@ -35,6 +35,7 @@ content instead of its path), in config.yaml and in every checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -57,6 +58,8 @@ from .optim import (extend_schedule, make_loss, make_optimizer, make_scheduler,
                     resolve_train, restore_scheduler)
 from .run_folder import RunFolder, check_new, check_resume
 from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
+
+log = logging.getLogger(__name__)
 
 # What a checkpoint's train_state must hold to resume from it.
 TRAIN_STATE_KEYS = {"epoch", "batch", "step", "best", "best_epoch", "history", "running",
@@ -163,8 +166,9 @@ class Trainer:
                 self._maybe_best(epoch, val)
             notes = "".join(hook.after_epoch(self, epoch, train, val) for hook in self.hooks)
             if val is not None and self.dist.main:  # one line per epoch, with or without bars
-                print(f"epoch {epoch + 1}: val {self.key} {val.get(self.key, float('nan')):.4f}"
-                      f"  loss {val.get('loss', float('nan')):.4f}{notes}", flush=True)
+                log.info(f"epoch {epoch + 1}: val {self.key} "
+                         f"{val.get(self.key, float('nan')):.4f}  loss "
+                         f"{val.get('loss', float('nan')):.4f}{notes}")
             self.scheduler.step()
             self.state.update(epoch=epoch + 1, batch=0, running=None)
             self._save("last.pt")

@@ -26,7 +26,7 @@ from typing import Callable
 
 from ..config import cache_dir
 from ..engine.device import device_name
-from ..errors import FormatError, InputError
+from ..errors import FormatError, InputError, Setting
 from ..io.atomic import atomic_path
 from ..models.weights import MANIFEST, sha256, weights_dir
 from .onnx_export import export_onnx
@@ -263,8 +263,8 @@ def within_budget(budget_ms: float, *, task: str, points: int, runtime: str = "o
     for extra in candidates:
         pool += load_candidates(extra)
     if not pool:
-        raise InputError("no candidate models: no shipped weights and no extra candidates "
-                         "given")
+        raise InputError("no candidate models: no shipped weights and no {candidates} given",
+                         candidates=Setting("candidates", "extra candidates"))
     sel = select_model(pool, budget_ms, points=points, batch=batch, runtime=runtime, task=task,
                        threads=threads, device=device)
     return sel.open(threads), sel.reason

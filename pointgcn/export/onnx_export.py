@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, Setting
 from ..graph import min_points
 from ..io.atomic import atomic_path
 from .parity import MIN_AGREEMENT, REL_TOL, check_parity, format_parity, random_clouds
@@ -148,11 +148,13 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, chec
             if enforce and not report.parity["passed"]:
                 report.report_path = str(report_path)
                 _write_json(report, report_path)
-                raise ExportError(f"parity check failed for {out_path.name}: "
-                                  f"{'; '.join(report.parity['failures'])} on "
-                                  f"{report.parity['data']} (report: {report_path}; model not "
-                                  f"written; check on your own clouds with --check-data, or "
-                                  f"accept less with --min-agreement)")
+                raise ExportError("parity check failed for {name}: {failures} on {data} "
+                                  "(report: {report}; model not written; check on your own "
+                                  "clouds with {check_data}, or accept less with {least})",
+                                  name=out_path.name, data=report.parity["data"],
+                                  failures="; ".join(report.parity["failures"]),
+                                  report=report_path, check_data=Setting("check_data"),
+                                  least=Setting("min_agreement"))
     if quantize:
         report.quantized = quantize_and_compare(out_path, points=points, batch=batch,
                                                 threads=threads, seed=seed,

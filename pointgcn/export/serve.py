@@ -21,7 +21,7 @@ from torch import nn
 from ..config import apply_overrides, load_config
 from ..data.classes import default_class_names
 from ..engine.predictor import Predictor, TorchPredictor
-from ..errors import InputError
+from ..errors import InputError, Setting
 from ..models import build_model
 from ..models.checkpoint import FORMAT, model_from_checkpoint, read_checkpoint
 from ..models.weights import read_manifest, resolve_weights
@@ -82,7 +82,8 @@ def open_model(spec: str | Path | None, *, overrides: Mapping | Iterable[str] = 
     label = label or path.stem
     if suffix == ".onnx":
         if extra:
-            raise InputError("config overrides cannot change an .onnx model")
+            raise InputError("{overrides} cannot change an .onnx model",
+                             overrides=Setting("overrides", "config overrides"))
         session = OnnxPredictor(path, threads=threads, providers=providers_for(provider, device))
         run_config = {**session.config, "model": session.config.get("model", {})}
         return LoadedModel(label, session.name, session=session, path=path,

@@ -44,7 +44,7 @@ from ..engine.run_folder import holds_run
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.batches import collate
 from ..engine.trainer import Trainer
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..export.serve import open_model
 from ..io.atomic import atomic_path
 from ..models.checkpoint import save_checkpoint
@@ -281,14 +281,3 @@ def _met(row: dict) -> str:
 
 def _f(v, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def parse_targets(text: str) -> list[float]:
-    try:
-        targets = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise InputError(f"--targets must be comma-separated numbers (ms), got {text!r}") from None
-    if not targets or any(not t > 0 for t in targets):
-        raise InputError(f"--targets must be positive latencies in ms, got {text!r}")
-    return targets
-
