@@ -69,8 +69,8 @@ def open_model(spec: str | Path | None, *, overrides: Mapping | Iterable[str] = 
     config YAML, or `spec=None` with `overrides` alone, built with random weights drawn from
     `seed`. The module runs on `device` (None: auto), an .onnx file in onnxruntime on
     `provider` (default: following `device`), each with `threads` intra-op threads."""
-    extra = overrides if isinstance(overrides, Mapping) else apply_overrides({}, list(overrides))
-    extra = dict(extra)
+    extra = (dict(overrides) if isinstance(overrides, Mapping)
+             else apply_overrides({}, list(overrides or ())))
     opened = dict(device=device, threads=threads)
     if spec is None:
         if not (random_weights and extra):
