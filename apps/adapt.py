@@ -20,6 +20,7 @@ from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, Output
 
 HELP = "fit a segmentation model to your scan and classes from a few labelled points"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 MAX_MATCH_M = 0.01
 
 
@@ -57,10 +58,10 @@ def run(args) -> int:
     from apps.paths import check_output
     from apps.source_args import preflight
     from pointgcn.engine.adapt import adapt
-    from pointgcn.engine.inference import Settings
+    from pointgcn.data.build import SampleSettings
     from pointgcn.errors import InputError
-    from pointgcn.export.serve import default_model
-    from pointgcn.export.sources import open_checkpoint, weights_file
+    from apps.source_args import shipped_default
+    from pointgcn.export.serve import open_model
 
     card = args.out.with_suffix(".md")
     check_output(card, "the model card", (".md",), [args.labels, args.scan, args.out])
@@ -72,16 +73,17 @@ def run(args) -> int:
     cloud = _scan(args, labelled, labels) if args.scan else labelled
     if args.scan:
         labels = cloud.labels
-    source = args.weights or default_model("segmentation")
-    if args.weights is None:
-        print(f"using the shipped model {source} (the default for segmentation; --weights to "
-              "choose another)")
-    model, cfg, meta = open_checkpoint(weights_file(source))
+    source = args.weights or shipped_default("segmentation", "--weights")
+    loaded = open_model(source)
+    if loaded.module is None:
+        raise InputError(f"{source}: adapt needs PyTorch weights (a checkpoint), not an "
+                         ".onnx file")
+    model, cfg, meta = loaded.module, loaded.run_config, loaded.meta
     task = model.cfg["task"]
     old_names = list(meta.get("class_names") or [str(i) for i in range(model.cfg["n_classes"])])
     names = _class_names(args.classes) if args.classes else old_names
     seen = preflight(args, cloud, cfg).cloud
-    result = adapt(model, seen, labels, names, Settings.from_config(cfg), task,
+    result = adapt(model, seen, labels, names, SampleSettings.from_config(cfg), task,
                    same_classes=names == old_names, holdout=args.holdout, steps=args.steps,
                    anchor=args.anchor, batch=args.batch, seed=args.seed,
                    progress=not args.no_progress, device=args.device)

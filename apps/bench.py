@@ -30,6 +30,7 @@ from apps.paths import Input, Output
 from apps.source_args import add_provider_argument
 
 HELP = "eager vs onnxruntime latency/memory benchmark, or latency-budget model selection"
+SETTINGS = {"overrides": "model_config"}  # the library's model config overrides
 
 
 def add_arguments(parser):
@@ -78,13 +79,15 @@ def run(args) -> int:
 def _bench(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.export.benchmark import bench_source, format_row, markdown_table
-    from pointgcn.export.sources import load_source
+    from pointgcn.export.serve import open_model
     from pointgcn.export.timing import environment, environment_line
 
     specs = args.models or ([None] if args.model_config else [])
     if not specs:
         raise InputError("give at least one MODEL, or --model-config key=value …")
-    sources = [load_source(s, args.model_config) for s in specs]  # all inputs checked first
+    sources = [open_model(s, overrides=args.model_config, random_weights=True,
+                          label=None if s else "model-config")
+               for s in specs]  # all inputs checked first
     env = environment(args.threads, args.device or "auto")
     print(environment_line(env))
     rows = []
@@ -104,7 +107,7 @@ def _bench(args) -> int:
 def _budget(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.export.budget import Candidate, load_candidates, select_model
-    from pointgcn.export.sources import weights_file
+    from pointgcn.export.serve import weights_file
     from pointgcn.models.weights import MANIFEST, find_entry, weights_dir
 
     if args.model_config:

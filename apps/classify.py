@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import sys
 
-from apps.cli import positive_int
+from apps.cli import flag_names, positive_int
 from apps.paths import Input, Output
 
 HELP = "classify clouds or meshes (files, folders, globs); ranked classes per file"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 
 
 def add_arguments(p):
@@ -44,7 +45,7 @@ def add_arguments(p):
 def run(args) -> int:
     from apps.paths import expand_inputs
     from apps.source_args import predictor_from_args
-    from pointgcn.engine.inference import Settings
+    from pointgcn.data.build import SampleSettings
     from pointgcn.errors import InputError
     from pointgcn.io import SUPPORTED
     from pointgcn.io.mesh import MAX_SAMPLES
@@ -59,7 +60,7 @@ def run(args) -> int:
     predictor, cfg = predictor_from_args(args, "classification")
     if predictor.task != "classification":
         raise InputError(f"this is a {predictor.task} model; use `pointgcn segment`")
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     rows, failed = [], 0
     progress = _progress(files)
     for path in progress:
@@ -71,7 +72,7 @@ def run(args) -> int:
             if len(files) == 1:
                 raise
             failed += 1
-            progress.write(f"error: {e}", file=sys.stderr)
+            progress.write(f"error: {e.renamed(flag_names(args))}", file=sys.stderr)
             continue
         if not (args.json or args.csv):
             _print_text(rows[-1], single=len(files) == 1, write=progress.write)

@@ -1,7 +1,11 @@
 """`pointgcn <stage> …`: dispatch to the stage modules in apps/.
 
-Each stage module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
-Bad input (`pointgcn.errors.InputError`) ends with one line `error: …` and exit code 2.
+Each stage module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`,
+and may define `SETTINGS`: {library setting: the option's dest} where the stage names one of
+the library's settings otherwise (see `flag_names`).
+Bad input (`pointgcn.errors.InputError`) ends with one line `error: …` and exit code 2; a
+library setting the message names is said as the stage's flag for it. The library's progress
+lines (logging INFO) go to stdout as they are, its warnings to stderr as `note: …`.
 """
 from __future__ import annotations
 
@@ -81,8 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run, _parser=p)
+        p.set_defaults(_run=mod.run, _parser=p, _settings=getattr(mod, "SETTINGS", {}))
     return parser
+
+
+def flag_names(args) -> dict[str, str]:
+    """{library setting: the chosen stage's flag}: each option under its dest, and the
+    stage's `SETTINGS` (e.g. the library's `overrides` are `--model-config` here)."""
+    from apps.paths import chosen_actions
+
+    flags = {a.dest: max(a.option_strings, key=len)
+             for a in chosen_actions(args._parser, args) if a.option_strings}
+    flags.update({setting: flags[dest] for setting, dest in args._settings.items()
+                  if dest in flags})
+    return flags
+
+
+class _Progress(logging.Handler):
+    """The library's progress lines (logging INFO) on stdout, as they are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            print(record.getMessage(), flush=True)
 
 
 class _Notes(logging.Handler):
@@ -95,8 +119,9 @@ class _Notes(logging.Handler):
 def _route_library_logs() -> None:
     log = logging.getLogger("pointgcn")
     if not any(isinstance(h, _Notes) for h in log.handlers):
+        log.addHandler(_Progress(logging.INFO))
         log.addHandler(_Notes(logging.WARNING))
-        log.setLevel(logging.WARNING)
+        log.setLevel(logging.INFO)
         log.propagate = False
 
 
@@ -113,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_device(args)
         return int(args._run(args) or 0)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.renamed(flag_names(args))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `pointgcn data info … | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -141,5 +141,7 @@ def _info(args) -> int:
     from pointgcn.data.describe import describe, format_info
 
     info = describe(args.path)
+    if "invalid_points" in info:
+        info["invalid_points"] += "; segment and classify need --drop-invalid"
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

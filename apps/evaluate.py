@@ -18,6 +18,7 @@ from apps.paths import Input, Output
 from apps.source_args import add_provider_argument
 
 HELP = "evaluate a checkpoint on the test split (S3DIS full resolution, ModelNet40, PartNet)"
+SETTINGS = {"full_resolution": "no_rooms"}  # evaluate(full_resolution=False) is --no-rooms
 
 
 def add_arguments(p):
@@ -41,7 +42,7 @@ def add_arguments(p):
 def run(args) -> int:
     from pointgcn.config import load_config
     from pointgcn.engine.evaluator import evaluate, six_fold
-    from pointgcn.export.serve import load_predictor
+    from pointgcn.export.serve import open_model
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import atomic_path
 
@@ -57,7 +58,9 @@ def run(args) -> int:
         raise InputError("give one --ckpt (or six with --six-fold)")
     results = []
     for i, ckpt in enumerate(ckpts):
-        predictor, ckpt_cfg = load_predictor(ckpt, args.threads, args.device, args.provider)
+        model = open_model(ckpt, device=args.device, provider=args.provider,
+                           threads=args.threads)
+        predictor, ckpt_cfg = model.predictor(), model.run_config
         base = cfg or _checkpoint_config(ckpt, ckpt_cfg, overrides)
         run_cfg = {**base, "model": ckpt_cfg.get("model", {})}
         _note_preprocessing_changes(ckpt_cfg.get("data", {}), base.get("data", {}), ckpt_cfg,

@@ -10,8 +10,9 @@ Parity, printed and saved as <out stem>.parity.json: exact numbers on a static-g
 and label agreement with PyTorch at three point counts (must be ≥ --min-agreement, or the
 model is not written; PyTorch on --device, onnxruntime on --provider, default following
 --device). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
-agreement and latency change. --check-data: .npy/.npz features (B, C, N) to check on instead
-of random clouds.
+agreement and latency change. Checks run on procedural clouds of the model's kind (room blocks,
+shapes, part shapes; random ones for other kinds), or on --check-data: .npy/.npz features
+(B, C, N).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from apps.source_args import add_provider_argument
 from pointgcn.tasks import DEFAULT_POINTS
 
 HELP = "export a model to ONNX (dynamic batch and N, kNN in the graph) with a parity report"
+SETTINGS = {"overrides": "model_config"}  # the library's model config overrides
 
 
 def add_arguments(parser):
@@ -53,9 +55,8 @@ def run(args) -> int:
     from apps.paths import check_output
     from pointgcn.errors import InputError
     from pointgcn.export import export_onnx
-    from pointgcn.export.parity import load_check_data
     from pointgcn.export.quantize import int8_path
-    from pointgcn.export.sources import load_source
+    from pointgcn.export.serve import open_model
 
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be ≥ 1, got {args.points}")
@@ -73,16 +74,17 @@ def run(args) -> int:
     for path, what, suffix in derived:  # checked before the export, like --out itself
         others = [args.checkpoint, args.check_data] + [p for p in written if p is not path]
         check_output(path, what, (suffix,), others)
-    src = load_source(args.checkpoint, args.model_config, seed=args.seed)
-    if src.model is None:
+    src = open_model(args.checkpoint, overrides=args.model_config, random_weights=True,
+                     seed=args.seed)
+    if src.module is None:
         raise InputError(f"{args.checkpoint} is already an ONNX model")
-    cfg = src.model.cfg
-    data = load_check_data(args.check_data, cfg["in_channels"]) if args.check_data else None
+    cfg = src.module.cfg
     points = args.points or _training_points(src.run_config, cfg)
-    report = export_onnx(src.model, out, opset=args.opset, points=points, batch=args.batch,
-                         parity=not args.no_parity, check_data=data,
+    data, data_name = _check_clouds(args, src.run_config, points)
+    report = export_onnx(src.module, out, opset=args.opset, points=points, batch=args.batch,
+                         parity=not args.no_parity, check_data=data, check_data_name=data_name,
                          min_agreement=args.min_agreement, quantize=args.quantize,
-                         run_config=src.run_config, class_names=src.class_names,
+                         run_config=src.run_config, class_names=src.meta.get("class_names"),
                          exporter=args.exporter, threads=args.threads, seed=args.seed,
                          device=args.device, provider=args.provider)
     print(report.summary())
@@ -93,3 +95,20 @@ def run(args) -> int:
 def _training_points(run_config: dict, model_cfg: dict) -> int:
     n = (run_config.get("data") or {}).get("n_points")
     return int(n) if n else DEFAULT_POINTS[model_cfg["task"]]
+
+
+def _check_clouds(args, run_config: dict, points: int):
+    """(clouds, their description) for the parity check and the int8 comparison: --check-data,
+    else procedural clouds of the model's kind, else (None, "random"): noise."""
+    from pointgcn.export.parity import check_batch, load_check_data
+
+    model = run_config["model"]
+    if args.check_data:
+        return load_check_data(args.check_data, model["in_channels"]), "given"
+    if args.no_parity and not args.quantize:
+        return None, None
+    from pointgcn.data.synthetic.check_clouds import synthetic_clouds  # needs trimesh
+
+    drawn = synthetic_clouds(run_config, check_batch(model.get("task"), args.batch), points,
+                             args.seed)
+    return drawn or (None, "random")

@@ -43,14 +43,14 @@ class OutputFolder:
         return Path(text)
 
 
-def _chosen_actions(parser: argparse.ArgumentParser, args) -> list[argparse.Action]:
+def chosen_actions(parser: argparse.ArgumentParser, args) -> list[argparse.Action]:
     """The parser's actions, descending into the sub-command that `args` chose."""
     actions = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             chosen = getattr(args, action.dest, None)
             if chosen in action.choices:
-                actions += _chosen_actions(action.choices[chosen], args)
+                actions += chosen_actions(action.choices[chosen], args)
         else:
             actions.append(action)
     return actions
@@ -114,7 +114,7 @@ def check_paths(parser: argparse.ArgumentParser, args) -> None:
     from pointgcn.errors import InputError
     from pointgcn.io.atomic import protect
 
-    actions = _chosen_actions(parser, args)
+    actions = chosen_actions(parser, args)
     inputs = [(action, Path(v)) for action in actions if isinstance(action.type, Input)
               for v in _values(action, args)]
     outputs = [(action, Path(v)) for action in actions

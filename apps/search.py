@@ -33,6 +33,7 @@ from apps.cli import add_device_argument, positive_int
 from apps.paths import Input, OutputFolder
 
 HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
+SETTINGS = {"lambda": "lam"}  # the library's search.lambda is --lambda (dest lam) here
 
 
 def add_arguments(p):
@@ -61,7 +62,7 @@ def run(args) -> int:
     from pointgcn.engine.device import device_line
     from pointgcn.engine.distributed import init_distributed, shutdown
     from pointgcn.errors import InputError
-    from pointgcn.nas.pipeline import format_table, parse_targets, run_search, write_outputs
+    from pointgcn.nas.pipeline import format_table, run_search, write_outputs
     from pointgcn.nas.search import resolve_search
 
     if args.threads:
@@ -130,6 +131,19 @@ def run(args) -> int:
         print("written: " + ", ".join(str(p) for p in paths.values()))
     shutdown(d)
     return 0
+
+
+def parse_targets(text: str) -> list[float]:
+    """--targets "15,20,25" → [15.0, 20.0, 25.0]."""
+    from pointgcn.errors import InputError
+
+    try:
+        targets = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"--targets must be comma-separated numbers (ms), got {text!r}") from None
+    if not targets or any(not t > 0 for t in targets):
+        raise InputError(f"--targets must be positive latencies in ms, got {text!r}")
+    return targets
 
 
 def _sub_run(out: Path, target, targets) -> Path:

@@ -20,6 +20,7 @@ from apps.cli import positive_int
 from apps.paths import Input, Output
 
 HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
+SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 
 
 def add_arguments(p):
@@ -46,8 +47,8 @@ def run(args) -> int:
     import numpy as np
 
     from apps.source_args import predictor_from_args, preflight
-    from pointgcn.engine.inference import (Settings, check_distinct_points, segment_cloud,
-                                           segment_object)
+    from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.inference import check_distinct_points, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
@@ -77,7 +78,7 @@ def run(args) -> int:
         raise InputError("this is a classification model; use `pointgcn classify`")
     names = predictor.class_names
     scored, verdict = _scorable(truth, names, explicit=args.labels is not None)
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     if predictor.task == "part_segmentation":
         def run_model(seen):
             return segment_object(seen, predictor, settings, batch=args.batch, seed=args.seed)

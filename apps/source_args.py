@@ -71,19 +71,32 @@ def preflight(args, cloud, cfg, confidence=None, show: bool = True):
 def predictor_from_args(args, task: str):
     """(predictor, run config) for --weights / --onnx / --budget-ms, or the task's default
     shipped model (saying which, in one line)."""
-    from pointgcn.export.serve import default_model, load_predictor, within_budget
+    from pointgcn.export.budget import within_budget
+    from pointgcn.export.serve import open_model
 
     if getattr(args, "budget_ms", None) is not None:
         points = args.points or DEFAULT_POINTS[task]
-        predictor, cfg, reason = within_budget(args.budget_ms, task=task, points=points,
-                                               runtime=args.runtime, threads=args.threads,
-                                               candidates=args.candidates or (),
-                                               device=args.device)
+        model, reason = within_budget(args.budget_ms, task=task, points=points,
+                                      runtime=args.runtime, threads=args.threads,
+                                      candidates=args.candidates or (), device=args.device)
         print(reason)
-        return predictor, cfg
-    source = args.onnx or args.weights
-    if source is None:
-        source = default_model(task)
-        print(f"using the shipped model {source} (the default for {task}; --weights to "
-              "choose another)")
-    return load_predictor(str(source), args.threads, args.device, args.provider)
+    else:
+        source = args.onnx or args.weights or shipped_default(task, "--weights, --onnx or "
+                                                                    "--budget-ms")
+        model = open_model(source, device=args.device, provider=args.provider,
+                           threads=args.threads)
+    return model.predictor(), model.run_config
+
+
+def shipped_default(task: str, alternatives: str) -> str:
+    """The shipped model serving `task` when none is named, said in one line; an error naming
+    the `alternatives` (flags) when none is shipped."""
+    from pointgcn.errors import InputError
+    from pointgcn.export.serve import default_model
+
+    name = default_model(task)
+    if name is None:
+        raise InputError(f"no shipped model for {task}; give {alternatives}")
+    print(f"using the shipped model {name} (the default for {task}; --weights to choose "
+          "another)")
+    return name

@@ -48,8 +48,8 @@ def miou(pred, labels, mask) -> float:
 
 def main() -> None:
     from pointgcn.engine.adapt import adapt
-    from pointgcn.engine.inference import Settings
-    from pointgcn.export.sources import open_checkpoint, weights_file
+    from pointgcn.data.build import SampleSettings
+    from pointgcn.export.serve import open_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rooms", type=int, default=4)
@@ -59,8 +59,9 @@ def main() -> None:
     ap.add_argument("--anchor", type=float, nargs="+", default=[0.3, 0.0],
                     help="pulls towards the model's weights to compare (pointgcn adapt --anchor)")
     args = ap.parse_args()
-    model, cfg, meta = open_checkpoint(weights_file(args.weights))
-    settings = Settings.from_config(cfg)
+    loaded = open_model(args.weights)
+    model, cfg, meta = loaded.module, loaded.run_config, loaded.meta
+    settings = SampleSettings.from_config(cfg)
     names = list(meta["class_names"])
     with tempfile.TemporaryDirectory() as tmp:
         data = list(rooms(Path(tmp), args.rooms, args.seed))

@@ -38,7 +38,7 @@ from pointgcn.export.benchmark import bench_source, format_row, markdown_table  
 from pointgcn.export.onnx_export import export_onnx  # noqa: E402
 from pointgcn.export.parity import GivenGraphs, random_clouds, record_graphs  # noqa: E402
 from pointgcn.export.runtime import OnnxPredictor  # noqa: E402
-from pointgcn.export.sources import ModelSource  # noqa: E402
+from pointgcn.export.serve import LoadedModel  # noqa: E402
 from pointgcn.export.timing import (environment, environment_line, latency_stats,  # noqa: E402
                                     time_interleaved)
 from pointgcn.export.tracing import trace_to_onnx  # noqa: E402
@@ -53,12 +53,12 @@ def resgcn28_config() -> dict:
     return load_config(path)["model"] if path.is_file() else dict(RESGCN28)
 
 
-def model_sources(quick: bool) -> list[ModelSource]:
+def model_sources(quick: bool) -> list[LoadedModel]:
     torch.manual_seed(0)
     small = {**resgcn28_config(), "n_blocks": 7, "k": 16}
-    out = [ModelSource("resgcn7", build_model(small).eval())]
+    out = [LoadedModel("resgcn7", module=build_model(small).eval())]
     if not quick:
-        out.append(ModelSource("s3dis-resgcn28", build_model(resgcn28_config()).eval()))
+        out.append(LoadedModel("s3dis-resgcn28", module=build_model(resgcn28_config()).eval()))
     return out
 
 
@@ -72,13 +72,13 @@ def bench_models(sources, points, threads_list, runs) -> list[dict]:
     return rows
 
 
-def bench_options(src: ModelSource, points: int, threads: int, runs: int) -> list[dict]:
+def bench_options(src: LoadedModel, points: int, threads: int, runs: int) -> list[dict]:
     """Graph optimisation levels × spinning on one exported file, eager as the reference."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
-        export_onnx(src.model, path, points=points, parity=False)
-        x = random_clouds(1, src.model.cfg["in_channels"], points)
-        eager = TorchPredictor(src.model, threads=threads)
+        export_onnx(src.module, path, points=points, parity=False)
+        x = random_clouds(1, src.module.cfg["in_channels"], points)
+        eager = TorchPredictor(src.module, threads=threads)
         fns = {"eager": lambda: eager(x)}
         for level in ("disable", "basic", "extended", "all"):
             for spin in (True, False):
@@ -96,13 +96,13 @@ def bench_options(src: ModelSource, points: int, threads: int, runs: int) -> lis
     return rows
 
 
-def without_knn(src: ModelSource, points: int, threads: int, runs: int) -> dict:
+def without_knn(src: LoadedModel, points: int, threads: int, runs: int) -> dict:
     """Eager vs onnxruntime on the network with its kNN graphs given as inputs."""
     torch.set_num_threads(threads)
-    x = random_clouds(1, src.model.cfg["in_channels"], points)
+    x = random_clouds(1, src.module.cfg["in_channels"], points)
     xt = torch.from_numpy(x)
-    _, graphs = record_graphs(src.model, xt)
-    wrapped = GivenGraphs(src.model)
+    _, graphs = record_graphs(src.module, xt)
+    wrapped = GivenGraphs(src.module)
     names = [f"graph_{i}" for i in range(len(graphs))]
     axes = {"features": {0: "b", 2: "n"}, "logits": {0: "b", 2: "n"},
             **{n: {0: "b", 1: "n"} for n in names}}
@@ -125,12 +125,12 @@ def without_knn(src: ModelSource, points: int, threads: int, runs: int) -> dict:
     return out
 
 
-def profile(src: ModelSource, points: int, threads: int) -> dict:
+def profile(src: LoadedModel, points: int, threads: int) -> dict:
     """Share of time per ONNX op type (onnxruntime) and per aten op (torch)."""
-    x = random_clouds(1, src.model.cfg["in_channels"], points)
+    x = random_clouds(1, src.module.cfg["in_channels"], points)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
-        export_onnx(src.model, path, points=points, parity=False)
+        export_onnx(src.module, path, points=points, parity=False)
         pred = OnnxPredictor(path, threads=threads)
         pred(x)
         from pointgcn.export.runtime import make_session
@@ -143,9 +143,9 @@ def profile(src: ModelSource, points: int, threads: int) -> dict:
             ort_ops[e["args"]["op_name"]] += e["dur"]
     torch.set_num_threads(threads)
     with torch.no_grad():
-        src.model(torch.from_numpy(x))
+        src.module(torch.from_numpy(x))
         with torch.profiler.profile() as prof:
-            src.model(torch.from_numpy(x))
+            src.module(torch.from_numpy(x))
     aten = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     out = {"onnxruntime": _shares(ort_ops), "torch": _shares(aten)}
     for runtime, shares in out.items():
@@ -159,13 +159,13 @@ def _shares(times: dict) -> dict:
     return {op: t / total for op, t in sorted(times.items(), key=lambda t: -t[1])[:10]}
 
 
-def exporters(src: ModelSource, points: int, threads: int, runs: int) -> list[dict]:
+def exporters(src: LoadedModel, points: int, threads: int, runs: int) -> list[dict]:
     rows, preds = [], {}
-    x = random_clouds(1, src.model.cfg["in_channels"], points)
+    x = random_clouds(1, src.module.cfg["in_channels"], points)
     with tempfile.TemporaryDirectory() as tmp:
         for exporter, opset in (("legacy", 17), ("dynamo", 18)):
             path = Path(tmp) / f"{exporter}.onnx"
-            report = export_onnx(src.model, path, points=points, parity=False, opset=opset,
+            report = export_onnx(src.module, path, points=points, parity=False, opset=opset,
                                  exporter=exporter)
             preds[exporter] = OnnxPredictor(path, threads=threads)
             rows.append({"exporter": exporter, "opset": opset, "export_s": report.export_seconds,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -127,8 +128,6 @@ def check_number(section: dict, key: str, name: str, interval: str = "[0, inf)",
 
 def cache_dir() -> Path:
     """Where sampled shapes, exported models and latency tables are cached."""
-    import os
-
     env = os.environ.get("POINTGCN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "pointgcn"
 

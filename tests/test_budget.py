@@ -147,7 +147,7 @@ def test_real_measured_models(tmp_path, runtime):
     between = (p95["small"] + p95["big"]) / 2  # now from the cache: deterministic
     sel = select_model(cands, between, points=256, runtime=runtime, runs=3, threads=1)
     assert sel.choice.name == "small" and all(r["cached"] for r in sel.rows)
-    pred = sel.predictor(threads=1)  # served the way it was measured
+    pred = sel.open(threads=1).predictor()  # served the way it was measured
     assert type(pred).__name__ == ("TorchPredictor" if runtime == "torch" else "OnnxPredictor")
     assert pred(np.zeros((1, 6, 64), np.float32)).shape == (1, 5, 64)
 

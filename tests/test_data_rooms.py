@@ -10,7 +10,8 @@ from conftest import deadline
 
 from pointgcn.data.blocks import apply_position_norm, block_channels, grid_starts, sample_block
 from pointgcn.data.rooms import (DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks,
-                                 predict_room, room_to_blocks)
+                                 room_to_blocks)
+from pointgcn.engine.inference import predict_room
 from pointgcn.errors import InputError
 from pointgcn.io.cloud import PointCloud
 

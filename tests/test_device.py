@@ -225,15 +225,15 @@ def test_describe_device_and_rng_states():
 
 
 def test_budget_on_a_gpu_serves_checkpoints_eagerly_without_onnxruntime_gpu(monkeypatch):
-    from pointgcn.export import budget, runtime
+    from pointgcn.export import budget
 
-    monkeypatch.setattr(runtime, "has_cuda_provider", lambda: False)
+    monkeypatch.setattr(budget, "has_cuda_provider", lambda: False)
     ckpt, onnx = budget.Candidate("c", Path("c.pt")), budget.Candidate("o", Path("o.onnx"))
     assert budget.serving_runtime(ckpt, "onnx", "cuda") == "torch"
     assert budget.serving_runtime(onnx, "onnx", "cuda") is None
     assert budget.serving_runtime(ckpt, "onnx", "cpu") == "onnx"
     assert budget.serving_runtime(ckpt, "torch", "cuda") == "torch"
-    monkeypatch.setattr(runtime, "has_cuda_provider", lambda: True)
+    monkeypatch.setattr(budget, "has_cuda_provider", lambda: True)
     assert budget.serving_runtime(ckpt, "onnx", "cuda") == "onnx"
     assert budget.serving_runtime(onnx, "torch", "cuda") == "onnx"
 

@@ -9,7 +9,8 @@ from conftest import shapes_config, tiny_model
 from apps.cli import main
 from pointgcn.errors import FormatError, InputError
 from pointgcn.io import PointCloud, write_ply
-from pointgcn.models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from pointgcn.export import open_model
+from pointgcn.models import build_model, read_checkpoint, save_checkpoint
 from pointgcn.nas.genotype import Genotype, save_genotype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,16 +38,16 @@ def test_searched_model_embeds_its_genotype(synth_root, tmp_path, monkeypatch):
     ckpt = work / "run" / "checkpoints" / "last.pt"
     x = torch.randn(2, 3, 64)
     with torch.no_grad():
-        before = load_checkpoint(ckpt)(x)
+        before = open_model(ckpt).module(x)
     save_genotype(TWIN, work / "genotype.yaml")          # another cell at the same path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     with torch.no_grad():
-        assert torch.equal(load_checkpoint(ckpt)(x), before)
+        assert torch.equal(open_model(ckpt).module(x), before)
     (work / "genotype.yaml").unlink()
     with torch.no_grad():
-        assert torch.equal(load_checkpoint(ckpt)(x), before)
+        assert torch.equal(open_model(ckpt).module(x), before)
     written = yaml.safe_load((work / "run" / "config.yaml").read_text())["model"]["genotype"]
     assert Genotype.from_dict(written) == CELL
     assert Genotype.from_dict(read_checkpoint(ckpt)["config"]["model"]["genotype"]) == CELL
@@ -62,8 +63,9 @@ def test_checkpoint_naming_a_genotype_file_is_refused(tmp_path):
                 "state_dict": model.state_dict(), "meta": {}}, tmp_path / "old.pt")
     with pytest.raises(FormatError, match=r"old.pt: the checkpoint names its model.genotype "
                                           r"by a path \(.*g.yaml\) instead of embedding it"):
-        load_checkpoint(tmp_path / "old.pt")
-    assert load_checkpoint(tmp_path / "old.pt", genotype=CELL.to_dict()).cfg["k"] == 4
+        open_model(tmp_path / "old.pt")
+    rebuilt = open_model(tmp_path / "old.pt", overrides={"genotype": CELL.to_dict()}).module
+    assert rebuilt.cfg["k"] == 4
 
 
 SEG = {"data": {"dataset": "s3dis", "n_points": 64},
@@ -96,7 +98,7 @@ def test_non_finite_tensors_are_refused_by_name(tmp_path):
     bn = "backbone.0.conv.post.norm.running_var"
     _ckpt(tmp_path / "a.pt", state_dict=_poison(bn, float("nan")))
     with pytest.raises(FormatError, match=rf"a.pt: state_dict/{bn} holds NaN or Inf values"):
-        load_checkpoint(tmp_path / "a.pt")
+        open_model(tmp_path / "a.pt")
     _ckpt(tmp_path / "b.pt", state_dict=_poison("head.lin.weight", float("-inf")))
     with pytest.raises(FormatError, match="state_dict/head.lin.weight holds NaN or Inf"):
         read_checkpoint(tmp_path / "b.pt")

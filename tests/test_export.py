@@ -303,7 +303,7 @@ def test_searched_cell_network_exports_unchanged(tmp_path):
 def test_default_check_clouds_are_of_the_models_kind():
     """Room blocks (9 channels, no resampled duplicates), shapes on the unit sphere (3 or 6
     channels), part shapes; deterministic; anything else falls back to noise (None)."""
-    from pointgcn.export.check_clouds import synthetic_clouds
+    from pointgcn.data.synthetic.check_clouds import synthetic_clouds
 
     rooms = {"model": {"task": "segmentation", "in_channels": 9},
              "data": {"block": 1.0, "stride": 0.5, "position_norm": "normalize_scale"}}

@@ -42,10 +42,28 @@ def test_export_cli_writes_model_report_and_int8(tmp_path, ckpt, capsys):
     assert pred.class_names == ["a", "b", "c", "d", "e"]
     assert pred.config["data"]["n_points"] == 32
     assert read_metadata(tmp_path / "out" / "tiny.int8.onnx")["n_classes"] == 5
-    # the lead's loader takes the .onnx like a checkpoint
-    from pointgcn.export.serve import load_predictor
-    loaded, cfg = load_predictor(str(out), threads=1)
-    assert loaded.n_classes == 5 and cfg["model"]["k"] == 4
+    # the one way to open a model takes the .onnx like a checkpoint
+    from pointgcn.export.serve import open_model
+    opened = open_model(str(out), threads=1)
+    assert opened.predictor().n_classes == 5 and opened.run_config["model"]["k"] == 4
+    assert opened.class_names == ["a", "b", "c", "d", "e"] and opened.module is None
+
+
+def test_export_checks_parity_on_clouds_of_the_models_kind_by_default(tmp_path, capsys):
+    """`pointgcn export` draws procedural clouds of the model's kind (data/synthetic); the
+    library, given none, checks on noise."""
+    from pointgcn.export import export_onnx
+
+    cfg = {**TINY, "in_channels": 9, "n_classes": 13}
+    ckpt = tmp_path / "rooms.pt"
+    save_checkpoint(ckpt, build_model(cfg), {"model": cfg, "data": {"n_points": 32}})
+    out = tmp_path / "rooms.onnx"
+    assert main(["export", str(ckpt), "--out", str(out), "--threads", "1"]) == 0
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    assert report["parity"]["data"] == "synthetic room blocks" and report["passed"]
+    capsys.readouterr()
+    lib = export_onnx(build_model(cfg), tmp_path / "lib.onnx", points=32, threads=1)
+    assert lib.parity["data"] == "random"
 
 
 def _cli(*args, cwd=ROOT):

@@ -1,5 +1,6 @@
-"""Model sources: one checkpoint read per load, suffix-less files and shipped names, the ONNX
-cache that skips the checkpoint, class names that agree between PyTorch and onnxruntime."""
+"""Opening models (`open_model`, the one way): one checkpoint read per open, suffix-less files
+and shipped names, the ONNX cache that skips the checkpoint, class names that agree between
+PyTorch and onnxruntime."""
 import shutil
 
 import numpy as np
@@ -8,10 +9,9 @@ import torch
 
 from pointgcn.data.classes import S3DIS_CLASSES
 from pointgcn.errors import InputError
-from pointgcn.export.budget import Candidate, candidate_predictor, serve_candidate
-from pointgcn.export.serve import load_predictor
-from pointgcn.export.sources import load_source, open_checkpoint
-from pointgcn.models import build_model, load_checkpoint, save_checkpoint
+from pointgcn.export.budget import Candidate, open_candidate
+from pointgcn.export.serve import open_model
+from pointgcn.models import build_model, save_checkpoint
 from pointgcn.models.weights import ship_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,56 +51,67 @@ def _x(channels=6, n=32):
     return np.random.default_rng(0).uniform(-1, 1, (1, channels, n)).astype(np.float32)
 
 
-def test_open_checkpoint_reads_once_and_matches_load_checkpoint(ckpt, loads):
-    model, run_config, meta = open_checkpoint(ckpt, k=3)
+def test_open_model_reads_a_checkpoint_once_with_overrides(ckpt, loads):
+    opened = open_model(ckpt, overrides={"k": 3})
     assert loads == [str(ckpt)]
-    assert meta["class_names"] == NAMES and run_config["data"]["n_points"] == 32
-    assert run_config["model"]["k"] == 3 == model.cfg["k"]  # the model actually built
-    ref = load_checkpoint(ckpt, k=3)
+    assert opened.meta["class_names"] == NAMES == opened.class_names
+    assert opened.run_config["data"]["n_points"] == 32
+    assert opened.run_config["model"]["k"] == 3 == opened.module.cfg["k"]  # as built
+    same = open_model(str(ckpt), overrides=["k=3"])  # command-line style overrides
     x = torch.from_numpy(_x())
     with torch.no_grad():
-        assert torch.equal(model(x), ref(x))
+        assert torch.equal(opened.module(x), same.module(x))
 
 
-def test_load_source_reads_the_checkpoint_once(ckpt, loads):
-    src = load_source(str(ckpt), ["k=3"])
-    assert loads == [str(ckpt)]
-    assert src.class_names == NAMES and src.model.cfg["k"] == 3
-    assert src.run_config["data"]["n_points"] == 32
-
-
-def test_load_predictor_takes_a_suffixless_file_reading_it_once(ckpt, tmp_path, loads):
+def test_open_model_takes_a_suffixless_file_reading_it_once(ckpt, tmp_path, loads):
     bare = tmp_path / "model"
     shutil.copy(ckpt, bare)
-    pred, cfg = load_predictor(str(bare), threads=1)
+    opened = open_model(str(bare), threads=1)
+    pred, cfg = opened.predictor(), opened.run_config
     assert loads == [str(bare)]
     assert type(pred).__name__ == "TorchPredictor" and pred.class_names == NAMES
     assert cfg["data"]["n_points"] == 32 and cfg["model"]["k"] == 4
     with torch.no_grad():
-        expected = load_checkpoint(ckpt)(torch.from_numpy(_x())).numpy()
+        expected = open_model(ckpt).module(torch.from_numpy(_x())).numpy()
     np.testing.assert_array_equal(pred(_x()), expected)
 
 
-def test_load_predictor_by_shipped_name_and_bad_specs(ckpt, tmp_path, monkeypatch):
+def test_open_model_builds_configs_with_random_weights_only_when_asked(ckpt, tmp_path):
+    yaml_file = tmp_path / "m.yaml"
+    yaml_file.write_text("model: {n_blocks: 3, channels: 8, k: 4, in_channels: 6}\n")
+    with pytest.raises(InputError, match="config YAML has no trained weights"):
+        open_model(yaml_file)
+    a = open_model(yaml_file, random_weights=True, overrides=["k=3"], seed=1)
+    b = open_model(None, random_weights=True, seed=1,
+                   overrides={"n_blocks": 3, "channels": 8, "k": 3, "in_channels": 6})
+    assert a.label == "m" and a.module.cfg["k"] == 3 and a.meta == {}
+    with torch.no_grad():  # the same seed draws the same weights
+        assert torch.equal(a.module(torch.from_numpy(_x())), b.module(torch.from_numpy(_x())))
+    with pytest.raises(InputError, match="overrides to build one"):
+        open_model(None, random_weights=True)
+
+
+def test_open_model_by_shipped_name_and_bad_specs(ckpt, tmp_path, monkeypatch):
     folder = tmp_path / "shipped"
     folder.mkdir()
     card = {"task": "segmentation", "data": "t", "command": "x", "metrics": {},
             "accuracy": {"metric": "miou", "value": 0.5, "data": "t"}}
     ship_checkpoint(ckpt, "tiny-seg", card, folder)
     monkeypatch.setenv("POINTGCN_WEIGHTS", str(folder))
-    pred, cfg = load_predictor("tiny-seg")
-    assert pred.class_names == NAMES and cfg["model"]["n_classes"] == 5
-    assert load_source("tiny-seg").checkpoint == folder / "tiny-seg.pt"
+    opened = open_model("tiny-seg")
+    assert opened.predictor().class_names == NAMES
+    assert opened.run_config["model"]["n_classes"] == 5
+    assert opened.path == folder / "tiny-seg.pt" and opened.label == "tiny-seg"
     yaml_file = tmp_path / "m.yaml"
     yaml_file.write_text("model: {n_blocks: 3}\n")
     with pytest.raises(InputError, match="config YAML has no trained weights"):
-        load_predictor(str(yaml_file))
+        open_model(str(yaml_file))
     with pytest.raises(InputError, match="no shipped model named 'nope'"):
-        load_predictor("nope")
+        open_model("nope")
     with pytest.raises(InputError, match="ONNX model not found"):
-        load_predictor(str(tmp_path / "gone.onnx"))
+        open_model(str(tmp_path / "gone.onnx"))
     with pytest.raises(InputError, match="is a directory"):
-        load_predictor(str(folder))
+        open_model(str(folder))
 
 
 def test_budget_onnx_cache_hit_never_opens_the_checkpoint(tmp_path, loads):
@@ -111,13 +122,15 @@ def test_budget_onnx_cache_hit_never_opens_the_checkpoint(tmp_path, loads):
     path = tmp_path / "seg.pt"
     save_checkpoint(path, build_model(cfg), {"model": cfg, "data": {"n_points": 32}})
     cand = Candidate("seg", path)
-    first = candidate_predictor(cand, "onnx", points=32, threads=1)
+    first = open_candidate(cand, "onnx", points=32, threads=1).predictor()
     assert loads == [str(path)]
-    again, run_config = serve_candidate(cand, "onnx", points=32, threads=1)
+    opened = open_candidate(cand, "onnx", points=32, threads=1)
+    again, run_config = opened.predictor(), opened.run_config
     assert loads == [str(path)]  # cache hit: no second read
     assert type(again).__name__ == "OnnxPredictor" and again.path == first.path
     assert run_config["data"]["n_points"] == 32 and run_config["model"]["n_classes"] == 13
-    torch_pred, torch_cfg = serve_candidate(cand, "torch", threads=1)
+    opened = open_candidate(cand, "torch", threads=1)
+    torch_pred, torch_cfg = opened.predictor(), opened.run_config
     assert len(loads) == 2
     assert again.class_names == torch_pred.class_names == list(S3DIS_CLASSES)
     assert torch_cfg["data"] == run_config["data"]

@@ -135,7 +135,8 @@ def test_organized_cloud_with_nan_points(tmp_path):
     d["xyz"][[2, 5, 7]] = np.nan
     path = tmp_path / "org.pcd"
     path.write_bytes(binary_pcd(d).replace(b"WIDTH 12\nHEIGHT 1", b"WIDTH 4\nHEIGHT 3"))
-    with pytest.raises(InputError, match="3 points have NaN/Inf coordinates; pass --drop-invalid"):
+    with pytest.raises(InputError,
+                       match="3 points have NaN/Inf coordinates; pass drop_invalid=True"):
         read_points(path)
     report = ReadReport()
     cloud = read_points(path, drop_invalid=True, report=report)

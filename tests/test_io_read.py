@@ -31,7 +31,7 @@ def test_path_problems(tmp_path):
 def test_non_finite_rejected_or_dropped(tmp_path, bad):
     path = tmp_path / "n.txt"
     path.write_text(f"0 0 0 1\n1 {bad} 0 2\n2 0 0 3\n3 0 {bad} 4\n")
-    raises_one_line(InputError, "2 points have NaN/Inf coordinates; pass --drop-invalid", path)
+    raises_one_line(InputError, "2 points have NaN/Inf coordinates; pass drop_invalid=True", path)
     report = ReadReport()
     cloud = read_points(path, drop_invalid=True, report=report)
     np.testing.assert_array_equal(cloud.points[:, 0], [0, 2])

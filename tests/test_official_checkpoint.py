@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from pointgcn.errors import FormatError, InputError
 from pointgcn.graph import DilatedKnn
-from pointgcn.models import build_model, load_checkpoint, save_checkpoint
+from pointgcn.export import open_model
+from pointgcn.models import build_model, save_checkpoint
 from pointgcn.models.official import official_state_dict
 
 
@@ -124,7 +125,7 @@ def test_official_checkpoint_computes_the_official_function(tmp_path, case, pref
     path = tmp_path / "official.pth"
     torch.save({"epoch": 3, "state_dict": {prefix + k: v for k, v in sd.items()},
                 "best_value": 0.5}, path)
-    model = load_checkpoint(path, **overrides).double().eval()
+    model = open_model(path, overrides=overrides).module.double().eval()
     growth = layout.get("growth")
     want_cfg = dict(n_blocks=layout["n_blocks"], channels=layout["channels"],
                     in_channels=layout["in_channels"], n_classes=layout["n_classes"],
@@ -157,25 +158,25 @@ def test_our_checkpoint_round_trip(tmp_path):
     cfg = {"model": dict(n_blocks=3, channels=8, k=4, conv="gen", block="res+")}
     model = build_model(cfg).eval()
     save_checkpoint(tmp_path / "m.pt", model, cfg, meta={"note": "x"})
-    loaded = load_checkpoint(tmp_path / "m.pt")
+    loaded = open_model(tmp_path / "m.pt").module
     x = torch.rand(1, 9, 64)
     assert torch.equal(model(x), loaded(x))
 
 
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
+        open_model(tmp_path / "missing.pt")
     (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(FormatError, match="not a readable checkpoint"):
-        load_checkpoint(tmp_path / "garbage.pt")
+        open_model(tmp_path / "garbage.pt")
     torch.save({"state_dict": {"foo": torch.zeros(1)}}, tmp_path / "other.pt")
     with pytest.raises(FormatError, match="neither"):
-        load_checkpoint(tmp_path / "other.pt")
+        open_model(tmp_path / "other.pt")
     model = build_model(dict(n_blocks=3, channels=8))
     good = tmp_path / "good.pt"
     save_checkpoint(good, model, {"model": dict(n_blocks=3, channels=8)})
     with pytest.raises(FormatError, match="weights do not fit"):
-        load_checkpoint(good, channels=16)
+        open_model(good, overrides={"channels": 16})
     good.write_bytes(good.read_bytes()[:200])  # truncated
     with pytest.raises(FormatError):
-        load_checkpoint(good)
+        open_model(good)

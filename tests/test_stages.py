@@ -223,6 +223,10 @@ def test_drop_invalid_keeps_the_rest(weights, tmp_path, capsys):
     cloud.points[[3, 7], 0] = np.inf
     write_ply(tmp_path / "in.ply", cloud)
     assert main(["segment", str(tmp_path / "in.ply"), "--weights", str(weights / "seg.pt"),
+                 "--out", str(tmp_path / "o.ply")]) == 2  # the library's drop_invalid=True …
+    assert "2 points have NaN/Inf coordinates; pass --drop-invalid to drop them" in \
+        capsys.readouterr().err  # … is said as the stage's flag
+    assert main(["segment", str(tmp_path / "in.ply"), "--weights", str(weights / "seg.pt"),
                  "--out", str(tmp_path / "o.ply"), "--drop-invalid"]) == 0
     assert "dropped 2 points" in capsys.readouterr().out
     assert len(read_points(tmp_path / "o.ply")) == 298
@@ -305,6 +309,11 @@ def test_classify_many_files_folders_and_globs_one_model_load(weights, tmp_path,
     out, err = capsys.readouterr()
     assert len(out.strip().splitlines()) == 3 and "s1.ply" not in out
     assert "s1.ply" in err and "1 of 4 files could not be classified" in err
+    (shapes / "a" / "s1.ply").write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty "
+                                         "float x\nproperty float y\nproperty float z\n"
+                                         "end_header\nnan 0 0\n1 0 0\n")
+    assert main(["classify", str(shapes), *cls]) == 2  # a file's error in the stage's words
+    assert "1 points have NaN/Inf coordinates; pass --drop-invalid" in capsys.readouterr().err
     assert main(["classify", str(shapes / "none" / "*.ply"), *cls]) == 2
     assert "no file matches" in capsys.readouterr().err
 

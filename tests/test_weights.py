@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from pointgcn.errors import InputError
-from pointgcn.models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from pointgcn.export import open_model
+from pointgcn.models import build_model, read_checkpoint, save_checkpoint
 from pointgcn.models.weights import read_manifest, resolve_weights, ship_checkpoint, weights_dir
 
 
@@ -29,7 +30,7 @@ def test_ship_and_resolve(shipped):
     path = resolve_weights("tiny-cls", folder)
     assert path == folder / "tiny-cls.pt"
     assert "train_state" not in torch.load(path, weights_only=True)
-    assert load_checkpoint(path).cfg["n_classes"] == 4
+    assert open_model(path).module.cfg["n_classes"] == 4
     assert read_manifest(folder) == [entry]
     text = (folder / "tiny-cls.md").read_text()
     assert text.startswith("# tiny-cls\n") and card_table(text) == {"oa": "0.5000"}
@@ -70,7 +71,7 @@ def test_repository_weights_verify_and_load():
         pytest.skip("no shipped weights in this checkout")
     for e in entries:
         path = resolve_weights(e["name"])
-        model = load_checkpoint(path)
+        model = open_model(path).module
         assert model.cfg["task"] == e["task"] and model.cfg["in_channels"] == e["in_channels"]
         assert e["size_bytes"] == path.stat().st_size < 10_000_000
         ckpt = read_checkpoint(path)

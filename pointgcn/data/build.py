@@ -76,6 +76,25 @@ class DataBundle:
                 raise ConfigError(f"model.{key} is {have} but the data set gives {want}")
 
 
+@dataclass
+class SampleSettings:
+    """How a model's samples were cut (its run config's `data:`), so that inference and checks
+    cut their inputs alike."""
+    n_points: int
+    block: float = 1.0
+    stride: float = 0.5
+    position_norm: str = "normalize_scale"
+    normals: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SampleSettings":
+        d = {**DATA_DEFAULTS, **cfg.get("data", {})}
+        task = cfg.get("model", {}).get("task", "segmentation")
+        n = d["n_points"] or DEFAULT_POINTS[task]
+        return cls(int(n), float(d["block"]), float(d["stride"]), d["position_norm"],
+                   bool(d["normals"]))
+
+
 def resolve_data(cfg: dict) -> dict:
     unknown = set(cfg) - set(DATA_DEFAULTS)
     if unknown:

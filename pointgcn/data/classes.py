@@ -35,3 +35,14 @@ def partnet_num_classes(category: str, level: int) -> int:
     if category not in PARTNET_PARTS or level not in PARTNET_PARTS[category]:
         raise InputError(f"PartNet has no {category}-{level}")
     return PARTNET_PARTS[category][level]
+
+
+def default_class_names(model_cfg: dict) -> list[str]:
+    """Names for a model that records none: S3DIS's for 13-class segmenters, ModelNet40's for
+    40-class classifiers, else the class numbers."""
+    n, task = int(model_cfg["n_classes"]), model_cfg.get("task")
+    if task == "segmentation" and n == len(S3DIS_CLASSES):
+        return list(S3DIS_CLASSES)
+    if task == "classification" and n == len(MODELNET40_CLASSES):
+        return list(MODELNET40_CLASSES)
+    return [str(i) for i in range(n)]

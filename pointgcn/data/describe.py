@@ -42,7 +42,7 @@ def describe_cloud(path: Path) -> dict:
     cloud = read_points(path, report=report, drop_invalid=True, as_mesh=False)
     info = {"kind": "file", "path": str(path), "format": report.format, "points": len(cloud),
             **({"invalid_points": f"{report.dropped} with NaN/Inf coordinates (not counted "
-                                  f"above; segment/classify need --drop-invalid)"}
+                                  "above)"}
                if report.dropped else {}),
             **({"mesh_faces": int(report.n_faces)} if report.n_faces else {}),
             **({"notes": list(report.notes)} if report.notes else {}),

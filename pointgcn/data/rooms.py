@@ -9,18 +9,19 @@ between. Blocks with fewer than `min_points` points are dropped — always for t
 (`room_to_blocks`, PointNet's h5 blocks), only when all their points lie in a kept block for
 inference (`cover_every_point`).
 
-Inference: `iter_blocks` builds at most `batch` blocks at a time. Each block sample carries the
-same 9 channels as training (block_channels + position norm) and the indices of its points;
-`VoteAccumulator` sums the logits of every sample into an (N, C) float32 array and returns the
-mean per point. A point no sample drew (big blocks hold more than n_points) takes the mean
+Inference (run by engine/inference.py): `iter_blocks` builds at most `batch` blocks at a time.
+Each block sample carries the same 9 channels as training (block_channels + position norm) and
+the indices of its points; `VoteAccumulator` sums the logits of every sample into an (N, C)
+float32 array and returns the mean per point. A point no sample drew (big blocks hold more than n_points) takes the mean
 logits of its nearest voted point; `cover_all=True` instead splits big blocks into several
 samples so every point is drawn.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -64,6 +65,10 @@ class BlockPlan:
         if not cover_all:
             return np.ones(len(self), dtype=np.int64)
         return np.maximum(1, -(-self.counts // self.n_points))
+
+    def select(self, blocks: np.ndarray) -> "BlockPlan":
+        """The same plan with only the blocks `blocks` (indices, in that order)."""
+        return dataclasses.replace(self, starts=self.starts[blocks], counts=self.counts[blocks])
 
     def members(self, k: int) -> np.ndarray:
         """Indices of the points in block k (inclusive bounds), ascending."""
@@ -305,19 +310,3 @@ class VoteAccumulator:
             _, nearest = tree.query(xyz[missing], k=1)
             out[missing] = out[have[nearest]]
         return out
-
-
-def predict_room(cloud: PointCloud, predict: Callable[[np.ndarray], np.ndarray], n_classes: int,
-                 block: float = 1.0, stride: float = 0.5,
-                 n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
-                 batch: int = 8, position_norm: str = "normalize_scale",
-                 fill_color: float = DEFAULT_FILL_COLOR, cover_all: bool = False,
-                 seed: int = 0) -> np.ndarray:
-    """Per-point mean logits (N, C) of a whole cloud: plan, iterate, vote, fill.
-    `predict` maps features (B, 9, n_points) to logits (B, C, n_points)."""
-    plan = plan_blocks(cloud.points, block, stride, n_points, min_points)
-    votes = VoteAccumulator(len(cloud), n_classes)
-    for feats, index in iter_blocks(cloud, plan, batch, position_norm, fill_color, cover_all,
-                                    seed):
-        votes.add(predict(feats), index)
-    return votes.result(cloud.points)

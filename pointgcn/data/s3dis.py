@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..errors import ConfigError, FormatError, InputError
+from ..errors import ConfigError, FormatError, InputError, Setting
 from ..io.atomic import atomic_folder
 from ..io.cloud import PointCloud
 from ..seeds import item_rng
@@ -69,8 +69,9 @@ def find_s3dis(root: str | Path, whole_rooms: bool = False) -> S3DISSource:
     if raw is not None:
         return S3DISSource("raw", raw)
     if h5:
-        raise InputError(f"{h5[0]}: the h5 blocks hold no whole rooms; full resolution needs "
-                         f"the raw tree or per-room npy files (or `pointgcn eval --no-rooms`: per block only)")
+        raise InputError("{h5}: the h5 blocks hold no whole rooms; full resolution needs the raw "
+                         "tree or per-room npy files (or {rooms_off}: per block only)", h5=h5[0],
+                         rooms_off=Setting("full_resolution", "full_resolution=False"))
     raise FormatError(f"{root}: not an S3DIS folder (expected Area_N/<room>/Annotations, "
                       f"Area_N_<room>.npy files, or all_files.txt + room_filelist.txt)")
 

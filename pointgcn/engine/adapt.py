@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from ..data.build import SampleSettings
 from ..data.rooms import iter_blocks, plan_blocks
-from ..errors import InputError
+from ..errors import InputError, Setting
 from ..io.cloud import PointCloud
+from ..models import build_model
 from ..models.heads import FusionHead
 from .device import describe_device, resolve_device, to_device
-from .inference import Settings, cover_logits
+from .inference import cover_logits
 from .metrics import ConfusionMatrix
 
 MIN_LABELLED = 50          # labelled points in all; fewer cannot train and validate a head
@@ -66,7 +69,7 @@ class FeatureTap:
         return seen["x"].float().cpu().numpy()
 
 
-def point_features(cloud: PointCloud, tap: FeatureTap, settings: Settings, task: str,
+def point_features(cloud: PointCloud, tap: FeatureTap, settings: SampleSettings, task: str,
                    wanted: np.ndarray, batch: int = 8, seed: int = 0,
                    progress: bool = False) -> np.ndarray:
     """(len(wanted), F) mean features of the points `wanted` (indices into `cloud`)."""
@@ -83,8 +86,6 @@ def point_features(cloud: PointCloud, tap: FeatureTap, settings: Settings, task:
     plan = plan_blocks(cloud.points, settings.block, settings.stride, settings.n_points)
     blocks = iter_blocks(cloud, plan, batch, settings.position_norm, cover_all=True, seed=seed)
     if progress:
-        from tqdm import tqdm
-
         total = int(plan.samples_per_block(True).sum())
         blocks = tqdm(blocks, total=-(-total // batch), desc="features", unit="batch")
     for feats, index in blocks:
@@ -114,8 +115,9 @@ def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
     model's layer, so any labelled class helps and classes absent from the scan are fine,
     but at least two classes must be labelled."""
     if labels.max() >= len(names):
-        raise InputError(f"label {int(labels.max())} is beyond the {len(names)} classes "
-                         "(give --classes with a name per label)")
+        raise InputError("label {label} is beyond the {n} classes (give {classes} with a name "
+                         "per label)", label=int(labels.max()), n=len(names),
+                         classes=Setting("classes", "class_names"))
     counts = np.bincount(labels, minlength=len(names))
     if not every:
         if (counts > 0).sum() < 2:
@@ -160,14 +162,12 @@ def score(layer: torch.nn.Linear, x: np.ndarray, y: np.ndarray, n_classes: int) 
 
 
 def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_names: list[str],
-          settings: Settings, task: str, same_classes: bool, holdout: float = 0.2,
+          settings: SampleSettings, task: str, same_classes: bool, holdout: float = 0.2,
           steps: int = 300, anchor: float = 0.3, batch: int = 8, seed: int = 0,
           progress: bool = False, device: str | None = "cpu") -> Adapted:
     """Fit a new last layer for `class_names` on the labelled points of `cloud` (module doc).
     The backbone runs on `device`; the small layer is fitted on the CPU (same result on any
     device)."""
-    from ..models import build_model
-
     if task not in ("segmentation", "part_segmentation"):
         raise InputError(f"adaptation re-heads segmentation models; this one is a {task} model")
     train, held = split_labels(labels, holdout, seed)

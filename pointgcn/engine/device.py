@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, Setting
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+DEVICE = Setting("device")  # as errors name it (apps/ say their flag)
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -36,13 +37,16 @@ def device_name(spec: str | None = "auto") -> str:
         return spec
     match = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if not match:
-        raise InputError(f"--device must be {DEVICE_CHOICES}, got {spec!r}")
+        raise InputError("{device} must be {choices}, got {spec!r}", device=DEVICE,
+                         choices=DEVICE_CHOICES, spec=spec)
     if not torch.cuda.is_available():
-        raise InputError(f"--device {spec}: no CUDA GPU is available to torch here "
-                         f"(torch {torch.__version__}); use --device cpu or auto")
+        raise InputError("{device} {spec}: no CUDA GPU is available to torch here (torch "
+                         "{torch}); use {device} cpu or auto", device=DEVICE, spec=spec,
+                         torch=torch.__version__)
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
-        raise InputError(f"--device {spec}: this machine has {torch.cuda.device_count()} "
-                         f"GPU(s), cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+        n = torch.cuda.device_count()
+        raise InputError("{device} {spec}: this machine has {n} GPU(s), cuda:0 … cuda:{last}",
+                         device=DEVICE, spec=spec, n=n, last=n - 1)
     return spec
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import InputError
+from .device import DEVICE, device_name, resolve_device
 
 
 @dataclass
@@ -39,17 +40,16 @@ def backend_for(device: torch.device) -> str:
 
 
 def init_distributed(device: str | None = "auto") -> Dist:
-    """This process's `Dist` for the `--device` request (see engine/device.py); under torchrun
+    """This process's `Dist` for the `device` request (see engine/device.py); under torchrun
     the process group on that device's backend."""
-    from .device import device_name, resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(device=resolve_device(device))
     name = device_name(device)
     if name.startswith("cuda:"):
-        raise InputError(f"--device {name} under torchrun would put every process on one GPU; "
-                         "give --device cuda (process r uses cuda:LOCAL_RANK)")
+        raise InputError("{device} {name} under torchrun would put every process on one GPU; "
+                         "give {device} cuda (process r uses cuda:LOCAL_RANK)", device=DEVICE,
+                         name=name)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     place = resolve_device(name, local_rank)
     if place.type == "cuda":

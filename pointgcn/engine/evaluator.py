@@ -8,12 +8,13 @@ rule). 6-fold S3DIS sums the six areas' confusion matrices before dividing.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
-from ..data.build import build_datasets, resolve_data
+from ..data.build import SampleSettings, build_datasets, resolve_data
 from ..data.classes import S3DIS_CLASSES
 from ..data.s3dis import find_s3dis, iter_rooms, room_cloud
 from ..errors import InputError
-from .inference import Settings, cover_logits, segment_cloud
+from .inference import cover_logits, segment_cloud
 from .metrics import ConfusionMatrix, PartNetIoU
 from .predictor import Predictor
 from .task_metrics import predict_labels
@@ -29,7 +30,6 @@ def _batches(dataset, batch: int):
 def _progress(items, enabled, total, desc):
     if not enabled:
         return items
-    from tqdm import tqdm
     return tqdm(items, total=total, desc=desc, leave=False)
 
 
@@ -85,7 +85,7 @@ def evaluate_rooms(cfg: dict, predictor: Predictor, *, batch: int = 8,
                    progress: bool = True) -> dict:
     """Every point of every test-area room, labels from block voting."""
     d = resolve_data(cfg["data"])
-    settings = Settings.from_config(cfg)
+    settings = SampleSettings.from_config(cfg)
     cm = ConfusionMatrix(predictor.n_classes)
     rooms = 0
     for name, rows in iter_rooms(d["root"], [d["test_area"]], progress=progress):

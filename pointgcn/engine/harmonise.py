@@ -25,8 +25,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from ..errors import InputError
+from ..errors import InputError, Setting
 from ..io.cloud import PointCloud
 from ..data.sampling import typical_spacing
 from ..models.conventions import AXES, Conventions
@@ -77,8 +78,6 @@ def turned(cloud: PointCloud, src: str, dst: str, scale: float = 1.0) -> PointCl
 def floor_axis(points: np.ndarray, seed: int = 0) -> tuple[str, dict]:
     """The axis that the normals of the cloud's planar patches point along most often (module
     doc), with each axis's share. Normals: PCA of 12 neighbours within a random subset."""
-    from scipy.spatial import cKDTree
-
     rng = np.random.default_rng(seed)
     xyz = np.asarray(points, dtype=np.float64)
     pool = xyz[rng.choice(len(xyz), min(len(xyz), 100_000), replace=False)]
@@ -119,8 +118,9 @@ def harmonise(cloud: PointCloud, conv: Conventions, *, up: str | None = "auto",
                          "(0.5)")
         return out
     if conv.needs_colors and cloud.colors is None:
-        raise InputError(f"{cloud.source or 'the input'}: this model was trained with colours "
-                         "and the input has none (--no-harmonise runs it with mid grey)")
+        raise InputError("{where}: this model was trained with colours and the input has none "
+                         "({off} runs it with mid grey)", where=cloud.source or "the input",
+                         off=Setting("harmonise", "enabled=False"))
     scale = 1.0
     if conv.units == "m":
         scale, line = _units(cloud, units)
@@ -147,14 +147,16 @@ def harmonise(cloud: PointCloud, conv: Conventions, *, up: str | None = "auto",
 def _units(cloud: PointCloud, units: str) -> tuple[float, str]:
     if units != "auto":
         if units not in UNITS:
-            raise InputError(f"--units must be auto or one of {', '.join(UNITS)}, got {units!r}")
+            raise InputError("{units} must be auto or one of {known}, got {value!r}",
+                             units=Setting("units"), known=", ".join(UNITS), value=units)
         f = UNITS[units]
         return f, f"units: {units} (given)" + (f" → scaled by {f:g} to metres" if f != 1 else "")
     name, extent, spacing = guess_units(cloud.points)
     if name is None:
-        raise InputError(f"{cloud.source or 'the input'}: cannot tell its units (extent "
-                         f"{extent:.4g}, point spacing {spacing:.3g}); give --units "
-                         f"{'|'.join(UNITS)}")
+        raise InputError("{where}: cannot tell its units (extent {extent:.4g}, point spacing "
+                         "{spacing:.3g}); give {units} {known}", where=cloud.source or "the input",
+                         extent=extent, spacing=spacing, units=Setting("units"),
+                         known="|".join(UNITS))
     f = UNITS[name]
     seen = f"extent {extent:.4g}, spacing {spacing:.3g}"
     if f == 1.0:

@@ -1,7 +1,9 @@
-"""Pre- and post-processing shared by every runtime (PyTorch, onnxruntime) and every stage.
+"""Run a predictor over a cloud: the pre- and post-processing shared by every runtime
+(PyTorch, onnxruntime) and every stage.
 
-segment: any cloud → overlapping blocks (the training block size, stride and 9 channels) →
-per-point mean logits over all blocks covering each *original* point → labels.
+segment: any cloud → overlapping blocks (data/rooms.py: the training block size, stride and 9
+channels) → per-point mean logits over all blocks covering each *original* point
+(`predict_room`) → labels.
 classify: any cloud or mesh sample → unit sphere → N points (votes over random subsets) →
 class probabilities.
 Every stage first checks that the cloud has enough *distinct* points for the model's widest
@@ -12,35 +14,17 @@ replacement, exactly as in training.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from ..data.build import DATA_DEFAULTS
-from ..data.rooms import DEFAULT_FILL_COLOR, predict_room
+from ..data.build import SampleSettings
+from ..data.rooms import DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks
 from ..data.transforms import normalize_unit_sphere
 from ..errors import InputError
 from ..io.cloud import PointCloud
 from ..tasks import DEFAULT_POINTS
 from .predictor import Predictor
-
-
-@dataclass
-class Settings:
-    """The data settings a model was trained with (from its run config)."""
-    n_points: int
-    block: float = 1.0
-    stride: float = 0.5
-    position_norm: str = "normalize_scale"
-    normals: bool = False
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "Settings":
-        d = {**DATA_DEFAULTS, **cfg.get("data", {})}
-        task = cfg.get("model", {}).get("task", "segmentation")
-        n = d["n_points"] or DEFAULT_POINTS[task]
-        return cls(int(n), float(d["block"]), float(d["stride"]), d["position_norm"],
-                   bool(d["normals"]))
 
 
 def check_distinct_points(cloud: PointCloud, predictor: Predictor) -> None:
@@ -57,7 +41,7 @@ def check_distinct_points(cloud: PointCloud, predictor: Predictor) -> None:
                          f"need at least {need} distinct points")
 
 
-def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
+def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
                   batch: int = 8, seed: int = 0) -> np.ndarray:
     """Mean logits `(N, n_classes)` for every point of `cloud`."""
     check_distinct_points(cloud, predictor)
@@ -70,7 +54,23 @@ def segment_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
                         seed=seed)
 
 
-def segment_object(cloud: PointCloud, predictor: Predictor, settings: Settings,
+def predict_room(cloud: PointCloud, predict: Callable[[np.ndarray], np.ndarray], n_classes: int,
+                 block: float = 1.0, stride: float = 0.5,
+                 n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
+                 batch: int = 8, position_norm: str = "normalize_scale",
+                 fill_color: float = DEFAULT_FILL_COLOR, cover_all: bool = False,
+                 seed: int = 0) -> np.ndarray:
+    """Per-point mean logits (N, C) of a whole cloud: plan, iterate, vote, fill.
+    `predict` maps features (B, 9, n_points) to logits (B, C, n_points)."""
+    plan = plan_blocks(cloud.points, block, stride, n_points, min_points)
+    votes = VoteAccumulator(len(cloud), n_classes)
+    for feats, index in iter_blocks(cloud, plan, batch, position_norm, fill_color, cover_all,
+                                    seed):
+        votes.add(predict(feats), index)
+    return votes.result(cloud.points)
+
+
+def segment_object(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
                    batch: int = 8, seed: int = 0) -> np.ndarray:
     """Mean logits `(N, n_classes)` for every point of one object (part segmentation).
 
@@ -108,7 +108,7 @@ def cover_logits(pts: np.ndarray, predictor: Predictor, n_points: int, batch: in
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def shape_features(cloud: PointCloud, settings: Settings, rng: np.random.Generator,
+def shape_features(cloud: PointCloud, settings: SampleSettings, rng: np.random.Generator,
                    in_channels: int) -> np.ndarray:
     """One `(C, n_points)` sample of a shape, normalised like the training shapes."""
     n = len(cloud)
@@ -125,7 +125,7 @@ def shape_features(cloud: PointCloud, settings: Settings, rng: np.random.Generat
     return np.concatenate(cols, 1).T.astype(np.float32)
 
 
-def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: Settings,
+def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
                    votes: int = 3, seed: int = 0) -> np.ndarray:
     """Class probabilities `(n_classes,)`, averaged over `votes` random point subsets."""
     check_distinct_points(cloud, predictor)

@@ -1,8 +1,8 @@
 """One inference interface for every runtime: features `(B, C, N)` float32 numpy → logits numpy.
 
 `segment`/`classify` and the evaluator take a `Predictor`, so PyTorch and onnxruntime share all
-pre- and post-processing. `TorchPredictor` is here; `OnnxPredictor` and `load_predictor` (path,
-shipped name, .onnx, or a latency budget) live in pointgcn.export.
+pre- and post-processing. `TorchPredictor` is here; `OnnxPredictor` and `open_model` (path,
+shipped name or .onnx → a model and its predictor) live in pointgcn.export.
 
 On a GPU a whole batch of blocks goes to the device in one copy from pinned host memory and its
 logits come back in one copy: one host round trip per batch, never per block (the batch size

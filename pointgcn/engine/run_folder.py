@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..config import dump_config
-from ..errors import InputError
-from .device import same_kind
+from ..errors import InputError, Setting
+from .device import DEVICE, same_kind
 
 LAST = Path("checkpoints") / "last.pt"
 OWN_FILES = ("config.yaml", "metrics.jsonl", "metrics.json")
@@ -42,8 +42,9 @@ def holds_run(run_dir: str | Path) -> bool:
 def check_new(run_dir: str | Path) -> None:
     """A new run never goes into a folder holding one (it would replace its checkpoints)."""
     if holds_run(run_dir):
-        raise InputError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                         "or choose another --out")
+        raise InputError("{run_dir} already holds a run; continue it with {resume} or choose "
+                         "another {out}", run_dir=run_dir, resume=Setting("resume", "resume=True"),
+                         out=Setting("out", "run folder"))
 
 
 class RunFolder:
@@ -81,14 +82,17 @@ def check_resume(path: Path, state: dict, saved_config: dict, config: dict, worl
                          f"{world}; resume with the same process count")
     threads = torch.get_num_threads()
     if state.get("threads", threads) != threads:
-        raise InputError(f"{path}: saved with --threads {state['threads']}, resuming with "
-                         f"{threads}; give --threads {state['threads']} (results differ "
-                         "across thread counts)")
+        raise InputError("{path}: saved with {threads} {saved}, resuming with {now}; give "
+                         "{threads} {saved} (results differ across thread counts)", path=path,
+                         threads=Setting("threads", "torch threads"), saved=state["threads"],
+                         now=threads)
     if not same_kind(state.get("device"), device):
         saved = state["device"]
-        raise InputError(f"{path}: saved on {saved['device']} ({saved['name']}), resuming on "
-                         f"{device['device']} ({device['name']}); resume on the same kind of "
-                         f"device (--device {saved['type']})")
+        raise InputError("{path}: saved on {saved} ({saved_name}), resuming on {now} "
+                         "({now_name}); resume on the same kind of device ({device} {kind})",
+                         path=path, saved=saved["device"], saved_name=saved["name"],
+                         now=device["device"], now_name=device["name"], device=DEVICE,
+                         kind=saved["type"])
     differ = [d for d in differences(plain(saved_config), plain(config))
               if not d.startswith(tuple(key + ":" for key in MAY_CHANGE))]
     if differ:

@@ -35,10 +35,13 @@ content instead of its path), in config.yaml and in every checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from ..config import dump_config
 from ..errors import ConfigError, InputError
@@ -55,6 +58,8 @@ from .optim import (extend_schedule, make_loss, make_optimizer, make_scheduler,
                     resolve_train, restore_scheduler)
 from .run_folder import RunFolder, check_new, check_resume
 from .task_metrics import KEY_METRIC, SELECTABLE, TaskMetrics
+
+log = logging.getLogger(__name__)
 
 # What a checkpoint's train_state must hold to resume from it.
 TRAIN_STATE_KEYS = {"epoch", "batch", "step", "best", "best_epoch", "history", "running",
@@ -144,7 +149,6 @@ class Trainer:
         if self.dist.main:
             if not self.resumed:
                 self.run.create(self.cfg)
-            from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         if not self.resumed:
             for hook in self.hooks:
@@ -162,8 +166,9 @@ class Trainer:
                 self._maybe_best(epoch, val)
             notes = "".join(hook.after_epoch(self, epoch, train, val) for hook in self.hooks)
             if val is not None and self.dist.main:  # one line per epoch, with or without bars
-                print(f"epoch {epoch + 1}: val {self.key} {val.get(self.key, float('nan')):.4f}"
-                      f"  loss {val.get('loss', float('nan')):.4f}{notes}", flush=True)
+                log.info(f"epoch {epoch + 1}: val {self.key} "
+                         f"{val.get(self.key, float('nan')):.4f}  loss "
+                         f"{val.get('loss', float('nan')):.4f}{notes}")
             self.scheduler.step()
             self.state.update(epoch=epoch + 1, batch=0, running=None)
             self._save("last.pt")
@@ -347,5 +352,4 @@ class Trainer:
 def _progress(loader, enabled: bool, total: int, initial: int, desc: str):
     if not enabled:
         return loader
-    from tqdm import tqdm
     return tqdm(loader, total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)

@@ -16,15 +16,18 @@ import numpy as np
 import torch
 
 from ..engine.device import resolve_device
+from ..engine.predictor import TorchPredictor
+from ..models import save_checkpoint
+from .onnx_export import export_onnx
 from .parity import random_clouds
 from .runtime import OnnxPredictor, providers_for
-from .sources import ModelSource
+from .serve import LoadedModel
 from .timing import environment_line, latency_stats, peak_memory, time_interleaved
 
 EAGER, ORT = "eager", "onnxruntime"
 
 
-def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 10,
+def bench_source(src: LoadedModel, *, points: int, batch: int = 1, runs: int = 10,
                  warmup: int = 2, threads: int | None = None, memory: bool = True,
                  optimization: str = "all", spin: bool | None = None,
                  exporter: str = "legacy", seed: int = 0,
@@ -37,21 +40,18 @@ def bench_source(src: ModelSource, *, points: int, batch: int = 1, runs: int = 1
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         row = {"model": src.label, "points": points, "batch": batch, "threads": threads,
                "runs": runs, "optimization": optimization, "device": str(place)}
-        onnx_path, ckpt = src.onnx_path, None
+        onnx_path, ckpt = src.path, None
         predictors = {}
-        if src.model is not None:
-            from ..engine.predictor import TorchPredictor
-            from ..models import save_checkpoint
-            from .onnx_export import export_onnx
+        if src.module is not None:
             onnx_path = Path(tmp) / f"{src.label}.onnx"
-            report = export_onnx(src.model, onnx_path, points=points, batch=max(batch, 1),
+            report = export_onnx(src.module, onnx_path, points=points, batch=max(batch, 1),
                                  parity=False, exporter=exporter, run_config=src.run_config)
             row.update(export_seconds=report.export_seconds, onnx_nodes=report.nodes,
                        exporter=exporter)
-            predictors[EAGER] = TorchPredictor(src.model, threads=threads, device=place)
+            predictors[EAGER] = TorchPredictor(src.module, threads=threads, device=place)
             if memory and place.type == "cpu":
                 ckpt = Path(tmp) / f"{src.label}.pt"
-                save_checkpoint(ckpt, src.model, {"model": dict(src.model.cfg)})
+                save_checkpoint(ckpt, src.module, {"model": dict(src.module.cfg)})
         predictors[ORT] = OnnxPredictor(onnx_path, threads=threads, optimization=optimization,
                                         spin=spin, providers=providers_for(provider, device))
         row["provider"] = predictors[ORT].providers[0]

@@ -25,10 +25,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import cache_dir
-from ..errors import FormatError, InputError
+from ..engine.device import device_name
+from ..errors import FormatError, InputError, Setting
 from ..io.atomic import atomic_path
-from ..models.weights import sha256
-from .timing import device_fingerprint
+from ..models.weights import MANIFEST, sha256, weights_dir
+from .onnx_export import export_onnx
+from .parity import random_clouds
+from .runtime import has_cuda_provider
+from .serve import LoadedModel, open_model
+from .timing import device_fingerprint, latency_stats, time_interleaved
 
 RUNTIMES = ("onnx", "torch")
 
@@ -108,8 +113,6 @@ def serving_runtime(candidate: Candidate, runtime: str, device: str = "cpu") -> 
     """The runtime `candidate` is measured and served with on `device`: "onnx" (onnxruntime;
     on a GPU its CUDA provider) or "torch" (eager); None when it cannot run there (an .onnx
     file on a GPU without onnxruntime-gpu)."""
-    from .runtime import has_cuda_provider
-
     is_onnx = candidate.path.suffix.lower() == ".onnx"
     if is_onnx or runtime == "onnx":
         if device.startswith("cuda") and not has_cuda_provider():
@@ -122,9 +125,7 @@ def measure_candidate(candidate: Candidate, runtime: str, points: int, batch: in
                       threads: int | None = None, runs: int = 10, device: str = "cpu") -> dict:
     """Latency stats of one candidate on random clouds (exports checkpoints for "onnx"); on a
     GPU each run includes copying the clouds there and the logits back, as serving does."""
-    from .parity import random_clouds
-    from .timing import latency_stats, time_interleaved
-    predictor = candidate_predictor(candidate, runtime, points, threads, device)
+    predictor = open_candidate(candidate, runtime, points, threads, device).predictor()
     least = getattr(predictor, "min_points", 1)
     if points < least:
         raise InputError(f"{candidate.name} needs ≥ {least} points, budget asks N={points}")
@@ -132,33 +133,22 @@ def measure_candidate(candidate: Candidate, runtime: str, points: int, batch: in
     return latency_stats(time_interleaved({"m": lambda: predictor(x)}, runs, warmup=2)["m"])
 
 
-def candidate_predictor(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
-                        threads: int | None = None, device: str = "cpu"):
-    """The predictor a candidate is measured (and should be served) with."""
-    return serve_candidate(candidate, runtime, points, threads, device)[0]
-
-
-def serve_candidate(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
-                    threads: int | None = None, device: str = "cpu") -> tuple:
-    """(predictor, run config) of a candidate on `device`: its .onnx file, its checkpoint in
-    PyTorch, or (runtime "onnx") the checkpoint's export cached by file hash — a cache hit
-    never opens the checkpoint."""
-    from .serve import onnx_predictor
-    from .sources import open_checkpoint, torch_predictor
-
+def open_candidate(candidate: Candidate, runtime: str = "onnx", points: int = 4096,
+                   threads: int | None = None, device: str = "cpu") -> LoadedModel:
+    """A candidate opened the way it is measured and served on `device`: its .onnx file, its
+    checkpoint in PyTorch, or (runtime "onnx") the checkpoint's export cached by file hash — a
+    cache hit never opens the checkpoint."""
     provider = "cuda" if device.startswith("cuda") else "cpu"
     if candidate.path.suffix.lower() == ".onnx":
-        return onnx_predictor(candidate.path, threads, provider)
+        return open_model(candidate.path, threads=threads, provider=provider)
     if runtime == "torch":
-        return torch_predictor(candidate.path, threads, name=str(candidate.path),
-                               device=device)
+        return open_model(candidate.path, threads=threads, device=device)
     onnx_file = cache_dir() / "onnx" / f"{sha256(candidate.path)[:24]}.onnx"
     if not onnx_file.is_file():
-        from .onnx_export import export_onnx
-        model, run_config, meta = open_checkpoint(candidate.path)
-        export_onnx(model, onnx_file, points=points, parity=False, run_config=run_config,
-                    class_names=meta.get("class_names"))
-    return onnx_predictor(onnx_file, threads, provider)
+        loaded = open_model(candidate.path)
+        export_onnx(loaded.module, onnx_file, points=points, parity=False,
+                    run_config=loaded.run_config, class_names=loaded.meta.get("class_names"))
+    return open_model(onnx_file, threads=threads, provider=provider)
 
 
 @dataclass
@@ -173,13 +163,9 @@ class Selection:
     reason: str
     device: str = "cpu"
 
-    def predictor(self, threads: int | None = None):
-        """The chosen model, loaded the way it was measured."""
-        return self.served(threads)[0]
-
-    def served(self, threads: int | None = None) -> tuple:
-        """(predictor, run config) of the chosen model, loaded the way it was measured."""
-        return serve_candidate(self.choice, self.runtime, self.points, threads, self.device)
+    def open(self, threads: int | None = None) -> LoadedModel:
+        """The chosen model, opened the way it was measured."""
+        return open_candidate(self.choice, self.runtime, self.points, threads, self.device)
 
     def to_dict(self) -> dict:
         return {"choice": self.choice.name, "path": str(self.choice.path),
@@ -202,8 +188,6 @@ def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, 
     `measure(candidate, runtime=, points=, batch=, threads=)` → p95 ms replaces the real
     measurement (tests, or latency predicted by a regressor); `cache=False` disables caching.
     """
-    from ..engine.device import device_name
-
     device = device_name(device)
     if runtime not in RUNTIMES:
         raise InputError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -266,6 +250,24 @@ def select_model(candidates: list[Candidate], budget_ms: float, *, points: int, 
               f"candidate(s) within budget\n" + _table(rows))
     return Selection(best, best_row["p95_ms"], budget_ms, points, batch, best_row["runtime"],
                      rows, reason, device)
+
+
+def within_budget(budget_ms: float, *, task: str, points: int, runtime: str = "onnx",
+                  threads: int | None = None, batch: int = 1, candidates=(),
+                  device: str | None = "cpu") -> tuple[LoadedModel, str]:
+    """(the model, the reason) of the most accurate shipped or given candidate whose p95
+    latency at `points`, measured on `device` (the one it will serve on), fits `budget_ms`.
+    `candidates` are extra manifests or candidates.json files (e.g. from a search)."""
+    shipped = weights_dir() / MANIFEST
+    pool = list(load_candidates(shipped)) if shipped.is_file() else []
+    for extra in candidates:
+        pool += load_candidates(extra)
+    if not pool:
+        raise InputError("no candidate models: no shipped weights and no {candidates} given",
+                         candidates=Setting("candidates", "extra candidates"))
+    sel = select_model(pool, budget_ms, points=points, batch=batch, runtime=runtime, task=task,
+                       threads=threads, device=device)
+    return sel.open(threads), sel.reason
 
 
 def _p95(cand: Candidate, runtime: str, points: int, batch: int, threads: int | None,

@@ -25,11 +25,11 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, Setting
 from ..graph import min_points
 from ..io.atomic import atomic_path
-from .parity import (MIN_AGREEMENT, REL_TOL, check_parity, default_check_data, format_parity,
-                     random_clouds)
+from .parity import MIN_AGREEMENT, REL_TOL, check_parity, format_parity, random_clouds
+from .quantize import quantize_and_compare
 from .runtime import INPUT_NAME, OUTPUT_NAME, encode_metadata
 from .tracing import MIN_OPSET, trace_to_onnx
 
@@ -81,7 +81,8 @@ class ExportReport:
 
 def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSET,
                 points: int = 1024, batch: int = 2, parity: bool = True,
-                check_data: np.ndarray | None = None, min_agreement: float = MIN_AGREEMENT,
+                check_data: np.ndarray | None = None, check_data_name: str | None = None,
+                min_agreement: float = MIN_AGREEMENT,
                 rel_tol: float = REL_TOL, enforce: bool = True, quantize: bool = False,
                 run_config: dict | None = None, class_names: list[str] | None = None,
                 exporter: str = "legacy", threads: int | None = None,
@@ -91,7 +92,9 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
 
     `points` is the nominal N (parity runs at ≈ N/2, N, 2N; N stays dynamic in the file either
     way). With `enforce`, failed parity raises `ExportError` (the report JSON is still saved).
-    The parity run's PyTorch side runs on `device`, onnxruntime on `provider` (check_parity).
+    The parity run's PyTorch side runs on `device`, onnxruntime on `provider` (check_parity);
+    it checks on `check_data` (described in the report as `check_data_name`, default "given"),
+    else on random clouds, as does the int8 comparison.
     """
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
@@ -104,15 +107,15 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     model.eval()
     try:
         return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
-                       min_agreement, rel_tol, enforce, quantize, run_config, class_names,
-                       exporter, threads, seed, device, provider)
+                       check_data_name, min_agreement, rel_tol, enforce, quantize, run_config,
+                       class_names, exporter, threads, seed, device, provider)
     finally:
         model.train(was_training)
 
 
-def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_agreement,
-            rel_tol, enforce, quantize, run_config, class_names, exporter, threads, seed,
-            device, provider):
+def _export(model, cfg, out_path, opset, points, batch, parity, check_data, check_data_name,
+            min_agreement, rel_tol, enforce, quantize, run_config, class_names, exporter,
+            threads, seed, device, provider):
     least = min_points(model)
     # The graph is the same for any traced N (both axes are dynamic), but tracing runs the model
     # once: a small N keeps that cheap (ten times cheaper for ResGCN-28, docs/performance.md).
@@ -136,26 +139,23 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, min_
             ops=dict(collections.Counter(n.op_type for n in proto.graph.node)),
             inputs=_io_dims(proto.graph.input), outputs=_io_dims(proto.graph.output),
             min_points=least, metadata={k: v for k, v in meta.items() if k != "config"})
-        data_name = "given"
-        if check_data is None and (parity or quantize):
-            check_data, data_name = default_check_data(run_config or {"model": cfg}, batch,
-                                                       points, seed)
         if parity:
             report.parity = check_parity(model, tmp, points=points, batch=batch,
-                                         check_data=check_data, data_name=data_name, seed=seed,
-                                         min_agreement=min_agreement, rel_tol=rel_tol,
+                                         check_data=check_data, data_name=check_data_name,
+                                         seed=seed, min_agreement=min_agreement, rel_tol=rel_tol,
                                          opset=opset, exporter=exporter, threads=threads,
                                          device=device, provider=provider)
             if enforce and not report.parity["passed"]:
                 report.report_path = str(report_path)
                 _write_json(report, report_path)
-                raise ExportError(f"parity check failed for {out_path.name}: "
-                                  f"{'; '.join(report.parity['failures'])} on "
-                                  f"{report.parity['data']} (report: {report_path}; model not "
-                                  f"written; check on your own clouds with --check-data, or "
-                                  f"accept less with --min-agreement)")
+                raise ExportError("parity check failed for {name}: {failures} on {data} "
+                                  "(report: {report}; model not written; check on your own "
+                                  "clouds with {check_data}, or accept less with {least})",
+                                  name=out_path.name, data=report.parity["data"],
+                                  failures="; ".join(report.parity["failures"]),
+                                  report=report_path, check_data=Setting("check_data"),
+                                  least=Setting("min_agreement"))
     if quantize:
-        from .quantize import quantize_and_compare
         report.quantized = quantize_and_compare(out_path, points=points, batch=batch,
                                                 threads=threads, seed=seed,
                                                 check_data=check_data)

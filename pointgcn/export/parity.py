@@ -11,10 +11,11 @@ labels        The real exported model (kNN inside) against PyTorch on held-out c
               runtimes — a last-bit difference flips a near-tie neighbour and the flip
               propagates — so raw logits may differ there while labels must agree.
 
-Held-out clouds are the user's (`check_data`: .npy/.npz of `(B, C, N)` features), else
-procedural ones of the model's kind (check_clouds.py: room blocks, shapes, part shapes), else
-random ones shaped like training data: xyz uniform in [−1, 1] (the normalised block/shape
-range), other channels uniform in [0, 1] (colours, normalised room coordinates).
+Held-out clouds are the caller's (`check_data`: the user's .npy/.npz of `(B, C, N)` features,
+or procedural ones of the model's kind that `pointgcn export` draws from
+data/synthetic/check_clouds.py), else random ones shaped like training data: xyz uniform in
+[−1, 1] (the normalised block/shape range), other channels uniform in [0, 1] (colours,
+normalised room coordinates).
 """
 from __future__ import annotations
 
@@ -172,15 +173,9 @@ def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray],
     return rows
 
 
-def default_check_data(run_config: dict, batch: int, points: int, seed: int = 0
-                       ) -> tuple[np.ndarray | None, str]:
-    """Procedural clouds of the model's kind (check_clouds.py), else None for random noise."""
-    from .check_clouds import synthetic_clouds
-
-    if run_config.get("model", {}).get("task") == "classification":
-        batch = max(batch, CLS_BATCH)
-    got = synthetic_clouds(run_config, batch, points, seed)
-    return got if got is not None else (None, "random")
+def check_batch(task: str, batch: int) -> int:
+    """Clouds per parity batch: per-shape labels need enough shapes for a percentage."""
+    return max(batch, CLS_BATCH) if task == "classification" else batch
 
 
 def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch: int = 2,
@@ -195,8 +190,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     `device`)."""
     model = model.eval()
     least = min_points(model)
-    if model.cfg.get("task") == "classification":
-        batch = max(batch, CLS_BATCH)
+    batch = check_batch(model.cfg.get("task"), batch)
     inputs = check_inputs(points, least, model.cfg["in_channels"], batch, seed, check_data)
     nominal = min(inputs, key=lambda x: abs(x.shape[2] - points))
     static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,

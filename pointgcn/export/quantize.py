@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ def _quiet_root_logger():
 
 def quantize_model(src: str | Path, dst: str | Path | None = None) -> Path:
     """Write the int8 copy of `src` (default `<stem>.int8.onnx`) with `src`'s metadata."""
+    # lazy: onnxruntime loads its native libraries on import (runtime._ort); only int8 needs this
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src = Path(src)
@@ -77,7 +79,6 @@ def quantize_and_compare(fp32_path: str | Path, *, points: int, batch: int = 2,
         max_abs = max(max_abs, float(np.abs(a - b).max()))
     x = random_clouds(batch, fp32.in_channels, max(points, fp32.min_points), seed)
     if runs is None:  # about two seconds of timing, between 3 and 20 runs each
-        import time
         t = time.perf_counter()
         fp32(x)
         runs = int(min(20, max(3, 1.0 / max(time.perf_counter() - t, 1e-4))))

@@ -20,10 +20,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from ..data.classes import default_class_names
+from ..engine.device import device_name
 from ..engine.predictor import finite_logits
-from ..errors import FormatError, InputError
-from .sources import default_class_names
+from ..errors import FormatError, InputError, Setting
 
 META_PREFIX = "pointgcn."
 INPUT_NAME = "features"
@@ -32,15 +34,22 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def _ort():
+    # lazy: onnxruntime loads its native libraries (CUDA's too, with onnxruntime-gpu) on import;
+    # only sessions need them
     import onnxruntime as ort
     ort.set_default_logger_severity(3)  # errors only: no per-node fallback chatter
     return ort
 
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDER = Setting("provider")  # as errors name it (apps/ say their flag)
 GPU_INSTALL = ("onnxruntime has no CUDA execution provider here (the CPU package is installed); "
                "install onnxruntime-gpu in its place (pip uninstall onnxruntime && pip install "
-               "'pointgcn[gpu]') or use --provider cpu")
+               "'pointgcn[gpu]') or use {provider} cpu")
+
+
+def onnxruntime_version() -> str:
+    return _ort().__version__
 
 
 def has_cuda_provider() -> bool:
@@ -48,18 +57,17 @@ def has_cuda_provider() -> bool:
 
 
 def resolve_provider(provider: str | None = None, device: str | None = None) -> str:
-    """"cpu" or "cuda": `provider` if given, else following the `--device` request (auto: CUDA
+    """"cpu" or "cuda": `provider` if given, else following the `device` request (auto: CUDA
     when a GPU and onnxruntime's CUDA provider are both there)."""
     if provider is None:
-        from ..engine.device import device_name
-
         gpu = device_name(device).startswith("cuda")
         explicit = device is not None and str(device).strip().lower() != "auto"
         provider = "cuda" if gpu and (explicit or has_cuda_provider()) else "cpu"
     if provider not in PROVIDERS:
-        raise InputError(f"--provider must be cpu or cuda, got {provider!r}")
+        raise InputError("{setting} must be cpu or cuda, got {provider!r}", setting=PROVIDER,
+                         provider=provider)
     if provider == "cuda" and not has_cuda_provider():
-        raise InputError(GPU_INSTALL)
+        raise InputError(GPU_INSTALL, provider=PROVIDER)
     return provider
 
 
@@ -127,7 +135,6 @@ def make_session(path: str | Path, threads: int | None = None,
 
 def read_metadata(path: str | Path) -> dict:
     """The `pointgcn.*` metadata of an ONNX file (prefix stripped, JSON values decoded)."""
-    import onnx
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:

@@ -20,13 +20,16 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from ..engine.device import cpu_model
+from ..engine.device import cpu_model, describe_device, device_name
+from .runtime import onnxruntime_version
 
 
 def latency_stats(seconds: list[float]) -> dict:
@@ -70,13 +73,8 @@ def device_fingerprint(device: str = "cpu") -> dict:
     """What makes a latency measurement valid elsewhere: CPU, cores, runtime versions and
     pointgcn's code; measured on a GPU, also the GPU's name (`cuda`), driver and CUDA version
     (a measurement on the CPU keeps `cuda` None, whatever GPU the machine has)."""
-    import onnxruntime
-    import torch
-
-    from ..engine.device import describe_device, device_name
-
     fp = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-          "onnxruntime": onnxruntime.__version__, "pointgcn": code_fingerprint(), "cuda": None}
+          "onnxruntime": onnxruntime_version(), "pointgcn": code_fingerprint(), "cuda": None}
     name = device_name(device)
     if name.startswith("cuda"):
         gpu = describe_device(name)
@@ -86,7 +84,6 @@ def device_fingerprint(device: str = "cpu") -> dict:
 
 
 def environment(threads: int | None = None, device: str = "cpu") -> dict:
-    import torch
     env = device_fingerprint(device)
     env.update(python=platform.python_version(), platform=platform.platform(),
                threads=threads or torch.get_num_threads(), load=_load())
@@ -110,13 +107,15 @@ def _load() -> float | None:
 def peak_memory(runtime: str, path: str | Path, points: int, batch: int,
                 threads: int | None = None, runs: int = 2, timeout: float = 900) -> dict:
     """Peak RSS (MB) of `runs` inferences above the loaded baseline, in a fresh subprocess."""
-    cmd = [sys.executable, "-m", "pointgcn.export.memprobe", runtime, str(path),
-           "--points", str(points), "--batch", str(batch), "--runs", str(runs)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          cwd=Path(__file__).resolve().parents[2])
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"peak_mb": None, "error": tail[:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "peak.json"
+        cmd = [sys.executable, "-m", "pointgcn.export.memprobe", runtime, str(path), str(result),
+               "--points", str(points), "--batch", str(batch), "--runs", str(runs)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              cwd=Path(__file__).resolve().parents[2])
+        if proc.returncode != 0 or not result.is_file():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"peak_mb": None, "error": tail[:200]}
+        return json.loads(result.read_text())

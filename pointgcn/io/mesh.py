@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, InputError
+from ..errors import FormatError, InputError, Setting
 from .cloud import PointCloud
 
 DEFAULT_SAMPLES = 2048
 # Far more samples than any model or view needs, bounded so that a typo (3·10⁸) is an error
 # instead of running the machine out of memory.
 MAX_SAMPLES = 1_000_000
+# The reading switch that drops points (faces) with NaN/Inf coordinates, as errors name it.
+DROP_INVALID = Setting("drop_invalid", "drop_invalid=True")
 
 
 def load_mesh(path: Path, where: str) -> tuple[PointCloud, np.ndarray]:
@@ -69,8 +71,8 @@ def drop_invalid_faces(vertices: np.ndarray, faces: np.ndarray, drop_invalid: bo
     bad = (~np.all(np.isfinite(vertices), axis=1))[faces].any(axis=1)
     n_bad = int(bad.sum())
     if n_bad and not drop_invalid:
-        raise InputError(f"{where}: {n_bad} faces have NaN/Inf vertex coordinates; "
-                         "pass --drop-invalid to drop them")
+        raise InputError("{where}: {n} faces have NaN/Inf vertex coordinates; pass {drop} to "
+                         "drop them", where=where, n=n_bad, drop=DROP_INVALID)
     return (faces[~bad] if n_bad else faces), n_bad
 
 

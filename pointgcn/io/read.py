@@ -32,7 +32,7 @@ from .cloud import PointCloud, bounds, local_frame
 from .columns import cloud_from_named
 from .e57 import read_e57
 from .las import read_las
-from .mesh import DEFAULT_SAMPLES, drop_invalid_faces, load_mesh, sample_surface
+from .mesh import DEFAULT_SAMPLES, DROP_INVALID, drop_invalid_faces, load_mesh, sample_surface
 from .pcd import read_pcd
 from .ply import read_ply
 from .text import read_text
@@ -149,8 +149,8 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
         finite = np.isfinite(p[:, 0]) & np.isfinite(p[:, 1]) & np.isfinite(p[:, 2])
         n_bad = int(len(finite) - finite.sum())
         if n_bad and not drop_invalid:
-            raise InputError(f"{where}: {n_bad} points have NaN/Inf coordinates; "
-                             "pass --drop-invalid to drop them")
+            raise InputError("{where}: {n} points have NaN/Inf coordinates; pass {drop} to "
+                             "drop them", where=where, n=n_bad, drop=DROP_INVALID)
         if n_bad:
             cloud = cloud.subset(finite)
             report.dropped = n_bad

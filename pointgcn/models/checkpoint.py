@@ -99,18 +99,13 @@ def _check_layout(ckpt: dict) -> None:
                           f"of {n_classes or 'n_classes'} names")
 
 
-def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
-    """A ready model (eval mode) from our checkpoint or an official deep_gcns_torch one.
-
-    `overrides` set model config keys the official format cannot record (k, conv, block, …).
-    """
-    return model_from_checkpoint(read_checkpoint(path), path, **overrides)
-
-
 def model_from_checkpoint(ckpt: dict, source: str | Path = "checkpoint",
                           **overrides: Any) -> nn.Module:
-    """`load_checkpoint` on a dict already read by `read_checkpoint` (callers that also need
-    its config or meta unpickle the file once); `source` names the file in errors."""
+    """The model (eval mode) of a checkpoint dict read by `read_checkpoint` — ours or an
+    official deep_gcns_torch one — so a caller that also needs its config or meta unpickles the
+    file once (pointgcn.export.serve.open_model, the one way to open a model). `overrides` set
+    model config keys the official format cannot record (k, conv, block, …); `source` names
+    the file in errors."""
     try:
         section, state = _model_and_state(ckpt, overrides)
         model = build_model(section)

@@ -4,7 +4,7 @@ point spacing, the channels it expects.
 Real files differ from training data in ways a user does not see (ModelNet's meshes are z up,
 PointNet-family resampled files y up; scans come in metres or millimetres; some have no
 colour). A checkpoint records these conventions (`meta["conventions"]`, written by the trainer;
-`open_checkpoint` puts them in the run config under `conventions`), and engine/harmonise.py
+`open_model` puts them in the run config under `conventions`), and engine/harmonise.py
 checks an input against them before inference. Checkpoints from before derive them from their config
 (`from_config`): the data set says the up axis, the task says the normalisation.
 """

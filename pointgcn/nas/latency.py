@@ -39,10 +39,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..engine.device import describe_device, device_name, resolve_device, synchronize
+from ..errors import ConfigError, InputError
+from ..export.onnx_export import export_onnx
+from ..export.runtime import make_session, providers_for
+from ..export.timing import device_fingerprint as base_fingerprint
 from .genotype import N_EDGES, Genotype, encode_ops
 from .latency_file import CONFIG_DEFAULTS, append_row, prepare_append
+from .network import NASNetwork
 from .ops import PRIMITIVES
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -96,8 +102,6 @@ def sample_edge_ops(rng: np.random.Generator, sampling: str = "uniform") -> list
 
 def build_network(ops_or_genotype, config: dict) -> torch.nn.Module:
     """The eval-mode stand-alone network of an edge assignment (or genotype) at `config`."""
-    from .network import NASNetwork
-
     c = resolve_config(config)
     g = ops_or_genotype if isinstance(ops_or_genotype, Genotype) else \
         Genotype.from_edge_ops(list(ops_or_genotype))
@@ -114,8 +118,6 @@ def device_fingerprint(runtime: str, threads: int, device: str = "cpu") -> dict:
     """`pointgcn.export.timing.device_fingerprint` plus what a latency row needs: machine and
     OS, and an `id` over device, runtime and threads (the regressor fits one device at a time).
     A torch row leaves out the onnxruntime version, which cannot change its latency."""
-    from ..export.timing import device_fingerprint as base_fingerprint
-
     fp = base_fingerprint(device)
     if runtime != "onnxruntime":
         fp.pop("onnxruntime", None)
@@ -135,8 +137,6 @@ def _torch_runner(model: torch.nn.Module, x: torch.Tensor):
 
 def _onnx_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, workdir: Path,
                  device: torch.device = torch.device("cpu")):
-    from ..export.runtime import make_session, providers_for
-
     path = export_onnx_file(model, x, workdir / f"m{id(model)}.onnx")
     sess = make_session(path, threads, providers=providers_for(device.type))
     feed = {sess.get_inputs()[0].name: x.numpy()}
@@ -152,9 +152,6 @@ def device_of(fingerprint: dict | None) -> str:
 def check_same_gpu(fingerprint: dict | None) -> str:
     """The device to measure on so that latencies compare with `fingerprint`'s: its GPU must
     be this machine's GPU (one-line InputError otherwise)."""
-    from ..engine.device import describe_device, device_name
-    from ..errors import InputError
-
     if device_of(fingerprint) == "cpu":
         return "cpu"
     want = fingerprint.get("cuda")
@@ -187,8 +184,6 @@ def _timed(run, clock: str) -> tuple[float, float]:
 def export_onnx_file(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
     """ONNX file of `model` traced at the shape of `x` (N and batch stay dynamic) by the
     project's exporter, without a parity run (timing only needs the graph)."""
-    from ..export import export_onnx  # imported lazily: export sits above nas
-
     export_onnx(model, path, points=x.shape[2], batch=x.shape[0], parity=False)
     return path
 
@@ -216,8 +211,6 @@ def measure_group(models: list[torch.nn.Module], config: dict, runtime: str = "t
     time). With more threads CPU time would add up the threads, so the wall clock is used.
     PyTorch on a GPU: CUDA events (module doc).
     """
-    from ..engine.device import resolve_device, synchronize
-
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if rounds < 1 or warmup < 0 or threads < 1:
@@ -291,7 +284,6 @@ def collect(out: str | Path, n: int, config: dict | None = None, runtime: str = 
     prepare_append(Path(out), c, runtime, fingerprint)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(archs), desc=f"latency ({runtime})", unit="arch", dynamic_ncols=True)
     written = 0
     for start in range(0, len(archs), group):

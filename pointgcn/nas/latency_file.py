@@ -18,15 +18,18 @@ Anything else at `--out` (a checkpoint, another JSON, any other text) is refused
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, InputError
+from ..errors import FormatError, InputError, Setting
 from .genotype import N_EDGES
 from .ops import PRIMITIVES
+
+log = logging.getLogger(__name__)
 
 # The measured network: cells of `width` channels on `points` points, and the head around them
 # (as configs/nas_sgas_modelnet40.yaml). Every key is stored with each row; a row that leaves
@@ -132,8 +135,9 @@ def prepare_append(path: Path, config: dict, runtime: str, device: dict) -> None
     try:
         rows, unfinished = scan(data, path)
     except FormatError as e:
-        raise FormatError(f"{e}; collect only appends to latency files, so it is left "
-                          "unchanged — choose another --out") from None
+        raise FormatError("{error}; collect only appends to latency files, so it is left "
+                          "unchanged — choose another {out}", error=e,
+                          out=Setting("out", "file")) from None
     for row in rows:
         old = {**CONFIG_DEFAULTS, **row["config"]}
         differ = sorted(k for k in set(old) | set(config)
@@ -154,7 +158,7 @@ def prepare_append(path: Path, config: dict, runtime: str, device: dict) -> None
                              "run again")
         if unfinished:
             f.truncate(len(data) - unfinished)
-            print(f"note: {path}: dropped an unfinished last line ({unfinished} bytes)")
+            log.warning(f"{path}: dropped an unfinished last line ({unfinished} bytes)")
         else:
             f.seek(0, os.SEEK_END)
             f.write(b"\n")

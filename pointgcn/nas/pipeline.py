@@ -44,10 +44,12 @@ from ..engine.run_folder import holds_run
 from ..engine.task_metrics import KEY_METRIC, TaskMetrics
 from ..engine.batches import collate
 from ..engine.trainer import Trainer
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
+from ..export.serve import open_model
 from ..io.atomic import atomic_path
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import save_checkpoint
 from ..models.weights import sha256
+from ..viz.plots import plot_pareto
 from .genotype import Genotype
 from .latency import check_same_gpu, measure_model
 from .latreg import load_latreg, normalise_ms
@@ -159,7 +161,7 @@ def finish_lcnas(cfg, genotype, summary, out: Path, data, latreg, deploy, d: Dis
         return summary
     ckpt_dir = out / "train" / "checkpoints"
     best = ckpt_dir / "best.pt" if (ckpt_dir / "best.pt").is_file() else ckpt_dir / "last.pt"
-    model = load_checkpoint(best)
+    model = open_model(best).module
     key = KEY_METRIC[data.task]
     test_data = build_datasets(cfg, ("test",))
     test = test_metrics(model, test_data.test, data.task, data.class_names)
@@ -248,8 +250,6 @@ def write_outputs(out: Path, rows: list[dict]) -> dict:
         tmp.write_text(json.dumps({"models": cands}, indent=2))
     paths["candidates"] = out / "candidates.json"
     if len(rows) >= 2:
-        from ..viz.plots import plot_pareto
-
         acc = [r["test_accuracy"] for r in rows]
         plot_pareto([r["measured_ms"] for r in rows], acc, out / "pareto.png",
                     names=[f"T={r['target_ms']}" for r in rows],
@@ -281,14 +281,3 @@ def _met(row: dict) -> str:
 
 def _f(v, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def parse_targets(text: str) -> list[float]:
-    try:
-        targets = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise InputError(f"--targets must be comma-separated numbers (ms), got {text!r}") from None
-    if not targets or any(not t > 0 for t in targets):
-        raise InputError(f"--targets must be positive latencies in ms, got {text!r}")
-    return targets
-

@@ -42,7 +42,7 @@ from ..engine.device import describe_device, to_device
 from ..engine.distributed import allreduce_mean, epoch_order, gather_objects
 from ..engine.hooks import Hook
 from ..engine.trainer import Trainer
-from ..errors import ConfigError
+from ..errors import ConfigError, Setting
 from ..io.atomic import atomic_path
 from .genotype import save_genotype
 from .lcnas import ENCODINGS, latency_loss, search_encoding
@@ -98,10 +98,12 @@ def resolve_search(cfg: dict) -> dict:
         raise ConfigError(f"search.encoding must be one of {ENCODINGS}, got {s['encoding']!r}")
     if s["method"] == "lcnas":
         if not s["latreg"]:
-            raise ConfigError("LC-NAS needs a latency regressor: --latreg FILE "
-                              "(from `pointgcn latency fit`)")
+            raise ConfigError("LC-NAS needs a latency regressor: {latreg} FILE (from "
+                              "`pointgcn latency fit`)", latreg=Setting("latreg", "search.latreg"))
         if s["target_ms"] is None and not s["lambda"]:
-            raise ConfigError("LC-NAS needs --target-ms T and/or --lambda L > 0")
+            raise ConfigError("LC-NAS needs {target} T and/or {lam} L > 0",
+                              target=Setting("target_ms", "search.target_ms"),
+                              lam=Setting("lambda", "search.lambda"))
         check_number(s, "target_ms", "search")
         if s["target_ms"] is not None and not s["target_ms"] > 0:
             raise ConfigError(f"target latency must be positive, got {s['target_ms']}")

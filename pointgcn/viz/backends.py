@@ -146,6 +146,7 @@ def _fitting_zoom(ax, pts: np.ndarray, width: int, height: int, fill: float = 0.
     """The box zoom at which the projected points just fill the axes (mpl's default leaves a
     wide margin). Needs a drawn axes; zoom scales the projection about the axes centre, so
     one step suffices."""
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from mpl_toolkits.mplot3d import proj3d
 
     sample = pts[:: max(1, len(pts) // 20_000)]
@@ -160,6 +161,7 @@ def render_matplotlib(panels: list[Panel], width: int, height: int, point_size: 
                       max_points: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
     """3-D scatter per panel on the Agg canvas; clouds above `max_points` are randomly subsampled
     (the same subset in every panel so side-by-side pictures stay comparable)."""
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -69,6 +69,7 @@ def has_display() -> bool:
 
 def _open_window(scene, title: str, size: tuple[int, int]) -> bool:
     """Panels side by side in one window (shifted along x by 1.2 × the scene width)."""
+    # lazy: open3d is optional (absent on the GPU machines) and loads GL/Vulkan libraries
     import open3d as o3d
 
     vis = o3d.visualization.Visualizer()

@@ -131,6 +131,7 @@ HEIGHT_CMAP = "viridis"
 
 def colormap_color(t: float, cmap: str = HEIGHT_CMAP) -> np.ndarray:
     """The colour at position t in [0, 1] of a colormap (for height legends)."""
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from matplotlib import colormaps
 
     return np.asarray(colormaps[cmap](float(t))[:3], np.float32)
@@ -140,6 +141,7 @@ def height_colors(points: np.ndarray, cmap: str = HEIGHT_CMAP
                   ) -> tuple[np.ndarray, tuple[float, float]]:
     """Colour by z through a colormap stretched over the 1st–99th percentile of z; returns
     (colors, (lo, hi))."""
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from matplotlib import colormaps
 
     z = np.asarray(points, np.float64)[:, 2]

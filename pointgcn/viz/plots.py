@@ -27,6 +27,7 @@ DPI = 100
 
 
 def _figure(size):
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -179,6 +179,7 @@ def _layout(size, n_panels, title, panel_titles, legend):
 
 def compose(images: list[np.ndarray], out_png, size, title, panel_titles, legend) -> Path:
     """Lay panels side by side with titles and a legend on one figure of exactly `size` pixels."""
+    # lazy: matplotlib takes ≈0.4 s to import, and segment/classify use viz without drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch

@@ -28,6 +28,7 @@ def _cloud(o3d, points, colors):
 def render_offscreen(meta: dict, panels: list) -> list[np.ndarray]:
     """Filament `OffscreenRenderer` (Vulkan/EGL headless). Post-processing is off so the
     image shows the exact palette colours (tone mapping would shift them)."""
+    # lazy: open3d is optional (absent on the GPU machines) and loads GL/Vulkan libraries
     import open3d as o3d
     from open3d.visualization import rendering
 
@@ -48,6 +49,7 @@ def render_offscreen(meta: dict, panels: list) -> list[np.ndarray]:
 
 def render_legacy(meta: dict, panels: list) -> list[np.ndarray]:
     """Legacy `Visualizer(visible=False)`: GLFW, or EGL when there is no display."""
+    # lazy: open3d is optional (absent on the GPU machines) and loads GL/Vulkan libraries
     import open3d as o3d
 
     w, h = meta["width"], meta["height"]
@@ -85,6 +87,7 @@ def main(argv: list[str]) -> int:
     job = np.load(job_path)
     meta = json.loads(str(job["meta"]))
     panels = [(job[f"points_{i}"], job[f"colors_{i}"]) for i in range(len(meta["cameras"]))]
+    # lazy: open3d is optional (absent on the GPU machines) and loads GL/Vulkan libraries
     import open3d as o3d
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)

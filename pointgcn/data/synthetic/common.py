@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ... import __version__
-from ...errors import InputError
+from ...errors import InputError, Setting
 from ...io.atomic import atomic_folder, clean_stale, tag
 
 
@@ -214,9 +214,11 @@ def synth_folder(final: str | Path, kind: str, overwrite: bool = False,
             write_marker(stage, kind, settings)
         return
     if not overwrite:
-        hint = ("; --overwrite replaces this earlier synthetic set" if _marker(target, kind)
-                else " (it is not a synthetic set of this kind: choose another --out)")
-        raise InputError(f"{final}: exists and is not empty{hint}; nothing was changed")
+        hint = ("; {overwrite} replaces this earlier synthetic set" if _marker(target, kind)
+                else " (it is not a synthetic set of this kind: choose another {out})")
+        raise InputError("{final}: exists and is not empty" + hint + "; nothing was changed",
+                         final=final, overwrite=Setting("overwrite", "overwrite=True"),
+                         out=Setting("out", "folder"))
     check_replaceable(target, kind)
     clean_stale(target.parent, f".{target.name}.partial-")  # leftovers of a killed overwrite
     stage = target.parent / f".{target.name}.partial-{tag()}"

@@ -1,16 +1,26 @@
-"""Default held-out clouds for the export parity check: procedural samples of the model's kind.
+"""Held-out clouds of a model's kind, for checking an exported model: procedural samples.
 
 Uniform noise is far from anything a model was trained on: a room model's logits there are
 near-ties, so the last-bit kNN differences between runtimes flip ~4% of its labels (synth-rooms:
 96.4% agreement on noise, 100% on room blocks). Parity should be judged on the inputs a model
-will see, so unless the user gives `--check-data` the check draws, from the synthetic
-generators, what the model's task eats: blocks of a scanned room with the training block size
-and position norm (segmentation, 9 channels), whole shapes on the unit sphere (classification,
-3 or 6 channels) or part shapes (part segmentation). Anything else falls back to noise.
+will see, so unless the user gives clouds, `pointgcn export` checks on what the model's task
+eats, drawn from the synthetic generators: blocks of a scanned room with the training block
+size and position norm (segmentation, 9 channels), whole shapes on the unit sphere
+(classification, 3 or 6 channels) or part shapes (part segmentation). Anything else: None (the
+check falls back to noise).
 """
 from __future__ import annotations
 
 import numpy as np
+import trimesh
+
+from ...io.cloud import PointCloud
+from ..build import SampleSettings
+from ..rooms import iter_blocks, plan_blocks
+from ..transforms import normalize_unit_sphere
+from .parts import BUILDERS as PART_BUILDERS, make_part_shape
+from .rooms import build_room, scan
+from .shapes import BUILDERS as SHAPE_BUILDERS, make_shape
 
 # Generator seeds far from those of the shipped data sets (0…) and of `make demo`.
 SEED_BASE = 7_000_000
@@ -37,12 +47,7 @@ def _room_blocks(run_config: dict, batch: int, n: int, rng) -> np.ndarray:
     """The `batch` densest blocks of a synthetic office, scanned densely enough that they hold
     ≥ n points: no resampled duplicates, whose exact distance ties each runtime breaks its own
     way (a parity artefact of the sampling, not of the export)."""
-    from ..data.rooms import iter_blocks, plan_blocks
-    from ..data.synthetic.rooms import build_room, scan
-    from ..engine.inference import Settings
-    from ..io.cloud import PointCloud
-
-    settings = Settings.from_config(run_config)
+    settings = SampleSettings.from_config(run_config)
     room = build_room(rng, "office", beams=True, columns=False)
     target = 60_000
     for _ in range(6):
@@ -55,8 +60,7 @@ def _room_blocks(run_config: dict, batch: int, n: int, rng) -> np.ndarray:
         if len(densest) == batch and plan.counts[densest].min() >= n:
             break
         target *= 2
-    plan.starts, plan.counts = plan.starts[densest], plan.counts[densest]
-    feats = np.concatenate([f for f, _ in iter_blocks(cloud, plan, batch=batch,
+    feats = np.concatenate([f for f, _ in iter_blocks(cloud, plan.select(densest), batch=batch,
                                                        position_norm=settings.position_norm)])
     if len(feats) < batch:  # a tiny room: repeat its blocks
         feats = np.concatenate([feats] * -(-batch // len(feats)))[:batch]
@@ -64,12 +68,7 @@ def _room_blocks(run_config: dict, batch: int, n: int, rng) -> np.ndarray:
 
 
 def _shapes(batch: int, n: int, channels: int, rng) -> np.ndarray:
-    import trimesh
-
-    from ..data.synthetic.shapes import BUILDERS, make_shape
-    from ..data.transforms import normalize_unit_sphere
-
-    names = sorted(BUILDERS)
+    names = sorted(SHAPE_BUILDERS)
     out = []
     for i in range(batch):
         mesh = make_shape(names[int(rng.integers(len(names)))], rng)
@@ -82,8 +81,6 @@ def _shapes(batch: int, n: int, channels: int, rng) -> np.ndarray:
 
 
 def _parts(category: str | None, batch: int, n: int, rng) -> np.ndarray:
-    from ..data.synthetic.parts import BUILDERS, make_part_shape
-
-    name = category if category in BUILDERS else "Chair"
+    name = category if category in PART_BUILDERS else "Chair"
     return np.stack([make_part_shape(name, rng, n)[0].T for _ in range(batch)]
                     ).astype(np.float32)
