@@ -22,6 +22,7 @@ STAGES = {
     "data": "apps.data",
     "train": "apps.train",
     "eval": "apps.evaluate",
+    "analyze": "apps.analyze",
     "segment": "apps.segment",
     "classify": "apps.classify",
     "adapt": "apps.adapt",

@@ -103,6 +103,11 @@ class DeepGCN(FusionHead):
                 feats.append(block(feats[-1]))
         return feats if c["fusion_input"] == "all" else feats[-1:]
 
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The graph layers in order, each called once per forward (pointgcn.engine.analyze)."""
+        blocks = self.backbone.blocks if isinstance(self.backbone, RevStack) else self.backbone
+        return [("head", self.head)] + [(f"block{i + 1}", b) for i, b in enumerate(blocks)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.cfg["in_channels"]:
             raise ConfigError(f"model expects input (B, {self.cfg['in_channels']}, N), "

@@ -90,6 +90,10 @@ class _CellNetwork(nn.Module):
             raise ConfigError(f"model expects input (B, {self.cfg['in_channels']}, N), "
                               f"got {tuple(x.shape)}")
 
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The stem and cells in order, each called once per forward (engine.analyze)."""
+        return [("stem", self.stem)] + [(f"cell{i + 1}", c) for i, c in enumerate(self.cells)]
+
     def _run(self, x: torch.Tensor, run_cell) -> torch.Tensor:
         self._check_input(x)
         s0 = s1 = self.stem(x, None)

@@ -142,6 +142,35 @@ def plot_class_iou(ious, class_names, out_png, *, title: str | None = None,
     return _save(fig, out_png)
 
 
+LAYER_METRICS = (("group_distance_ratio", "group distance ratio"),
+                 ("instance_information_gain", "instance information gain (bits)"),
+                 ("dirichlet_energy", "Dirichlet energy"), ("effective_rank", "effective rank"))
+
+
+def plot_layer_diagnostics(runs: dict[str, list[dict]], out_png, *, title: str | None = None,
+                           size=(1000, 700)) -> Path:
+    """Over-smoothing diagnostics per layer (pointgcn.engine.analyze), one line per model in
+    `runs` ({label: per-layer records}), one panel per metric."""
+    if not runs or not all(runs.values()):
+        raise InputError("no layer diagnostics to plot")
+    fig = _figure(size)
+    for i, (key, label) in enumerate(LAYER_METRICS):
+        ax = fig.add_subplot(2, 2, i + 1)
+        for name, rows in runs.items():
+            ax.plot([r["layer"] for r in rows], [r[key] for r in rows], marker="o", ms=3,
+                    label=name)
+        ax.set_xlabel("layer")
+        ax.set_title(label, fontsize=10)
+        if key == "dirichlet_energy":
+            ax.set_yscale("symlog", linthresh=1e-3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
 def plot_confusion(matrix, class_names, out_png, *, normalize: bool = True,
                    title: str | None = None, size=(900, 820)) -> Path:
     """Confusion matrix, rows = ground truth; rows normalised to sum 1 (empty rows stay 0)."""
