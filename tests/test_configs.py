@@ -8,7 +8,7 @@ from pointgcn.data.build import resolve_data
 from pointgcn.engine.optim import resolve_train
 from pointgcn.models import build_model
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
