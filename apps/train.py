@@ -25,7 +25,8 @@ HELP = "train a model from a config (resumable, torchrun-ready)"
 def add_arguments(p):
     p.add_argument("config", nargs="?", type=Input(str), help="YAML config (not needed with --resume)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
-    p.add_argument("--out", type=OutputFolder(), help="run folder (default runs/<name>-<time>)")
+    p.add_argument("--out", type=OutputFolder(),
+                   help="run folder (default runs/<name>-<time>; --resume continues in RUN_DIR)")
     p.add_argument("--resume", type=Input(), metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint (the only "
                         "override it takes is train.epochs=N, to extend the run)")
