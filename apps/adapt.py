@@ -16,7 +16,7 @@ card) are written.
 """
 from __future__ import annotations
 
-from apps.cli import add_device_argument, positive_int
+from apps.cli import add_device_argument, positive_int, seed_int
 from apps.paths import Input, Output
 
 HELP = "fit a segmentation model to your scan and classes from a few labelled points"
@@ -34,9 +34,11 @@ def add_arguments(p):
     p.add_argument("--scan", type=Input(), help="the whole scan, when --labels holds only "
                                                 "the labelled points")
     p.add_argument("--label-field", default=None, metavar="FIELD",
-                   help="the field holding the labels (default: the file's label column)")
+                   help="the field holding the labels (default: the file's label column; a "
+                        "LAS file's ASPRS codes only when named: --label-field classification)")
     p.add_argument("--classes", type=Input(), help="class names, one per line, in label order")
-    p.add_argument("--out", type=Output(".pt"), required=True, help="the adapted checkpoint")
+    p.add_argument("--out", type=Output(".pt", companions={".md": "the model card"}),
+                   required=True, help="the adapted checkpoint (its card: OUT.md)")
     p.add_argument("--holdout", type=float, default=0.2,
                    help="share of the labelled points held out to score the result (0.2)")
     p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps")
@@ -48,14 +50,13 @@ def add_arguments(p):
     p.add_argument("--batch", type=positive_int, default=8, help="blocks per forward pass")
     add_device_argument(p)
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
     import numpy as np
 
-    from apps.paths import check_output
     from apps.source_args import preflight
     from pointgcn.engine.adapt import adapt
     from pointgcn.data.build import SampleSettings
@@ -63,8 +64,7 @@ def run(args) -> int:
     from apps.source_args import shipped_default
     from pointgcn.export.serve import open_model
 
-    card = args.out.with_suffix(".md")
-    check_output(card, "the model card", (".md",), [args.labels, args.scan, args.out])
+    card = args.out.with_suffix(".md")  # checked with --out (its companion, apps/paths.py)
     if not 0 < args.holdout < 1:
         raise InputError(f"--holdout must be between 0 and 1, got {args.holdout}")
     if not args.anchor >= 0:
@@ -108,6 +108,10 @@ def _labelled(args):
     from pointgcn.io.columns import labels_field
 
     cloud = read_points(args.labels, as_mesh=False)
+    if args.label_field is None and cloud.label_scheme is not None:  # e.g. LAS: ASPRS codes
+        raise InputError(f"{args.labels}: its labels are {cloud.label_scheme.upper()} class "
+                         "codes, not the model's classes; to train on them anyway, name the "
+                         "field: --label-field classification")
     labels = labels_field(cloud, args.label_field)
     if labels is None:
         raise InputError(f"{args.labels}: no label field (name one with --label-field)")

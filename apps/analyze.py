@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apps.cli import positive_int
+from apps.cli import positive_int, seed_int
 from apps.paths import Input, Output
 
 HELP = "over-smoothing diagnostics per layer (group distance ratio, information gain, …)"
@@ -30,7 +30,7 @@ def add_arguments(p):
                    help="blocks or shapes drawn from the split (classification: use ≥ 40)")
     p.add_argument("--max-points", type=positive_int, default=2048,
                    help="points pooled over the samples (segmentation)")
-    p.add_argument("--seed", type=int, default=0, help="sample drawing seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="sample drawing seed")
     p.add_argument("--json", type=Output(".json"), help="write every layer's numbers here")
     p.add_argument("--png", type=Output(".png"), help="plot the diagnostics per layer")
     p.add_argument("--threads", type=positive_int)
@@ -53,8 +53,6 @@ def run(args) -> int:
     ckpts = [x for x in args.ckpt if x not in overrides]
     if not ckpts:
         raise InputError("give a checkpoint to analyze")
-    if args.seed < 0:
-        raise InputError(f"--seed must be ≥ 0, got {args.seed}")
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from apps.cli import flag_names, positive_int
+from apps.cli import flag_names, positive_int, seed_int
 from apps.paths import Input, Output
 
 HELP = "classify clouds or meshes (files, folders, globs); ranked classes per file"
@@ -39,7 +39,7 @@ def add_arguments(p):
     p.add_argument("--png", type=Output(".png"), help="also render a preview PNG (one input)")
     p.add_argument("--drop-invalid", action="store_true")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
 
 
 def run(args) -> int:

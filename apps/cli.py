@@ -53,6 +53,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """argparse type for --seed (every stage): a whole number ≥ 0, as numpy's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
+    return value
+
+
 def add_device_argument(parser) -> None:
     """--device for every stage that runs a model (checked by pointgcn.engine.device)."""
     parser.add_argument("--device", metavar="DEVICE",

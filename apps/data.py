@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 
+from apps.cli import seed_int
 from apps.paths import Input, OutputFolder
 from pointgcn.tasks import DEFAULT_POINTS
 
@@ -41,7 +42,7 @@ def add_arguments(parser):
     synth.add_argument("--n", type=int, default=None,
                        help="rooms (≥ 1) / shapes per class (≥ 2: train and test) / part "
                             f"shapes (≥ 3: train, val, test); defaults {SYNTH_DEFAULT_N}")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=seed_int, default=0)
     synth.add_argument("--style", choices=("default", "shifted"), default="default",
                        help="rooms: shifted = another scanner and building (3× noise, half "
                             "the points, warm colours, other room mix) to test transfer")
@@ -66,7 +67,7 @@ def add_arguments(parser):
                            "(reported) instead of refusing the shape")
     prep.add_argument("--category", action="append", default=None,
                       help="partnet: only this category (repeatable)")
-    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--seed", type=seed_int, default=0)
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="describe a point-cloud file or a data-set folder")

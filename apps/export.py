@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apps.cli import add_device_argument, positive_int
+from apps.cli import add_device_argument, positive_int, seed_int
 from apps.paths import Input, Output
 from apps.source_args import add_provider_argument
 from pointgcn.tasks import DEFAULT_POINTS
@@ -48,11 +48,11 @@ def add_arguments(parser):
     add_provider_argument(parser)
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model config overrides (e.g. k=9 for official checkpoints)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
 
 
 def run(args) -> int:
-    from apps.paths import check_output
+    from apps.paths import check_derived
     from pointgcn.errors import InputError
     from pointgcn.export import export_onnx
     from pointgcn.export.quantize import int8_path
@@ -72,8 +72,7 @@ def run(args) -> int:
         derived.append((out, "the default output", ".onnx"))
     written = [out] + [path for path, _, _ in derived]
     for path, what, suffix in derived:  # checked before the export, like --out itself
-        others = [args.checkpoint, args.check_data] + [p for p in written if p is not path]
-        check_output(path, what, (suffix,), others)
+        check_derived(args, path, what, (suffix,), [p for p in written if p is not path])
     src = open_model(args.checkpoint, overrides=args.model_config, random_weights=True,
                      seed=args.seed)
     if src.module is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apps.cli import add_device_argument, positive_int
+from apps.cli import add_device_argument, positive_int, seed_int
 from apps.paths import Input, Output
 
 HELP = "collect on-device latencies of sampled cells; fit / query the latency regressor"
@@ -57,7 +57,7 @@ def add_arguments(parser):
     c.add_argument("--warmup", type=int, default=3, help="warm-up runs per architecture")
     c.add_argument("--rounds", type=int, default=20, help="timed runs per architecture")
     c.add_argument("--group", type=int, default=8, help="architectures timed interleaved")
-    c.add_argument("--seed", type=int, help="sampling seed (default: random)")
+    c.add_argument("--seed", type=seed_int, help="sampling seed (default: random)")
     add_device_argument(c)
     c.add_argument("--no-progress", action="store_true")
 
@@ -69,7 +69,7 @@ def add_arguments(parser):
     f.add_argument("--holdout", type=float, default=0.2, help="held-out fraction (0.2)")
     f.add_argument("--hidden", type=int, default=64, help="hidden width of the MLP (64)")
     f.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps (2000)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=seed_int, default=0)
     f.add_argument("--no-normalise", action="store_true",
                    help="fit raw medians (ignore the rows' reference timings)")
 
@@ -116,11 +116,11 @@ def _fit(args) -> int:
     from pointgcn.nas.latreg import fit, save_latreg
     from pointgcn.viz.plots import plot_latency_fit
 
-    from apps.paths import check_output
+    from apps.paths import check_derived
 
     json_path = args.json or args.out.with_suffix(".json")
     if args.json is None:  # derived here, so checked here; --json and --out by apps/cli.py
-        check_output(json_path, "the metrics JSON", (".json",), [*args.data, args.out, args.png])
+        check_derived(args, json_path, "the metrics JSON", (".json",))
     rows = [r for path in args.data for r in read_rows(path)]
     if args.hidden < 1 or args.steps < 1:
         raise InputError("--hidden and --steps must be ≥ 1")

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from apps.cli import add_device_argument, positive_int
+from apps.cli import add_device_argument, positive_int, seed_int
 from apps.paths import Input, OutputFolder
 
 HELP = "search a cell architecture with SGAS or LC-NAS (latency-constrained)"
@@ -49,7 +49,7 @@ def add_arguments(p):
     p.add_argument("--target-ms", type=float, help="LC-NAS: latency target T in ms")
     p.add_argument("--lambda", dest="lam", type=float, help="LC-NAS: latency loss weight λ")
     p.add_argument("--targets", help="LC-NAS sweep: comma-separated targets in ms")
-    p.add_argument("--seed", type=int, help="overrides the config's seed")
+    p.add_argument("--seed", type=seed_int, help="overrides the config's seed")
     add_device_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -16,7 +16,7 @@ size.
 """
 from __future__ import annotations
 
-from apps.cli import positive_int
+from apps.cli import positive_int, seed_int
 from apps.paths import Input, Output
 
 HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
@@ -38,7 +38,7 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, default=8,
                    help="blocks per forward pass (on a GPU: one copy each way per batch)")
     p.add_argument("--threads", type=positive_int, help="inference threads")
-    p.add_argument("--seed", type=int, default=0, help="block sampling seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="block sampling seed")
 
 
 def run(args) -> int:

@@ -2,6 +2,7 @@
 `--help` stays fast), and `predictor_from_args`, which turns them into a predictor."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from apps.cli import add_device_argument
@@ -70,7 +71,8 @@ def preflight(args, cloud, cfg, confidence=None, show: bool = True):
 
 def predictor_from_args(args, task: str):
     """(predictor, run config) for --weights / --onnx / --budget-ms, or the task's default
-    shipped model (saying which, in one line)."""
+    shipped model (saying which, in one line on stderr: stdout holds only results, so
+    `--csv`/`--json` tables can be piped)."""
     from pointgcn.export.budget import within_budget
     from pointgcn.export.serve import open_model
 
@@ -79,7 +81,7 @@ def predictor_from_args(args, task: str):
         model, reason = within_budget(args.budget_ms, task=task, points=points,
                                       runtime=args.runtime, threads=args.threads,
                                       candidates=args.candidates or (), device=args.device)
-        print(reason)
+        print(reason, file=sys.stderr)
     else:
         source = args.onnx or args.weights or shipped_default(task, "--weights, --onnx or "
                                                                     "--budget-ms")
@@ -89,14 +91,14 @@ def predictor_from_args(args, task: str):
 
 
 def shipped_default(task: str, alternatives: str) -> str:
-    """The shipped model serving `task` when none is named, said in one line; an error naming
-    the `alternatives` (flags) when none is shipped."""
+    """The shipped model serving `task` when none is named, said in one line on stderr (a
+    note, not a result); an error naming the `alternatives` (flags) when none is shipped."""
     from pointgcn.errors import InputError
     from pointgcn.export.serve import default_model
 
     name = default_model(task)
     if name is None:
         raise InputError(f"no shipped model for {task}; give {alternatives}")
-    print(f"using the shipped model {name} (the default for {task}; --weights to choose "
-          "another)")
+    print(f"note: using the shipped model {name} (the default for {task}; --weights to choose "
+          "another)", file=sys.stderr)
     return name

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from apps.cli import add_device_argument, positive_int
+from apps.cli import add_device_argument, positive_int, seed_int
 from apps.paths import Input, OutputFolder
 
 HELP = "train a model from a config (resumable, torchrun-ready)"
@@ -25,11 +25,12 @@ HELP = "train a model from a config (resumable, torchrun-ready)"
 def add_arguments(p):
     p.add_argument("config", nargs="?", type=Input(str), help="YAML config (not needed with --resume)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
-    p.add_argument("--out", type=OutputFolder(), help="run folder (default runs/<name>-<time>)")
+    p.add_argument("--out", type=OutputFolder(),
+                   help="run folder (default runs/<name>-<time>; --resume continues in RUN_DIR)")
     p.add_argument("--resume", type=Input(), metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint (the only "
                         "override it takes is train.epochs=N, to extend the run)")
-    p.add_argument("--seed", type=int, help="overrides the config's seed")
+    p.add_argument("--seed", type=seed_int, help="overrides the config's seed")
     add_device_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,7 +44,7 @@ def run(args) -> int:
     from pointgcn.engine.device import device_line
     from pointgcn.engine.distributed import init_distributed, shutdown
     from pointgcn.engine.run_folder import check_new
-    from pointgcn.engine.optim import resolve_train
+    from pointgcn.engine.optim import drop_unreached_restarts, resolve_train
     from pointgcn.engine.trainer import Trainer
     from pointgcn.errors import InputError
 
@@ -59,7 +60,11 @@ def run(args) -> int:
         cfg_path = args.resume / "config.yaml"
         if not cfg_path.is_file():
             raise InputError(f"{args.resume}: not a run folder (no config.yaml)")
+        if args.out is not None and args.out != args.resume:
+            raise InputError("--resume continues the run in RUN_DIR; leave out --out (copy "
+                             "the folder first to continue it elsewhere)")
         cfg = load_config(cfg_path, overrides)
+        drop_unreached_restarts(cfg.get("train"))
         run_dir = args.resume
     else:
         if not args.config:

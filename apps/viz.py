@@ -69,7 +69,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _curves(args, size) -> int:
-    from apps.paths import check_output
+    from apps.paths import check_derived
     from pointgcn.errors import InputError
     from pointgcn.viz.plots import plot_training_curves
 
@@ -80,7 +80,7 @@ def _curves(args, size) -> int:
     src = Path(args.input)
     out = Path(args.png) if args.png else (src if src.is_dir() else src.parent) / "curves.png"
     if not args.png:
-        check_output(out, "the default picture", (".png",), [src])
+        check_derived(args, out, "the default picture", (".png",))
     plot_training_curves(src, out, title=args.title, size=size or (1280, 960))
     print(f"wrote {out} (training curves)")
     return 0
@@ -99,7 +99,7 @@ def _read(path: str, mesh_points: int):
 def run(args) -> int:
     import numpy as np
 
-    from apps.paths import check_output
+    from apps.paths import check_derived
     from pointgcn.errors import InputError
     from pointgcn.viz import cloud_field, has_display, render_png, show
 
@@ -138,7 +138,7 @@ def run(args) -> int:
                    view=args.view, up=args.up, remove_ceiling=False if args.keep_ceiling else None,
                    backend=None if args.backend in (None, "auto") else args.backend)
     if args.png is None:
-        check_output(src.with_suffix(".png"), "the default picture", (".png",), [src])
+        check_derived(args, src.with_suffix(".png"), "the default picture", (".png",))
     if args.png is None and has_display():
         result = show(cloud, png=src.with_suffix(".png"), title=args.title, size=size, **options)
         print(result.message)

@@ -82,6 +82,9 @@ def test_new_classes_from_a_second_labels_file(scan, tmp_path, capsys):
     ("no labels", "no label field"),
     ("elsewhere", "from any point of"),
     ("classification model", "re-heads segmentation models"),
+    ("asprs codes", "ASPRS class codes, not the model's classes"),
+    ("asprs codes named", "is beyond the 2 classes"),
+    ("held-out label beyond the classes", "label 13 is beyond the 13 classes"),
 ])
 def test_refusals_are_one_line_and_write_nothing(scan, tmp_path, capsys, case, message):
     d, cloud, truth, labelled = scan
@@ -101,6 +104,17 @@ def test_refusals_are_one_line_and_write_nothing(scan, tmp_path, capsys, case, m
         write_ply(tmp_path / "moved.ply", moved)
         args[3] = str(tmp_path / "moved.ply")
         args += ["--scan", str(d / "scan.ply")]
+    elif case.startswith("asprs codes"):  # a LAS file's classification: ASPRS, not ours
+        args[3] = str(_las(tmp_path / "scan.las", cloud, truth))
+        if case.endswith("named"):  # taken when named, then checked like any labels
+            (tmp_path / "names.txt").write_text("a\nb\n")
+            args += ["--label-field", "classification", "--classes", str(tmp_path / "names.txt")]
+    elif case.startswith("held-out"):  # a label out of range among the held-out points only
+        from pointgcn.engine.adapt import split_labels
+        bad = cloud.labels.copy()
+        bad[split_labels(bad, 0.2, 0)[1][0]] = 13
+        write_ply(tmp_path / "bad.ply", dataclasses.replace(cloud, labels=bad))
+        args[3] = str(tmp_path / "bad.ply")
     else:
         args[1] = "synth-shapes"
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -108,6 +122,19 @@ def test_refusals_are_one_line_and_write_nothing(scan, tmp_path, capsys, case, m
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _las(path, cloud, codes):
+    """`cloud` as a LAS file whose classification holds `codes`."""
+    import laspy
+
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    las.header.scales = [0.001] * 3
+    las.x, las.y, las.z = cloud.points.T
+    las.red, las.green, las.blue = (cloud.colors.T * 65535).astype(np.uint16)
+    las.classification = codes.astype(np.uint8)
+    las.write(str(path))
+    return path
 
 
 def test_feature_tap_and_fitted_layer_reproduce_the_model():

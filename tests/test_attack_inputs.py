@@ -150,3 +150,25 @@ def test_absurd_mesh_sample_counts_and_nan_meshes(models, tmp_path, capsys):
                    "--weights", models / "cls.pt")
     one_line_error(capsys, "all 1 faces touch NaN/Inf vertices", "classify",
                    tmp_path / "nan.off", "--weights", models / "cls.pt", "--drop-invalid")
+
+
+def test_expand_inputs_skips_hidden_files_and_unreadable_glob_matches(tmp_path, capsys):
+    """A folder's hidden files and folders (.git/, .ipynb_checkpoints/, ._x.ply) are not
+    shapes; a glob's matches are filtered by readable suffix like a folder's walk, saying how
+    many it skipped."""
+    from apps.paths import expand_inputs
+    from pointgcn.errors import InputError
+    from pointgcn.io import SUPPORTED
+
+    for name in ("a.ply", "sub/b.off", ".hidden.ply", ".git/c.ply", "sub/.cache/d.ply",
+                 "notes.txt.bak", "e.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    got = expand_inputs([tmp_path], SUPPORTED)
+    assert [p.relative_to(tmp_path).as_posix() for p in got] == ["a.ply", "sub/b.off"]
+    assert capsys.readouterr().err == ""
+    got = expand_inputs([str(tmp_path / "*")], SUPPORTED)  # a.ply, e.json, notes.txt.bak
+    assert [p.name for p in got] == ["a.ply"]
+    assert "skipped 2 of 3 matching files" in capsys.readouterr().err
+    with pytest.raises(InputError, match="no readable files"):
+        expand_inputs([str(tmp_path / "*.json")], SUPPORTED)

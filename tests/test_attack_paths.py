@@ -104,6 +104,69 @@ def test_derived_outputs_are_checked_too(seg_weights, tmp_path, capsys):
     assert tree_bytes(tmp_path) == before
 
 
+def _shipped_copy(tmp_path, monkeypatch) -> Path:
+    """The shipped room model, its card and the manifest, copied: the repository's own weights
+    are never at risk in these tests."""
+    import shutil
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name in ("manifest.json", "synth-rooms.pt", "synth-rooms.md"):
+        shutil.copy(REPO / "weights" / name, folder / name)
+    monkeypatch.setenv("POINTGCN_WEIGHTS", str(folder))
+    return folder
+
+
+def _labelled_cloud() -> PointCloud:
+    """A cloud adapt would train on (coloured, two classes labelled): without the checks
+    the stage would run and write."""
+    rng = np.random.default_rng(0)
+    return PointCloud(rng.random((60, 3)).astype(np.float32),
+                      rng.random((60, 3)).astype(np.float32), labels=np.arange(60) % 2)
+
+
+def test_shipped_weights_are_inputs_of_every_stage(tmp_path, monkeypatch, capsys):
+    """A shipped model named (or used as the default, or not used at all) is read from its
+    checkpoint, card and the manifest: no stage may write them."""
+    shipped = _shipped_copy(tmp_path, monkeypatch)
+    ply = tmp_path / "in.ply"
+    write_ply(ply, _labelled_cloud())
+    lat = tmp_path / "lat.jsonl"
+    lat.write_text('{"encoding": [0]}\n' * 3)
+    before = tree_bytes(tmp_path)
+    adapt = ["adapt", "--labels", ply, "--no-progress"]
+    refused(adapt + ["--weights", "synth-rooms", "--out", shipped / "synth-rooms.pt"], capsys,
+            "is shipped model synth-rooms's checkpoint")
+    refused(adapt + ["--out", shipped / "synth-rooms.pt"], capsys,  # the default model
+            "is shipped model synth-rooms's checkpoint")
+    refused(["bench", "synth-rooms", "--json", shipped / "manifest.json"], capsys,
+            "is the shipped weights' manifest")
+    refused(["bench", "synth-rooms", "--md", shipped / "synth-rooms.md"], capsys,
+            "is shipped model synth-rooms's model card")
+    refused(["latency", "fit", lat, "--out", shipped / "synth-rooms.pt"], capsys,
+            "is shipped model synth-rooms's checkpoint")
+    assert tree_bytes(tmp_path) == before
+
+
+def test_companion_outputs_are_checked_with_their_output(tmp_path, monkeypatch, capsys):
+    """adapt writes OUT.md beside OUT.pt: a card that would replace one of its inputs (here
+    --classes) or a shipped card is refused before any work."""
+    shipped = _shipped_copy(tmp_path, monkeypatch)
+    ply = tmp_path / "in.ply"
+    write_ply(ply, _labelled_cloud())
+    (tmp_path / "mine.md").write_text("a\nb\n")
+    (tmp_path / "notes.md").write_bytes(b"\x00\x01 not text")
+    before = tree_bytes(tmp_path)
+    adapt = ["adapt", "--weights", "synth-rooms", "--labels", ply, "--no-progress"]
+    refused(adapt + ["--classes", tmp_path / "mine.md", "--out", tmp_path / "mine.pt"], capsys,
+            "the model card")
+    refused(adapt + ["--out", tmp_path / "notes.pt"], capsys, "the model card")
+    os.symlink(shipped / "synth-rooms.md", tmp_path / "linked.md")
+    refused(adapt + ["--out", tmp_path / "linked.pt"], capsys, "shipped model synth-rooms")
+    os.remove(tmp_path / "linked.md")
+    assert tree_bytes(tmp_path) == before
+
+
 def test_atomic_path_refuses_a_protected_input(tmp_path):
     src = tmp_path / "in.json"
     src.write_text("{}")

@@ -1,4 +1,6 @@
 """segment / classify / eval end to end on files of every reader format, and bad input."""
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -268,7 +270,7 @@ def test_classify_within_budget(weights, tmp_path, capsys, monkeypatch):
     write_ply(tmp_path / "s.ply", room_cloud(300, labels=False))
     assert main(["classify", str(tmp_path / "s.ply"), "--budget-ms", "10000", "--points", "64",
                  "--runtime", "torch", "--top", "1"]) == 0
-    assert "picked tiny-cls" in capsys.readouterr().out
+    assert "picked tiny-cls" in capsys.readouterr().err  # a note: stdout holds results only
     assert main(["classify", str(tmp_path / "s.ply"), "--budget-ms", "0.0001", "--points", "64",
                  "--runtime", "torch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -332,6 +334,15 @@ def test_segment_and_classify_use_the_default_shipped_model(weights, tmp_path, c
     write_ply(tmp_path / "s.ply", room_cloud(300, labels=False))
     assert main(["classify", str(tmp_path / "s.ply")]) == 0
     assert "using the shipped model best-cls (the default for classification" in \
-        capsys.readouterr().out
+        capsys.readouterr().err
+    for table in ("--csv", "--json"):  # the note stays off stdout: the table can be piped
+        assert main(["classify", str(tmp_path / "s.ply"), table]) == 0
+        out, err = capsys.readouterr()
+        assert "using the shipped model best-cls" in err
+        if table == "--csv":
+            rows = list(csv.reader(io.StringIO(out)))
+            assert rows[0][:2] == ["file", "class_1"] and len(rows) == 2, out
+        else:
+            assert json.loads(out)[0]["ranking"][0]["class"], out
     assert main(["segment", str(tmp_path / "s.ply"), "--out", str(tmp_path / "o.ply")]) == 2
     assert "no shipped model for segmentation" in capsys.readouterr().err

@@ -280,3 +280,77 @@ def test_resume_refuses_unusable_training_state(extended, tmp_path, capsys, chan
     assert main(["train", "--resume", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {last}: "), err
+
+
+def _lrs(run) -> list[float]:
+    return [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["split"] == "train"]
+
+
+def test_shortened_cosine_run_records_no_restart(synth_root, tmp_path, capsys):
+    """A cosine run planned for 4 epochs, stopped after 2, resumed with train.epochs=3: its
+    cosine anneals to the new end (closed form), no restart past the end is recorded, and the
+    run resumes again; --out elsewhere is refused."""
+    import math
+
+    from apps.cli import main
+
+    cfg = shapes_config(synth_root, epochs=2, scheduler="cosine", min_lr=0.0, max_batches=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(run), "--no-progress"]) == 0
+    # what a 4-epoch run killed after its second epoch's checkpoint leaves behind
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["config"]["train"]["epochs"] = 4
+    torch.save(ckpt, last)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["train"]["epochs"] = 4
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "metrics.json").unlink()
+    assert main(["train", "--resume", str(run), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "leave out --out" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
+    assert main(["train", "--resume", str(run), "train.epochs=3", "--no-progress"]) == 0
+    train = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert train["epochs"] == 3 and not train.get("restarts"), train
+    assert _lrs(run)[2] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+
+
+def test_extension_killed_before_its_first_checkpoint(synth_root, tmp_path, capsys,
+                                                      monkeypatch):
+    """Extending a finished cosine run, killed before its first new checkpoint, leaves the
+    run as it was; resumed after a kill between config.yaml and that checkpoint, it records
+    its restart once and equals the run planned with it."""
+    from apps.cli import main
+
+    cfg = shapes_config(synth_root, epochs=2, scheduler="cosine", min_lr=0.0, max_batches=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    for out, extra in (("short", []), ("plan", ["train.epochs=3", "train.restarts=[2]"])):
+        assert main(["train", str(tmp_path / "c.yaml"), *extra, "--out", str(tmp_path / out),
+                     "--no-progress"]) == 0
+    short = tmp_path / "short"
+    before = {name: (short / name).read_text() for name in ("config.yaml", "metrics.json")}
+
+    def killed(self, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_epoch", killed)
+    assert main(["train", "--resume", str(short), "train.epochs=3", "--no-progress"]) == 130
+    assert {name: (short / name).read_text() for name in before} == before
+    monkeypatch.undo()
+    saved = yaml.safe_load(before["config.yaml"])  # as a kill after config.yaml leaves it
+    saved["train"].update(epochs=3, restarts=[2])
+    (short / "config.yaml").write_text(yaml.safe_dump(saved))
+    # back to 2 epochs: the restart at 2 never happens, so it leaves the record
+    assert main(["train", "--resume", str(short), "train.epochs=2", "--no-progress"]) == 0
+    train = yaml.safe_load((short / "config.yaml").read_text())["train"]
+    assert train["epochs"] == 2 and not train.get("restarts"), train
+    (short / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["train", "--resume", str(short), "--no-progress"]) == 0
+    assert yaml.safe_load((short / "config.yaml").read_text())["train"]["restarts"] == [2]
+    assert _lrs(short) == _lrs(tmp_path / "plan") == [0.01, 0.005, 0.01]
+    assert main(["train", "--resume", str(short), "--no-progress"]) == 0  # still resumable
+    capsys.readouterr()

@@ -109,15 +109,21 @@ def split_labels(labels: np.ndarray, holdout: float, seed: int) -> tuple[np.ndar
     return np.sort(perm[n_out:]), np.sort(perm[:n_out])
 
 
-def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
-    """No label beyond the list. A new class list (`every`) needs MIN_PER_CLASS examples of
-    every class: its layer starts from nothing. The model's own classes start from the
-    model's layer, so any labelled class helps and classes absent from the scan are fine,
-    but at least two classes must be labelled."""
-    if labels.max() >= len(names):
+def check_range(labels: np.ndarray, names: list[str]) -> None:
+    """No label (≥ 0: labelled) beyond the class list: checked on every labelled point
+    before the split, so a held-out point cannot carry a label the layer has no class for."""
+    labelled = labels[labels >= 0]
+    if len(labelled) and labelled.max() >= len(names):
         raise InputError("label {label} is beyond the {n} classes (give {classes} with a name "
-                         "per label)", label=int(labels.max()), n=len(names),
+                         "per label)", label=int(labelled.max()), n=len(names),
                          classes=Setting("classes", "class_names"))
+
+
+def check_classes(labels: np.ndarray, names: list[str], every: bool) -> None:
+    """Enough examples in the training part of the labels. A new class list (`every`) needs
+    MIN_PER_CLASS examples of every class: its layer starts from nothing. The model's own
+    classes start from the model's layer, so any labelled class helps and classes absent
+    from the scan are fine, but at least two classes must be labelled (after check_range)."""
     counts = np.bincount(labels, minlength=len(names))
     if not every:
         if (counts > 0).sum() < 2:
@@ -170,6 +176,7 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
     device)."""
     if task not in ("segmentation", "part_segmentation"):
         raise InputError(f"adaptation re-heads segmentation models; this one is a {task} model")
+    check_range(labels, class_names)
     train, held = split_labels(labels, holdout, seed)
     check_classes(labels[train], class_names, every=not same_classes)
     tap = FeatureTap(model, resolve_device(device))

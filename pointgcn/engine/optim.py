@@ -106,12 +106,26 @@ def restore_scheduler(sched, state: dict) -> None:
     sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
 
 
-def extend_schedule(t: dict, done_epochs: int) -> None:
-    """A run planned for `done_epochs` lengthened to t["epochs"]: a cosine schedule starts
+def extend_schedule(t: dict, planned_epochs: int) -> None:
+    """A run planned for `planned_epochs` lengthened to t["epochs"]: a cosine schedule starts
     over at the old end (a warm restart, recorded in train.restarts, so the lengthened run
-    equals one configured that way from the start); step and none do not depend on length."""
-    if (t["scheduler"] or "none").lower() == "cosine":
-        t["restarts"] = [*t["restarts"], done_epochs]
+    equals one configured that way from the start); step and none do not depend on length.
+    A shortened run (fewer epochs than planned; never fewer than it has started) gets no
+    restart: its cosine anneals to the new end. A restart already recorded (a resume of an
+    extension killed before its first checkpoint) is not added twice."""
+    if ((t["scheduler"] or "none").lower() == "cosine" and planned_epochs < t["epochs"]
+            and planned_epochs not in t["restarts"]):
+        t["restarts"] = sorted([*t["restarts"], planned_epochs])
+
+
+def drop_unreached_restarts(t: dict | None) -> None:
+    """A resumed run's `train:` section (raw, from its config.yaml) given fewer epochs: warm
+    restarts at or past the new end never happen, so they leave the record (an extension
+    killed before its first checkpoint, then resumed shorter)."""
+    if isinstance(t, dict) and isinstance(t.get("restarts"), list) and isinstance(
+            t.get("epochs"), int):
+        t["restarts"] = [e for e in t["restarts"] if not (isinstance(e, int) and
+                                                          e >= t["epochs"])]
 
 
 def make_loss(t: dict) -> nn.Module:

@@ -26,7 +26,10 @@ Extending: a resumed run may get more epochs (`train.epochs`, never fewer than i
 With step or none it then equals a run trained that long from the start. A cosine schedule
 annealed to min_lr over the epochs it was planned for; it starts over at that old end (a warm
 restart, SGDR-style, recorded as `train.restarts` in config.yaml), so the extended run equals
-a run configured with those restarts from the start, not a single longer cosine.
+a run configured with those restarts from the start, not a single longer cosine. A stopped
+run may also be shortened (no restart: its cosine anneals to the new end). The new length
+reaches config.yaml with the first new checkpoint, so a resume killed before it leaves the
+run as it was, and resuming again extends it the same way.
 (With val_every > 1 the log keeps the validation of the old last epoch; weights are equal.)
 
 The run config records the model as built (`model.cfg`: defaults filled, a genotype file's
@@ -102,7 +105,7 @@ class Trainer:
         self.loss_fn = make_loss(self.settings)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None,
                       "history": [], "running": None, "batch_size": self.settings["batch_size"]}
-        self.resumed = resume
+        self.resumed, self._config_pending = resume, False
         if resume:
             self._load(self.run_dir / "checkpoints" / "last.pt")
         self.writer = None
@@ -175,6 +178,7 @@ class Trainer:
         final = {"best": {"epoch": self.state["best_epoch"], self.key: self.state["best"]},
                  "last": self.state["history"][-1] if self.state["history"] else None,
                  "key_metric": self.key, "device": describe_device(self.device)}
+        self._record_config()  # e.g. shortened to the epochs it has done: no new checkpoint
         if self.dist.main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
             self.writer.close()
@@ -293,6 +297,7 @@ class Trainer:
                 "device": device,
                 "conventions": from_config(self.cfg, self.data.info.get("spacing"),
                                            self.data.info.get("layout")).to_dict()}
+        self._record_config()  # before the checkpoint: a kill between them re-extends alike
         train_state = {**self.state, "optimizer": self.optimizer.state_dict(),
                        "scheduler": self.scheduler.state_dict(),
                        "scaler": self.scaler.state_dict(), "rng": rng,
@@ -300,6 +305,15 @@ class Trainer:
                        "device": device, "hooks": [hook.state_dict() for hook in self.hooks]}
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.cfg, meta=meta,
                         train_state=train_state)
+
+    def _record_config(self) -> None:
+        """A resumed run writes config.yaml (which may have a new length) with its first
+        checkpoint, and drops metrics.json, whose end may no longer be final."""
+        if self._config_pending and self.dist.main:
+            with atomic_path(self.run_dir / "config.yaml") as tmp:
+                dump_config(self.cfg, tmp)
+            (self.run_dir / "metrics.json").unlink(missing_ok=True)
+        self._config_pending = False
 
     def _load(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
@@ -309,7 +323,7 @@ class Trainer:
         check_resume(path, ts, ckpt.get("config") or {}, self.cfg, self.dist.world,
                      describe_device(self.device))
         started = ts["epoch"] + (1 if ts["batch"] else 0)  # stopped inside an epoch: begun
-        extended = self._check_extension(resolve_train(ckpt["config"].get("train")), started)
+        self._check_extension(resolve_train(ckpt["config"].get("train")), started)
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.optimizer.load_state_dict(ts["optimizer"])
@@ -328,10 +342,10 @@ class Trainer:
         if self.dist.main:  # drop log lines written after this checkpoint
             lines = [json.dumps(r) for r in self.state["history"]]
             (self.run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
-        if self.dist.main and extended:  # the run's new length; its old end is no longer final
-            with atomic_path(self.run_dir / "config.yaml") as tmp:
-                dump_config(self.cfg, tmp)
-            (self.run_dir / "metrics.json").unlink(missing_ok=True)
+        # the run's config (a new length, fewer restarts) is recorded with its first new
+        # checkpoint (`_save`), not before, so a resume killed before that leaves the run as
+        # it was
+        self._config_pending = True
 
     def _check_extension(self, saved: dict, started: int) -> bool:
         """Whether this resume changes train.epochs, which is allowed only where the run then
