@@ -1,0 +1,227 @@
+"""What `segment` writes: every output format read back (ours, and laspy for LAS), the input's
+colours and fields kept, pred/confidence/entropy against a hand-computed softmax of the same
+logits, LAS inputs kept dimension by dimension, and refusals that write nothing."""
+import numpy as np
+import pytest
+from conftest import tiny_model
+
+from apps.cli import main
+from pointgcn.io import WRITERS, PointCloud, read_points, write_ply
+from pointgcn.io.columns import labels_field
+from pointgcn.models import build_model, save_checkpoint
+
+laspy = pytest.importorskip("laspy")
+
+
+@pytest.fixture(scope="module")
+def seg_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    cfg = {"data": {"dataset": "s3dis", "n_points": 64, "block": 1.0, "stride": 1.0},
+           "model": tiny_model(in_channels=9, n_classes=13)}
+    save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
+    return d / "seg.pt"
+
+
+def room(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    pts = np.round(rng.random((n, 3)) * [2.0, 1.5, 2.0], 3).astype(np.float32)
+    return PointCloud(pts, rng.random((n, 3)).astype(np.float32),
+                      fields={"intensity": rng.integers(0, 4000, n),
+                              "reflectance": rng.random(n).astype(np.float32)})
+
+
+def segment(src, out, weights, *extra):
+    return main(["segment", str(src), "--weights", str(weights), "--out", str(out),
+                 "--no-harmonise", *extra])
+
+
+def logits_of(monkeypatch):
+    """Keep the logits segment computes, to check its fields against our own softmax."""
+    import pointgcn.engine.inference as inference
+
+    seen = {}
+    real = inference.segment_cloud
+
+    def spy(*a, **k):
+        seen["logits"] = real(*a, **k)
+        return seen["logits"]
+    monkeypatch.setattr(inference, "segment_cloud", spy)
+    return seen
+
+
+def test_suffixes_are_the_writers():
+    from apps.segment import OUT_SUFFIXES
+
+    assert set(OUT_SUFFIXES) == set(WRITERS)
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".las", ".laz", ".npy", ".npz", ".txt"])
+def test_every_format_round_trips(seg_weights, tmp_path, monkeypatch, capsys, suffix):
+    cloud = room()
+    write_ply(tmp_path / "in.ply", cloud)
+    seen = logits_of(monkeypatch)
+    out = tmp_path / f"out{suffix}"
+    assert segment(tmp_path / "in.ply", out, seg_weights) == 0
+    back = read_points(out)
+    assert len(back) == len(cloud)
+    np.testing.assert_allclose(back.points, cloud.points, atol=1e-6)  # order and place kept
+    np.testing.assert_allclose(back.colors, cloud.colors, atol=0.5 / 255 + 1e-6)  # its own
+    np.testing.assert_array_equal(back.fields["intensity"], cloud.fields["intensity"])
+    np.testing.assert_allclose(back.fields["reflectance"], cloud.fields["reflectance"],
+                               rtol=1e-6)
+    z = seen["logits"].astype(np.float64)  # hand-computed softmax of the same logits
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_array_equal(back.fields["pred"], p.argmax(1))
+    np.testing.assert_allclose(back.fields["confidence"], p.max(1), atol=1e-6)
+    np.testing.assert_allclose(back.fields["entropy"], -(p * np.log(p)).sum(1), atol=1e-5)
+    if suffix in (".las", ".laz"):
+        las = laspy.read(str(out))
+        assert las.header.version == "1.4" and las.point_format.id == 7  # colours → RGB
+        assert np.allclose(las.header.scales, 0.001)  # the input has 3 decimals
+        assert "scale 0.001 (the coordinates have 3 decimals)" in capsys.readouterr().out
+        np.testing.assert_array_equal(las.intensity, cloud.fields["intensity"])  # its own dim
+        assert {"pred", "confidence", "entropy", "reflectance"} <= set(
+            las.point_format.extra_dimension_names)
+        np.testing.assert_array_equal(np.asarray(las.pred), p.argmax(1))
+
+
+def test_class_colours_and_min_confidence(seg_weights, tmp_path, monkeypatch, capsys):
+    from pointgcn.viz.palettes import class_colors
+
+    cloud = room()
+    write_ply(tmp_path / "in.ply", cloud)
+    seen = logits_of(monkeypatch)
+    assert segment(tmp_path / "in.ply", tmp_path / "o.ply", seg_weights) == 0
+    cut = float(np.round(np.median(read_points(tmp_path / "o.ply").fields["confidence"]), 4))
+    assert segment(tmp_path / "in.ply", tmp_path / "o2.ply", seg_weights, "--colors", "class",
+                   "--min-confidence", str(cut)) == 0
+    back = read_points(tmp_path / "o2.ply")
+    z = seen["logits"].astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    low = p.max(1) < cut
+    assert 0 < low.sum() < len(low)  # the median splits this tiny model's points
+    want = np.where(low, -1, p.argmax(1))
+    np.testing.assert_array_equal(back.fields["pred"], want)
+    assert f"{int(low.sum())} points below confidence {cut:g}: pred -1" in capsys.readouterr().out
+    np.testing.assert_allclose(back.colors, class_colors(want, "s3dis", 13), atol=0.5 / 255)
+
+
+def _las_input(path, version, point_format, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=version))
+    las.add_extra_dim(laspy.ExtraBytesParams(name="amplitude", type=np.int16, scales=[0.01],
+                                             offsets=[1.0]))
+    las.add_extra_dim(laspy.ExtraBytesParams(name="echo", type="3f4"))
+    xyz = np.round(rng.random((n, 3)) * [3.0, 2.0, 2.5], 4) + [654321.0, 5432100.0, 300.0]
+    las.header.offsets, las.header.scales = [654000.0, 5432000.0, 0.0], [0.0001] * 3
+    las.x, las.y, las.z = xyz.T
+    las.classification = rng.integers(0, 20, n)
+    las.intensity = rng.integers(0, 65536, n)
+    las.return_number, las.number_of_returns = rng.integers(1, 3, n), np.full(n, 3)
+    las.gps_time = rng.random(n) * 1e6
+    las.user_data, las.point_source_id = rng.integers(0, 256, n), rng.integers(0, 65536, n)
+    rgb = rng.integers(0, 65536, (n, 3))
+    if "red" in las.point_format.dimension_names:
+        las.red, las.green, las.blue = rgb.T
+    las.amplitude = np.round(rng.random(n) * 100, 2)
+    las.echo = rng.random((n, 3)).astype(np.float32)
+    las.write(str(path))
+    return laspy.read(str(path))
+
+
+@pytest.mark.parametrize("version, point_format", [("1.2", 3), ("1.4", 6), ("1.4", 7)])
+@pytest.mark.parametrize("suffix", [".las", ".laz"])
+def test_las_round_trip_keeps_every_dimension(seg_weights, tmp_path, monkeypatch, version,
+                                              point_format, suffix):
+    src = tmp_path / f"tile{suffix}"
+    orig = _las_input(src, version, point_format)
+    seen = logits_of(monkeypatch)
+    out = tmp_path / f"pred{suffix}"
+    assert segment(src, out, seg_weights) == 0
+    got = laspy.read(str(out))
+    assert got.header.version == orig.header.version
+    assert got.point_format.id == point_format
+    np.testing.assert_array_equal(got.header.scales, orig.header.scales)
+    np.testing.assert_array_equal(got.header.offsets, orig.header.offsets)
+    for name in orig.point_format.dimension_names:  # byte for byte, prediction field aside
+        if name != "classification":
+            np.testing.assert_array_equal(np.asarray(got.points[name]),
+                                          np.asarray(orig.points[name]), err_msg=name)
+    np.testing.assert_array_equal(got.points.array["X"], orig.points.array["X"])
+    np.testing.assert_array_equal(got.classification, seen["logits"].argmax(1))
+    assert {"confidence", "entropy"} <= set(got.point_format.extra_dimension_names)
+    assert "pred" not in set(got.point_format.extra_dimension_names)  # it is classification
+    # --las-field pred: classification untouched too, pred as extra bytes
+    out2 = tmp_path / f"pred2{suffix}"
+    assert segment(src, out2, seg_weights, "--las-field", "pred") == 0
+    got = laspy.read(str(out2))
+    np.testing.assert_array_equal(got.classification, orig.classification)
+    np.testing.assert_array_equal(np.asarray(got.pred), seen["logits"].argmax(1))
+
+
+def test_las_refusals_before_work(seg_weights, tmp_path, capsys):
+    src = tmp_path / "tile.las"
+    _las_input(src, "1.2", 3)
+    cfg = {"data": {"dataset": "s3dis", "n_points": 64, "block": 1.0, "stride": 1.0},
+           "model": tiny_model(in_channels=9, n_classes=40)}
+    save_checkpoint(tmp_path / "wide.pt", build_model(cfg).eval(), cfg,
+                    meta={"class_names": [f"c{i}" for i in range(40)]})
+    for argv, message in (
+            ((src, tmp_path / "o.las", tmp_path / "wide.pt"), "holds 0–31: add --las-field pred"),
+            ((src, tmp_path / "o.las", seg_weights, "--min-confidence", "0.3"),
+             "LAS classification cannot hold"),
+            ((src, tmp_path / "o.ply", seg_weights, "--las-field", "pred"), "applies to .las"),
+            ((src, tmp_path / "o.ply", seg_weights, "--min-confidence", "2"), "must lie in 0–1"),
+            ((tmp_path / "tile.las", tmp_path / "o.foo", seg_weights), "must name a .ply or")):
+        assert segment(*argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tile.las", "wide.pt"]
+
+
+def test_colourless_input_gets_class_colours_unless_told(seg_weights, tmp_path, capsys):
+    cloud = room()
+    cloud.colors = None
+    write_ply(tmp_path / "grey.ply", cloud)
+    assert segment(tmp_path / "grey.ply", tmp_path / "o.npz", seg_weights) == 0
+    assert read_points(tmp_path / "o.npz").colors is not None
+    assert segment(tmp_path / "grey.ply", tmp_path / "o2.npz", seg_weights,
+                   "--colors", "input") == 2
+    assert "has no colours" in capsys.readouterr().err
+
+
+def test_labels_multi_column_field_refused_before_work(tmp_path):
+    cloud = PointCloud(np.zeros((4, 3), np.float32), fields={"multi": np.zeros((4, 2))},
+                       source="in.npz")
+    with pytest.raises(Exception, match="'multi' has 2 values per point; labels need one"):
+        labels_field(cloud, "multi")
+
+
+def test_labels_by_the_name_the_file_gave(tmp_path):
+    """`--labels label` is a column named label, never LAS `classification` or a `class`."""
+    las = laspy.LasData(laspy.LasHeader(point_format=1, version="1.2"))
+    las.x, las.y, las.z = np.arange(5.0), np.zeros(5), np.zeros(5)
+    las.classification = [2, 2, 6, 6, 2]
+    las.write(str(tmp_path / "a.las"))
+    cloud = read_points(tmp_path / "a.las")
+    np.testing.assert_array_equal(labels_field(cloud, "classification"), [2, 2, 6, 6, 2])
+    with pytest.raises(Exception, match="no field 'label' .*it has: classification"):
+        labels_field(cloud, "label")
+    (tmp_path / "c.txt").write_text("x y z class\n0 0 0 1\n1 0 0 2\n")
+    cloud = read_points(tmp_path / "c.txt")
+    assert labels_field(cloud, "class").tolist() == [1, 2]
+    with pytest.raises(Exception, match="no field 'label'"):
+        labels_field(cloud, "label")
+
+
+def test_segment_labels_multi_column_exit_2_nothing_written(seg_weights, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "in.npz", points=rng.random((100, 3)).astype(np.float32),
+             colors=rng.random((100, 3)).astype(np.float32), multi=np.zeros((100, 2), int))
+    assert segment(tmp_path / "in.npz", tmp_path / "o.ply", seg_weights,
+                   "--labels", "multi") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "labels need one" in err[0]
+    assert not (tmp_path / "o.ply").exists()
