@@ -225,3 +225,22 @@ def test_segment_labels_multi_column_exit_2_nothing_written(seg_weights, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "labels need one" in err[0]
     assert not (tmp_path / "o.ply").exists()
+
+
+def test_fields_named_as_las_dimensions(tmp_path):
+    """A non-LAS cloud's `intensity` goes into LAS's own; a `classification` field that the
+    predictions take the place of, and one that does not fit, become extra bytes."""
+    from pointgcn.io import write_points
+
+    n = 6
+    cloud = PointCloud(np.arange(3 * n, dtype=np.float32).reshape(n, 3),
+                       fields={"intensity": np.arange(n) * 1000, "classification": np.arange(n),
+                               "user_data": np.arange(n) * 100, "pred": np.arange(n) % 3})
+    notes = write_points(tmp_path / "o.las", cloud, classification="pred")
+    las = laspy.read(str(tmp_path / "o.las"))
+    np.testing.assert_array_equal(las.intensity, np.arange(n) * 1000)
+    np.testing.assert_array_equal(las.classification, np.arange(n) % 3)
+    np.testing.assert_array_equal(las.classification_field, np.arange(n))
+    np.testing.assert_array_equal(las.user_data_field, np.arange(n) * 100)  # 500 > 255
+    assert "scale 1 (the coordinates have 0 decimals)" in notes[0]
+    np.testing.assert_array_equal(las.x, np.arange(0, 3 * n, 3))

@@ -198,6 +198,7 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
         rgb = np.clip(np.round(cloud.colors.astype(np.float64) * 65535), 0, 65535)
         for i, c in enumerate(RGB):
             las[c] = rgb[:, i].astype(np.uint16)
+    standard = {n.lower() for n in las.point_format.dimension_names}
     names = set(las.point_format.dimension_names) - {"X", "Y", "Z", *RGB}
     extras: dict[str, np.ndarray] = {}
     if classification is not None:
@@ -214,16 +215,16 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
     for name, values in cloud.fields.items():
         if name == classification:
             continue
-        dim = las.point_format.dimension_by_name(name) if name in names else None
-        if dim is not None and values.ndim == 1 and _fits(values, dim):
+        if name in names and values.ndim == 1 and \
+                _fits(values, las.point_format.dimension_by_name(name)):
             las[name] = values
             names.discard(name)
-        else:
-            if dim is not None:
-                notes.append(f"field {name!r} does not fit LAS's {name}: written as extra "
-                             f"bytes {name + '_field'!r}")
-                name = name + "_field"
-            extras[name] = values
+            continue
+        if name.lower() in standard:  # taken, or values the dimension cannot hold
+            notes.append(f"field {name!r} is not LAS's own {name}: written as extra bytes "
+                         f"{name + '_field'!r}")
+            name = name + "_field"
+        extras[name] = values
     for name, values in extras.items():
         _extra(las, name, values, where)
     return las, notes
