@@ -244,3 +244,36 @@ def test_fields_named_as_las_dimensions(tmp_path):
     np.testing.assert_array_equal(las.user_data_field, np.arange(n) * 100)  # 500 > 255
     assert "scale 1 (the coordinates have 0 decimals)" in notes[0]
     np.testing.assert_array_equal(las.x, np.arange(0, 3 * n, 3))
+
+
+def test_georeferenced_text_to_las_and_txt_keeps_every_digit(seg_weights, tmp_path, capsys):
+    """UTM coordinates with mm decimals: LAS gets scale 0.001 and the exact values; the text
+    output prints the same digits the input had."""
+    rng = np.random.default_rng(1)
+    xyz = np.round(rng.random((300, 3)) * [3.0, 2.0, 2.5] + [500000.0, 4000000.0, 90.0], 3)
+    rows = [f"{x:.3f} {y:.3f} {z:.3f} 10 20 30" for x, y, z in xyz]
+    (tmp_path / "scan.txt").write_text("x y z r g b\n" + "\n".join(rows) + "\n")
+    assert segment(tmp_path / "scan.txt", tmp_path / "o.las", seg_weights) == 0
+    las = laspy.read(str(tmp_path / "o.las"))
+    np.testing.assert_array_equal(las.header.scales, [0.001] * 3)
+    np.testing.assert_allclose(np.stack([las.x, las.y, las.z], 1), xyz, rtol=0, atol=1e-9)
+    rgb = np.stack([las.red, las.green, las.blue], 1)
+    assert (rgb == np.round(np.array([10, 20, 30]) / 255 * 65535)).all()  # 8 → 16 bits
+    assert segment(tmp_path / "scan.txt", tmp_path / "o.txt", seg_weights) == 0
+    lines = (tmp_path / "o.txt").read_text().splitlines()
+    assert lines[0].split()[:6] == ["x", "y", "z", "red", "green", "blue"]
+    assert [line.split()[:6] for line in lines[1:]] == [r.split() for r in rows]
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".npy", ".npz", ".txt"])
+def test_labels_keep_their_column_name(seg_weights, tmp_path, suffix):
+    """A `class` column comes back as `class` (and is still read as labels)."""
+    rng = np.random.default_rng(0)
+    rows = [f"{x:.3f} {y:.3f} {z:.3f} 1 2 3 {c}" for (x, y, z), c in
+            zip(rng.random((200, 3)) * 2, rng.integers(0, 13, 200))]
+    (tmp_path / "in.txt").write_text("x y z r g b class\n" + "\n".join(rows) + "\n")
+    out = tmp_path / f"o{suffix}"
+    assert segment(tmp_path / "in.txt", out, seg_weights) == 0
+    back = read_points(out)
+    assert back.label_field == "class"
+    np.testing.assert_array_equal(back.labels, [int(r.split()[-1]) for r in rows])

@@ -155,6 +155,17 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
     return cloud_from_named(table_columns(table, names), where, source)
 
 
+def label_column(cloud: PointCloud) -> str:
+    """The column name writers give labels: the file's own (`class`, `scalar_label`, …) when
+    it is one the readers take as labels, `classification` for LAS ASPRS codes (which the
+    readers then keep as a field, never a model's classes), else `label`."""
+    if cloud.label_scheme == "asprs":
+        return "classification"
+    name = cloud.label_field
+    ok = name and name.lower() in LABEL_NAMES and name.isidentifier() and name not in cloud.fields
+    return name if ok else "label"
+
+
 def label_source(cloud: PointCloud) -> str | None:
     """The name of the column the cloud's labels came from (LAS: `classification`); None when
     it has none, or its labels were made in code."""

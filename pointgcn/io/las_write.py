@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import FormatError, InputError
 from .atomic import atomic_path
 from .cloud import PointCloud
+from .columns import label_column
 
 VERSION, FORMAT_RGB, FORMAT_PLAIN = "1.4", 7, 6
 RGB = ("red", "green", "blue")
@@ -209,7 +210,7 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
             names.discard("classification")
             _put(las, "classification", cloud.labels, where)
         else:
-            extras[cloud.label_field or "label"] = cloud.labels
+            extras[label_column(cloud)] = cloud.labels
     if cloud.normals is not None:
         extras.update({n: cloud.normals[:, i] for i, n in enumerate(("nx", "ny", "nz"))})
     for name, values in cloud.fields.items():

@@ -7,7 +7,8 @@ io/cloud.py) gets float64 `points + offset`, any other cloud float32 `points` as
 
 PLY vertex properties, in order: x y z float (double with an offset); red green blue uchar
 (colours × 255, rounded) if colours; nx ny nz float if normals; label int if labels
-(`classification` for LAS ASPRS codes: `label_name`); then each
+(under the file's own label name — `class`, … — or `classification` for LAS ASPRS codes:
+`label_name`); then each
 field by name — integer and bool fields as int, float64 fields as double, other float fields as
 float. PLY has no 64-bit integers: integer values must fit in int32. `ply_safe_fields` turns
 any fields the readers produce into ones `write_ply` takes (and says what it changed).
@@ -32,6 +33,7 @@ from ..errors import InputError
 from .arrays import NPZ_KEYS
 from .atomic import atomic_path
 from .cloud import PointCloud
+from .columns import label_column
 from .las_write import coordinate_scale, write_las
 
 WRITERS = (".ply", ".las", ".laz", ".npy", ".npz", ".txt")
@@ -65,9 +67,9 @@ def _as_int32(values: np.ndarray, name: str, where: str) -> np.ndarray:
 
 
 def label_name(cloud: PointCloud) -> str:
-    """The column labels are written under: `label`, or `classification` for LAS ASPRS codes,
-    which the readers then keep as a field — never taken for a model's classes."""
-    return "classification" if cloud.label_scheme == "asprs" else "label"
+    """The column labels are written under (`columns.label_column`): the file's own label
+    name, `classification` for LAS ASPRS codes, else `label`."""
+    return label_column(cloud)
 
 
 def _xyz(cloud: PointCloud) -> np.ndarray:
@@ -234,7 +236,9 @@ def write_npz(path: str | Path, cloud: PointCloud) -> None:
         if getattr(cloud, name) is not None:
             arrays[name] = getattr(cloud, name)
     if cloud.labels is not None:
-        arrays["labels" if label_name(cloud) == "label" else label_name(cloud)] = cloud.labels
+        name = label_name(cloud)
+        key = name if name == "classification" or name.lower() in NPZ_KEYS["labels"] else "labels"
+        arrays["labels" if key == "label" else key] = cloud.labels
     arrays.update(cloud.fields)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
