@@ -142,9 +142,10 @@ def run(args) -> int:
     for note in write_points(args.out, out, template=plan.template,
                              classification=plan.classification):
         print(f"note: {note}")
-    print(f"{len(cloud)} points → {args.out}")
+    where = " (pred in classification)" if plan.classification else ""
+    print(f"{len(cloud)} points → {args.out}{where}")
     counts = np.bincount(pred[pred >= 0], minlength=len(names))
-    for name, c in zip(names, counts):
+    for name, c in [*zip(names, counts), ("(unsure, -1)", int((pred < 0).sum()))]:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / len(pred):5.1f}%")
     if scored:  # the model's own labels, before --min-confidence

@@ -277,3 +277,19 @@ def test_labels_keep_their_column_name(seg_weights, tmp_path, suffix):
     back = read_points(out)
     assert back.label_field == "class"
     np.testing.assert_array_equal(back.labels, [int(r.split()[-1]) for r in rows])
+
+
+def test_las_class_colours_replace_rgb_only(seg_weights, tmp_path, monkeypatch):
+    from pointgcn.viz.palettes import class_colors
+
+    orig = _las_input(tmp_path / "tile.las", "1.4", 7)
+    seen = logits_of(monkeypatch)
+    assert segment(tmp_path / "tile.las", tmp_path / "o.las", seg_weights, "--colors",
+                   "class") == 0
+    got = laspy.read(str(tmp_path / "o.las"))
+    want = np.round(class_colors(seen["logits"].argmax(1), "s3dis", 13).astype(np.float64)
+                    * 65535)
+    np.testing.assert_array_equal(np.stack([got.red, got.green, got.blue], 1), want)
+    for name in ("intensity", "gps_time", "amplitude", "echo", "point_source_id"):
+        np.testing.assert_array_equal(np.asarray(got.points[name]),
+                                      np.asarray(orig.points[name]), err_msg=name)
