@@ -293,3 +293,38 @@ def test_las_class_colours_replace_rgb_only(seg_weights, tmp_path, monkeypatch):
     for name in ("intensity", "gps_time", "amplitude", "echo", "point_source_id"):
         np.testing.assert_array_equal(np.asarray(got.points[name]),
                                       np.asarray(orig.points[name]), err_msg=name)
+
+
+def test_txt_output_replaces_clouds_not_notes(seg_weights, tmp_path, capsys):
+    write_ply(tmp_path / "in.ply", room(100))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("call the surveyor on monday\n")
+    assert segment(tmp_path / "in.ply", notes, seg_weights) == 2
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert notes.read_text() == "call the surveyor on monday\n"
+    out = tmp_path / "o.txt"
+    assert segment(tmp_path / "in.ply", out, seg_weights) == 0
+    assert segment(tmp_path / "in.ply", out, seg_weights, "--colors", "class") == 0  # ours again
+    (tmp_path / "table.txt").write_text("1 2 3\n4 5 6\n")
+    assert segment(tmp_path / "in.ply", tmp_path / "table.txt", seg_weights) == 0
+
+
+def test_las_writer_refusals_leave_no_file(tmp_path):
+    from pointgcn.io import write_points
+
+    pts = np.zeros((4, 3), np.float32)
+    wide = {"wide": np.zeros((4, 5)), "pred": np.arange(4)}
+    for cloud, message in ((PointCloud(pts, fields=wide), "1 to 3 values"),
+                           (PointCloud(pts, fields={"p": np.arange(4)}), "no field 'pred'")):
+        with pytest.raises(Exception, match=message):
+            write_points(tmp_path / "o.las", cloud, classification="pred")
+    with pytest.raises(Exception, match="points, .* 4"):  # the template is another cloud
+        las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+        las.x, las.y, las.z = np.zeros(4), np.zeros(4), np.zeros(4)
+        las.write(str(tmp_path / "t.las"))
+        write_points(tmp_path / "o.las", PointCloud(np.zeros((3, 3), np.float32)),
+                     template=tmp_path / "t.las")
+    moved = PointCloud(pts + 1)
+    with pytest.raises(Exception, match="coordinates are not those of"):
+        write_points(tmp_path / "o.las", moved, template=tmp_path / "t.las")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.las"]

@@ -111,12 +111,17 @@ def _extra(las, name: str, values: np.ndarray, where: str) -> None:
             np.iinfo(np.int32).min <= values.min() and values.max() <= np.iinfo(np.int32).max:
         values = values.astype(np.int32)
     kind = values.dtype.str.lstrip("<>|=")
-    if values.ndim == 2 and values.shape[1] > 1:
+    if values.ndim == 2 and 1 < values.shape[1] <= 3:
         kind = f"{values.shape[1]}{kind}"
     elif values.ndim != 1:
         raise InputError(f"{where}: field {name!r} has shape {values.shape}; LAS extra bytes "
-                         "hold one value (or a few) per point")
-    las.add_extra_dim(laspy.ExtraBytesParams(name=name, type=kind))
+                         "hold 1 to 3 values per point")
+    try:
+        las.add_extra_dim(laspy.ExtraBytesParams(name=name, type=kind))
+    except Exception as e:  # laspy's own errors: a name it takes for another dimension
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{where}: field {name!r} cannot be a LAS extra-bytes dimension "
+                         f"({message})") from None
     las[name] = values
 
 
