@@ -127,6 +127,8 @@ def _las_input(path, version, point_format, n=200, seed=0):
         las.red, las.green, las.blue = rgb.T
     las.amplitude = np.round(rng.random(n) * 100, 2)
     las.echo = rng.random((n, 3)).astype(np.float32)
+    las.header.vlrs.append(laspy.VLR(user_id="survey", record_id=7, description="crs stand-in",
+                                     record_data=b"EPSG:32632"))
     las.write(str(path))
     return laspy.read(str(path))
 
@@ -145,6 +147,8 @@ def test_las_round_trip_keeps_every_dimension(seg_weights, tmp_path, monkeypatch
     assert got.point_format.id == point_format
     np.testing.assert_array_equal(got.header.scales, orig.header.scales)
     np.testing.assert_array_equal(got.header.offsets, orig.header.offsets)
+    assert [(v.user_id, v.record_id, v.record_data) for v in got.header.vlrs
+            if v.user_id == "survey"] == [("survey", 7, b"EPSG:32632")]
     for name in orig.point_format.dimension_names:  # byte for byte, prediction field aside
         if name != "classification":
             np.testing.assert_array_equal(np.asarray(got.points[name]),
