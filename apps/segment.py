@@ -13,15 +13,15 @@ softmax, nats; pointgcn.engine.confidence), as .ply, .las/.laz, .npy, .npz or .t
 suffix of `--out`, and prints a class histogram. `--colors class` paints class colours instead
 (the default for an input without colours; the preview always shows classes);
 `--min-confidence P` marks less sure points −1 in `pred`. A LAS/LAZ input written as LAS/LAZ
-keeps its header and every dimension byte for byte, with the predictions in `classification`
-(or `--las-field pred`: an extra-bytes dimension); other inputs get LAS 1.4 with a scale that
-keeps their coordinates (pointgcn.io.las_write). Ground truth is scored (OA / mIoU, and a comparison preview)
-only from a column named as labels (`label`, `class`, …) in the model's class range, or from
-the field `--labels FIELD` names — never from an unnamed trailing column or LAS ASPRS codes
-(pointgcn.io.columns). Blocks are built a batch at a time, so memory grows only with the cloud
-itself (the points, their votes and the output), not with the model. Part-segmentation models
-(xyz input) label one object: its points are normalised and covered by samples of the training
-size.
+keeps its header and every other dimension byte for byte, with the predictions in
+`classification` (or `--las-field pred`: an extra-bytes dimension); other inputs get LAS 1.4
+with a scale that keeps their coordinates (pointgcn.io.las_write). Ground truth is scored
+(OA / mIoU, and a comparison preview) only from a column named as labels (`label`, `class`,
+…) in the model's class range, or from the field `--labels FIELD` names — never from an
+unnamed trailing column or LAS ASPRS codes (pointgcn.io.columns). Blocks are built a batch
+at a time, so memory grows only with the cloud itself (the points, their votes and the
+output), not with the model. Part-segmentation models (xyz input) label one object: its
+points are normalised and covered by samples of the training size.
 """
 from __future__ import annotations
 

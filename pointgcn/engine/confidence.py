@@ -12,7 +12,7 @@ import numpy as np
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """(N, C) logits → (N, C) float64 probabilities (max-shifted, so large logits do not overflow)."""
+    """(N, C) logits → (N, C) float64 probabilities (max-shifted: large logits never overflow)."""
     z = np.asarray(logits, np.float64)
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)

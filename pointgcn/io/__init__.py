@@ -2,7 +2,8 @@
 
 `read_points(path)` reads any supported file (PLY, PCD, XYZ/TXT/CSV/PTS, NPY/NPZ, LAS/LAZ with
 laspy; meshes OFF/OBJ/STL/PLY-with-faces are sampled); `write_points(path, cloud)` writes .ply,
-.las/.laz, .npy, .npz or .txt by suffix. Bad files raise `pointgcn.errors.InputError` / `FormatError` with one-line messages.
+.las/.laz, .npy, .npz or .txt by suffix. Bad files raise `pointgcn.errors.InputError` /
+`FormatError` with one-line messages.
 """
 from .atomic import atomic_path, check_writable
 from .cloud import PointCloud

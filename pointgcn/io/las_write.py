@@ -142,7 +142,8 @@ def _from_template(laspy, cloud: PointCloud, template: Path, where: str,
                          f"{len(las.points)}: cannot keep its dimensions")
     xyz = np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1)
     # float32 local points round by ≤ 2⁻²⁴ of their magnitude; the file's own step is its scale
-    tol = float(np.max(las.header.scales)) + 2.0 ** -22 * max(1.0, float(np.abs(cloud.points).max()))
+    top = max(1.0, float(np.abs(cloud.points).max()))
+    tol = float(np.max(las.header.scales)) + 2.0 ** -22 * top
     if np.abs(cloud.absolute_points() - xyz).max() > tol:
         raise InputError(f"{where}: the cloud's coordinates are not those of {template}")
     names = list(las.point_format.dimension_names)
@@ -162,7 +163,8 @@ def _from_template(laspy, cloud: PointCloud, template: Path, where: str,
         if name == classification:
             continue
         if name in names:
-            if name not in ("X", "Y", "Z", *RGB) and not np.array_equal(values, np.asarray(las[name])):
+            unchanged = np.array_equal(values, np.asarray(las[name]))
+            if name not in ("X", "Y", "Z", *RGB) and not unchanged:
                 _put(las, name, values, where)
         else:
             _extra(las, name, values, where)
