@@ -38,3 +38,13 @@ def test_given_prediction_reads_its_probability():
     logits = np.log(np.array([[0.5, 0.3, 0.2]]))
     pred, conf, _ = prediction_confidence(logits, pred=np.array([1]))
     assert pred[0] == 1 and conf[0] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_chunks_change_nothing(monkeypatch):
+    import pointgcn.engine.confidence as confidence
+
+    logits = np.random.default_rng(0).normal(size=(1000, 5)).astype(np.float32)
+    whole = prediction_confidence(logits)
+    monkeypatch.setattr(confidence, "CHUNK", 7)
+    for a, b in zip(whole, prediction_confidence(logits)):
+        np.testing.assert_array_equal(a, b)

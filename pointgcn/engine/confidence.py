@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CHUNK = 1 << 16  # rows per step
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """(N, C) logits → (N, C) float64 probabilities (max-shifted: large logits never overflow)."""
@@ -24,13 +26,17 @@ def prediction_confidence(logits: np.ndarray, pred: np.ndarray | None = None,
     """(N, C) logits → (pred int64, confidence float32, entropy float32), each (N,).
 
     `pred`: the task's labels when they are not the plain argmax; confidence is then the
-    probability of that class."""
-    p = softmax(logits)
-    if pred is None:
-        pred = p.argmax(axis=1)
-    pred = np.asarray(pred, np.int64)
-    confidence = p[np.arange(len(p)), pred]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), 0.0)  # 0 · log 0 = 0
-    entropy = np.maximum(-terms.sum(axis=1), 0.0)
-    return pred, confidence.astype(np.float32), entropy.astype(np.float32)
+    probability of that class. Rows go in chunks: float64 temporaries stay small on big clouds."""
+    n = len(logits)
+    out_pred = np.empty(n, np.int64)
+    confidence, entropy = np.empty(n, np.float32), np.empty(n, np.float32)
+    for start in range(0, n, CHUNK):
+        rows = slice(start, start + CHUNK)
+        p = softmax(logits[rows])
+        chosen = p.argmax(axis=1) if pred is None else np.asarray(pred[rows], np.int64)
+        out_pred[rows] = chosen
+        confidence[rows] = p[np.arange(len(p)), chosen]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p), 0.0)  # 0 · log 0 = 0
+        entropy[rows] = np.maximum(-terms.sum(axis=1), 0.0)
+    return out_pred, confidence, entropy
