@@ -218,6 +218,8 @@ def test_labels_by_the_name_the_file_gave(tmp_path):
     assert labels_field(cloud, "class").tolist() == [1, 2]
     with pytest.raises(Exception, match="no field 'label'"):
         labels_field(cloud, "label")
+    np.savez(tmp_path / "l.npz", points=np.zeros((2, 3)), labels=[3, 4])
+    assert labels_field(read_points(tmp_path / "l.npz"), "label").tolist() == [3, 4]
 
 
 def test_segment_labels_multi_column_exit_2_nothing_written(seg_weights, tmp_path, capsys):

@@ -183,8 +183,9 @@ def labels_field(cloud: PointCloud, field: str | None) -> np.ndarray | None:
     source = label_source(cloud)
     if field is None:
         return cloud.labels
-    if cloud.labels is not None and field.lower() in (
-            {source.lower()} if source else {"label", "labels"}):
+    plain = {"label", "labels"}  # one name, singular or plural (an npz's `labels`)
+    names = plain if source is None or source.lower() in plain else {source.lower()}
+    if cloud.labels is not None and field.lower() in names:
         return cloud.labels
     if field not in cloud.fields:
         named = [source or "label"] if cloud.labels is not None else []
