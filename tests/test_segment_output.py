@@ -240,7 +240,7 @@ def test_fields_named_as_las_dimensions(tmp_path):
 
     n = 6
     cloud = PointCloud(np.arange(3 * n, dtype=np.float32).reshape(n, 3),
-                       fields={"intensity": np.arange(n) * 1000, "classification": np.arange(n),
+                       fields={"Intensity": np.arange(n) * 1000, "classification": np.arange(n),
                                "user_data": np.arange(n) * 100, "pred": np.arange(n) % 3})
     notes = write_points(tmp_path / "o.las", cloud, classification="pred")
     las = laspy.read(str(tmp_path / "o.las"))

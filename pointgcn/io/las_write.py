@@ -207,14 +207,15 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
         for i, c in enumerate(RGB):
             las[c] = rgb[:, i].astype(np.uint16)
     standard = {n.lower() for n in las.point_format.dimension_names}
-    names = set(las.point_format.dimension_names) - {"X", "Y", "Z", *RGB}
+    free = {n.lower(): n for n in las.point_format.dimension_names  # dims a field may fill
+            if n not in ("X", "Y", "Z", *RGB)}
     extras: dict[str, np.ndarray] = {}
     if classification is not None:
         _put(las, "classification", cloud.fields[classification], where)
-        names.discard("classification")
+        free.pop("classification")
     if cloud.labels is not None:
-        if cloud.label_scheme == "asprs" and "classification" in names:
-            names.discard("classification")
+        if cloud.label_scheme == "asprs" and "classification" in free:
+            free.pop("classification")
             _put(las, "classification", cloud.labels, where)
         else:
             extras[label_column(cloud)] = cloud.labels
@@ -223,14 +224,14 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
     for name, values in cloud.fields.items():
         if name == classification:
             continue
-        if name in names and values.ndim == 1 and \
-                _fits(values, las.point_format.dimension_by_name(name)):
-            las[name] = values
-            names.discard(name)
+        dim = free.get(name.lower())  # case as the source wrote it: `Intensity` is intensity
+        if dim and values.ndim == 1 and _fits(values, las.point_format.dimension_by_name(dim)):
+            las[dim] = values
+            free.pop(name.lower())
             continue
         if name.lower() in standard:  # taken, or values the dimension cannot hold
-            notes.append(f"field {name!r} is not LAS's own {name}: written as extra bytes "
-                         f"{name + '_field'!r}")
+            notes.append(f"field {name!r} is not LAS's own {name.lower()}: written as extra "
+                         f"bytes {name + '_field'!r}")
             name = name + "_field"
         extras[name] = values
     for name, values in extras.items():
