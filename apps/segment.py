@@ -1,25 +1,37 @@
 """Label every point of a scanned room (or any cloud), or the parts of one object.
 
   pointgcn segment scan.ply --weights synth-rooms --out scan_pred.ply --png scan_pred.png
+  pointgcn segment tile.laz --out tile_pred.laz            # predictions in `classification`
 
 Reads any supported cloud (ply, pcd, xyz/txt/csv, npy/npz, las; a mesh's points are its
 vertices, so a scanned, triangulated PLY is labelled vertex by vertex), checks it against the
 model's conventions (a "preflight": up axis, units, colours — pointgcn.engine.harmonise; the
-output keeps the input's own coordinates), splits it into the model's overlapping blocks, votes per point, and writes a PLY with a `pred` field and class
-colours, and a class histogram. Ground truth is scored (OA / mIoU, and a comparison preview)
-only from a column named as labels (`label`, `class`, …) in the model's class range, or from
-the field `--labels FIELD` names — never from an unnamed trailing column or LAS ASPRS codes
-(pointgcn.io.columns). Blocks are built a batch at a time, so memory grows only with the cloud
-itself (the points, their votes and the output), not with the model. Part-segmentation models
-(xyz input) label one object: its points are normalised and covered by samples of the training
-size.
+output keeps the input's own coordinates), splits it into the model's overlapping blocks, votes
+per point, and writes the input again — its colours and every per-point field — with the fields
+`pred` (class id), `confidence` (softmax probability of that class) and `entropy` (of the
+softmax, nats; pointgcn.engine.confidence), as .ply, .las/.laz, .npy, .npz or .txt by the
+suffix of `--out`, and prints a class histogram. `--colors class` paints class colours instead
+(the default for an input without colours; the preview always shows classes);
+`--min-confidence P` marks less sure points −1 in `pred`. A LAS/LAZ input written as LAS/LAZ
+keeps its header and every other dimension byte for byte, with the predictions in
+`classification` (or `--las-field pred`: an extra-bytes dimension); other inputs get LAS 1.4
+with a scale that keeps their coordinates (pointgcn.io.las_write). Ground truth is scored
+(OA / mIoU, and a comparison preview) only from a column named as labels (`label`, `class`,
+…) in the model's class range, or from the field `--labels FIELD` names — never from an
+unnamed trailing column or LAS ASPRS codes (pointgcn.io.columns). Blocks are built a batch
+at a time, so memory grows only with the cloud itself (the points, their votes and the
+output), not with the model. Part-segmentation models (xyz input) label one object: its
+points are normalised and covered by samples of the training size.
 """
 from __future__ import annotations
 
 from apps.cli import positive_int, seed_int
 from apps.paths import Input, Output
 
-HELP = "label every point of a cloud (blocks + voting); writes PLY with pred and colours"
+HELP = ("label every point of a cloud (blocks + voting); writes it back (ply, las/laz, npy, npz, "
+        "txt) with pred, confidence and entropy")
+OUT_SUFFIXES = (".ply", ".las", ".laz", ".npy", ".npz", ".txt")  # pointgcn.io.WRITERS (tested)
+LAS = (".las", ".laz")
 SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
 
 
@@ -28,7 +40,16 @@ def add_arguments(p):
     from apps.source_args import add_harmonise_arguments, add_source_arguments
     add_source_arguments(p)
     add_harmonise_arguments(p)
-    p.add_argument("--out", type=Output(".ply"), required=True, help="output PLY")
+    p.add_argument("--out", type=Output(*OUT_SUFFIXES), required=True,
+                   help="output cloud, by suffix: " + " ".join(OUT_SUFFIXES))
+    p.add_argument("--colors", choices=("input", "class"),
+                   help="output colours: the input's own (default when it has colours) or "
+                        "class colours")
+    p.add_argument("--min-confidence", type=float, metavar="P",
+                   help="mark points whose confidence is below P (0–1) as -1 in pred")
+    p.add_argument("--las-field", choices=("classification", "pred"),
+                   help="LAS/LAZ output: predictions in `classification` (default for a LAS "
+                        "input) or in an extra-bytes dimension `pred` (default otherwise)")
     p.add_argument("--png", type=Output(".png"), help="also render a preview PNG")
     p.add_argument("--labels", metavar="FIELD",
                    help="score against this per-point field of the input (default: its column "
@@ -48,15 +69,19 @@ def run(args) -> int:
 
     from apps.source_args import predictor_from_args, preflight
     from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.confidence import prediction_confidence
     from pointgcn.engine.inference import check_distinct_points, segment_cloud, segment_object
     from pointgcn.engine.task_metrics import predict_labels
     from pointgcn.errors import InputError
-    from pointgcn.io import ReadReport, ply_safe_fields, read_points, write_ply
+    from pointgcn.io import ReadReport, output_fields, read_points, write_points
     from pointgcn.io.columns import labels_field
     from pointgcn.viz.palettes import class_colors
 
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InputError(f"--min-confidence must lie in 0–1, got {args.min_confidence}")
+    plan = _OutputPlan(args)
     report = ReadReport()
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, as_mesh=False, report=report)
     if report.dropped:
@@ -69,14 +94,22 @@ def run(args) -> int:
         print(f"note: the file's labels are {cloud.label_scheme.upper()} class codes, not this "
               "model's classes: no metrics (--labels classification scores them anyway)")
         truth = None
-    fields, notes = ply_safe_fields(cloud.fields)  # settle the output's fields before the work
-    cloud = dataclasses.replace(cloud, fields=fields)
-    for note in notes:
-        print(f"note: {note}")
+    colors = args.colors or ("input" if cloud.colors is not None else "class")
+    if colors == "input" and cloud.colors is None:
+        raise InputError(f"--colors input: {args.input} has no colours")
+    if plan.template is None:  # settle the output's fields before the work
+        fields, notes = output_fields(plan.suffix, cloud.fields)
+        cloud = dataclasses.replace(cloud, fields=fields)
+        for note in notes:
+            print(f"note: {note}")
+    for name in ADDED:
+        if name in cloud.fields:
+            print(f"note: the input's field {name!r} is replaced by this run's")
     predictor, cfg = predictor_from_args(args, "segmentation")
     if predictor.task == "classification":
         raise InputError("this is a classification model; use `pointgcn classify`")
     names = predictor.class_names
+    plan.check_classes(len(names), colors)
     scored, verdict = _scorable(truth, names, explicit=args.labels is not None)
     settings = SampleSettings.from_config(cfg)
     if predictor.task == "part_segmentation":
@@ -84,7 +117,7 @@ def run(args) -> int:
             return segment_object(seen, predictor, settings, batch=args.batch, seed=args.seed)
 
         def confidence(seen):  # mean top-part probability over the object's points
-            return _mean_top_probability(run_model(seen))
+            return float(prediction_confidence(run_model(seen))[1].mean())
     else:
         def run_model(seen):
             return segment_cloud(seen, predictor, settings, batch=args.batch, seed=args.seed)
@@ -92,19 +125,31 @@ def run(args) -> int:
     check_distinct_points(cloud, predictor)  # before harmonising: nothing to turn or scale
     seen = preflight(args, cloud, cfg, confidence).cloud
     logits = run_model(seen)
-    pred = predict_labels(predictor.task, logits.T[None])[0]
-    out = dataclasses.replace(cloud, fields={**cloud.fields, "pred": pred.astype(np.int32)})
+    best = predict_labels(predictor.task, logits.T[None])[0]
+    best, sure, entropy = prediction_confidence(logits, best)
+    pred = best.astype(np.int32)
+    if args.min_confidence is not None:
+        unsure = sure < args.min_confidence
+        pred[unsure] = -1
+        print(f"{int(unsure.sum())} points below confidence {args.min_confidence:g}: "
+              "pred -1")
+    out = dataclasses.replace(cloud, fields={**cloud.fields, "pred": pred,
+                                             "confidence": sure, "entropy": entropy})
     palette = "s3dis" if predictor.task == "segmentation" and len(names) == 13 else (
         "parts" if predictor.task == "part_segmentation" else "generic")
-    out.colors = class_colors(pred, palette, len(names))
-    write_ply(args.out, out)
-    print(f"{len(cloud)} points → {args.out}")
-    counts = np.bincount(pred, minlength=len(names))
-    for name, c in zip(names, counts):
+    if colors == "class":
+        out.colors = class_colors(pred, palette, len(names))
+    for note in write_points(args.out, out, template=plan.template,
+                             classification=plan.classification):
+        print(f"note: {note}")
+    where = " (pred in classification)" if plan.classification else ""
+    print(f"{len(cloud)} points → {args.out}{where}")
+    counts = np.bincount(pred[pred >= 0], minlength=len(names))
+    for name, c in [*zip(names, counts), ("(unsure, -1)", int((pred < 0).sum()))]:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / len(pred):5.1f}%")
-    if scored:
-        print(_score(pred, truth, predictor.task, names))
+    if scored:  # the model's own labels, before --min-confidence
+        print(_score(best, truth, predictor.task, names))
     elif verdict:
         print(verdict)
     if args.png:
@@ -121,12 +166,44 @@ def run(args) -> int:
     return 0
 
 
-def _mean_top_probability(logits) -> float:
-    import numpy as np
+ADDED = ("pred", "confidence", "entropy")  # the fields segment adds
 
-    z = logits - logits.max(1, keepdims=True)
-    p = np.exp(z)
-    return float((p.max(1) / p.sum(1)).mean())
+
+class _OutputPlan:
+    """Where the predictions go in `--out`, settled before any work: its suffix, the LAS input
+    whose layout a LAS output keeps (`template`), the field stored as LAS `classification`."""
+
+    def __init__(self, args):
+        from pointgcn.errors import InputError
+
+        self.suffix = args.out.suffix.lower()
+        las_out = self.suffix in LAS
+        las_in = args.input.suffix.lower() in LAS
+        if args.las_field is not None and not las_out:
+            raise InputError(f"--las-field applies to .las/.laz output, not {self.suffix}")
+        field = args.las_field or ("classification" if las_in else "pred")
+        if las_out and field == "classification" and args.min_confidence is not None:
+            raise InputError("--min-confidence marks points -1, which LAS classification cannot "
+                             "hold; add --las-field pred")
+        self.template = args.input if las_in and las_out else None
+        self.classification = "pred" if las_out and field == "classification" else None
+        self.args = args
+
+    def check_classes(self, n_classes: int, colors: str) -> None:
+        """A LAS classification too narrow for the model's classes, or no RGB for class
+        colours the user asked for: said before the work."""
+        from pointgcn.errors import InputError
+        from pointgcn.io.las_write import classification_limit
+
+        if self.suffix not in LAS:
+            return
+        top, rgb = classification_limit(self.template)
+        if self.classification and n_classes - 1 > top:
+            raise InputError(f"the model has {n_classes} classes; LAS classification of "
+                             f"{self.template}'s point format holds 0–{top}: add --las-field "
+                             "pred")
+        if not rgb and self.args.colors == "class":
+            print(f"note: {self.template}'s point format has no RGB: class colours not written")
 
 
 def _scorable(truth, names, explicit: bool) -> tuple[bool, str]:

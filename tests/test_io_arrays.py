@@ -134,7 +134,7 @@ def test_write_refusals_leave_no_file(tmp_path):
         write_npy(tmp_path / "x.npy", PointCloud(XYZ, fields={"label": LAB}))
     with pytest.raises(InputError, match="clash with npz keys"):
         write_npz(tmp_path / "x.npz", PointCloud(XYZ, fields={"rgb": LAB}))
-    with pytest.raises(InputError, match="supported: .ply .npy .npz"):
+    with pytest.raises(InputError, match="supported: .ply .las .laz .npy .npz .txt"):
         write_points(tmp_path / "x.xyz", cloud)
     assert list(tmp_path.iterdir()) == []
     write_npy(tmp_path / "f.npy", cloud)  # fields are named columns too

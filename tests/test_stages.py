@@ -140,7 +140,7 @@ def test_bad_input_exit_2_one_line_no_output(weights, tmp_path, capsys, case):
         weight = weights / "cls.pt"
     elif case == "bad_out":
         write_ply(src, cloud)
-        out = tmp_path / "out.txt"
+        out = tmp_path / "out.xyz"  # not a format segment writes
     elif case == "truncated_ply":
         write_ply(src, cloud)
         src.write_bytes(src.read_bytes()[:-100])

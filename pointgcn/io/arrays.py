@@ -108,7 +108,7 @@ def _read_archive(archive, path: Path, where: str) -> tuple[PointCloud, str]:
         elif attr == "normals":
             cloud.normals = values.astype(np.float32)
         else:
-            cloud.labels = as_labels(values, where, k)
+            cloud.labels, cloud.label_field = as_labels(values, where, k), k
     for k in archive.files:
         if k in used:
             continue

@@ -28,6 +28,9 @@ class PointCloud:
             than 0.1 mm; then it is the bounding-box minimum rounded down to whole units (see
             `local_frame`). Processing uses the local float32 `points` (blocks and models are
             translation-invariant); the writers add `offset` back (as float64).
+    label_field  the name of the column `labels` came from (`label`, `class`, an npz `seg`;
+            None for labels made in code, and LAS, whose labels are its `classification`), so
+            `--labels NAME` picks labels only by the name the file gave them (io/columns.py)
     """
 
     points: np.ndarray
@@ -38,6 +41,7 @@ class PointCloud:
     source: str = ""
     offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
     label_scheme: str | None = None
+    label_field: str | None = None
 
     def __post_init__(self) -> None:
         self.offset = np.asarray(self.offset, np.float64).reshape(3)
@@ -58,7 +62,7 @@ class PointCloud:
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return PointCloud(self.points[index], pick(self.colors), pick(self.normals),
                           pick(self.labels), {k: v[index] for k, v in self.fields.items()},
-                          self.source, self.offset, self.label_scheme)
+                          self.source, self.offset, self.label_scheme, self.label_field)
 
 
 def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

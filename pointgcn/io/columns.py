@@ -125,7 +125,8 @@ def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str 
     used.update(lower[n] for n in DROPPED_NAMES if n in lower)
     fields = {n: _field(v) for n, v in columns.items()
               if n not in used and v.dtype.kind in NUMERIC}
-    return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source)
+    return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source,
+                      label_field=label)
 
 
 def _looks_like_normals(block: np.ndarray) -> bool:
@@ -154,14 +155,44 @@ def cloud_from_table(table: np.ndarray, where: str, source: str = "") -> PointCl
     return cloud_from_named(table_columns(table, names), where, source)
 
 
+def label_column(cloud: PointCloud) -> str:
+    """The column name writers give labels: the file's own (`class`, `scalar_label`, …) when
+    it is one the readers take as labels, `classification` for LAS ASPRS codes (which the
+    readers then keep as a field, never a model's classes), else `label`."""
+    if cloud.label_scheme == "asprs":
+        return "classification"
+    name = cloud.label_field
+    ok = name and name.lower() in LABEL_NAMES and name.isidentifier() and name not in cloud.fields
+    return name if ok else "label"
+
+
+def label_source(cloud: PointCloud) -> str | None:
+    """The name of the column the cloud's labels came from (LAS: `classification`); None when
+    it has none, or its labels were made in code."""
+    if cloud.labels is None:
+        return None
+    return cloud.label_field or ("classification" if cloud.label_scheme == "asprs" else None)
+
+
 def labels_field(cloud: PointCloud, field: str | None) -> np.ndarray | None:
     """The labels a stage scores or trains on: the cloud's named labels, or the field `field`
-    (checked to hold whole numbers); None when the cloud has no labels and none is named."""
-    if field is None or (field in ("label", "labels", "classification")
-                         and cloud.labels is not None):
+    (one whole number per point); None when the cloud has no labels and none is named.
+    `field` names the labels only by the name the file gave them (`label_source`; `label`
+    for labels made in code): `label` never means a column named `classification`."""
+    where = cloud.source or "the input"
+    source = label_source(cloud)
+    if field is None:
+        return cloud.labels
+    plain = {"label", "labels"}  # one name, singular or plural (an npz's `labels`)
+    names = plain if source is None or source.lower() in plain else {source.lower()}
+    if cloud.labels is not None and field.lower() in names:
         return cloud.labels
     if field not in cloud.fields:
-        have = ", ".join(["label"] * (cloud.labels is not None) + sorted(cloud.fields)) or "none"
-        raise InputError(f"{cloud.source or 'the input'}: no field {field!r} to take labels "
-                         f"from (it has: {have})")
-    return as_labels(np.asarray(cloud.fields[field]), str(cloud.source), field)
+        named = [source or "label"] if cloud.labels is not None else []
+        have = ", ".join(named + sorted(cloud.fields)) or "none"
+        raise InputError(f"{where}: no field {field!r} to take labels from (it has: {have})")
+    values = np.asarray(cloud.fields[field])
+    if values.ndim != 1:
+        raise InputError(f"{where}: field {field!r} has {int(np.prod(values.shape[1:]))} values "
+                         "per point; labels need one")
+    return as_labels(values, where, field)

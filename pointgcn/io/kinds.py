@@ -23,6 +23,7 @@ MAGIC = {
     ".pcd": (b"#", b"VERSION", b"FIELDS"),
 }
 TEXT = (".json", ".jsonl", ".md", ".csv", ".txt", ".xyz", ".pts", ".yaml", ".yml")
+CLOUD_TEXT = (".txt",)  # written as clouds (segment): replace only a table of points
 _PROBE = 1 << 16
 
 
@@ -50,8 +51,27 @@ def same_kind(path: str | Path, suffix: str) -> bool:
             return text.lstrip()[:1] in ("{", "[") and _parses(path)
         if suffix == ".jsonl":
             return text.lstrip()[:1] == "{"
+        if suffix in CLOUD_TEXT:
+            return _point_table(text)
         return True
     return False  # a kind we cannot recognise is never replaced
+
+
+def _point_table(text: str) -> bool:
+    """The first line of data is numbers, or a header naming x y z (notes are not clouds)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.lstrip("/").replace(",", " ").replace(";", " ").split()
+        if {"x", "y", "z"} <= {t.strip("\"'").lower() for t in tokens}:
+            return True
+        try:
+            [float(t) for t in tokens]
+        except ValueError:
+            return False
+        return True
+    return True
 
 
 def _parses(path: Path) -> bool:

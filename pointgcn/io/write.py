@@ -1,4 +1,5 @@
-"""Writers for clouds users open elsewhere: PLY (Open3D, CloudCompare, MeshLab), NPY and NPZ.
+"""Writers for clouds users open elsewhere: PLY (Open3D, CloudCompare, MeshLab), LAS/LAZ (GIS
+and LiDAR tools; io/las_write.py), NPY, NPZ and text. `write_points` picks one by suffix.
 
 All go through `atomic_path`, so a failure never leaves a partial file. Coordinates are
 written as the file gave them: a cloud with a non-zero `offset` (georeferenced, see
@@ -6,7 +7,8 @@ io/cloud.py) gets float64 `points + offset`, any other cloud float32 `points` as
 
 PLY vertex properties, in order: x y z float (double with an offset); red green blue uchar
 (colours × 255, rounded) if colours; nx ny nz float if normals; label int if labels
-(`classification` for LAS ASPRS codes: `label_name`); then each
+(under the file's own label name — `class`, … — or `classification` for LAS ASPRS codes:
+`label_name`); then each
 field by name — integer and bool fields as int, float64 fields as double, other float fields as
 float. PLY has no 64-bit integers: integer values must fit in int32. `ply_safe_fields` turns
 any fields the readers produce into ones `write_ply` takes (and says what it changed).
@@ -15,6 +17,10 @@ NPY: one structured array with named columns x y z (float32, float64 with an off
 named, so a column is never mistaken for labels or normals on reading (io/columns.py).
 NPZ: arrays `points` (float32, float64 with an offset), `colors`, `normals`, `labels` (those
 present) and each field by name.
+TXT: a header line naming the columns (`x y z red green blue nx ny nz label FIELD…`, which
+io/text.py reads by name), then one line per point: x y z with the decimals the coordinates
+have (else float32/float64 round-trip digits), colours as 0–255 integers, integers as such.
+(A cloud whose colours are all 0 or 1 of 255 reads back as 0–1 colours: text has no types.)
 """
 from __future__ import annotations
 
@@ -27,8 +33,11 @@ from ..errors import InputError
 from .arrays import NPZ_KEYS
 from .atomic import atomic_path
 from .cloud import PointCloud
+from .columns import label_column
+from .las_write import coordinate_scale, write_las
 
-WRITERS = (".ply", ".npy", ".npz")
+WRITERS = (".ply", ".las", ".laz", ".npy", ".npz", ".txt")
+TEXT_CHUNK = 1 << 16  # rows formatted at a time
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_PLY = {"x", "y", "z", "red", "green", "blue", "nx", "ny", "nz", "label"}
 
@@ -59,9 +68,9 @@ def _as_int32(values: np.ndarray, name: str, where: str) -> np.ndarray:
 
 
 def label_name(cloud: PointCloud) -> str:
-    """The column labels are written under: `label`, or `classification` for LAS ASPRS codes,
-    which the readers then keep as a field — never taken for a model's classes."""
-    return "classification" if cloud.label_scheme == "asprs" else "label"
+    """The column labels are written under (`columns.label_column`): the file's own label
+    name, `classification` for LAS ASPRS codes, else `label`."""
+    return label_column(cloud)
 
 
 def _xyz(cloud: PointCloud) -> np.ndarray:
@@ -126,24 +135,27 @@ def _ply_name(name: str) -> str:
     return safe if _NAME.match(safe) else "_" + safe
 
 
-def ply_safe_fields(fields: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+def ply_safe_fields(fields: dict[str, np.ndarray], reserved=(),
+                    ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Fields any reader produces → fields `write_ply` accepts, plus one note per change.
 
     Names become unique PLY identifiers ('Scalar field' → 'Scalar_field'; a reserved or taken
     name gets a suffix _2, _3 …); a field with several values per point, shape (N, k, …), is
     split into name_0 … name_{m-1}; integers beyond 32 bits become float64 (written as
     double); non-numeric fields are dropped. Names `write_ply` already takes are kept as they are.
+    `reserved`: more names to avoid (a format's own keys, case-insensitive).
     """
     fields = {name: np.asarray(v) for name, v in fields.items()}
+    avoid = _RESERVED_PLY | {r.lower() for r in reserved}
     keep = {name for name, v in fields.items() if _NAME.match(name)
-            and name not in _RESERVED_PLY and v.ndim == 1 and v.dtype.kind in "uifb"}
-    taken = set(_RESERVED_PLY) | keep
+            and name.lower() not in avoid and v.ndim == 1 and v.dtype.kind in "uifb"}
+    taken = avoid | keep
     out: dict[str, np.ndarray] = {}
     notes: list[str] = []
 
     def claim(base: str) -> str:
         name, k = base, 2
-        while name in taken:
+        while name.lower() in taken or name in taken:
             name, k = f"{base}_{k}", k + 1
         taken.add(name)
         return name
@@ -156,8 +168,8 @@ def ply_safe_fields(fields: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray
             names, columns = [name], [values]
         elif values.ndim == 1:
             names, columns = [claim(_ply_name(name))], [values]
-            notes.append(f"field {name!r} written as {names[0]!r} (PLY property names are "
-                         "letters, digits and _, and not x y z red … label)")
+            notes.append(f"field {name!r} written as {names[0]!r} (field names are letters, "
+                         "digits and _, and not x y z red … label)")
         else:
             columns = list(values.reshape(len(values), -1).T)
             names = [claim(f"{_ply_name(name)}_{i}") for i in range(len(columns))]
@@ -225,22 +237,72 @@ def write_npz(path: str | Path, cloud: PointCloud) -> None:
         if getattr(cloud, name) is not None:
             arrays[name] = getattr(cloud, name)
     if cloud.labels is not None:
-        arrays["labels" if label_name(cloud) == "label" else label_name(cloud)] = cloud.labels
+        name = label_name(cloud)
+        key = name if name == "classification" or name.lower() in NPZ_KEYS["labels"] else "labels"
+        arrays["labels" if key == "label" else key] = cloud.labels
     arrays.update(cloud.fields)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
-def write_points(path: str | Path, cloud: PointCloud) -> None:
-    """Write by extension: .ply (binary), .npy or .npz."""
+def write_txt(path: str | Path, cloud: PointCloud) -> list[str]:
+    """Write the named text table described in the module doc; returns its column names."""
+    where = str(path)
+    _check(cloud, where)
+    for name in cloud.fields:
+        if not _NAME.match(name) or name.lower() in _RESERVED_PLY:
+            raise InputError(f"{where}: field name {name!r} cannot be a text column "
+                             "(letters, digits, _; not a reserved name)")
+    _, decimals = coordinate_scale(cloud.points)
+    xyz = cloud.absolute_points()
+    exact = "%.17g" if cloud.has_offset else "%.9g"  # float64 / float32 round-trip digits
+    coordinate = exact if decimals is None else f"%.{decimals}f"
+    columns = [(axis, coordinate, xyz[:, i]) for i, axis in enumerate("xyz")]
+    if cloud.colors is not None:
+        rgb = _color_bytes(cloud.colors)
+        columns += [(c, "%d", rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]
+    if cloud.normals is not None:
+        columns += [(c, "%.9g", cloud.normals[:, i]) for i, c in enumerate(("nx", "ny", "nz"))]
+    if cloud.labels is not None:
+        columns.append((label_name(cloud), "%d", cloud.labels))
+    for name, values in cloud.fields.items():
+        kind = "%d" if values.dtype.kind in "uib" else (
+            "%.17g" if values.dtype.itemsize == 8 else "%.9g")
+        columns.append((name, kind, values))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(" ".join(n for n, _, _ in columns) + "\n")
+            row = " ".join(k for _, k, _ in columns) + "\n"
+            for start in range(0, len(cloud), TEXT_CHUNK):  # Python numbers format ≈ 4× faster
+                part = [v[start:start + TEXT_CHUNK].tolist() for _, _, v in columns]  # than savetxt
+                f.write("".join(row % values for values in zip(*part)))
+    return [n for n, _, _ in columns]
+
+
+def output_fields(suffix: str, fields: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
+    """The fields a writer for `suffix` takes (`ply_safe_fields`; npz also avoids its keys),
+    with a note per change: settle them before the work, so writing cannot fail on a name."""
+    reserved = {k for keys in NPZ_KEYS.values() for k in keys} if suffix == ".npz" else ()
+    return ply_safe_fields(fields, reserved)
+
+
+def write_points(path: str | Path, cloud: PointCloud, *, template: str | Path | None = None,
+                 classification: str | None = None) -> list[str]:
+    """Write by suffix: .ply (binary), .las/.laz, .npy, .npz or .txt; returns notes on choices
+    made (LAS: format and scale). `template`, `classification`: LAS only (io/las_write.py)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".ply":
         write_ply(path, cloud)
+    elif suffix in (".las", ".laz"):
+        return write_las(path, cloud, template=template, classification=classification)
     elif suffix == ".npy":
         write_npy(path, cloud)
     elif suffix == ".npz":
         write_npz(path, cloud)
+    elif suffix == ".txt":
+        write_txt(path, cloud)
     else:
         raise InputError(f"{path}: cannot write {suffix or 'files without an extension'}; "
                          f"supported: {' '.join(WRITERS)}")
+    return []
