@@ -97,6 +97,34 @@ def test_las_with_laspy(tmp_path):
     raises_one_line(FormatError, "unreadable LAS file", path)
 
 
+def test_las_all_zero_rgb_is_no_colours(tmp_path):
+    """Point format 3 with its colour slots left at 0 (laspy's default, what a scanner without
+    a camera writes): no colours and a note, so a colour model refuses it instead of seeing
+    black; a cloud with one non-zero value keeps its colours."""
+    import laspy
+
+    from pointgcn.engine.harmonise import harmonise
+    from pointgcn.models.conventions import Conventions, channels_of
+
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 5, (200, 3))
+    las.x, las.y, las.z = xyz.T
+    path = tmp_path / "nocam.las"
+    las.write(str(path))
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    assert cloud.colors is None
+    assert any("all 0" in n and "no colours" in n for n in report.notes)
+    conv = Conventions(task="segmentation", units="m", channels=channels_of("segmentation", 9))
+    with pytest.raises(InputError, match="trained with colours"):
+        harmonise(cloud, conv)
+    las.red = np.r_[np.zeros(199), 255].astype(int)
+    las.write(str(path))
+    report = ReadReport()
+    assert read_points(path, report=report).colors is not None and not report.notes
+
+
 @pytest.mark.parametrize("version, point_format", [
     ("1.2", 0), ("1.2", 1), ("1.2", 2), ("1.2", 3), ("1.3", 4), ("1.3", 5),
     ("1.4", 6), ("1.4", 7), ("1.4", 8), ("1.4", 9), ("1.4", 10)])

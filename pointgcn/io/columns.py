@@ -88,8 +88,9 @@ def as_labels(values: np.ndarray, where: str, name: str = "label") -> np.ndarray
     return values.astype(np.int64)
 
 
-def _field(values: np.ndarray) -> np.ndarray:
-    """Extra fields: integers → int64, float64 stays (e.g. GPS time), other floats → float32."""
+def as_field(values: np.ndarray) -> np.ndarray:
+    """Extra fields (every reader's): flags and integers → int64, float64 stays (GPS time,
+    scaled extra bytes), other floats → float32."""
     if values.dtype.kind in "uib":
         return values.astype(np.int64)
     return values.astype(np.float64 if values.dtype.itemsize == 8 else np.float32)
@@ -123,7 +124,7 @@ def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str 
     if label is not None:
         labels = as_labels(columns[label], where, label)
     used.update(lower[n] for n in DROPPED_NAMES if n in lower)
-    fields = {n: _field(v) for n, v in columns.items()
+    fields = {n: as_field(v) for n, v in columns.items()
               if n not in used and v.dtype.kind in NUMERIC}
     return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source)
 
