@@ -207,3 +207,36 @@ def test_e57_scans_in_the_global_frame(tmp_path):
     assert report.format == "e57, 2 scans" and "intensity" in cloud.fields
     path.write_bytes(path.read_bytes()[:200])
     raises_one_line(FormatError, "unreadable E57 file", path)
+
+
+def test_e57_coloured_and_intensity_only_scans(tmp_path):
+    """A project with an intensity-only scan and a coloured one, as pye57 writes
+    them: the coloured scan keeps its colours, the other gets mid grey, a note names it, and
+    `scan` keeps each scan's index in the file."""
+    import pye57
+
+    rng = np.random.default_rng(1)
+    n = 30
+    path = tmp_path / "mixed.e57"
+    e57 = pye57.E57(str(path), mode="w")
+    rgb = rng.integers(0, 256, (n, 3)).astype(np.uint8)
+
+    def scan(k, colours):
+        xyz = rng.random((k, 3)) * 4
+        s = {"cartesianX": xyz[:, 0], "cartesianY": xyz[:, 1], "cartesianZ": xyz[:, 2],
+             "intensity": rng.random(k).astype(np.float32)}
+        if colours:
+            s.update(colorRed=rgb[:, 0], colorGreen=rgb[:, 1], colorBlue=rgb[:, 2])
+        return s
+
+    e57.write_scan_raw(scan(n, False), name="intensity only")
+    e57.write_scan_raw(scan(n, True), name="coloured")
+    e57.close()
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    np.testing.assert_array_equal(cloud.fields["scan"], np.repeat([0, 1], n))
+    np.testing.assert_allclose(cloud.colors[n:], rgb / 255, atol=1e-6)
+    np.testing.assert_array_equal(cloud.colors[:n], np.full((n, 3), 0.5, np.float32))
+    assert any("1 of 2 scans have no colours (scan 0" in note and "mid grey" in note
+               for note in report.notes), report.notes
+    assert np.isfinite(cloud.fields["intensity"]).all()
