@@ -240,3 +240,20 @@ def test_e57_coloured_and_intensity_only_scans(tmp_path):
     assert any("1 of 2 scans have no colours (scan 0" in note and "mid grey" in note
                for note in report.notes), report.notes
     assert np.isfinite(cloud.fields["intensity"]).all()
+
+
+def test_nan_in_a_float_label_column_is_unlabelled(tmp_path, caplog):
+    """CloudCompare writes classes as a float `scalar_label` property and NaN where a point has
+    none: those points are unlabelled (−1, which metrics and adaptation skip), with a note; a
+    non-integral label still refuses the file."""
+    rows = ["0 0 0 2", "1 0 0 nan", "0 1 0 5", "0 0 1 nan"]
+    head = ("ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+            "property float z\nproperty float scalar_label\nend_header\n")
+    path = tmp_path / "labels.ply"
+    path.write_text(head + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="pointgcn"):
+        cloud = read_points(path)
+    np.testing.assert_array_equal(cloud.labels, [2, -1, 5, -1])
+    assert "2 of 4 'scalar_label' values are NaN: read as unlabelled" in caplog.text
+    path.write_text(head + "\n".join(rows[:3] + ["0 0 1 2.5"]) + "\n")
+    raises_one_line(FormatError, "'scalar_label' values are not integers", path)
