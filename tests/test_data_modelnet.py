@@ -300,8 +300,9 @@ def test_modelnet10_style_pcd_tree_train_only(tmp_path, capsys):
         want = normalize_unit_sphere(clouds[names[i]][:32])  # the first n_points stored
         np.testing.assert_allclose(pts.numpy().T, want, atol=1e-6)
         assert ds.classes[int(label)] == names[i].rsplit("_", 1)[0]
-    with pytest.raises(ConfigError, match="store no normals"):
+    with pytest.raises(ConfigError, match="store no normals") as e:
         build_datasets({**cfg, "data": {**cfg["data"], "normals": True}}, ("train", "val"))
+    assert str(e.value).startswith(f"{root}: ")  # the user's folder, not the sampling cache
     with pytest.raises(FormatError, match="no test split"):
         build_datasets(cfg, ("test",))
     assert main(["data", "info", str(root), "--json"]) == 0

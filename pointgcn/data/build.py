@@ -189,7 +189,7 @@ def _modelnet(d, seed, splits, progress):
             except InputError:
                 if not root.is_dir():  # another process finishing the same cache is fine
                     raise
-    kw = dict(n_points=n, normals=d["normals"], seed=seed)
+    kw = dict(n_points=n, normals=d["normals"], seed=seed, origin=d["root"])
     train = val = test = None
     if splits & {"train", "val"}:
         full = ModelNet40(root, "train", augment=d["augment"], **kw)

@@ -283,7 +283,8 @@ class ModelNet40(Dataset):
     augment=True applies DGCNN's training augmentation (anisotropic scale in [2/3, 3/2],
     shift in [−0.2, 0.2], shuffle) from a generator fixed by (seed, epoch, index).
     drop_invalid=True samples OFF meshes without their NaN/Inf faces (prepared files: `report`
-    lists the shapes that lost faces when they were prepared).
+    lists the shapes that lost faces when they were prepared). `origin`: the user's folder a
+    prepared cache was made from, which messages name instead of the cache.
     """
 
     task = "classification"
@@ -291,7 +292,7 @@ class ModelNet40(Dataset):
     def __init__(self, root: str | Path, split: str = "train",
                  n_points: int = DEFAULT_POINTS["classification"], normals: bool = False,
                  augment: bool = False, seed: int = 0, drop_invalid: bool = False,
-                 variant: str = "modelnet40"):
+                 variant: str = "modelnet40", origin: str | Path | None = None):
         if split not in SPLITS:
             raise ConfigError(f"split must be train or test, got {split!r}")
         self.source = find_modelnet(root, variant)
@@ -326,7 +327,7 @@ class ModelNet40(Dataset):
                               f"shape in {self.source.path}")
         if normals and (not self.has_normals or (self.points is not None
                                                  and self.points.shape[2] < 6)):
-            raise ConfigError(f"{self.source.path}: these files store no normals "
+            raise ConfigError(f"{origin or self.source.path}: these files store no normals "
                               "(data.normals must be false)")
         if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
             raise FormatError(f"{self.source.path}: labels outside 0–{self.num_classes - 1}")
