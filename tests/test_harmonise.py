@@ -48,6 +48,51 @@ def test_units_and_floor_are_recognised(room):
     assert floor_axis(pts)[0] == "z" and floor_axis(pts @ Z_TO_Y.T)[0] == "y"
 
 
+@pytest.fixture(scope="module")
+def whole_room(tmp_path_factory):
+    """The whole synthetic room: 4.6 × 7.4 × 3.3 m (spans more than 5 m)."""
+    d = tmp_path_factory.mktemp("whole_room")
+    write_rooms(d, n_rooms=1, seed=5)
+    area, folder = list_raw_rooms(d / "Stanford3dDataset_v1.2_Aligned_Version")[0]
+    return read_raw_room(folder, area=area).as_rows(shift=True)[:, :3].astype(np.float64)
+
+
+def test_units_of_rooms_and_objects(room, whole_room, tmp_path):
+    """A room spanning ≥ 5 m in centimetres is plausible in millimetres too (0.75 m): spacing and
+    height decide for cm (the rule before took mm); millimetre rooms stay mm, metre rooms m.
+    An object 0.9 m across in metres is metres; in centimetres it is read as such or refused
+    (never silently millimetres; a thin one is read as a sparse scene in metres), and a
+    refusal is one line naming the units setting."""
+    from pointgcn.engine.harmonise import harmonise
+    from pointgcn.errors import InputError
+
+    crop = room.points.astype(np.float64)
+    for pts in (whole_room, crop):
+        for unit, factor in (("m", 1.0), ("cm", 100.0), ("mm", 1000.0)):
+            assert guess_units(pts * factor)[0] == unit, (unit, np.ptp(pts, 0))
+    assert np.ptp(whole_room[:, :2] * 100, 0).max() * 1e-3 >= 0.5  # plausible as mm too
+    write_shapes(tmp_path, n_per_class=2, seed=3)
+    conv = conventions_of({"model": {"task": "segmentation", "in_channels": 9},
+                           "data": {"dataset": "s3dis"}})
+    refused = correct = 0
+    for off in sorted((tmp_path / "ModelNet40").glob("*/train/*.off"))[::2]:
+        mesh = trimesh.load(off, force="mesh")
+        pts = trimesh.sample.sample_surface(mesh, 20000, seed=0)[0]
+        pts = pts / np.ptp(pts[:, :2], 0).max() * 0.9  # 0.9 m across
+        assert guess_units(pts)[0] == "m"
+        got, *_ = guess_units(pts * 100)  # a thin one (the airplane, 13 cm) reads as metres
+        assert got in ("cm", None, "m" if np.ptp(pts, 0).min() < 0.2 else "cm"), off
+        correct += got == "cm"
+        if got is None:
+            refused += 1
+            cloud = PointCloud((pts * 100).astype(np.float32), np.full((len(pts), 3), 0.5,
+                                                                       np.float32))
+            with pytest.raises(InputError, match="cannot tell its units") as e:
+                harmonise(cloud, conv)
+            assert "\n" not in str(e.value) and "m or cm fit about equally" in str(e.value)
+    assert refused and correct >= 4  # of 7: the car is refused, 5 are read as cm
+
+
 def test_y_up_shape_is_classified_like_the_z_up_one(tmp_path, capsys):
     """The shipped synth-shapes model (z up) on a synthetic test shape turned to y up: auto
     finds y and gives the same ranking; forced to read it as z up, it does not."""
