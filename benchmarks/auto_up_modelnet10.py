@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -22,13 +21,14 @@ import numpy as np
 import torch
 
 from pointgcn.data.build import SampleSettings
-from pointgcn.engine.harmonise import TURN_MARGIN, turned
+from pointgcn.engine.harmonise import log_odds, turned
 from pointgcn.engine.inference import classify_cloud
 from pointgcn.export.serve import open_model
 from pointgcn.io import read_points
 from pointgcn.models.conventions import AXES
 
 ROOT = Path(__file__).resolve().parents[1]
+OLD_RATIO = 1.25  # the rule before: another view's top probability 25% above the trained one's
 Z_TO_Y = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float32)  # z-up → y-up
 
 
@@ -55,18 +55,13 @@ def score(limit: int, n_turned: int, data: Path, votes: int = 3, seed: int = 0) 
     return {"votes": votes, "seed": seed, "rows": rows}
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-7), 1 - 1e-7)
-    return math.log(p / (1 - p))
-
-
 def decide(views: dict, rule: str, t: float, own: str = "z") -> str:
     """The axis a rule picks from the three views' probabilities (harmonise's rules)."""
     conf = {a: max(v) for a, v in views.items()}
     best = max(conf, key=conf.get)
     if rule == "ratio":  # the rule before: max probability ×1.25 over the model's own axis
         return best if conf[best] > conf[own] * t else own
-    return best if logit(conf[best]) - logit(conf[own]) > t else own  # log-odds margin
+    return best if log_odds(conf[best]) - log_odds(conf[own]) > t else own  # log-odds margin
 
 
 def replay(scores: dict, rule: str, t: float) -> dict:
@@ -108,7 +103,7 @@ def main() -> None:
         scores = score(args.limit, args.turned, args.data)
         if args.out:
             args.out.write_text(json.dumps(scores))
-    print(json.dumps(replay(scores, "ratio", TURN_MARGIN["object"])))
+    print(json.dumps(replay(scores, "ratio", OLD_RATIO)))
     for t in (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0):
         print(json.dumps(replay(scores, "logodds", t)))
 
