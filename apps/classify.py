@@ -98,7 +98,7 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
     import numpy as np
 
     from apps.source_args import preflight
-    from pointgcn.engine.inference import check_distinct_points, classify_cloud
+    from pointgcn.engine.inference import classify_cloud
 
     cloud, report = read
     talk = single and not (args.json or args.csv)
@@ -109,9 +109,12 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
     def probabilities(seen):
         return classify_cloud(seen, predictor, settings, votes=args.votes, seed=args.seed)
 
-    check_distinct_points(cloud, predictor)  # before harmonising: nothing to turn
-    pf = preflight(args, cloud, cfg, lambda seen: probabilities(seen).max(), show=talk)
-    probs = probabilities(pf.cloud)
+    # auto up runs the model on each axis's view (classify_cloud checks the points first);
+    # the chosen view's probabilities are the answer, not run again
+    pf = preflight(args, cloud, cfg, probabilities, show=talk)
+    probs = pf.views.get(pf.up_axis)
+    if probs is None:
+        probs = probabilities(pf.cloud)
     order = np.argsort(-probs)[:args.top]
     ranking = [{"class": predictor.class_names[i], "index": int(i),
                 "probability": float(probs[i])} for i in order]

@@ -124,7 +124,8 @@ def _prepare(args) -> int:
         n_points = args.points or DEFAULT_POINTS["classification"]
         counts = prepare_modelnet40(args.src, args.out, n_points=n_points, seed=args.seed,
                                     progress=progress, drop_invalid=args.drop_invalid,
-                                    drop_switch="--drop-invalid", report=report)
+                                    drop_switch="--drop-invalid", report=report,
+                                    variant=args.dataset)
         print(f"wrote {', '.join(f'{v} {k}' for k, v in counts.items())} shapes to {args.out}")
     else:
         from pointgcn.data.partnet import prepare_partnet

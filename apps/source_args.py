@@ -47,8 +47,9 @@ def add_harmonise_arguments(parser) -> None:
                         help="the input's up axis; auto (default) estimates it and says what "
                              "it chose; the model's view is turned to its own up axis")
     parser.add_argument("--units", choices=("auto", "m", "cm", "mm", "in", "ft"),
-                        default="auto", help="scenes: the input's units (auto: metres unless "
-                                             "implausible, then mm, cm, in, ft)")
+                        default="auto", help="scenes: the input's units (auto: the plausible "
+                                             "unit whose spacing and height fit a room best; "
+                                             "asks when two fit alike)")
     parser.add_argument("--no-harmonise", action="store_true",
                         help="feed the input as it is: no turning, no scaling, colourless "
                              "clouds get mid grey")

@@ -3,6 +3,7 @@ partial files, stale temps or empty folders behind, or ends in a traceback (issu
 import argparse
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -294,3 +295,20 @@ def test_broken_pipe_is_quiet(monkeypatch, capsys):
         os.dup2(saved, 1)
         os.close(saved)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o600, 0o755])
+def test_atomic_replace_keeps_the_file_mode(tmp_path, mode):
+    """Re-running a stage over its earlier output keeps that file's permissions (e.g. a
+    group-shared 0640 result); a new file gets the umask's mode, like `open`."""
+    target = tmp_path / "pred.ply"
+    target.write_bytes(b"old")
+    os.chmod(target, mode)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and stat.S_IMODE(os.stat(target).st_mode) == mode
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(tmp_path / "fresh.ply") as tmp:
+        tmp.write_bytes(b"new")
+    assert stat.S_IMODE(os.stat(tmp_path / "fresh.ply").st_mode) == 0o666 & ~umask

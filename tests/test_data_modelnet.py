@@ -121,6 +121,39 @@ def write_resampled(root, n=300):
     return folder, clouds
 
 
+def test_resampled_modelnet10_reads_its_own_lists(tmp_path, monkeypatch):
+    """modelnet40_normal_resampled ships modelnet10_{shape_names,train,test}.txt beside the
+    modelnet40 lists: data set modelnet10 takes its classes and shapes from those (10 classes,
+    their order), modelnet40 keeps its own; build_datasets caches them apart."""
+    from pointgcn.data.build import build_datasets
+
+    folder, _ = write_resampled(tmp_path)
+    ten = ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa",
+           "table", "toilet"]
+    (folder / "modelnet10_shape_names.txt").write_text("\n".join(ten) + "\n")
+    (folder / "modelnet10_train.txt").write_text("night_stand_0002\n")
+    (folder / "modelnet10_test.txt").write_text("night_stand_0002\n")
+    ten_set = ModelNet40(tmp_path, "train", n_points=50, variant="modelnet10")
+    assert ten_set.classes == tuple(ten) and ten_set.labels.tolist() == [ten.index("night_stand")]
+    assert [p.stem for p in ten_set.files] == ["night_stand_0002"]
+    forty = ModelNet40(tmp_path, "train", n_points=50)
+    assert forty.num_classes == 40 and len(forty) == 2
+    assert prepare_modelnet40(folder, tmp_path / "p10", n_points=50, progress=False,
+                              variant="modelnet10") == {"train": 1, "test": 1}
+    monkeypatch.setenv("POINTGCN_CACHE", str(tmp_path / "cache"))
+    for name, n_classes in (("modelnet10", 10), ("modelnet40", 40)):
+        cfg = {"seed": 0, "data": {"dataset": name, "root": str(folder), "n_points": 50,
+                                   "augment": False}}
+        assert len(build_datasets(cfg, ("test",)).class_names) == n_classes
+    (folder / "modelnet10_shape_names.txt").unlink()
+    with pytest.raises(FormatError, match="no modelnet10_shape_names.txt"):
+        find_modelnet(folder, "modelnet10")
+    for split in ("train", "test"):
+        (folder / f"modelnet10_{split}.txt").unlink()
+    with pytest.raises(FormatError, match="without modelnet10_train.txt"):
+        find_modelnet(folder, "modelnet10")
+
+
 def test_resampled_layout_and_prepared_cache(tmp_path):
     folder, clouds = write_resampled(tmp_path)
     ds = ModelNet40(tmp_path, "train", n_points=200, normals=True)
@@ -267,8 +300,9 @@ def test_modelnet10_style_pcd_tree_train_only(tmp_path, capsys):
         want = normalize_unit_sphere(clouds[names[i]][:32])  # the first n_points stored
         np.testing.assert_allclose(pts.numpy().T, want, atol=1e-6)
         assert ds.classes[int(label)] == names[i].rsplit("_", 1)[0]
-    with pytest.raises(ConfigError, match="store no normals"):
+    with pytest.raises(ConfigError, match="store no normals") as e:
         build_datasets({**cfg, "data": {**cfg["data"], "normals": True}}, ("train", "val"))
+    assert str(e.value).startswith(f"{root}: ")  # the user's folder, not the sampling cache
     with pytest.raises(FormatError, match="no test split"):
         build_datasets(cfg, ("test",))
     assert main(["data", "info", str(root), "--json"]) == 0
@@ -284,3 +318,18 @@ def test_modelnet10_style_pcd_tree_train_only(tmp_path, capsys):
         clouds[names[0]][:48]), atol=1e-6)
     with pytest.raises(ConfigError, match="store no normals"):
         ModelNet40(tmp_path / "prep", "train", n_points=48, normals=True)
+
+
+def test_tree_shape_files_are_what_read_points_reads(tmp_path):
+    """One suffix list (pointgcn.io.SUPPORTED): a tree's class folder offers every file
+    read_points reads (e57 scans, glTF scenes …), in any letter case, and nothing else."""
+    from pointgcn.data.modelnet import _shape_files
+    from pointgcn.io import SUPPORTED
+
+    folder = tmp_path / "chair" / "train"
+    folder.mkdir(parents=True)
+    for i, suffix in enumerate(SUPPORTED):
+        (folder / f"chair_{i:04d}{suffix.upper() if i % 2 else suffix}").write_bytes(b"x")
+    (folder / "notes.md").write_text("not a shape")
+    found = _shape_files(folder)
+    assert sorted(p.suffix.lower() for p in found) == sorted(SUPPORTED)

@@ -215,3 +215,33 @@ def test_what_real_writers_produce(tmp_path, capsys):
                                        + rows(" "))
     with pytest.raises(FormatError, match="no x y z columns"):
         read_points(tmp_path / "none.pcd")
+
+
+@pytest.mark.parametrize("make", [ascii_pcd, binary_pcd])
+def test_header_without_width_height_as_pcl(tmp_path, make):
+    """PCL reads a header with no WIDTH/HEIGHT lines as an unorganised cloud (width = POINTS,
+    height = 1); so do we, point for point the same as the full header."""
+    d = data()
+    full = make(d)
+    path = tmp_path / "full.pcd"
+    path.write_bytes(full)
+    short = tmp_path / "short.pcd"
+    short.write_bytes(full.replace(f"WIDTH {N}\nHEIGHT 1\n".encode(), b""))
+    assert b"WIDTH" not in short.read_bytes() and b"HEIGHT" not in short.read_bytes()
+    check(read_points(short), d)
+    np.testing.assert_array_equal(read_points(short).points, read_points(path).points)
+    no_points = tmp_path / "no_points.pcd"  # POINTS is then the only count: still required
+    no_points.write_bytes(short.read_bytes().replace(f"POINTS {N}\n".encode(), b""))
+    with pytest.raises(FormatError, match="WIDTH/HEIGHT/POINTS"):
+        read_points(no_points)
+
+
+def test_ascii_points_zero_is_one_clean_error(tmp_path):
+    path = tmp_path / "empty.pcd"
+    path.write_bytes(header(["x", "y", "z"], ["4"] * 3, ["F"] * 3, ["1"] * 3, "ascii", n=0))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" warning fails this
+        with pytest.raises(InputError, match="no points") as e:
+            read_points(path)
+    assert "\n" not in str(e.value)

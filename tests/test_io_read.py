@@ -97,6 +97,34 @@ def test_las_with_laspy(tmp_path):
     raises_one_line(FormatError, "unreadable LAS file", path)
 
 
+def test_las_all_zero_rgb_is_no_colours(tmp_path):
+    """Point format 3 with its colour slots left at 0 (laspy's default, what a scanner without
+    a camera writes): no colours and a note, so a colour model refuses it instead of seeing
+    black; a cloud with one non-zero value keeps its colours."""
+    import laspy
+
+    from pointgcn.engine.harmonise import harmonise
+    from pointgcn.models.conventions import Conventions, channels_of
+
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 5, (200, 3))
+    las.x, las.y, las.z = xyz.T
+    path = tmp_path / "nocam.las"
+    las.write(str(path))
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    assert cloud.colors is None
+    assert any("all 0" in n and "no colours" in n for n in report.notes)
+    conv = Conventions(task="segmentation", units="m", channels=channels_of("segmentation", 9))
+    with pytest.raises(InputError, match="trained with colours"):
+        harmonise(cloud, conv)
+    las.red = np.r_[np.zeros(199), 255].astype(int)
+    las.write(str(path))
+    report = ReadReport()
+    assert read_points(path, report=report).colors is not None and not report.notes
+
+
 @pytest.mark.parametrize("version, point_format", [
     ("1.2", 0), ("1.2", 1), ("1.2", 2), ("1.2", 3), ("1.3", 4), ("1.3", 5),
     ("1.4", 6), ("1.4", 7), ("1.4", 8), ("1.4", 9), ("1.4", 10)])
@@ -179,3 +207,53 @@ def test_e57_scans_in_the_global_frame(tmp_path):
     assert report.format == "e57, 2 scans" and "intensity" in cloud.fields
     path.write_bytes(path.read_bytes()[:200])
     raises_one_line(FormatError, "unreadable E57 file", path)
+
+
+def test_e57_coloured_and_intensity_only_scans(tmp_path):
+    """A project with an intensity-only scan and a coloured one, as pye57 writes
+    them: the coloured scan keeps its colours, the other gets mid grey, a note names it, and
+    `scan` keeps each scan's index in the file."""
+    import pye57
+
+    rng = np.random.default_rng(1)
+    n = 30
+    path = tmp_path / "mixed.e57"
+    e57 = pye57.E57(str(path), mode="w")
+    rgb = rng.integers(0, 256, (n, 3)).astype(np.uint8)
+
+    def scan(k, colours):
+        xyz = rng.random((k, 3)) * 4
+        s = {"cartesianX": xyz[:, 0], "cartesianY": xyz[:, 1], "cartesianZ": xyz[:, 2],
+             "intensity": rng.random(k).astype(np.float32)}
+        if colours:
+            s.update(colorRed=rgb[:, 0], colorGreen=rgb[:, 1], colorBlue=rgb[:, 2])
+        return s
+
+    e57.write_scan_raw(scan(n, False), name="intensity only")
+    e57.write_scan_raw(scan(n, True), name="coloured")
+    e57.close()
+    report = ReadReport()
+    cloud = read_points(path, report=report)
+    np.testing.assert_array_equal(cloud.fields["scan"], np.repeat([0, 1], n))
+    np.testing.assert_allclose(cloud.colors[n:], rgb / 255, atol=1e-6)
+    np.testing.assert_array_equal(cloud.colors[:n], np.full((n, 3), 0.5, np.float32))
+    assert any("1 of 2 scans have no colours (scan 0" in note and "mid grey" in note
+               for note in report.notes), report.notes
+    assert np.isfinite(cloud.fields["intensity"]).all()
+
+
+def test_nan_in_a_float_label_column_is_unlabelled(tmp_path, caplog):
+    """CloudCompare writes classes as a float `scalar_label` property and NaN where a point has
+    none: those points are unlabelled (−1, which metrics and adaptation skip), with a note; a
+    non-integral label still refuses the file."""
+    rows = ["0 0 0 2", "1 0 0 nan", "0 1 0 5", "0 0 1 nan"]
+    head = ("ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+            "property float z\nproperty float scalar_label\nend_header\n")
+    path = tmp_path / "labels.ply"
+    path.write_text(head + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="pointgcn"):
+        cloud = read_points(path)
+    np.testing.assert_array_equal(cloud.labels, [2, -1, 5, -1])
+    assert "2 of 4 'scalar_label' values are NaN: read as unlabelled" in caplog.text
+    path.write_text(head + "\n".join(rows[:3] + ["0 0 1 2.5"]) + "\n")
+    raises_one_line(FormatError, "'scalar_label' values are not integers", path)

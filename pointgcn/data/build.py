@@ -169,25 +169,27 @@ def _tree_signature(root: Path) -> str:
 def _modelnet(d, seed, splits, progress):
     n = d["n_points"] or DEFAULT_POINTS["classification"]
     root = Path(d["root"])
-    source = find_modelnet(root)
+    variant = DATASETS.canonical(d["dataset"])  # a resampled folder's lists: modelnet10_*.txt
+    source = find_modelnet(root, variant)
     check_splits(source, need_test="test" in splits)
     info = {"layout": f"modelnet/{source.kind}"}
     if not has_split(source, "test"):
         info["note"] = (f"{source.path}: no test split (a train-only data set): validation is "
                         "carved from train; `pointgcn eval` needs a test split")
     if source.kind in ("tree", "resampled"):  # read or sample every shape once, then cache
+        lists = "" if variant == "modelnet40" else f"|{variant}"  # modelnet40 keys as before
         key = hashlib.sha1(f"{root.resolve()}|{_tree_signature(root)}|{n}|{seed}|"
-                           f"{d['drop_invalid']}".encode()).hexdigest()[:16]
+                           f"{d['drop_invalid']}{lists}".encode()).hexdigest()[:16]
         root = cache_dir() / "modelnet" / key
         if not root.is_dir():  # prepare writes the folder whole or not at all
             try:
                 prepare_modelnet40(d["root"], root, n_points=n, seed=seed, progress=progress,
                                    drop_invalid=d["drop_invalid"],
-                                   drop_switch="data.drop_invalid=true")
+                                   drop_switch="data.drop_invalid=true", variant=variant)
             except InputError:
                 if not root.is_dir():  # another process finishing the same cache is fine
                     raise
-    kw = dict(n_points=n, normals=d["normals"], seed=seed)
+    kw = dict(n_points=n, normals=d["normals"], seed=seed, origin=d["root"])
     train = val = test = None
     if splits & {"train", "val"}:
         full = ModelNet40(root, "train", augment=d["augment"], **kw)

@@ -9,7 +9,9 @@
   h5         `modelnet40_ply_hdf5_2048/ply_data_{train,test}K.h5`: `data` (N, 2048, 3) float32,
              `label` (N, 1), optional `normal`; `{train,test}_files.txt`, `shape_names.txt`
   resampled  `modelnet40_normal_resampled/<class>/<class>_XXXX.txt`: 10 000 lines `x,y,z,nx,ny,nz`;
-             `modelnet40_shape_names.txt`, `modelnet40_{train,test}.txt` (ids like airplane_0001)
+             `modelnet40_shape_names.txt`, `modelnet40_{train,test}.txt` (ids like airplane_0001),
+             and beside them `modelnet10_*` lists of the ModelNet10 subset: data set
+             `modelnet10` reads those (`find_modelnet(root, "modelnet10")`)
   prepared   `modelnet_{train,test}.npz` written by `prepare_modelnet40` from off/resampled:
              points, normals (M, n, 3) float32, labels (M,), ids, classes — one read per split;
              dropped_faces (M,): faces with NaN/Inf corners left out (`drop_invalid`), so that
@@ -41,7 +43,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import ConfigError, FormatError, InputError
-from ..io import ReadReport, read_points
+from ..io import SUPPORTED, ReadReport, read_points
 from ..io.atomic import atomic_folder
 from ..seeds import item_rng
 from ..tasks import DEFAULT_POINTS
@@ -52,9 +54,8 @@ from .report import DataReport
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
 
 SPLITS = ("train", "test")
-SHAPE_SUFFIXES = (".off", ".obj", ".stl", ".ply", ".pcd", ".xyz", ".txt", ".csv", ".pts", ".npy",
-                  ".npz", ".las", ".laz")  # what read_points reads (pointgcn.io.SUPPORTED)
 NAMES_FILES = ("shape_names.txt", "modelnet40_shape_names.txt")
+VARIANTS = ("modelnet40", "modelnet10")  # list-file prefixes of the resampled layout
 DROPPED_FACES = "faces with NaN/Inf corners dropped"
 
 
@@ -63,10 +64,11 @@ class ModelNetSource:
     kind: str  # "tree" | "h5" | "resampled" | "prepared"
     path: Path
     classes: tuple[str, ...] = field(default=MODELNET40_CLASSES)
+    lists: str = "modelnet40"  # resampled: the prefix of its list files (VARIANTS)
 
 
-def _names_file(folder: Path) -> tuple[str, ...] | None:
-    for name in NAMES_FILES:
+def _names_file(folder: Path, names_files=NAMES_FILES) -> tuple[str, ...] | None:
+    for name in names_files:
         if (folder / name).is_file():
             names = tuple(read_list_file(folder / name))
             if len(set(names)) != len(names) or not names:
@@ -79,7 +81,7 @@ def _shape_files(folder: Path) -> list[Path]:
     """The shape files of one `<class>/<split>` folder, sorted (hidden files skipped)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SHAPE_SUFFIXES
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED
                   and not p.name.startswith(".") and p.is_file())
 
 
@@ -88,9 +90,11 @@ def _tree_classes(folder: Path) -> list[str]:
                   if p.is_dir() and any(_shape_files(p / s) for s in SPLITS))
 
 
-def find_modelnet(root: str | Path) -> ModelNetSource:
-    """Which ModelNet layout `root` (or its standard child folder) holds, and its classes."""
+def find_modelnet(root: str | Path, variant: str = "modelnet40") -> ModelNetSource:
+    """Which ModelNet layout `root` (or its standard child folder) holds, and its classes;
+    `variant` (modelnet40 | modelnet10) picks the resampled layout's list files."""
     root = Path(root)
+    variant = variant if variant in VARIANTS else "modelnet40"
     if not root.is_dir():
         raise InputError(f"{root}: no such folder")
     if any((root / f"modelnet_{s}.npz").is_file() for s in SPLITS):
@@ -102,8 +106,16 @@ def find_modelnet(root: str | Path) -> ModelNetSource:
         if any((cand / f"{s}_files.txt").is_file() for s in SPLITS):
             return ModelNetSource("h5", cand, _names_file(cand) or MODELNET40_CLASSES)
     for cand in (root, root / "modelnet40_normal_resampled"):
-        if any((cand / f"modelnet40_{s}.txt").is_file() for s in SPLITS):
-            return ModelNetSource("resampled", cand, _names_file(cand) or MODELNET40_CLASSES)
+        if any((cand / f"{variant}_{s}.txt").is_file() for s in SPLITS):
+            names = (_names_file(cand, (f"{variant}_shape_names.txt",)) or
+                     (MODELNET40_CLASSES if variant == "modelnet40" else None))
+            if names is None:
+                raise FormatError(f"{cand}: no {variant}_shape_names.txt beside its "
+                                  f"{variant}_train.txt")
+            return ModelNetSource("resampled", cand, names, variant)
+        if any((cand / f"{v}_{s}.txt").is_file() for v in VARIANTS for s in SPLITS):
+            raise FormatError(f"{cand}: a resampled ModelNet folder without {variant}_train.txt "
+                              f"/ {variant}_test.txt (its lists are of another variant)")
     for cand in (root, root / "ModelNet40", root / "ModelNet10"):
         if cand.is_dir() and (folders := _tree_classes(cand)):
             names = _names_file(cand)
@@ -134,7 +146,7 @@ def has_split(src: ModelNetSource, split: str) -> bool:
     if src.kind == "tree":
         return any(_shape_files(src.path / cls / split) for cls in _tree_classes(src.path))
     if src.kind == "resampled":
-        return (src.path / f"modelnet40_{split}.txt").is_file()
+        return (src.path / f"{src.lists}_{split}.txt").is_file()
     if src.kind == "prepared":
         return (src.path / f"modelnet_{split}.npz").is_file()
     return (src.path / f"{split}_files.txt").is_file()
@@ -147,7 +159,7 @@ def check_splits(src: ModelNetSource, need_test: bool = True) -> None:
     test folder is a train-only data set (say so; `need_test=False` accepts it)."""
     for split in SPLITS if need_test else ("train",):
         if not has_split(src, split):
-            where = {"tree": f"<class>/{split}/<shapes>", "resampled": f"modelnet40_{split}.txt",
+            where = {"tree": f"<class>/{split}/<shapes>", "resampled": f"{src.lists}_{split}.txt",
                      "prepared": f"modelnet_{split}.npz", "h5": f"{split}_files.txt"}[src.kind]
             raise FormatError(f"{src.path}: no {split} split ({where})")
     if src.kind == "tree":
@@ -178,10 +190,11 @@ def list_split(src: ModelNetSource, split: str) -> tuple[list, np.ndarray]:
                 items.append(p)
                 labels.append(_class_index(src.classes, cls, p))
     elif src.kind == "resampled":
-        for shape_id in read_list_file(src.path / f"modelnet40_{split}.txt"):
+        listing = src.path / f"{src.lists}_{split}.txt"
+        for shape_id in read_list_file(listing):
             cls = shape_id.rsplit("_", 1)[0]
             items.append(src.path / cls / f"{shape_id}.txt")
-            labels.append(_class_index(src.classes, cls, src.path / f"modelnet40_{split}.txt"))
+            labels.append(_class_index(src.classes, cls, listing))
     else:
         raise InputError(f"{src.path}: {src.kind} data has no per-shape files")
     if not items:
@@ -270,17 +283,19 @@ class ModelNet40(Dataset):
     augment=True applies DGCNN's training augmentation (anisotropic scale in [2/3, 3/2],
     shift in [−0.2, 0.2], shuffle) from a generator fixed by (seed, epoch, index).
     drop_invalid=True samples OFF meshes without their NaN/Inf faces (prepared files: `report`
-    lists the shapes that lost faces when they were prepared).
+    lists the shapes that lost faces when they were prepared). `origin`: the user's folder a
+    prepared cache was made from, which messages name instead of the cache.
     """
 
     task = "classification"
 
     def __init__(self, root: str | Path, split: str = "train",
                  n_points: int = DEFAULT_POINTS["classification"], normals: bool = False,
-                 augment: bool = False, seed: int = 0, drop_invalid: bool = False):
+                 augment: bool = False, seed: int = 0, drop_invalid: bool = False,
+                 variant: str = "modelnet40", origin: str | Path | None = None):
         if split not in SPLITS:
             raise ConfigError(f"split must be train or test, got {split!r}")
-        self.source = find_modelnet(root)
+        self.source = find_modelnet(root, variant)
         self.classes = self.source.classes
         self.class_names = list(self.classes)
         self.num_classes = len(self.classes)
@@ -312,7 +327,7 @@ class ModelNet40(Dataset):
                               f"shape in {self.source.path}")
         if normals and (not self.has_normals or (self.points is not None
                                                  and self.points.shape[2] < 6)):
-            raise ConfigError(f"{self.source.path}: these files store no normals "
+            raise ConfigError(f"{origin or self.source.path}: these files store no normals "
                               "(data.normals must be false)")
         if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
             raise FormatError(f"{self.source.path}: labels outside 0–{self.num_classes - 1}")
@@ -348,14 +363,14 @@ def prepare_modelnet40(src: str | Path, out: str | Path,
                        n_points: int = DEFAULT_POINTS["classification"], seed: int = 0,
                        progress: bool = True, drop_invalid: bool = False,
                        drop_switch: str = "drop_invalid=True",
-                       report: DataReport | None = None) -> dict:
+                       report: DataReport | None = None, variant: str = "modelnet40") -> dict:
     """Sample (tree meshes) or read (tree clouds, resampled) every shape once and write
     `modelnet_{split}.npz` to `out` (unit-sphere normalised, n_points each; `has_normals`
     false when any shape lacks normals). All or nothing (`atomic_folder`): `out`
     must be new or empty and appears only when every split is written, so an interrupted run
     leaves no `modelnet_train.npz` behind. Returns shapes per split; shapes that lost faces
-    (`drop_invalid`) go into `report`."""
-    source = find_modelnet(src)
+    (`drop_invalid`) go into `report`; `variant` picks a resampled folder's lists."""
+    source = find_modelnet(src, variant)
     if source.kind not in ("tree", "resampled"):
         raise InputError(f"{source.path}: already in a ready-to-train layout ({source.kind}); "
                          f"use it directly")

@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -104,11 +105,23 @@ def _remove_empty(created: list[Path]) -> None:
             folder.rmdir()
 
 
+def _keep_mode(path: Path, tmp: Path) -> None:
+    """A file being replaced keeps its permission bits (a group-readable output stays so);
+    a new one gets the umask's, as `open` would give it."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(old.st_mode):
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success fsync and rename it onto `path`.
 
-    The temp name keeps the suffix so writers that dispatch on extension still work. A path the
+    The temp name keeps the suffix so writers that dispatch on extension still work; a file
+    replaced keeps its permission mode. A path the
     run protects (an input) is refused before any work; an OS error names `path`, not the temp.
     """
     path = Path(path)
@@ -129,6 +142,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         try:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+            _keep_mode(path, tmp)
             os.replace(tmp, path)
         except OSError as e:
             raise InputError(f"cannot write {where}: {e.strerror}") from None

@@ -2,7 +2,8 @@
 numeric table into a `PointCloud`: one place for the naming and colour rules every reader shares.
 
 Named columns: x y z (required); red green blue | r g b | diffuse_* → colors; nx ny nz |
-normal_x … → normals; label | class | scalar_label | scalar_class → labels (must be integers);
+normal_x … → normals; label | class | scalar_label | scalar_class → labels (must be integers;
+NaN in a float column is unlabelled, −1);
 alpha is dropped; anything else (e.g. pred, intensity) → `fields` under its own name, except
 non-numeric columns (a structured .npy's string `name`), which are skipped: they cannot be
 per-point numbers. x y z, colour, normal and label columns must be numeric (else FormatError).
@@ -26,12 +27,15 @@ must lie in 0–255); floats are taken as 0–1 unless some value exceeds 1, the
 """
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 import numpy as np
 
 from ..errors import FormatError, InputError
 from .cloud import PointCloud
+
+log = logging.getLogger(__name__)
 
 XYZ = ("x", "y", "z")
 COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"),
@@ -78,18 +82,25 @@ def normalize_colors(rgb: np.ndarray, where: str) -> np.ndarray:
 
 
 def as_labels(values: np.ndarray, where: str, name: str = "label") -> np.ndarray:
-    """Integer class ids as int64; float columns are accepted when every value is integral."""
-    if values.dtype.kind in "ui":
+    """Integer class ids as int64; float columns are accepted when every value is integral.
+    NaN in a float column is an unlabelled point: −1, the project's mark for unlabelled
+    (metrics and adaptation skip labels < 0), said in a note."""
+    if values.dtype.kind in "uib":
         return values.astype(np.int64)
-    if values.dtype.kind == "b":
-        return values.astype(np.int64)
-    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+    missing = np.isnan(values)
+    known = values[~missing]
+    if not np.all(np.isfinite(known)) or not np.all(known == np.round(known)):
         raise FormatError(f"{where}: {name!r} values are not integers")
+    if missing.any():
+        log.warning("%s: %d of %d %r values are NaN: read as unlabelled (−1)", where,
+                    int(missing.sum()), len(values), name)
+        return np.where(missing, -1, np.nan_to_num(values)).astype(np.int64)
     return values.astype(np.int64)
 
 
-def _field(values: np.ndarray) -> np.ndarray:
-    """Extra fields: integers → int64, float64 stays (e.g. GPS time), other floats → float32."""
+def as_field(values: np.ndarray) -> np.ndarray:
+    """Extra fields (every reader's): flags and integers → int64, float64 stays (GPS time,
+    scaled extra bytes), other floats → float32."""
     if values.dtype.kind in "uib":
         return values.astype(np.int64)
     return values.astype(np.float64 if values.dtype.itemsize == 8 else np.float32)
@@ -123,7 +134,7 @@ def cloud_from_named(columns: Mapping[str, np.ndarray], where: str, source: str 
     if label is not None:
         labels = as_labels(columns[label], where, label)
     used.update(lower[n] for n in DROPPED_NAMES if n in lower)
-    fields = {n: _field(v) for n, v in columns.items()
+    fields = {n: as_field(v) for n, v in columns.items()
               if n not in used and v.dtype.kind in NUMERIC}
     return PointCloud(np.ascontiguousarray(points), colors, normals, labels, fields, source,
                       label_field=label)

@@ -3,7 +3,9 @@ formats 0–10, extra-byte dimensions, compressed .laz.
 
 Scaled x y z (float64) → points (`read_points` stores georeferenced coordinates relative to
 `cloud.offset`, see io/cloud.py); red green blue (16-bit in LAS; many writers store 8-bit
-values, so colours whose maximum is ≤ 255 are read as 0–255) → colors; classification →
+values, so colours whose maximum is ≤ 255 are read as 0–255) → colors, unless every value is
+0 — formats 2, 3, 5, 7, 8, 10 have colour slots that scanners without a camera leave at 0, and
+a black cloud would pass a colour model's check (said in a note); classification →
 labels with `label_scheme="asprs"` (2 ground, 6 building, …: not a model's class ids, so
 `segment` scores them only when told to, `--labels classification`); every other dimension —
 intensity, returns, GPS time, scan angle, flags, user data, point source, NIR, and each
@@ -17,11 +19,14 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from .cloud import PointCloud
+from .columns import as_field
 
 NOT_FIELDS = {"X", "Y", "Z", "red", "green", "blue", "classification"}
 
 
-def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
+def read_las(path: Path, where: str, notes: list[str] | None = None
+             ) -> tuple[PointCloud, str]:
+    """The cloud and its kind ("las 1.4 point format 7"); what was tolerated goes to `notes`."""
     import laspy  # imported here: only LAS inputs pay for it
 
     try:
@@ -39,11 +44,16 @@ def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
     colors = None
     if {"red", "green", "blue"} <= set(names):
         rgb = np.stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)], axis=1)
-        scale = 255.0 if rgb.size and rgb.max() <= 255 else 65535.0
-        colors = (rgb.astype(np.float32) / scale).astype(np.float32)
+        if not rgb.any():  # the point format has colour slots, the scanner filled none
+            if notes is not None:
+                notes.append(f"{where}: its red green blue are all 0 (a point format with "
+                             "colour slots left empty): read as no colours")
+        else:
+            scale = 255.0 if rgb.max() <= 255 else 65535.0
+            colors = (rgb.astype(np.float32) / scale).astype(np.float32)
     labels = (np.asarray(las.classification).astype(np.int64)
               if "classification" in names else None)
-    fields = {name: _field(np.asarray(las[name])) for name in names if name not in NOT_FIELDS}
+    fields = {name: as_field(np.asarray(las[name])) for name in names if name not in NOT_FIELDS}
     extra = len(list(las.point_format.extra_dimension_names))
     kind = (f"las {las.header.version} point format {las.point_format.id}"
             + (f", {extra} extra-byte dimensions" if extra else ""))
@@ -51,11 +61,3 @@ def read_las(path: Path, where: str) -> tuple[PointCloud, str]:
                        label_scheme="asprs" if labels is not None else None)
     return cloud, kind
 
-
-def _field(values: np.ndarray) -> np.ndarray:
-    """Flags and small integers → int64, GPS time and scaled extra bytes stay float64."""
-    if values.dtype.kind == "b":
-        return values.astype(np.int64)
-    if values.dtype.kind in "ui":
-        return values.astype(np.int64)
-    return values.astype(np.float64 if values.dtype.itemsize == 8 else np.float32)

@@ -74,10 +74,16 @@ def _dtype(head: dict[str, list[str]], where: str) -> np.dtype:
 
 
 def _point_count(head: dict[str, list[str]], where: str) -> int:
+    """POINTS, checked against WIDTH×HEIGHT. As in PCL, a missing HEIGHT is 1 and a missing
+    WIDTH is POINTS / HEIGHT (an unorganised cloud); POINTS or WIDTH must be there."""
     try:
-        width = int(head["WIDTH"][0])
         height = int(head.get("HEIGHT", ["1"])[0])
-        points = int(head.get("POINTS", [str(width * height)])[0])
+        if "WIDTH" in head:
+            width = int(head["WIDTH"][0])
+            points = int(head.get("POINTS", [str(width * height)])[0])
+        else:
+            points = int(head["POINTS"][0])
+            width = points // height if height > 0 else -1
     except (KeyError, IndexError, ValueError):
         raise FormatError(f"{where}: PCD header has a missing or non-integer WIDTH/HEIGHT/POINTS"
                           ) from None
@@ -164,6 +170,8 @@ def _records(data: bytes, pos: int, mode: str, dtype: np.dtype, count: int, wher
     width = sum(int(np.prod(dtype.fields[n][0].shape or (1,))) for n in dtype.names)
     if len(lines) != count:
         raise FormatError(f"{where}: PCD header says {count} points, file has {len(lines)} rows")
+    if count == 0:  # nothing to parse (np.loadtxt would warn); read_points says "no points"
+        return np.empty(0, dtype)
     comma = bool(lines) and "," in lines[0][1]  # PDAL writes comma-separated ascii PCD
     try:
         table = np.loadtxt([t for _, t in lines], dtype=np.float64, ndmin=2, comments=None,

@@ -108,10 +108,10 @@ def _read_any(path: Path, where: str, n_points: int | None, seed: int, as_mesh: 
         cloud, report.format = read_numpy(path, where)
         return cloud
     elif suffix in (".las", ".laz"):
-        cloud, report.format = read_las(path, where)
+        cloud, report.format = read_las(path, where, report.notes)
         return cloud
     elif suffix == ".e57":
-        cloud, report.format = read_e57(path, where)
+        cloud, report.format = read_e57(path, where, report.notes)
         return cloud
     else:
         cloud, report.format = read_text(path, where)
