@@ -42,7 +42,8 @@ def main() -> int:
 
         print("2/4 segmenting the room with the shipped model `synth-rooms` …", flush=True)
         code = cli(["segment", str(OUT / "room.ply"), "--weights", "synth-rooms",
-                    "--out", str(OUT / "room_pred.ply"), "--png", str(OUT / "room_pred.png")])
+                    "--out", str(OUT / "room_pred.ply"), "--colors", "class",
+                    "--png", str(OUT / "room_pred.png")])
         if code:
             return code
 
@@ -59,7 +60,7 @@ def main() -> int:
               "(synthetic held-out shapes)")
     _real_shapes(cli)
     print(f"done in {time.time() - t0:.0f} s; outputs in {OUT.resolve()}: room.ply (ground "
-          "truth), room_pred.ply (pred field + class colours), room_pred.png")
+          "truth), room_pred.ply (pred, confidence and entropy fields + class colours), room_pred.png")
     return 0
 
 
