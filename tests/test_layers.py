@@ -30,6 +30,7 @@ REGISTRY_PLUGINS = {("models", "pointgcn.nas.network")}
 # third-party packages that only some inputs or outputs need. Everything else, the package's
 # own modules above all, is imported at the top of its module.
 LAZY = {"open3d", "trimesh", "laspy", "pye57", "onnxruntime", "torch_cluster", "matplotlib",
+        "torch_geometric",
         "mpl_toolkits"}
 
 
