@@ -133,3 +133,38 @@ def test_pointgcn_train_one_epoch_on_pyg_modelnet(modelnet_raw, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (run / "checkpoints" / "last.pt").is_file()
     assert tree(modelnet_raw) == before
+
+
+def test_shapenet_txt_parts_with_its_own_val_split(tmp_path):
+    """PyG's ShapeNet layout: <category id>/<shape>.txt rows `x y z nx ny nz part`, split lists
+    in train_test_split/; its val split is ours, its part ids (0–49) our classes."""
+    from torch_geometric.datasets import ShapeNet
+    raw = tmp_path / "shapenet" / "raw"
+    for cat_id in ShapeNet.category_ids.values():
+        (raw / cat_id).mkdir(parents=True)
+    chair = ShapeNet.category_ids["Chair"]
+    rng = np.random.default_rng(1)
+    shapes, lists = {}, {"train": [], "val": [], "test": []}
+    for i, split in enumerate(["train"] * 3 + ["val", "test"]):
+        rows = np.concatenate([rng.integers(0, 999, (50, 6)) / 1000,
+                               rng.integers(12, 16, (50, 1))], axis=1)
+        np.savetxt(raw / chair / f"s{i}.txt", rows, fmt="%.3f")
+        shapes[f"s{i}"] = rows
+        lists[split].append(f"shape_data/{chair}/s{i}")
+    (raw / "train_test_split").mkdir()
+    for split, names in lists.items():
+        (raw / "train_test_split" / f"shuffled_{split}_file_list.json").write_text(
+            str(names).replace("'", '"'))
+    b = build_datasets({"seed": 0, "data": {"dataset": "pyg", "pyg": "ShapeNet", "root":
+                                            str(raw.parent), "category": "Chair",
+                                            "normals": True, "n_points": 40,
+                                            "position_norm": "none"}},
+                       splits=("train", "val", "test"))
+    assert b.task == "segmentation" and b.in_channels == 6
+    assert len(b.class_names) == 50 and b.class_names[12:16] == [f"Chair_{j}" for j in range(4)]
+    assert (len(b.train), len(b.val), len(b.test)) == (3, 1, 1)
+    pts, labels = b.test[0]
+    rows = {tuple(np.round(r[:6], 3)): int(r[6]) for r in shapes["s4"]}
+    assert pts.shape == (6, 40)
+    assert all(rows[tuple(np.round(p.astype(np.float64), 3))] == int(y)
+               for p, y in zip(pts.numpy().T, labels))
