@@ -143,3 +143,18 @@ def test_errors():
     with pytest.raises(InputError, match=r"\(N, F\)"):
         knn_graph(x.unsqueeze(0), 3)
     assert knn_graph(x[:0], 3).shape == (2, 0)
+
+
+def test_same_graph_at_any_thread_count():
+    """float32 rows through the worker-thread selection path, 1 vs 2 threads: same edges."""
+    x, batch = ragged([700, 450], c=8, dtype=torch.float32)
+    before = torch.get_num_threads()
+    graphs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            graphs.append(knn_graph(x, 16, batch, dilation=2))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(graphs[0], graphs[1])
+    assert torch.equal(graphs[0][1], brute_graph(x, 16, batch, dilation=2)[1])
