@@ -4,10 +4,12 @@ nothing downloaded, nothing written into the data folder."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from pointgcn.data.build import build_datasets
@@ -75,8 +77,10 @@ def test_same_seed_same_items_and_normalised(modelnet_raw):
     for i in range(len(a.train)):
         (pa, la), (pb, lb) = a.train[i], b.train[i]
         assert (pa == pb).all() and la == lb
-    for i in range(len(a.val)):  # not augmented: NormalizeScale's range
-        assert 0.99 < a.val[i][0].abs().max() < 1.0
+    for i in range(len(a.val)):  # not augmented: on the unit sphere, as `pointgcn classify`
+        pts = a.val[i][0].double()
+        assert torch.allclose(pts.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+        assert abs(pts.norm(dim=0).max() - 1.0) < 1e-5
     a.train.set_epoch(1)
     assert not (a.train[0][0] == b.train[0][0]).all()  # augmentation draws per epoch
 
@@ -168,3 +172,21 @@ def test_shapenet_txt_parts_with_its_own_val_split(tmp_path):
     assert pts.shape == (6, 40)
     assert all(rows[tuple(np.round(p.astype(np.float64), 3))] == int(y)
                for p, y in zip(pts.numpy().T, labels))
+
+
+def test_a_broken_raw_file_is_one_line_exit_2(modelnet_raw, tmp_path):
+    (modelnet_raw / "raw" / "sofa" / "train" / "sofa_0001.off").write_text("OFF\n8 12 0\n1 2\n")
+    path = tmp_path / "pyg.yaml"
+    path.write_text(yaml.safe_dump({**cfg(modelnet_raw), "model": {"n_blocks": 2},
+                                    "train": {"epochs": 1}}))
+    before = tree(modelnet_raw)
+    out = subprocess.run([sys.executable, "-m", "apps.cli", "train", str(path), "--out",
+                          str(tmp_path / "run"), "--no-progress"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2 and out.stderr.startswith("error: ")
+    assert "could not process these raw files" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert tree(modelnet_raw) == before and not (tmp_path / "run").exists()
+    mine = (modelnet_raw / "raw").resolve()  # no cache folder of these raw files was kept
+    assert not [p for p in (Path(os.environ["POINTGCN_CACHE"]) / "pyg").glob("*")
+                if (p / "raw").resolve() == mine]

@@ -10,10 +10,11 @@ and times), with a `raw` link to the user's folder, written whole or not at all.
 file is an InputError (PyG would download, and replace the raw folder). PyG does not read
 `face` as points, so meshes (ModelNet) are sampled on their faces, once per shape (seed, shape
 index), like our ModelNet loader; point sets (S3DIS, ShapeNet) draw n_points per (seed, epoch,
-item), padding small clouds with repeats. Every item: xyz through `normalize_scale` (PyG's
-NormalizeScale, as its examples and the official DeepGCN S3DIS pipeline use; `position_norm:
-none` keeps raw xyz), then PyG's `x` channels; classification training adds DGCNN's
-augmentation. Validation: ShapeNet's own val split; otherwise `val_fraction` of the train items
+item), padding small clouds with repeats. Every item: xyz normalised as our own loaders do and
+as `pointgcn classify` / `segment` repeat at inference — shapes to the unit sphere, segmentation
+samples by `normalize_scale` (PyG's NormalizeScale, the official DeepGCN S3DIS pipeline's);
+`position_norm: none` keeps raw xyz — then PyG's `x` channels; classification training adds
+DGCNN's augmentation. Validation: ShapeNet's own val split; otherwise `val_fraction` of the train items
 (S3DIS blocks: PyG keeps no room names, so blocks of one room may fall on both sides).
 ShapeNet is trained as plain segmentation over its 50 part labels (mIoU over parts, not the
 per-category shape mIoU of its papers).
@@ -29,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import cache_dir
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, FormatError, InputError
 from ..io import PointCloud
 from ..io.atomic import atomic_folder
 from ..io.mesh import sample_surface
@@ -38,7 +39,8 @@ from .base import EpochZeroSubset, Subset
 from .build import DATASETS, DataBundle, _split_off, _tree_signature
 from .classes import S3DIS_CLASSES
 from .sampling import random_sample
-from .transforms import normalize_scale, scale_anisotropic, shuffle, translate
+from .transforms import (normalize_scale, normalize_unit_sphere, scale_anisotropic, shuffle,
+                         translate)
 
 # data.pyg → (torch_geometric.datasets class, task, points per item when data.n_points is null)
 SETS = {"ModelNet10": ("ModelNet", "classification", 1024),
@@ -84,6 +86,19 @@ def _raw_folder(root: Path) -> Path:
     return root / "raw" if (root / "raw").is_dir() else root
 
 
+def _process(cls, stage: Path, name: str, d: dict, raw: Path) -> None:
+    """PyG's processing of every split into `stage`; what its parsers raise on a broken raw
+    file becomes one FormatError line."""
+    try:
+        cls(str(stage), **_kwargs(name, d, "train"))
+    except InputError:
+        raise
+    except (ValueError, IndexError, KeyError, RuntimeError, OSError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FormatError(f"{raw}: PyG's {name} could not process these raw files ({why})"
+                          ) from e
+
+
 def processed_root(name: str, d: dict) -> Path:
     """Our cache folder PyG processed `data.root`'s raw files into (processing them once)."""
     raw = _raw_folder(Path(d["root"])).resolve()
@@ -96,7 +111,7 @@ def processed_root(name: str, d: dict) -> Path:
         try:
             with atomic_folder(target) as stage:
                 (stage / "raw").symlink_to(raw, target_is_directory=True)
-                cls(str(stage), **_kwargs(name, d, "train"))
+                _process(cls, stage, name, d, raw)
         except InputError:
             if not (target / "processed").is_dir():  # another process finished it: fine
                 raise
@@ -141,8 +156,9 @@ class PyGPoints(Dataset):
         index = int(index)
         data = self.pyg[index]
         pts, labels = self._points(data, index)
-        if self.position_norm == "normalize_scale":
-            pts = normalize_scale(pts)
+        if self.position_norm != "none":
+            unit = normalize_unit_sphere if self.task == "classification" else normalize_scale
+            pts = unit(pts)
         if self.task == "classification":
             label = torch.tensor(int(data.y.view(-1)[0]))
             if self.augment:
