@@ -96,9 +96,8 @@ def test_missing_raw_files_refused_without_download(modelnet_raw):
         build_datasets(cfg(modelnet_raw, pyg="Planetoid"))
 
 
-def test_s3dis_h5_blocks_as_segmentation(tmp_path):
-    """PyG's S3DIS layout (PointNet h5 blocks, a room per block): pos 0:3, x 3:9, labels per
-    point; test blocks are those of Area_<test_area>."""
+def s3dis_raw(tmp_path):
+    """PyG's S3DIS layout: PointNet h5 blocks (6 of 100 points), a room name per block."""
     raw = tmp_path / "s3dis" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -110,10 +109,18 @@ def test_s3dis_h5_blocks_as_segmentation(tmp_path):
     rooms = ["Area_1_office_1", "Area_1_office_1", "Area_2_hall_1", "Area_5_wc_1",
              "Area_3_lobby_1", "Area_5_office_2"]
     (raw / "room_filelist.txt").write_text("\n".join(rooms) + "\n")
-    b = build_datasets({"seed": 0, "data": {"dataset": "pyg", "pyg": "S3DIS", "root":
-                                            str(raw.parent), "n_points": 64,
-                                            "val_fraction": 0.25, "position_norm": "none"}},
-                       splits=("train", "val", "test"))
+    return raw.parent, data, label
+
+
+def s3dis_cfg(root):
+    return {"seed": 0, "data": {"dataset": "pyg", "pyg": "S3DIS", "root": str(root),
+                                "n_points": 64, "val_fraction": 0.25, "position_norm": "none"}}
+
+
+def test_s3dis_h5_blocks_as_segmentation(tmp_path):
+    """pos 0:3, x 3:9, labels per point; test blocks are those of Area_<test_area>."""
+    root, data, label = s3dis_raw(tmp_path)
+    b = build_datasets(s3dis_cfg(root), splits=("train", "val", "test"))
     assert b.task == "segmentation" and b.in_channels == 9 and len(b.class_names) == 13
     assert len(b.train) + len(b.val) == 4 and len(b.test) == 2
     pts, labels = b.test[1]  # the second Area_5 block: rows of block 5, labels alongside
@@ -190,3 +197,24 @@ def test_a_broken_raw_file_is_one_line_exit_2(modelnet_raw, tmp_path):
     mine = (modelnet_raw / "raw").resolve()  # no cache folder of these raw files was kept
     assert not [p for p in (Path(os.environ["POINTGCN_CACHE"]) / "pyg").glob("*")
                 if (p / "raw").resolve() == mine]
+
+
+def test_eval_of_pyg_s3dis_scores_its_blocks(tmp_path):
+    """No whole rooms to vote over: the per-block protocol only, equal to a direct count."""
+    from pointgcn.engine.evaluator import evaluate
+    from pointgcn.engine.predictor import TorchPredictor
+    from pointgcn.models import build_model
+    root, _, _ = s3dis_raw(tmp_path)
+    cfg = s3dis_cfg(root)
+    torch.manual_seed(0)
+    model = build_model({"n_blocks": 2, "channels": 8, "k": 4, "fusion_channels": 16,
+                         "prediction": [16], "in_channels": 9, "n_classes": 13}).eval()
+    out = evaluate(cfg, TorchPredictor(model), progress=False)
+    assert "full_resolution" not in out
+    test = build_datasets(cfg, splits=("test",)).test
+    hits = total = 0
+    for i in range(len(test)):
+        feats, labels = test[i]
+        pred = model(feats[None]).argmax(1)[0]
+        hits, total = hits + int((pred == labels).sum()), total + len(labels)
+    assert out["per_block"]["oa"] == pytest.approx(hits / total)
