@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch_geometric.nn as gnn
+import torch_geometric.typing
 
 from pointgcn.errors import InputError
 from pointgcn.graph import DilatedKnn, knn, knn_export, knn_graph
@@ -66,7 +67,7 @@ def test_float32_picks_the_float64_distances():
     assert torch.allclose(dist(ours), dist(ref), atol=1e-5)
 
 
-@pytest.mark.skipif(not getattr(__import__("torch_geometric.typing").typing, "WITH_KNN", False),
+@pytest.mark.skipif(not getattr(torch_geometric.typing, "WITH_KNN", False),
                     reason="torch_geometric.nn.knn_graph needs pyg-lib (not installed)")
 def test_equals_torch_geometric_knn_graph():
     x, batch = ragged([30, 50, 20], c=3)
