@@ -14,12 +14,13 @@ TINY = dict(n_blocks=3, channels=8, k=4, fusion_channels=16, prediction=[16, 8],
 SIZES = (30, 47, 12)  # the last is barely k·d = 4·2
 
 
-def clouds(sizes=SIZES, features=2, seed=0):
+def clouds(sizes=SIZES, features=2, seed=0, offset=3.0):
+    """Ragged clouds; by default away from the origin, where padding sits (zeros), so padded
+    features stand out in pooling; offset 0 puts padding among the points (for the graphs)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for n in sizes:
-        # away from the origin, where padding sits (zeros): padded features stand out
-        d = Data(pos=torch.randn(n, 3, generator=g, dtype=torch.float64) + 3.0)
+        d = Data(pos=torch.randn(n, 3, generator=g, dtype=torch.float64) + offset)
         if features:
             d.x = torch.randn(n, features, generator=g, dtype=torch.float64)
         out.append(d)
@@ -79,11 +80,46 @@ def test_searched_network_takes_a_batch():
                           torch.cat([alone(net, d) for d in data]), atol=1e-10)
 
 
+@pytest.mark.parametrize("norm,block", [("none", "res"), ("layer", "rev"), ("none", "dense")])
+def test_training_on_a_batch_equals_each_cloud_alone(norm, block):
+    """Without batch statistics (or randomness), training mode on a padded batch gives each
+    cloud's own outputs and the sum of the clouds' gradients (reversible backward included)."""
+    torch.manual_seed(4)
+    cfg = {**TINY, "norm": norm, "block": block, "stochastic": False, "task": "segmentation"}
+    model = build_model(cfg).double().train()
+    data = clouds(offset=0.0)
+    out = model(Batch.from_data_list(data))
+    (out ** 2).sum().backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    ref = torch.cat([alone(model, d)[0].T for d in data])
+    (ref ** 2).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-10)
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[n], p.grad, atol=1e-9), n
+
+
+def test_batch_norm_in_training_takes_statistics_of_real_points_only():
+    from pointgcn.graph import point_mask
+    from pointgcn.nn.norm_act import apply_norm
+    torch.manual_seed(5)
+    x = torch.randn(3, 10, 4, 6, dtype=torch.float64)  # (B, N, k, C) edge features
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 6:] = mask[2, 3:] = False
+    ours, twin = (torch.nn.BatchNorm1d(6).double() for _ in range(2))
+    with point_mask(mask):
+        out = apply_norm(ours, x)
+    real = x[mask]                                        # (R, k, C)
+    ref = twin(real.reshape(-1, 6)).view_as(real)
+    assert torch.allclose(out[mask], ref, atol=1e-12)
+    assert torch.allclose(ours.running_mean, twin.running_mean)
+    assert torch.allclose(ours.running_var, twin.running_var)
+    assert torch.allclose(apply_norm(ours, x), twin(x.reshape(-1, 6)).view_as(x))  # no mask
+
+
 def test_what_a_padded_batch_refuses():
     model = build_model(TINY).double()
-    with pytest.raises(ConfigError, match="eval mode"):
-        model.train()(Batch.from_data_list(clouds()))
-    model.train()(Batch.from_data_list(clouds((20, 20))))  # equal sizes: nothing padded
+    model.train()(Batch.from_data_list(clouds()))  # batch statistics over real points
     with pytest.raises(InputError, match="a cloud of the batch has 7"):
         model.eval()(Batch.from_data_list(clouds((20, 7))))
     inst = build_model({**TINY, "norm": "instance"}).double().eval()

@@ -7,10 +7,10 @@ model runs inside `graph.point_mask(mask)`: padding is never a neighbour (`knn`)
 pooled (`FusionHead`). Out: segmentation logits per node (num_nodes, classes) in node order,
 classification logits per cloud (num_graphs, classes).
 
-Exact in eval mode. Padding does reach per-cloud statistics, so a padded batch is refused with
-instance norm, and in training mode (batch norm statistics, stochastic dilation, reversible
-recomputation): train on fixed-size samples (`pointgcn.data.pyg_dataset`). Clouds of equal size
-have no padding and run in any mode.
+In eval mode the result is each cloud's alone. In training, batch-norm statistics cover the real
+points only (`nn.norm_act.apply_norm`) and reversible stacks rebuild their graphs with the mask
+in backward. Instance norm takes statistics over every point of a cloud, padding included, so
+a padded batch refuses it (clouds of equal size have no padding and run with any norm).
 """
 from __future__ import annotations
 
@@ -45,10 +45,6 @@ def forward_pyg(model: nn.Module, data) -> torch.Tensor:
     feats = pyg_features(data)
     dense, mask = dense_batch(feats, getattr(data, "batch", None))
     if mask is not None and bool((~mask).any()):
-        if model.training:
-            raise ConfigError("a batch of clouds of different sizes runs in eval mode only "
-                              "(padding would enter batch statistics); train on fixed-size "
-                              "samples")
         if any(isinstance(m, nn.InstanceNorm1d) for m in model.modules()):
             raise ConfigError("instance norm mixes every point of a cloud, padding included: "
                               "run clouds of different sizes one at a time")
