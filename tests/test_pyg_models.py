@@ -122,6 +122,10 @@ def test_what_a_padded_batch_refuses():
     model.train()(Batch.from_data_list(clouds()))  # batch statistics over real points
     with pytest.raises(InputError, match="a cloud of the batch has 7"):
         model.eval()(Batch.from_data_list(clouds((20, 7))))
+    with pytest.raises(InputError, match="PyG Data/Batch with pos; got Data"):
+        model(Data(x=torch.randn(10, 5, dtype=torch.float64)))
+    with pytest.raises(InputError, match="got list"):
+        model([torch.randn(5, 10)])
     inst = build_model({**TINY, "norm": "instance"}).double().eval()
     with pytest.raises(ConfigError, match="instance norm"):
         inst(Batch.from_data_list(clouds()))

@@ -22,13 +22,17 @@ from ..graph import dense_batch, point_mask
 
 
 def is_pyg_data(obj) -> bool:
-    """A PyG `Data` / `Batch` (anything with `pos`), not a dense tensor."""
-    return not isinstance(obj, torch.Tensor) and getattr(obj, "pos", None) is not None
+    """Not a dense tensor: a PyG `Data` / `Batch` (what it holds is checked by `pyg_features`)."""
+    return not isinstance(obj, torch.Tensor)
 
 
 def pyg_features(data) -> torch.Tensor:
     """cat(pos, x) per node: (N, 3 + F)."""
-    pos, x = data.pos, getattr(data, "x", None)
+    pos, x = getattr(data, "pos", None), getattr(data, "x", None)
+    if not isinstance(pos, torch.Tensor):
+        raise InputError(f"a model takes features (B, C, N) or a PyG Data/Batch with pos; got "
+                         f"{type(data).__name__}" + ("" if pos is None else " whose pos is no "
+                                                     "tensor"))
     if pos.dim() != 2:
         raise InputError(f"data.pos must be (num_nodes, 3), got {tuple(pos.shape)}")
     if x is None:
