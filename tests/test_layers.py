@@ -23,13 +23,16 @@ LAYERS = ("pointgcn", "errors", "tasks", "seeds", "config", "registry",
 # a string, imported only when a config asks for `name: nas` or the models are listed — by then
 # the caller has all of pointgcn at hand — so models never imports nas and a NAS config still
 # builds through `build_model`. (layer of the registry's module, plugin module)
-REGISTRY_PLUGINS = {("models", "pointgcn.nas.network")}
+# The other plugin stays within its layer: data/build.py names data/pyg_dataset.py (PyG's data
+# sets), which registers into build's DATASETS and so cannot be imported by build.
+REGISTRY_PLUGINS = {("models", "pointgcn.nas.network"), ("data", "pointgcn.data.pyg_dataset")}
 
 
 # Imported inside functions, each with a one-line reason where it is: heavy or optional
 # third-party packages that only some inputs or outputs need. Everything else, the package's
 # own modules above all, is imported at the top of its module.
 LAZY = {"open3d", "trimesh", "laspy", "pye57", "onnxruntime", "torch_cluster", "matplotlib",
+        "torch_geometric",
         "mpl_toolkits"}
 
 

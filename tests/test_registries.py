@@ -31,7 +31,7 @@ def test_info_json_lists_every_registered_model_including_nas():
                                      "conv1x1", "gen"])
     assert table["blocks"] == ["plain", "res", "dense", "res+", "rev"]
     assert table["aggregators"] == ["mean", "max", "sum", "softmax", "softmax_sg", "power"]
-    assert table["datasets"] == ["s3dis", "modelnet40", "modelnet10", "partnet"]
+    assert table["datasets"] == ["s3dis", "modelnet40", "modelnet10", "partnet", "pyg"]
 
 
 def test_building_the_command_line_loads_no_torch():

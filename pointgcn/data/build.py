@@ -6,6 +6,8 @@ chosen by seed), ModelNet40 a fraction of the training shapes, PartNet uses its 
 data:
   dataset: s3dis | modelnet40 | modelnet10 | partnet   # modelnet10: the same loader, another
                                                        # class list (from the data set's folders)
+         | pyg                  # PyG's own raw files (pointgcn.data.pyg_dataset)
+  pyg: ModelNet10               # pyg: ModelNet10 | ModelNet40 | S3DIS | ShapeNet
   root: PATH                    # any layout the loader accepts
   n_points: null                # points per block / shape (null: pointgcn.tasks.DEFAULT_POINTS
                                 # of the task; partnet: every stored point)
@@ -50,9 +52,10 @@ from .sampling import typical_spacing
 DATA_DEFAULTS = dict(dataset=None, root=None, n_points=None, test_area=5, val_fraction=0.15,
                      position_norm="normalize_scale", normals=False, augment=True,
                      category=None, level=1, block=1.0, stride=0.5, drop_invalid=False,
-                     up_axis=None)
-# data.dataset → builder(resolved data section, seed, splits, progress) → DataBundle
-DATASETS = Registry("data.dataset")
+                     up_axis=None, pyg=None)
+# data.dataset → builder(resolved data section, seed, splits, progress) → DataBundle; `pyg`
+# is defined in its own module (it imports torch_geometric), loaded when a config names it.
+DATASETS = Registry("data.dataset", plugins={"pyg": "pointgcn.data.pyg_dataset"})
 
 
 @dataclass

@@ -43,6 +43,8 @@ def evaluate(cfg: dict, predictor: Predictor, *, batch: int = 8, full_resolution
                          f"{predictor.task}; the data set has {len(data.class_names)} for {task}")
     if batch < 1:
         raise InputError(f"batch must be ≥ 1, got {batch}")
+    # Whole rooms are read from our S3DIS layouts (PyG's S3DIS blocks keep no room).
+    full_resolution = full_resolution and data.info.get("layout") == "s3dis"
     if task == "segmentation" and full_resolution:
         find_s3dis(resolve_data(cfg["data"])["root"], whole_rooms=True)  # fail before the work
     out: dict = {"task": task, "dataset": cfg["data"]["dataset"], "model": predictor.name}

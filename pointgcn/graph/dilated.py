@@ -4,6 +4,9 @@ Stochastic dilation (ε): with probability ε a *sample* uses a random k of its 
 instead of the regular stride. Each sample of the batch draws its own coin and subset (the
 reference code draws one subset for the whole batch). The subset is kept in ascending distance
 order. Off in eval mode.
+
+Inside `point_mask(mask)` (a padded batch of ragged clouds) the graph is built with that mask:
+padding is never a neighbour, and every cloud must hold k·d real points.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
-from .knn import knn, knn_cluster
+from .knn import active_mask, knn, knn_cluster
 
 BACKENDS = ("dense", "cluster")
 
@@ -50,8 +53,20 @@ class DilatedKnn(nn.Module):
         if x.dim() == 3 and kd > x.shape[2] >= self.k:
             raise InputError(f"a dilated graph needs k·d = {self.k}·{self.dilation} = {kd} "
                              f"neighbours but the cloud has only {x.shape[2]} points")
-        find = knn_cluster if self.backend == "cluster" else knn
-        idx = find(x, kd)
+        mask = active_mask()
+        if mask is None:
+            find = knn_cluster if self.backend == "cluster" else knn
+            idx = find(x, kd)
+        else:
+            if self.backend == "cluster":
+                raise InputError("padded batches of ragged clouds need knn_backend 'dense' "
+                                 "(torch_cluster's kNN takes no mask)")
+            fewest = int(mask.sum(1).min()) if mask.numel() else 0
+            if fewest < kd:
+                raise InputError(f"a graph of k·d = {self.k}·{self.dilation} = {kd} neighbours "
+                                 f"needs {kd} points per cloud; a cloud of the batch has "
+                                 f"{fewest}")
+            idx = knn(x, kd, mask=mask)
         return dilate(idx, self.k, self.dilation, self.epsilon,
                       self.stochastic and self.training)
 

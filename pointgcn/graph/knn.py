@@ -10,10 +10,17 @@ lower index, so the graph is deterministic. The eager path chunks rows to bound 
 (4 MB of scores per chunk and thread instead of 1 GB for a full N=16384 matrix) and fixes up
 the rare rows whose k-th distance is tied beyond the candidate window. The export path has no Python loop over N (a loop would freeze N
 in the traced graph); ONNX TopK itself breaks ties by lower index.
+
+Padded batches (ragged clouds made dense, `pointgcn.graph.pyg`): a `mask` (B, N), True for
+real points, gives padded points a +inf score, so no real point ever takes one as neighbour
+(a padded row's own neighbours are left to whatever it finds; callers drop those rows).
+`point_mask(mask)` makes a mask active for every `DilatedKnn` called inside it, so a model's
+blocks need no extra argument.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +43,24 @@ TIE_WINDOW = 8
 SMALL_TAKE = 12
 
 _EXPORTING = [False]
+# The real-point mask of the padded batch a model is running on (a ContextVar: per thread).
+_MASK: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("point_mask",
+                                                                            default=None)
+
+
+@contextlib.contextmanager
+def point_mask(mask: torch.Tensor | None):
+    """Within this block every `DilatedKnn` (and pooling head) sees `mask` (B, N), True for
+    real points; padding is never a neighbour nor pooled."""
+    token = _MASK.set(mask)
+    try:
+        yield
+    finally:
+        _MASK.reset(token)
+
+
+def active_mask() -> torch.Tensor | None:
+    return _MASK.get()
 
 
 @contextlib.contextmanager
@@ -53,9 +78,12 @@ def is_exporting() -> bool:
     return _EXPORTING[0] or torch.onnx.is_in_onnx_export()
 
 
-def _check(x: torch.Tensor, k: int) -> None:
+def _check(x: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> None:
     if x.dim() != 3:
         raise InputError(f"kNN expects features of shape (B, C, N), got {tuple(x.shape)}")
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != (x.shape[0], x.shape[2])):
+        raise InputError(f"kNN mask must be bool of shape {(x.shape[0], x.shape[2])}, "
+                         f"got {mask.dtype} {tuple(mask.shape)}")
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
     n = x.shape[2]
@@ -63,14 +91,18 @@ def _check(x: torch.Tensor, k: int) -> None:
         raise InputError(f"k={k} neighbours requested but the cloud has only {n} points")
 
 
-def _augment(xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment(xt: torch.Tensor, mask: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries [x, 1] and keys [−2x, ‖x‖²], so one bmm gives ‖x_j‖² − 2 x_i·x_j.
 
     The row constant ‖x_i‖² does not change a row's order, so it is left out; folding the
-    norm into the product avoids a broadcast copy per chunk.
+    norm into the product avoids a broadcast copy per chunk. A masked-out key's ‖x‖² is +inf,
+    so its score is +inf in every row: the one place padding is excluded.
     """
     ones = torch.ones_like(xt[..., :1])
     sq = (xt * xt).sum(-1, keepdim=True)
+    if mask is not None:
+        sq = sq.masked_fill(~mask.unsqueeze(-1), float("inf"))
     return torch.cat([xt, ones], -1), torch.cat([-2.0 * xt, sq], -1)
 
 
@@ -162,12 +194,15 @@ def _fix_wide_ties(d: torch.Tensor, idx: torch.Tensor, k: int) -> None:
     idx[bi, ri, :k] = fixed
 
 
-def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None) -> torch.Tensor:
+def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None,
+        mask: torch.Tensor | None = None) -> torch.Tensor:
     """Indices `(B, N, k)` of the k nearest neighbours of every point (self first). On a GPU
-    every step (product, `topk`, ordering) stays on the device."""
-    _check(x, k)
+    every step (product, `topk`, ordering) stays on the device. With `mask` (B, N) padded
+    points are never neighbours: a real point with fewer than k real points in its cloud gets
+    padded indices at the end, ordered by index (callers drop or refuse those)."""
+    _check(x, k, mask)
     if is_exporting():
-        return knn_export(x, k)
+        return knn_export(x, k) if mask is None else knn_export(x, k, mask)
     if chunk_elements is None:
         chunk_elements = GPU_CHUNK_ELEMENTS if x.is_cuda else CHUNK_ELEMENTS
     b, _, n = x.shape
@@ -175,7 +210,7 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None) -> torch.Ten
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-        queries, keys = _augment(x.detach().transpose(1, 2))
+        queries, keys = _augment(x.detach().transpose(1, 2), mask)
         keys_t = keys.transpose(1, 2)
         rows = max(1, min(n, chunk_elements // max(1, b * n)))
         take = min(k + TIE_WINDOW, n)  # extra candidates to settle ties at the k-th place
@@ -196,10 +231,10 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None) -> torch.Ten
         return out
 
 
-def knn_export(x: torch.Tensor, k: int) -> torch.Tensor:
+def knn_export(x: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Loop-free kNN for ONNX export: full distance matrix + TopK, N stays dynamic."""
     with torch.no_grad():
-        queries, keys = _augment(x.transpose(1, 2))
+        queries, keys = _augment(x.transpose(1, 2), mask)
         d = torch.bmm(queries, keys.transpose(1, 2))
         idx = d.topk(k, dim=-1, largest=False, sorted=True)[1]
         # Self first without masking the N×N diagonal (≈ 14% of onnxruntime time): drop self

@@ -17,7 +17,8 @@ AXES = ("x", "y", "z")
 # ModelNet's meshes (and trees of files made from them) are z up; the PointNet-family
 # resampled text and h5 files and PartNet's shapes are y up.
 UP_AXIS = {"s3dis": "z", "partnet": "y", "modelnet/tree": "z", "modelnet/resampled": "y",
-           "modelnet/h5": "y", "modelnet/prepared": "z"}
+           "modelnet/h5": "y", "modelnet/prepared": "z",
+           "pyg/ShapeNet": "y"}  # PyG's ShapeNet is the y-up part benchmark; its ModelNet/S3DIS z
 NORMALISATION = {"segmentation": "metres (1 m blocks, per-block NormalizeScale)",
                  "classification": "unit sphere (centred, largest distance 1)",
                  "part_segmentation": "unit bounding-box diagonal (centred)"}

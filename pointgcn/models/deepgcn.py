@@ -6,6 +6,8 @@ fusion    1×1 conv of [head, all block outputs] to `fusion_channels`
 seg       prediction MLP on [max-pooled fusion broadcast to every point, all block outputs]
 cls       prediction MLP on [max-pool, mean-pool] of the fusion
 
+A PyG `Data` / `Batch` of ragged clouds is accepted as input (`models.pyg`).
+
 Reversible backbones fuse only the last block's output (keeping all of them would undo the
 memory saving).
 """
@@ -20,6 +22,7 @@ from ..graph import DilatedKnn
 from ..nn import (BLOCKS, CONVS, RevStack, conv_option_defaults, graph_for, make_block,
                   make_conv)
 from .heads import FusionHead, check_head
+from .pyg import forward_pyg, is_pyg_data
 from .registry import MAX_DEPTH, MAX_WIDTH, MODELS
 
 # The conv options (heads, aggr, t, …, eps, train_eps) and their defaults come from the convs
@@ -109,6 +112,9 @@ class DeepGCN(FusionHead):
         return [("head", self.head)] + [(f"block{i + 1}", b) for i, b in enumerate(blocks)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of `x` (B, C, N), or of a PyG `Data` / `Batch` per node / cloud (`models.pyg`)."""
+        if is_pyg_data(x):
+            return forward_pyg(self, x)
         if x.dim() != 3 or x.shape[1] != self.cfg["in_channels"]:
             raise ConfigError(f"model expects input (B, {self.cfg['in_channels']}, N), "
                               f"got {tuple(x.shape)}")

@@ -5,6 +5,9 @@
 
 seg  prediction MLP on [max-pooled fusion broadcast to every point, features]
 cls  prediction MLP on [max-pool, mean-pool] of the fusion (dropout after every layer)
+
+Inside `graph.point_mask(mask)` (a padded batch of ragged clouds, `models.pyg`) the pools
+cover each cloud's real points only.
 """
 from __future__ import annotations
 
@@ -13,11 +16,22 @@ from torch import nn
 
 from ..config import check_int, check_number
 from ..errors import ConfigError
+from ..graph import active_mask
 from ..nn import Conv1x1
 from ..tasks import TASKS
 from .registry import MAX_WIDTH
 
-POOLS = {"max": lambda f: f.amax(-1, keepdim=True), "mean": lambda f: f.mean(-1, keepdim=True)}
+POOLS = ("max", "mean")
+
+
+def pool(f: torch.Tensor, kind: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Max or mean over points `(B, F, N) → (B, F, 1)`, over the real points of `mask` (B, N)."""
+    if mask is None:
+        return f.amax(-1, keepdim=True) if kind == "max" else f.mean(-1, keepdim=True)
+    m = mask.unsqueeze(1)
+    if kind == "max":
+        return f.masked_fill(~m, -float("inf")).amax(-1, keepdim=True)
+    return (f * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
 
 
 def check_head(c: dict) -> None:
@@ -66,10 +80,11 @@ class FusionHead(nn.Module):
     def predict(self, feats: torch.Tensor) -> torch.Tensor:
         """Concatenated backbone features `(B, F, N)` → logits `(B, n_classes[, N])`."""
         fusion = self.fusion(feats, None)
+        mask = active_mask()
         if self.classify:
-            pooled = torch.cat([POOLS[p](fusion) for p in self.pooling], dim=1)
+            pooled = torch.cat([pool(fusion, p, mask) for p in self.pooling], dim=1)
             return self._run_mlp(pooled).squeeze(-1)
-        glob = fusion.amax(-1, keepdim=True).expand(-1, -1, feats.shape[2])
+        glob = pool(fusion, "max", mask).expand(-1, -1, feats.shape[2])
         return self._run_mlp(torch.cat([glob, feats], dim=1))
 
     def _run_mlp(self, h: torch.Tensor) -> torch.Tensor:

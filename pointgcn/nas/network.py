@@ -25,6 +25,7 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..models.heads import FusionHead, check_head
+from ..models.pyg import forward_pyg, is_pyg_data
 from ..models.registry import MAX_DEPTH, MAX_WIDTH, MODELS
 from ..nn import Conv1x1
 from .cell import UNDECIDED, GenotypeCell, SearchCell
@@ -115,6 +116,8 @@ class NASNetwork(_CellNetwork):
             self.genotype, c_pp, c_p, c["channels"], **kw))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_pyg_data(x):  # a PyG Data / Batch of ragged clouds (pointgcn.models.pyg)
+            return forward_pyg(self, x)
         return self._run(x, lambda cell, s0, s1: cell(s0, s1))
 
 

@@ -3,12 +3,15 @@
 Convs work channels-last internally: point features `(B, N, C)`, edge features `(B, N, k, C)`.
 `apply_norm` feeds any such tensor to a standard torch norm module so that batch statistics
 cover every point (or edge) of the batch, instance statistics every point of one sample, and
-layer norm the channels of one point.
+layer norm the channels of one point. Inside `graph.point_mask(mask)` (a padded batch of
+ragged clouds) batch statistics in training cover the real points (and their edges) only.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..graph import active_mask
 
 from ..errors import ConfigError
 
@@ -53,6 +56,12 @@ def apply_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     shape = x.shape
     b, c = shape[0], shape[-1]
     if isinstance(norm, nn.BatchNorm1d):
+        mask = active_mask() if norm.training else None
+        if mask is not None and shape[:2] == mask.shape:  # per point (or edge): real rows only
+            real = mask.view(*mask.shape, *[1] * (len(shape) - 3)).expand(shape[:-1])
+            out = x.new_zeros(shape)
+            out[real] = norm(x[real])
+            return out
         return norm(x.reshape(-1, c)).view(shape)
     if isinstance(norm, nn.InstanceNorm1d):
         return norm(x.reshape(b, -1, c).transpose(1, 2)).transpose(1, 2).reshape(shape)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..graph import DilatedKnn
+from ..graph import DilatedKnn, active_mask, point_mask
 from .base import graph_for
 from .registry import BLOCKS
 
@@ -105,6 +105,7 @@ class _RevStackFunction(torch.autograd.Function):
     def forward(ctx, x, stack, *params):
         ctx.stack = stack
         ctx.rng = []
+        ctx.mask = active_mask()  # a padded batch's mask, for the recomputation in backward
         device = x.device.type
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         with torch.no_grad():
@@ -121,7 +122,7 @@ class _RevStackFunction(torch.autograd.Function):
         stack = ctx.stack
         grads = {}
         device, enabled, dtype = ctx.autocast
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
+        with torch.autocast(device, dtype=dtype, enabled=enabled), point_mask(ctx.mask):
             grad = _backward_blocks(ctx, stack, y, grad, grads)
         return (grad, None, *[grads.get(p) for p in stack.trainable()])
 
