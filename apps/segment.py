@@ -39,6 +39,13 @@ def add_arguments(p):
                    help="blocks per forward pass (on a GPU: one copy each way per batch)")
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=int, default=0, help="block sampling seed")
+    p.add_argument("--stream", action="store_true",
+                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in; "
+                        "binary PLY with pred out; no preflight, --png or extra fields)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --stream: continue a killed streaming run of the same --out")
+    p.add_argument("--tile-points", type=int, default=500_000, metavar="N",
+                   help="with --stream: points per tile (memory grows with it)")
 
 
 def run(args) -> int:
@@ -55,6 +62,9 @@ def run(args) -> int:
     from pointgcn.io.columns import labels_field
     from pointgcn.viz.palettes import class_colors
 
+    if args.stream or args.resume:  # out-of-core: apps/segment_stream.py
+        from apps.segment_stream import run_stream
+        return run_stream(args)
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     report = ReadReport()

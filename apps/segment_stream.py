@@ -1,0 +1,70 @@
+"""`segment --stream`: label a cloud larger than memory tile by tile (pointgcn.engine.streaming).
+
+Kept apart from apps/segment.py, which calls `run_stream` for --stream / --resume. The cloud
+is taken as it is (no preflight: z up, metres); the output is a binary PLY with x y z, class
+colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
+without other fields. Progress bars (with ETA) go to stderr.
+"""
+from __future__ import annotations
+
+import os
+
+
+def run_stream(args) -> int:
+    import numpy as np
+
+    from apps.source_args import predictor_from_args
+    from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.metrics import ConfusionMatrix
+    from pointgcn.engine.streaming import stream_segment
+    from pointgcn.errors import InputError
+    from pointgcn.io.chunks import ChunkReader
+    from pointgcn.viz.palettes import class_colors
+
+    for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
+                        ("--labels", args.labels)):
+        if given:
+            raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
+    if args.batch < 1:
+        raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if args.tile_points < 1000:
+        raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
+    reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
+    predictor, cfg = predictor_from_args(args, "segmentation")
+    if predictor.task != "segmentation":
+        raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
+    names = predictor.class_names
+    palette = "s3dis" if len(names) == 13 else "generic"
+    if not args.no_harmonise:
+        print("note: streaming takes the cloud as it is (no preflight: z up, metres)")
+    source = str(args.onnx or args.weights or "default")
+    key = {"model": source, "input": os.path.realpath(args.input),
+           "input_stat": _stat(args.input), "model_stat": _stat(source)}
+    truth = reader.has_labels and reader.label_scheme is None
+    res = stream_segment(reader, args.out, predictor, SampleSettings.from_config(cfg), key,
+                         batch=args.batch, seed=args.seed, resume=args.resume,
+                         colorize=lambda pred: class_colors(pred, palette, len(names)),
+                         truth=truth, tile_points=args.tile_points)
+    if res.resumed_at:
+        print(f"resumed at tile {res.resumed_at} of {res.tiles}")
+    print(f"{res.n} points → {args.out} ({res.tiles} tiles)")
+    for name, c in zip(names, res.counts):
+        if c:
+            print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")
+    if res.confusion is not None and res.confusion.sum():
+        cm = ConfusionMatrix(len(names))
+        cm.matrix += res.confusion
+        print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
+    elif reader.has_labels and reader.label_scheme is not None:
+        print("note: the file's labels are ASPRS class codes, not this model's classes: "
+              "no metrics")
+    return 0
+
+
+def _stat(path: str) -> list[int] | None:
+    """Size and modification time of a file, so a resumed run refuses a changed one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
