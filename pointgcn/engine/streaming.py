@@ -113,7 +113,11 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
     progress_path = work / "progress.json"
     state = {"binned": False, "done": 0}
     if (work / "manifest.json").exists():
-        old = json.loads((work / "manifest.json").read_text())
+        try:
+            old = json.loads((work / "manifest.json").read_text())
+            state = json.loads(progress_path.read_text()) if progress_path.exists() else state
+        except (OSError, ValueError):
+            old = None
         if not resume:
             raise InputError("{work}: an unfinished streaming run of this output; continue it "
                              "with {resume} or remove the folder", work=str(work),
@@ -121,10 +125,11 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
         if old != manifest:
             raise InputError(f"{work}: the unfinished run had another input, model or settings; "
                              "remove the folder to start over")
-        state = json.loads(progress_path.read_text()) if progress_path.exists() else state
     elif work.exists():
         raise InputError(f"{work}: exists and is not a streaming run's work folder; move it")
     else:
+        if resume:
+            log.warning("nothing to resume for this output: starting from the beginning")
         work.mkdir(parents=True)
         _atomic_json(work / "manifest.json", manifest)
     frame = (mins, extent)
