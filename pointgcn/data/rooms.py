@@ -182,7 +182,7 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
                          f"{len(cells)} occupied {stride:g} m cells: {n_candidates:.3g} blocks "
                          f"to look at, more than the {MAX_CANDIDATE_BLOCKS} block partitioning "
                          f"handles (crop the cloud or use a larger stride)")
-    if n_candidates == nbx * nby:  # small grid: all blocks, as grid_starts lays them
+    if frame is None and n_candidates == nbx * nby:  # small grid: all blocks (grid_starts)
         ids = np.arange(nbx * nby, dtype=np.int64)
     else:  # blocks over occupied cells, ascending ids i * nby + j: the full grid's order
         bx, okx = _blocks_scanning(cells // ncy, reach, nbx, ncx, block, stride)
