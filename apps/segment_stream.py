@@ -51,7 +51,10 @@ def run_stream(args) -> int:
     for name, c in zip(names, res.counts):
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")
-    if res.confusion is not None and res.confusion.sum():
+    if truth and res.label_max >= len(names):
+        print(f"note: the labels go up to {res.label_max}, beyond this model's classes "
+              f"0–{len(names) - 1}: another label set, no metrics")
+    elif res.confusion is not None and res.confusion.sum():
         cm = ConfusionMatrix(len(names))
         cm.matrix += res.confusion
         print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")

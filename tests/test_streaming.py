@@ -203,7 +203,8 @@ def _nothing_written(folder, before):
     return sorted(p.name for p in folder.iterdir()) == before
 
 
-@pytest.mark.parametrize("case", ["nan", "truncated", "ascii", "pcd", "not_ours", "changed"])
+@pytest.mark.parametrize("case", ["nan", "truncated", "ascii", "pcd", "empty", "not_ours",
+                                  "changed"])
 def test_bad_input_exits_2_and_writes_nothing(cli_case, tmp_path, capsys, case):
     src = tmp_path / "in.ply"
     cloud = scene(n=3000, seed=8, far=False)
@@ -221,6 +222,9 @@ def test_bad_input_exits_2_and_writes_nothing(cli_case, tmp_path, capsys, case):
         src = tmp_path / "in.pcd"
         src.write_text("# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\n"
                        "COUNT 1 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA ascii\n0 0 0\n")
+    elif case == "empty":
+        src.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\n"
+                        b"property float x\nproperty float y\nproperty float z\nend_header\n")
     elif case == "not_ours":
         write_ply(src, cloud)
         work_folder(out).mkdir()

@@ -54,6 +54,7 @@ class StreamResult:
     far: int = 0  # undrawn points filled from a drawn point beyond `reach` (stream_tile.py)
     resumed_at: int = 0
     confusion: np.ndarray | None = None  # (C, C) truth × pred, when `truth` was asked for
+    label_max: int = -1  # the largest label in the file (another label set when ≥ C)
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,7 +96,11 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
     if scan.n_bad:
         raise InputError(f"{reader.where}: {scan.n_bad} points have NaN/Inf coordinates; "
                          "streaming cannot drop them (clean the file first)")
-    first = next(reader.chunks(min(chunk, 1 << 16)))
+    if scan.n == 0:
+        raise InputError(f"{reader.where}: no points")
+    chunks = reader.chunks(min(chunk, 1 << 16))
+    first = next(chunks)
+    chunks.close()
     need = int(getattr(predictor, "min_points", 1))
     if len(np.unique(first.xyz, axis=0)) < need:
         raise InputError(f"{reader.where}: fewer than {need} distinct points among the first "
@@ -227,6 +232,8 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                     xyz = points.astype(np.float64) + offset if offset.any() else points
                     writer.write(xyz, colorize(pred), labels, pred=pred)
                     result.counts += np.bincount(pred, minlength=n_classes)
+                    if labels is not None and len(labels):
+                        result.label_max = max(result.label_max, int(labels.max()))
                     if truth and labels is not None:
                         ok = (labels >= 0) & (labels < n_classes)
                         np.add.at(result.confusion, (labels[ok], pred[ok]), 1)
