@@ -41,7 +41,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="block sampling seed")
     p.add_argument("--stream", action="store_true",
                    help="label a cloud larger than memory tile by tile (ply/npy/las/laz in; "
-                        "binary PLY with pred out; no preflight, --png or extra fields)")
+                        "binary PLY with pred out; no preflight, --png or extra fields); "
+                        "chosen by itself when the cloud would not fit in free memory")
     p.add_argument("--resume", action="store_true",
                    help="with --stream: continue a killed streaming run of the same --out")
     p.add_argument("--tile-points", type=int, default=500_000, metavar="N",
@@ -62,8 +63,11 @@ def run(args) -> int:
     from pointgcn.io.columns import labels_field
     from pointgcn.viz.palettes import class_colors
 
-    if args.stream or args.resume:  # out-of-core: apps/segment_stream.py
-        from apps.segment_stream import run_stream
+    from apps.segment_stream import run_stream, too_big  # out-of-core: apps/segment_stream.py
+    if args.stream or args.resume:
+        return run_stream(args)
+    if too_big(args.input):
+        print("note: too large for this machine's free memory: streaming (as --stream)")
         return run_stream(args)
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")

@@ -1,6 +1,8 @@
 """`segment --stream`: label a cloud larger than memory tile by tile (pointgcn.engine.streaming).
 
-Kept apart from apps/segment.py, which calls `run_stream` for --stream / --resume. The cloud
+Kept apart from apps/segment.py, which calls `run_stream` for --stream / --resume, and on its
+own (with a note) when `too_big`: a streamable file whose in-memory run would need more than
+the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The cloud
 is taken as it is (no preflight: z up, metres); the output is a binary PLY with x y z, class
 colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
 without other fields. Progress bars (with ETA) go to stderr.
@@ -8,6 +10,35 @@ without other fields. Progress bars (with ETA) go to stderr.
 from __future__ import annotations
 
 import os
+
+BYTES_PER_POINT = 300  # in-memory segment: cloud, plan, votes, output copy (upper bound)
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def too_big(path) -> bool:
+    """Whether `path` is a streamable cloud too large to segment in memory here."""
+    from pointgcn.errors import InputError
+    from pointgcn.io.chunks import ChunkReader
+
+    free = available_memory()
+    if free is None:
+        return False
+    try:
+        n = ChunkReader(path).n
+    except InputError:  # not streamable: the in-memory path reads it (or says why not)
+        return False
+    return n * BYTES_PER_POINT > free
 
 
 def run_stream(args) -> int:

@@ -244,3 +244,17 @@ def test_bad_input_exits_2_and_writes_nothing(cli_case, tmp_path, capsys, case):
     assert _nothing_written(tmp_path, before) and not out.exists()
     if case == "not_ours":
         assert (work_folder(out) / "mine.txt").read_text() == "keep"
+
+
+def test_a_cloud_too_big_for_free_memory_streams_by_itself(cli_case, tmp_path, capsys,
+                                                          monkeypatch):
+    import apps.segment_stream as stream_app
+
+    monkeypatch.setattr(stream_app, "available_memory", lambda: 1000)
+    assert main(_cli(cli_case, tmp_path / "auto.ply", "--tile-points", "1000")) == 0
+    out = capsys.readouterr().out
+    assert "streaming (as --stream)" in out and "tiles)" in out
+    monkeypatch.setattr(stream_app, "available_memory", lambda: 10**12)
+    assert main(_cli(cli_case, tmp_path / "mem.ply")) == 0
+    assert "tiles)" not in capsys.readouterr().out
+    assert (tmp_path / "auto.ply").read_bytes() == (tmp_path / "mem.ply").read_bytes()
