@@ -2,8 +2,10 @@
 
 Kept apart from apps/segment.py, which calls `run_stream` for --stream / --resume, and on its
 own (with a note) when `too_big`: a streamable file whose in-memory run would need more than
-the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The cloud
-is taken as it is (no preflight: z up, metres); the output is a binary PLY with x y z, class
+the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The
+preflight (up axis, units, colours) runs on an even subsample; streaming labels the cloud as
+it is, so a cloud the preflight would turn or scale is refused (convert it, or --no-harmonise);
+the output is a binary PLY with x y z, class
 colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
 without other fields. Progress bars (with ETA) go to stderr.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-BYTES_PER_POINT = 300  # in-memory segment: cloud, plan, votes, output copy (upper bound)
+BYTES_PER_POINT = 300  # in-memory segment: ≈ 225 measured at 10 M points, plus a margin
 
 
 def available_memory() -> int | None:
@@ -66,8 +68,7 @@ def run_stream(args) -> int:
         raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
     names = predictor.class_names
     palette = "s3dis" if len(names) == 13 else "generic"
-    if not args.no_harmonise:
-        print("note: streaming takes the cloud as it is (no preflight: z up, metres)")
+    _preflight(args, reader, cfg)
     source = str(args.onnx or args.weights or "default")
     key = {"model": source, "input": os.path.realpath(args.input),
            "input_stat": _stat(args.input), "model_stat": _stat(source)}
@@ -93,6 +94,30 @@ def run_stream(args) -> int:
         print("note: the file's labels are ASPRS class codes, not this model's classes: "
               "no metrics")
     return 0
+
+
+def _preflight(args, reader, cfg, sample: int = 200_000) -> None:
+    """segment's preflight on every k-th point (≤ `sample`); refuse what it would change."""
+    import numpy as np
+
+    from apps.source_args import preflight
+    from pointgcn.errors import InputError
+    from pointgcn.io.cloud import PointCloud
+    from pointgcn.models.conventions import conventions_of
+
+    step = max(1, -(-reader.n // sample))
+    parts = [c.xyz[(-c.start) % step::step] for c in reader.chunks(1 << 20)]
+    xyz = np.concatenate(parts) if parts else np.zeros((0, 3))
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    if len(xyz) < 2:
+        return  # empty, or NaN everywhere: stream_segment says so
+    xyz = xyz - xyz.min(axis=0)  # harmonising looks at shapes, not positions
+    colors = np.full((len(xyz), 3), 0.5, np.float32) if reader.has_colors else None
+    cloud = PointCloud(xyz.astype(np.float32), colors, source=reader.where)
+    pf = preflight(args, cloud, cfg)
+    if pf.scale != 1.0 or pf.up_axis != conventions_of(cfg).up_axis:
+        raise InputError("--stream labels the cloud as it is, and the preflight would turn or "
+                         "scale it; convert the file (z up, metres), or pass --no-harmonise")
 
 
 def _stat(path: str) -> list[int] | None:

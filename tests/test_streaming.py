@@ -258,3 +258,17 @@ def test_a_cloud_too_big_for_free_memory_streams_by_itself(cli_case, tmp_path, c
     assert main(_cli(cli_case, tmp_path / "mem.ply")) == 0
     assert "tiles)" not in capsys.readouterr().out
     assert (tmp_path / "auto.ply").read_bytes() == (tmp_path / "mem.ply").read_bytes()
+
+
+def test_stream_preflight_passes_metres_and_refuses_millimetres(cli_case, tmp_path, capsys):
+    argv = ["segment", str(cli_case / "in.ply"), "--weights", str(cli_case / "seg.pt"),
+            "--out", str(tmp_path / "m.ply"), "--stream", "--tile-points", "1000"]
+    assert main(argv) == 0
+    assert "preflight" in capsys.readouterr().out
+    mm = read_points(cli_case / "in.ply")
+    mm.points = mm.points * 1000.0
+    write_ply(tmp_path / "mm.ply", mm)
+    argv[1], argv[5] = str(tmp_path / "mm.ply"), str(tmp_path / "mm_out.ply")
+    assert main(argv) == 2
+    assert "--no-harmonise" in capsys.readouterr().err
+    assert not (tmp_path / "mm_out.ply").exists()
