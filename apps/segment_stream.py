@@ -60,6 +60,8 @@ def run_stream(args) -> int:
             raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if not str(args.out).lower().endswith(".ply"):
+        raise InputError(f"--out {args.out}: streaming writes binary PLY; give a .ply path")
     if args.tile_points < 1000:
         raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
     reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
