@@ -60,6 +60,15 @@ def add_arguments(p):
                    help="blocks per forward pass (on a GPU: one copy each way per batch)")
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=seed_int, default=0, help="block sampling seed")
+    p.add_argument("--stream", action="store_true",
+                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in, "
+                        "binary PLY with pred out; preflight on a subsample; no --png, no "
+                        "extra input fields); chosen by itself when the cloud would not fit "
+                        "in free memory")
+    p.add_argument("--resume", action="store_true",
+                   help="with --stream: continue a killed streaming run of the same --out")
+    p.add_argument("--tile-points", type=int, default=500_000, metavar="N",
+                   help="with --stream: points per tile (memory grows with it)")
 
 
 def run(args) -> int:
@@ -77,6 +86,12 @@ def run(args) -> int:
     from pointgcn.io.columns import labels_field
     from pointgcn.viz.palettes import class_colors
 
+    from apps.segment_stream import run_stream, too_big  # out-of-core: apps/segment_stream.py
+    if args.stream or args.resume:
+        return run_stream(args)
+    if too_big(args.input):
+        print("note: too large for this machine's free memory: streaming (as --stream)")
+        return run_stream(args)
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:

@@ -153,8 +153,8 @@ def test_two_million_points_in_bounded_memory():
 
 def brute_plan(points, block, stride, min_points, cover=True):
     """Reference plan: every block of the bounding-box grid, members by direct comparison, then
-    the min_points rule (small blocks dropped only when all their points lie in kept blocks;
-    without `cover`, always — PointNet's training rule)."""
+    the min_points rule (small blocks dropped only when all their points lie in blocks of at
+    least min_points; without `cover`, always — PointNet's training rule)."""
     s = points[:, :2].astype(np.float64) - points[:, :2].min(axis=0).astype(np.float64)
     starts, members = [], []
     for x0 in grid_starts(s[:, 0].max(), block, stride):
@@ -168,9 +168,8 @@ def brute_plan(points, block, stride, min_points, cover=True):
     covered = np.zeros(len(points), bool)
     for k in np.flatnonzero(keep):
         covered[members[k]] = True
-    for k, m in enumerate(members):
-        if cover and not keep[k] and not covered[m].all():
-            keep[k], covered[m] = True, True
+    small = [cover and not keep[k] and not covered[m].all() for k, m in enumerate(members)]
+    keep = [a or b for a, b in zip(keep, small)]
     return ([starts[k] for k in np.flatnonzero(keep)],
             [members[k] for k in np.flatnonzero(keep)])
 

@@ -6,12 +6,18 @@ bucketed once by stride cell (an int64 permutation, the sorted float64 x, y and 
 of the occupied cells), so a block's candidates are a few contiguous slices; only blocks over
 occupied cells are looked at, so a far outlier costs its own few blocks, not the empty grid in
 between. Blocks with fewer than `min_points` points are dropped — always for training
-(`room_to_blocks`, PointNet's h5 blocks), only when all their points lie in a kept block for
-inference (`cover_every_point`).
+(`room_to_blocks`, PointNet's h5 blocks), for inference (`cover_every_point`) only when each of
+their points lies in a block of at least `min_points` points. That rule looks only at blocks
+within one block's reach, never at the order blocks are visited in, so a spatial tile of the
+cloud with a halo of two blocks decides its own blocks exactly as the whole cloud does
+(engine/streaming.py relies on it); `frame=` gives such a tile the whole cloud's min corner
+and extent.
 
 Inference (run by engine/inference.py): `iter_blocks` builds at most `batch` blocks at a time.
 Each block sample carries the same 9 channels as training (block_channels + position norm) and
-the indices of its points; `VoteAccumulator` sums the logits of every sample into an (N, C)
+the indices of its points; a block's random draws come from its own generator, keyed by the
+seed and its grid position (`BlockPlan.grid`), so they do not depend on which other blocks are
+visited; `VoteAccumulator` sums the logits of every sample into an (N, C)
 float32 array and returns the mean per point. A point no sample drew (big blocks hold more than n_points) takes the mean
 logits of its nearest voted point; `cover_all=True` instead splits big blocks into several
 samples so every point is drawn.
@@ -28,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, InputError
 from ..io.cloud import PointCloud
+from ..seeds import item_rng
 from ..tasks import DEFAULT_POINTS
 from .blocks import apply_position_norm, block_channels, check_position_norm, sample_block
 
@@ -65,6 +72,11 @@ class BlockPlan:
         if not cover_all:
             return np.ones(len(self), dtype=np.int64)
         return np.maximum(1, -(-self.counts // self.n_points))
+
+    @property
+    def grid(self) -> np.ndarray:
+        """(K, 2) int64 grid indices (i, j) of the blocks: start = index × stride."""
+        return np.rint(self.starts / self.stride).astype(np.int64)
 
     def select(self, blocks: np.ndarray) -> "BlockPlan":
         """The same plan with only the blocks `blocks` (indices, in that order)."""
@@ -127,9 +139,12 @@ def _check_extent(lo: np.ndarray, hi: np.ndarray, stride: float) -> None:
 
 def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
                 n_points: int = DEFAULT_POINTS["segmentation"], min_points: int = 100,
-                cover_every_point: bool = True) -> BlockPlan:
+                cover_every_point: bool = True,
+                frame: tuple[np.ndarray, np.ndarray] | None = None) -> BlockPlan:
     """Cover the cloud `points` (N, ≥3) with blocks; see the module docstring. Without
-    `cover_every_point`, every block under `min_points` is dropped (PointNet's training rule)."""
+    `cover_every_point`, every block under `min_points` is dropped (PointNet's training rule).
+    `frame` = (min corner, extent) of the whole cloud when `points` are a part of it: the grid,
+    cells and location channels are then the whole cloud's."""
     if not (block > 0 and 0 < stride <= block):
         raise ConfigError(f"need 0 < stride ≤ block, got block={block}, stride={stride}")
     if n_points < 1:
@@ -137,9 +152,16 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
     xyz = np.asarray(points)[:, :3]
     if len(xyz) == 0:
         raise InputError("cannot block an empty cloud")
-    mins, maxs = xyz.min(axis=0).astype(np.float64), xyz.max(axis=0).astype(np.float64)
-    _check_extent(mins, maxs, stride)
-    room_max = maxs - mins
+    if frame is None:
+        mins, maxs = xyz.min(axis=0).astype(np.float64), xyz.max(axis=0).astype(np.float64)
+        _check_extent(mins, maxs, stride)
+        room_max = maxs - mins
+    else:
+        mins, room_max = (np.asarray(a, np.float64).reshape(3) for a in frame)
+        _check_extent(mins, mins + room_max, stride)
+        lo, hi = xyz.min(axis=0) - mins, xyz.max(axis=0) - mins
+        if (lo < 0).any() or (hi > room_max).any():
+            raise ConfigError("frame: the points lie outside the given min corner and extent")
     ncx = int(math.floor(room_max[0] / stride)) + 1
     ncy = int(math.floor(room_max[1] / stride)) + 1
     xy = xyz[:, :2].astype(np.float64) - mins[:2]
@@ -160,7 +182,7 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
                          f"{len(cells)} occupied {stride:g} m cells: {n_candidates:.3g} blocks "
                          f"to look at, more than the {MAX_CANDIDATE_BLOCKS} block partitioning "
                          f"handles (crop the cloud or use a larger stride)")
-    if n_candidates == nbx * nby:  # small grid: all blocks, as grid_starts lays them
+    if frame is None and n_candidates == nbx * nby:  # small grid: all blocks (grid_starts)
         ids = np.arange(nbx * nby, dtype=np.int64)
     else:  # blocks over occupied cells, ascending ids i * nby + j: the full grid's order
         bx, okx = _blocks_scanning(cells // ncy, reach, nbx, ncx, block, stride)
@@ -176,10 +198,7 @@ def plan_blocks(points: np.ndarray, block: float = 1.0, stride: float = 0.5,
         for k in np.flatnonzero(keep):
             covered[plan.members(k)] = True
         for k in np.flatnonzero(~keep & (counts > 0)):
-            idx = plan.members(k)
-            if not covered[idx].all():
-                keep[k] = True
-                covered[idx] = True
+            keep[k] = not covered[plan.members(k)].all()  # by big blocks only: order-free
     plan.starts, plan.counts = starts[keep], counts[keep]
     return plan
 
@@ -228,11 +247,11 @@ def iter_blocks(cloud: PointCloud | np.ndarray, plan: BlockPlan, batch: int = 8,
         raise InputError(f"the plan is for {plan.n_cloud_points} points, the cloud has "
                          f"{len(points)}")
     colors = cloud.colors
-    rng = np.random.default_rng(seed)
     n = plan.n_points
     feats, index = [], []
-    for k in range(len(plan)):
+    for k, (i, j) in enumerate(plan.grid.tolist()):
         members = plan.members(k)
+        rng = item_rng(seed, "block", i, j)
         for chosen in _samples(members, n, rng, cover_all):
             xyz = points[chosen].astype(np.float64) - plan.mins
             rgb = (colors[chosen] if colors is not None

@@ -1,0 +1,133 @@
+"""`segment --stream`: label a cloud larger than memory tile by tile (pointgcn.engine.streaming).
+
+Kept apart from apps/segment.py, which calls `run_stream` for --stream / --resume, and on its
+own (with a note) when `too_big`: a streamable file whose in-memory run would need more than
+the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The
+preflight (up axis, units, colours) runs on an even subsample; streaming labels the cloud as
+it is, so a cloud the preflight would turn or scale is refused (convert it, or --no-harmonise);
+the output is a binary PLY with x y z, class
+colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
+without other fields. Progress bars (with ETA) go to stderr.
+"""
+from __future__ import annotations
+
+import os
+
+BYTES_PER_POINT = 300  # in-memory segment: ≈ 225 measured at 10 M points, plus a margin
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def too_big(path) -> bool:
+    """Whether `path` is a streamable cloud too large to segment in memory here."""
+    from pointgcn.errors import InputError
+    from pointgcn.io.chunks import ChunkReader
+
+    free = available_memory()
+    if free is None:
+        return False
+    try:
+        n = ChunkReader(path).n
+    except InputError:  # not streamable: the in-memory path reads it (or says why not)
+        return False
+    return n * BYTES_PER_POINT > free
+
+
+def run_stream(args) -> int:
+    import numpy as np
+
+    from apps.source_args import predictor_from_args
+    from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.metrics import ConfusionMatrix
+    from pointgcn.engine.streaming import stream_segment
+    from pointgcn.errors import InputError
+    from pointgcn.io.chunks import ChunkReader
+    from pointgcn.viz.palettes import class_colors
+
+    for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
+                        ("--labels", args.labels), ("--colors input", args.colors == "input"),
+                        ("--min-confidence", args.min_confidence is not None),
+                        ("--las-field", args.las_field)):
+        if given:
+            raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
+    if args.batch < 1:
+        raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if not str(args.out).lower().endswith(".ply"):
+        raise InputError(f"--out {args.out}: streaming writes binary PLY; give a .ply path")
+    if args.tile_points < 1000:
+        raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
+    reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
+    predictor, cfg = predictor_from_args(args, "segmentation")
+    if predictor.task != "segmentation":
+        raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
+    names = predictor.class_names
+    palette = "s3dis" if len(names) == 13 else "generic"
+    _preflight(args, reader, cfg)
+    source = str(args.onnx or args.weights or "default")
+    key = {"model": source, "input": os.path.realpath(args.input),
+           "input_stat": _stat(args.input), "model_stat": _stat(source)}
+    truth = reader.has_labels and reader.label_scheme is None
+    res = stream_segment(reader, args.out, predictor, SampleSettings.from_config(cfg), key,
+                         batch=args.batch, seed=args.seed, resume=args.resume,
+                         colorize=lambda pred: class_colors(pred, palette, len(names)),
+                         truth=truth, tile_points=args.tile_points)
+    if res.resumed_at:
+        print(f"resumed at tile {res.resumed_at} of {res.tiles}")
+    print(f"{res.n} points → {args.out} ({res.tiles} tiles)")
+    for name, c in zip(names, res.counts):
+        if c:
+            print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")
+    if truth and res.label_max >= len(names):
+        print(f"note: the labels go up to {res.label_max}, beyond this model's classes "
+              f"0–{len(names) - 1}: another label set, no metrics")
+    elif res.confusion is not None and res.confusion.sum():
+        cm = ConfusionMatrix(len(names))
+        cm.matrix += res.confusion
+        print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
+    elif reader.has_labels and reader.label_scheme is not None:
+        print("note: the file's labels are ASPRS class codes, not this model's classes: "
+              "no metrics")
+    return 0
+
+
+def _preflight(args, reader, cfg, sample: int = 200_000) -> None:
+    """segment's preflight on every k-th point (≤ `sample`); refuse what it would change."""
+    import numpy as np
+
+    from apps.source_args import preflight
+    from pointgcn.errors import InputError
+    from pointgcn.io.cloud import PointCloud
+    from pointgcn.models.conventions import conventions_of
+
+    step = max(1, -(-reader.n // sample))
+    parts = [c.xyz[(-c.start) % step::step] for c in reader.chunks(1 << 20)]
+    xyz = np.concatenate(parts) if parts else np.zeros((0, 3))
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    if len(xyz) < 2:
+        return  # empty, or NaN everywhere: stream_segment says so
+    xyz = xyz - xyz.min(axis=0)  # harmonising looks at shapes, not positions
+    colors = np.full((len(xyz), 3), 0.5, np.float32) if reader.has_colors else None
+    cloud = PointCloud(xyz.astype(np.float32), colors, source=reader.where)
+    pf = preflight(args, cloud, cfg)
+    if pf.scale != 1.0 or pf.up_axis != conventions_of(cfg).up_axis:
+        raise InputError("--stream labels the cloud as it is, and the preflight would turn or "
+                         "scale it; convert the file (z up, metres), or pass --no-harmonise")
+
+
+def _stat(path: str) -> list[int] | None:
+    """Size and modification time of a file, so a resumed run refuses a changed one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]

@@ -1,0 +1,245 @@
+"""Segment a scene larger than memory, tile by tile, with the in-memory path's result.
+
+Four passes over the file (io/chunks.py reads it a chunk at a time):
+1. scan: bounds, colour range, finiteness — the whole-file rules, the block frame, the tiles;
+2. bin: every point is appended to the file of each tile that loads it (its core tile, and
+   neighbours whose halo reaches it; data/tiles.py), in input order;
+3. segment: per tile, `stream_tile.segment_tile` runs the in-memory blocks and votes on the
+   tile's points and labels its core points; their labels go to the tile's result file, then
+   `progress.json` records the tile as done (both written by rename);
+4. write: the input is read again in order and each point takes the next label of its core
+   tile's result file (a tile's core points were binned in input order), into the output
+   through `atomic_path`.
+The work lives in a folder beside the output (`work_folder`), removed on success. A run killed
+in pass 3 continues with `resume=True` from the first unfinished tile: every tile is labelled
+once into its own file, and pass 4 checks that each tile's labels are used up exactly, so no
+point is labelled twice or lost. Peak memory is a chunk or a tile (≈ `tile_points` core points
+plus halo), never the cloud; time is linear in the points (each pass touches each point a
+fixed number of times, the halo adds a constant factor).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.build import SampleSettings
+from ..data.tiles import TileGrid, halo_for
+from ..errors import InputError, Setting
+from ..io.atomic import atomic_path
+from ..io.chunks import ChunkReader, Scan
+from ..io.ply_stream import PlyRowWriter
+from .predictor import Predictor
+from .stream_tile import segment_tile, tile_record
+
+log = logging.getLogger(__name__)
+FORMAT = "pointgcn-stream 1"
+CHUNK = 1 << 20
+TILE_POINTS = 500_000
+
+
+@dataclass
+class StreamResult:
+    n: int
+    tiles: int
+    counts: np.ndarray  # points per predicted class
+    far: int = 0  # undrawn points filled from a drawn point beyond `reach` (stream_tile.py)
+    resumed_at: int = 0
+    confusion: np.ndarray | None = None  # (C, C) truth × pred, when `truth` was asked for
+    label_max: int = -1  # the largest label in the file (another label set when ≥ C)
+    notes: list[str] = field(default_factory=list)
+
+
+def work_folder(out: str | Path) -> Path:
+    out = Path(out)
+    return out.parent / f".{out.name}.pointgcn-stream"
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _tile_size(scan_n: int, extent: np.ndarray, halo: float, stride: float,
+               tile_points: int) -> float:
+    """A square side holding ≈ tile_points points at the cloud's mean xy density, a whole
+    number of strides, never under the halo."""
+    area = max(float(extent[0]) * float(extent[1]), 1e-12)
+    side = math.sqrt(area * tile_points / max(scan_n, 1))
+    return max(math.ceil(max(side, halo) / stride), 1) * stride
+
+
+def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
+                   settings: SampleSettings, key: dict, *, batch: int = 8, seed: int = 0,
+                   resume: bool = False, colorize: Callable[[np.ndarray], np.ndarray],
+                   truth: bool = False, chunk: int = CHUNK, tile_points: int = TILE_POINTS,
+                   reach: float | None = None, progress: bool = True) -> StreamResult:
+    """Write `out` (binary PLY: x y z, class colours from `colorize(labels)`, the input's labels,
+    `pred`); see the module doc. `key` identifies the model for `resume`."""
+    if predictor.in_channels != 9:
+        raise InputError(f"this model takes {predictor.in_channels} channels; room "
+                         "segmentation needs a 9-channel (xyz, rgb, location) model")
+    out = Path(out)
+    work = work_folder(out)
+    reach = settings.stride / 2 if reach is None else float(reach)
+    bar = dict(disable=not progress, unit="pt", unit_scale=True, dynamic_ncols=True)
+    scan = reader.scan(chunk)
+    if scan.n_bad:
+        raise InputError(f"{reader.where}: {scan.n_bad} points have NaN/Inf coordinates; "
+                         "streaming cannot drop them (clean the file first)")
+    if scan.n == 0:
+        raise InputError(f"{reader.where}: no points")
+    chunks = reader.chunks(min(chunk, 1 << 16))
+    first = next(chunks)
+    chunks.close()
+    need = int(getattr(predictor, "min_points", 1))
+    if len(np.unique(first.xyz, axis=0)) < need:
+        raise InputError(f"{reader.where}: fewer than {need} distinct points among the first "
+                         f"{len(first.xyz)}; this model's kNN graphs gather {need} neighbours")
+    offset = scan.offset
+    mins = np.array([np.float32(v) for v in scan.lo - offset], np.float64)
+    extent = np.array([np.float32(v) for v in scan.hi - offset], np.float64) - mins
+    halo = halo_for(settings.block, settings.stride, reach)
+    grid = TileGrid((float(extent[0]), float(extent[1])),
+                    _tile_size(scan.n, extent, halo, settings.stride, tile_points), halo)
+    manifest = {"format": FORMAT, "key": key, "n": scan.n, "seed": seed, "reach": reach,
+                "settings": [settings.n_points, settings.block, settings.stride,
+                             settings.position_norm], "tile": grid.size,
+                "mins": mins.tolist(), "extent": extent.tolist()}
+    progress_path = work / "progress.json"
+    state = {"binned": False, "done": 0}
+    if (work / "manifest.json").exists():
+        try:
+            old = json.loads((work / "manifest.json").read_text())
+            state = json.loads(progress_path.read_text()) if progress_path.exists() else state
+        except (OSError, ValueError):
+            old = None
+        if not resume:
+            raise InputError("{work}: an unfinished streaming run of this output; continue it "
+                             "with {resume} or remove the folder", work=str(work),
+                             resume=Setting("resume", "resume=True"))
+        if old != manifest:
+            raise InputError(f"{work}: the unfinished run had another input, model or settings; "
+                             "remove the folder to start over")
+    elif work.exists():
+        raise InputError(f"{work}: exists and is not a streaming run's work folder; move it")
+    else:
+        if resume:
+            log.warning("nothing to resume for this output: starting from the beginning")
+        work.mkdir(parents=True)
+        _atomic_json(work / "manifest.json", manifest)
+    frame = (mins, extent)
+    try:
+        if not state["binned"]:
+            state = {"binned": True, "done": 0,
+                     "core": _bin(reader, scan, grid, mins, work, chunk, bar)}
+            _atomic_json(progress_path, state)
+        result = StreamResult(scan.n, len(grid), np.zeros(predictor.n_classes, np.int64),
+                              resumed_at=state["done"])
+        core = state["core"]
+        with tqdm(total=scan.n, initial=sum(core[:state["done"]]), desc="segment", **bar) as b:
+            for t in range(state["done"], len(grid)):
+                labels, far = np.zeros(0, np.int32), 0
+                if core[t]:
+                    rows = np.fromfile(work / f"t{t}.bin", tile_record(reader.has_colors))
+                    labels, far = segment_tile(t, rows, grid, frame, predictor, settings,
+                                               reach, batch, seed)
+                    del rows
+                    assert len(labels) == core[t]
+                _atomic_save(work / f"t{t}.pred", labels)
+                (work / f"t{t}.bin").unlink(missing_ok=True)
+                state["done"], state["far"] = t + 1, state.get("far", 0) + far
+                _atomic_json(progress_path, state)
+                b.update(core[t])
+        result.far = state.get("far", 0)
+        _write(reader, scan, grid, mins, work, out, core, colorize, truth, chunk, bar, result)
+    except InputError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    if result.far:
+        log.warning(f"{result.far} undrawn points took the labels of a drawn point over "
+                    f"{reach:g} m away within their tile; one outside it may be nearer")
+    return result
+
+
+def _atomic_save(path: Path, values: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    values.tofile(tmp)
+    os.replace(tmp, path)
+
+
+def _bin(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work: Path,
+         chunk: int, bar: dict) -> list[int]:
+    """Pass 2: append each point to the files of the tiles loading it; core points per tile."""
+    for stale in work.glob("t*.*"):
+        stale.unlink()
+    record = tile_record(reader.has_colors)
+    core = np.zeros(len(grid), np.int64)
+    with tqdm(total=scan.n, desc="tiles", **bar) as b:
+        for c in reader.chunks(chunk):
+            points, colors, _ = reader.converted(c, scan)
+            xy = points[:, :2].astype(np.float64) - mins[:2]
+            core += np.bincount(grid.core(xy), minlength=len(grid))
+            for t, idx in grid.loading(xy):
+                rows = np.empty(len(idx), record)
+                rows["i"], rows["p"] = idx + c.start, points[idx]
+                if colors is not None:
+                    rows["c"] = colors[idx]
+                with open(work / f"t{t}.bin", "ab") as f:
+                    rows.tofile(f)
+            b.update(len(points))
+    return core.tolist()
+
+
+def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work: Path,
+           out: Path, core: list[int], colorize, truth: bool, chunk: int, bar: dict,
+           result: StreamResult) -> None:
+    """Pass 4: the output, in input order, each point's label from its core tile's file."""
+    offset = scan.offset
+    label = ("classification" if reader.label_scheme == "asprs" else "label"
+             ) if reader.has_labels else None
+    used = np.zeros(len(grid), np.int64)
+    n_classes = len(result.counts)
+    if truth:
+        result.confusion = np.zeros((n_classes, n_classes), np.int64)
+    with atomic_path(out) as tmp:
+        writer = PlyRowWriter(tmp, scan.n, bool(offset.any()), True, label, ("pred",))
+        try:
+            with tqdm(total=scan.n, desc="write", **bar) as b:
+                for c in reader.chunks(chunk):
+                    points, _, labels = reader.converted(c, scan)
+                    tiles = grid.core(points[:, :2].astype(np.float64) - mins[:2])
+                    pred = np.empty(len(points), np.int32)
+                    for t in np.unique(tiles):
+                        mine = tiles == t
+                        k = int(mine.sum())
+                        got = np.fromfile(work / f"t{t}.pred", np.int32, k,
+                                          offset=4 * int(used[t]))
+                        if len(got) != k:
+                            raise RuntimeError(f"tile {t}: {len(got)} labels for {k} points")
+                        pred[mine] = got
+                        used[t] += k
+                    xyz = points.astype(np.float64) + offset if offset.any() else points
+                    writer.write(xyz, colorize(pred), labels, pred=pred)
+                    result.counts += np.bincount(pred, minlength=n_classes)
+                    if labels is not None and len(labels):
+                        result.label_max = max(result.label_max, int(labels.max()))
+                    if truth and labels is not None:
+                        ok = (labels >= 0) & (labels < n_classes)
+                        np.add.at(result.confusion, (labels[ok], pred[ok]), 1)
+                    b.update(len(points))
+        finally:
+            writer.file.close()
+        writer.close()
+        if used.tolist() != list(core):
+            raise RuntimeError(f"labels used {used.tolist()} != core points {core}")
