@@ -19,8 +19,27 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from ..errors import FormatError
+
 LOG_T_BOUNDS = (np.log(0.02), np.log(50.0))  # T from 0.02 to 50: beyond is a broken model
 DEFAULT_BINS = 15
+
+
+def temperature_of(meta: dict | None) -> float:
+    """The temperature a checkpoint's (or ONNX file's) meta records; 1.0 when it records none
+    (models trained before calibration, official weights). A recorded value that is not a
+    finite positive number is refused: dividing by it would corrupt every probability."""
+    value = (meta or {}).get("temperature")
+    if value is None:
+        return 1.0
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not (np.isfinite(t) and t > 0):
+        raise FormatError(f"the model records temperature {value!r}; it must be a finite "
+                          "number > 0")
+    return t
 
 
 def flatten_logits(logits: np.ndarray, labels: np.ndarray,
