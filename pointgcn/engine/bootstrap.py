@@ -104,3 +104,23 @@ def bootstrap_mean(values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
     counts = resample_counts(len(v), resamples, seed)
     low, high = _interval(counts @ v / len(v), level)
     return {"value": float(v.mean()), "low": low, "high": high}
+
+
+def seed_summary(finals: dict[int, dict]) -> dict:
+    """Mean ± sample standard deviation (ddof 1; None with one seed) over training runs of
+    one recipe, per final validation metric and for the best key metric. `finals`: seed →
+    the trainer's final record (metrics.json)."""
+    seeds = sorted(finals)
+    last = [finals[s]["last"] or {} for s in seeds]
+    names = [k for k, v in last[0].items() if k not in ("epoch", "step", "split")
+             and isinstance(v, (int, float)) and all(k in row for row in last)]
+
+    def stats(values):
+        v = np.asarray(values, np.float64)
+        return {"values": [float(x) for x in v], "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else None}
+
+    key = finals[seeds[0]]["key_metric"]
+    return {"seeds": seeds, "std_ddof": 1,
+            "final_validation": {k: stats([row[k] for row in last]) for k in names},
+            "best_" + key: stats([finals[s]["best"][key] for s in seeds])}

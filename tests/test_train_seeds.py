@@ -1,0 +1,68 @@
+"""`train --seeds`: one run per seed, a summary whose mean/std are numpy's on the per-seed
+values; each run's checkpoints carry a temperature fitted on the validation split."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+from conftest import shapes_config
+
+from apps.cli import main
+from pointgcn.data.build import build_datasets
+from pointgcn.engine.calibration import calibration_report, fit_temperature
+from pointgcn.engine.calibration_hook import validation_logits
+from pointgcn.engine.trainer import Trainer
+from pointgcn.models import read_checkpoint
+
+
+def test_train_seeds_summary_and_calibrated_checkpoints(synth_root, tmp_path, capsys):
+    cfg = shapes_config(synth_root, epochs=1, batch_size=8)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "recipe"
+    assert main(["train", str(path), "--seeds", "0,1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "over 2 seeds" in printed
+    summary = json.loads((out / "seeds.json").read_text())
+    per_seed = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    oa = [m["last"]["oa"] for m in per_seed]
+    assert summary["final_validation"]["oa"]["values"] == oa
+    assert summary["final_validation"]["oa"]["mean"] == pytest.approx(np.mean(oa))
+    assert summary["final_validation"]["oa"]["std"] == pytest.approx(np.std(oa, ddof=1))
+    loss = [m["last"]["loss"] for m in per_seed]
+    assert summary["final_validation"]["loss"]["mean"] == pytest.approx(np.mean(loss))
+    # each seed really is its own run (different seeds in the configs)
+    seeds = [yaml.safe_load((out / f"seed-{s}" / "config.yaml").read_text())["seed"]
+             for s in (0, 1)]
+    assert seeds == [0, 1]
+
+    # the temperature in best.pt is the NLL optimum on the validation split's logits of
+    # best.pt's own weights (recomputed independently here), never the training split's
+    ckpt = read_checkpoint(out / "seed-1" / "checkpoints" / "best.pt")
+    t = ckpt["meta"]["temperature"]
+    assert t > 0 and ckpt["meta"]["calibration"]["fitted_on"] == "validation split"
+    run_cfg = {**cfg, "seed": 1}
+    data = build_datasets(run_cfg)
+    run_cfg["model"].update(in_channels=data.in_channels, n_classes=len(data.class_names),
+                            task=data.task)
+    trainer = Trainer(run_cfg, tmp_path / "scratch", data, progress=False)
+    trainer.model.load_state_dict(ckpt["state_dict"])
+    z, y = validation_logits(trainer, trainer.model)
+    assert len(y) == len(data.val)
+    assert fit_temperature(z, y) == pytest.approx(t, rel=1e-6)
+    assert ckpt["meta"]["calibration"]["ece_after"] == pytest.approx(
+        calibration_report(z, y, t)["ece_after"])
+    assert per_seed[1]["calibration"]["temperature"] == t
+
+
+def test_seeds_refused_with_resume_or_seed(synth_root, tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(shapes_config(synth_root)))
+    assert main(["train", str(path), "--seed", "1", "--seeds", "0,1"]) == 2
+    assert "--seed or --seeds" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--seeds", "0,1"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(path), "--seeds", "0,0"])
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
