@@ -158,3 +158,23 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: floa
             "ece_before": before.ece(), "ece_after": after.ece(),
             "nll_before": nll(z, y) if len(y) else None,
             "nll_after": nll(z, y, temperature) if len(y) else None}
+
+
+class BeforeAfter:
+    """Reliability bins of a predictor's logits (already divided by `temperature`) and of the
+    network's raw ones (× temperature), accumulated over an evaluation."""
+
+    def __init__(self, temperature: float = 1.0, bins: int = DEFAULT_BINS):
+        self.temperature = float(temperature)
+        self.before, self.after = ReliabilityBins(bins), ReliabilityBins(bins)
+
+    def update(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        z, y = flatten_logits(logits, labels)
+        self.after.update_probs(softmax(z), y)
+        self.before.update_probs(softmax(z * self.temperature), y)
+
+    def record(self) -> dict:
+        return {"temperature": self.temperature, "points": int(self.after.count.sum()),
+                "bins": self.after.bins, "ece_before": self.before.ece(),
+                "ece_after": self.after.ece(), "reliability_before": self.before.table(),
+                "reliability": self.after.table()}
