@@ -65,3 +65,19 @@ def test_segmentation_layout_and_ignored_points():
     b = ReliabilityBins().update(z, y, 2.0)
     assert b.count.sum() == 140
     assert fit_temperature(np.zeros((0, 3)), np.zeros(0)) == 1.0
+
+
+def test_confidence_entropy_and_uncertain_marks():
+    from pointgcn.engine.calibration import confidence_and_entropy, mark_uncertain
+
+    p = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.25, 0.25]])
+    conf, ent = confidence_and_entropy(p)
+    np.testing.assert_allclose(conf, [1.0, 1 / 3, 0.5])
+    np.testing.assert_allclose(ent, [0.0, np.log(3), 0.5 * np.log(2) + 0.5 * np.log(4)])
+    assert str(ent[0]) == "0.0"
+    # per point along the class axis of (C, N) too
+    np.testing.assert_allclose(confidence_and_entropy(p.T, axis=0)[1], ent)
+    assert mark_uncertain(np.array([0, 1, 2]), conf, 0.4).tolist() == [0, -1, 2]
+    assert mark_uncertain(np.array([0, 1, 2]), conf, None).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError):
+        mark_uncertain(np.array([0]), conf[:1], 1.5)
