@@ -93,8 +93,9 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
              **({"default": True} if card.get("default") else {}),
              **({"real_data": True} if card.get("real_data") else {})}
     conventions = (ckpt.get("meta") or {}).get("conventions")
+    calibration = (ckpt.get("meta") or {}).get("calibration")
     with atomic_path(folder / f"{name}.md") as tmp:
-        tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions))
+        tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions, calibration))
     entries = [m for m in read_manifest(folder) if m["name"] != name] + [entry]
     if entry.get("default"):  # one default per task
         entries = [m if m is entry or m.get("task") != entry["task"]
@@ -105,8 +106,14 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
 
 
 def _card_text(name: str, entry: dict, card: dict, config: dict,
-               conventions: dict | None) -> str:
+               conventions: dict | None, calibration: dict | None = None) -> str:
     conv = conventions_of({**config, "conventions": conventions})
+    calibrated = (f"\n## Calibration\nTemperature {calibration['temperature']:.3f} (probabilities "
+                  f"are softmax(logits / T)), fitted on the {calibration['fitted_on']}: ECE "
+                  f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after, "
+                  f"over {calibration['points']:,} points, {calibration['bins']} bins, measured "
+                  f"on {calibration['measured_on']}. `pointgcn eval` reports it on the test "
+                  "split.\n" if calibration else "")
 
     provenance = ("- trained on real data (above); its metrics are on held-out shapes of that "
                   "data, not on an official test split" if card.get("real_data") else
@@ -134,7 +141,7 @@ def _card_text(name: str, entry: dict, card: dict, config: dict,
 | metric | value |
 |---|---|
 {metrics}
-
+{calibrated}
 {card.get('notes', '')}
 
 ## Config
