@@ -109,9 +109,6 @@ def run(args) -> int:
         from pointgcn.viz.reliability import reliability_png
 
         key = main_protocol(results[0])
-        if key is None:
-            raise InputError("--reliability needs a confusion-matrix protocol (S3DIS, "
-                             "ModelNet); PartNet has no calibration record yet")
         reliability_png(results[0][key]["calibration"], args.reliability,
                         title=f"{results[0]['model']}: {key.replace('_', ' ')}")
         print(f"reliability diagram → {args.reliability}")
@@ -158,7 +155,7 @@ PROTOCOLS = ("full_resolution", "per_block", "shapes")
 
 def main_protocol(result: dict) -> str | None:
     """The protocol a single figure of `result` should come from (every point first)."""
-    return next((k for k in PROTOCOLS if k in result), None)
+    return next((k for k in (*PROTOCOLS, "partnet") if k in result), None)
 
 
 def compare_items(items_a: dict, items_b: dict, resamples: int, seed: int) -> dict:
@@ -167,14 +164,19 @@ def compare_items(items_a: dict, items_b: dict, resamples: int, seed: int) -> di
     from pointgcn.errors import InputError
 
     out = {}
-    for key in PROTOCOLS:
+    for key in (*PROTOCOLS, "partnet"):
         if key in items_a and key in items_b:
-            if items_a[key].shape != items_b[key].shape:
-                raise InputError(f"the two models were not scored on the same {key} items "
-                                 f"({len(items_a[key])} vs {len(items_b[key])}); they must "
-                                 "predict the same classes on the same data")
-            out[key] = paired_difference(items_a[key], items_b[key], resamples, seed)
+            try:
+                out[key] = paired_difference(items_a[key], items_b[key], resamples, seed)
+            except ValueError:
+                raise InputError(f"the two models were not scored on the same {key} items; "
+                                 "they must predict the same classes on the same data"
+                                 ) from None
     return out
+
+
+METRIC_NAMES = {"oa": "OA", "macc": "mAcc", "miou": "mIoU", "part_miou": "part mIoU",
+                "shape_miou": "shape mIoU"}
 
 
 def format_compare(compare: dict) -> str:
@@ -183,13 +185,32 @@ def format_compare(compare: dict) -> str:
         unit = {"full_resolution": "rooms", "per_block": "blocks"}.get(key, "shapes")
         lines.append(f"A − B, {key.replace('_', ' ')} (paired bootstrap over {d['items']} "
                      f"{unit}, {d['resamples']} resamples, {100 * d['level']:.0f}% interval):")
-        for m, name in (("oa", "OA"), ("macc", "mAcc"), ("miou", "mIoU")):
+        for m, name in METRIC_NAMES.items():
+            if m not in d:
+                continue
             r = d[m]
             verdict = ("distinguishable from zero" if r["distinguishable"]
                        else "not distinguishable from zero")
-            lines.append(f"  Δ{name:5s} {r['delta']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+            lines.append(f"  Δ{name:10s} {r['delta']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
                          f"  {verdict}")
     return "\n".join(lines)
+
+
+def _trust_lines(m: dict) -> list[str]:
+    """The interval and calibration lines under a protocol's scores."""
+    lines = []
+    if "ci" in m:
+        ci = m["ci"]
+        over = ci["over"].split(" (")[0]
+        lines.append(f"  {100 * ci['level']:.0f}% bootstrap interval over {ci['items']} {over}: "
+                     + "  ".join(f"{name} [{ci[k]['low']:.4f}, {ci[k]['high']:.4f}]"
+                                 for k, name in METRIC_NAMES.items() if k in ci))
+    if "calibration" in m:
+        c = m["calibration"]
+        lines.append(f"  calibration: ECE {c['ece_before']:.4f} raw → {c['ece_after']:.4f} with "
+                     f"temperature {c['temperature']:.3f}"
+                     + (" (none recorded)" if c["temperature"] == 1.0 else ""))
+    return lines
 
 
 def format_report(out: dict) -> str:
@@ -201,18 +222,7 @@ def format_report(out: dict) -> str:
         if not m:
             continue
         lines.append(f"{title}: OA {m['oa']:.4f}  mAcc {m['macc']:.4f}  mIoU {m['miou']:.4f}")
-        if "ci" in m:
-            ci = m["ci"]
-            over = ci["over"].split(" (")[0]
-            lines.append(f"  {100 * ci['level']:.0f}% bootstrap interval over {ci['items']} "
-                         f"{over}: " + "  ".join(
-                             f"{name} [{ci[k]['low']:.4f}, {ci[k]['high']:.4f}]"
-                             for k, name in (("oa", "OA"), ("macc", "mAcc"), ("miou", "mIoU"))))
-        if "calibration" in m:
-            c = m["calibration"]
-            lines.append(f"  calibration: ECE {c['ece_before']:.4f} raw → {c['ece_after']:.4f}"
-                         f" with temperature {c['temperature']:.3f}"
-                         + (" (none recorded)" if c["temperature"] == 1.0 else ""))
+        lines += _trust_lines(m)
         if key != "shapes":
             lines += [f"  {name:10s} IoU {'  n/a ' if v is None else f'{v:.4f}'}"
                       for name, v in m["iou"].items()]
@@ -220,4 +230,5 @@ def format_report(out: dict) -> str:
         p = out["partnet"]
         lines.append(f"PartNet: part mIoU {p['part_miou']:.4f}  shape mIoU {p['shape_miou']:.4f}"
                      f" over {p['shapes']} shapes (every point)")
+        lines += _trust_lines(p)
     return "\n".join(lines)

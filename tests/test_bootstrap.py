@@ -75,3 +75,28 @@ def test_paired_comparison():
     assert not paired_difference(a, b1, resamples=300)["oa"]["distinguishable"]
     with pytest.raises(ValueError, match="different items"):
         paired_difference(a, a[:10])
+
+
+def test_partnet_record_equals_partnet_rule():
+    from pointgcn.engine.metrics import PartNetIoU
+
+    rng = np.random.default_rng(5)
+    c, acc, parts = 4, PartNetIoU(4), {"inter": [], "union": [], "shape_iou": []}
+    for i in range(12):
+        truth = rng.integers(0, c, 50)
+        if i == 3:
+            truth[:] = 0                         # a shape with no scored part
+        pred = np.where(rng.random(50) < 0.6, truth, rng.integers(1, c, 50))
+        acc.update(pred[None], truth[None])
+        one = PartNetIoU(c).update(pred[None], truth[None])
+        parts["inter"].append(one.inter)
+        parts["union"].append(one.union)
+        parts["shape_iou"].append(one.shape_ious[0] if one.shape_ious else np.nan)
+    parts = {k: np.array(v, np.float64) for k, v in parts.items()}
+    ci = bootstrap_ci(parts, resamples=200)
+    want = acc.summary()
+    assert ci["part_miou"]["value"] == pytest.approx(want["part_miou"])
+    assert ci["shape_miou"]["value"] == pytest.approx(want["shape_miou"])
+    assert ci["part_miou"]["low"] <= want["part_miou"] <= ci["part_miou"]["high"]
+    same = paired_difference(parts, parts, resamples=100)
+    assert same["part_miou"]["delta"] == 0 and not same["shape_miou"]["distinguishable"]

@@ -87,3 +87,36 @@ def test_refusals(models, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_partnet_and_rooms_protocols(synth_root, tmp_path, capsys):
+    cfg = {"data": {"dataset": "partnet", "root": str(synth_root / "sem_seg_h5"),
+                    "category": "Chair", "n_points": 128}}
+    data = build_datasets(cfg, ("test",))
+    cfg["model"] = tiny_model(in_channels=data.in_channels, n_classes=len(data.class_names),
+                              task="part_segmentation")
+    save_checkpoint(tmp_path / "p.pt", build_model(cfg).eval(), cfg, meta={"temperature": 2.0})
+    assert main(["eval", "--compare", str(tmp_path / "p.pt"), str(tmp_path / "p.pt"),
+                 "--bootstrap", "100", "--no-progress", "--json", str(tmp_path / "p.json"),
+                 "--reliability", str(tmp_path / "p.png")]) == 0
+    out = json.loads((tmp_path / "p.json").read_text())
+    p = out["a"]["partnet"]
+    assert p["ci"]["part_miou"]["value"] == pytest.approx(p["part_miou"])
+    assert p["ci"]["shape_miou"]["value"] == pytest.approx(p["shape_miou"])
+    assert p["ci"]["items"] == len(data.test) and p["calibration"]["temperature"] == 2.0
+    assert not out["compare"]["partnet"]["part_miou"]["distinguishable"]
+    assert "Δpart mIoU" in capsys.readouterr().out and (tmp_path / "p.png").is_file()
+
+    rooms = {"data": {"dataset": "s3dis", "n_points": 128, "block": 2.0, "stride": 2.0,
+                      "root": str(synth_root / "Stanford3dDataset_v1.2_Aligned_Version")},
+             "model": tiny_model(in_channels=9, n_classes=13)}
+    save_checkpoint(tmp_path / "r.pt", build_model(rooms).eval(), rooms)
+    assert main(["eval", "--ckpt", str(tmp_path / "r.pt"), "--bootstrap", "100",
+                 "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    full, block = r["full_resolution"], r["per_block"]
+    assert full["ci"]["items"] == full["rooms"] and full["ci"]["over"] == "rooms"
+    assert full["ci"]["miou"]["value"] == pytest.approx(full["miou"])
+    assert block["ci"]["items"] * 128 == block["points"] and "correlated" in block["ci"]["over"]
+    assert full["calibration"]["points"] == full["points"]
+    assert "(none recorded)" in capsys.readouterr().out

@@ -21,6 +21,7 @@ import numpy as np
 RESAMPLES = 1000
 LEVEL = 0.95
 METRICS = ("oa", "macc", "miou")
+PARTNET_METRICS = ("part_miou", "shape_miou")
 
 
 def resample_counts(n_items: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -61,40 +62,66 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _resampled(items: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    flat = np.asarray(items, np.float64).reshape(len(items), -1)
-    c = items.shape[-1]
-    return confusion_metrics((counts @ flat).reshape(len(counts), c, c))
+def partnet_metrics(counts: np.ndarray, parts: dict) -> dict[str, np.ndarray]:
+    """PartNet's part and shape mIoU (metrics.PartNetIoU's rule) of weighted shapes: `counts`
+    (R, n) over the shapes of `parts` = {inter (n, C), union (n, C), shape_iou (n,), NaN for
+    a shape without parts}."""
+    w = np.asarray(counts, np.float64)
+    inter, union = w @ parts["inter"], w @ parts["union"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    iou[:, 0] = np.nan  # label 0 ("other") is not a part
+    shape = np.asarray(parts["shape_iou"], np.float64)
+    has = ~np.isnan(shape)
+    n = w[:, has].sum(1)
+    shape_miou = np.where(n > 0, w[:, has] @ shape[has] / np.maximum(n, 1), 0.0)
+    return {"part_miou": _nanmean0(iou), "shape_miou": shape_miou}
 
 
-def bootstrap_ci(items: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
-                 level: float = LEVEL) -> dict:
-    """Per metric {value, low, high} from per-item confusion matrices `(n_items, C, C)`."""
+def _statistic(items) -> tuple[int, callable, tuple[str, ...]]:
+    """(n_items, counts → metrics, metric names) of per-item confusion matrices
+    `(n, C, C)` or PartNet's per-shape record (see `partnet_metrics`)."""
+    if isinstance(items, dict):
+        return len(items["inter"]), lambda w: partnet_metrics(w, items), PARTNET_METRICS
     items = np.asarray(items)
-    value = confusion_metrics(items.sum(0))
-    boot = _resampled(items, resample_counts(len(items), resamples, seed))
-    out = {k: dict(zip(("value", "low", "high"), (float(value[k]), *_interval(boot[k], level))))
-           for k in METRICS}
-    return {**out, "items": int(len(items)), "resamples": resamples, "seed": seed,
-            "level": level}
+    flat, c = items.reshape(len(items), -1).astype(np.float64), items.shape[-1]
+    return (len(items), lambda w: confusion_metrics((w @ flat).reshape(len(w), c, c)),
+            METRICS)
 
 
-def paired_difference(items_a: np.ndarray, items_b: np.ndarray, resamples: int = RESAMPLES,
-                      seed: int = 0, level: float = LEVEL) -> dict:
-    """Per metric {delta (A − B), low, high, distinguishable}: the same resampled items for
-    both models."""
-    a, b = np.asarray(items_a), np.asarray(items_b)
-    if a.shape != b.shape:
-        raise ValueError(f"the two evaluations have different items: {a.shape} vs {b.shape}")
-    counts = resample_counts(len(a), resamples, seed)
-    va, vb = confusion_metrics(a.sum(0)), confusion_metrics(b.sum(0))
-    ba, bb = _resampled(a, counts), _resampled(b, counts)
+def bootstrap_ci(items, resamples: int = RESAMPLES, seed: int = 0,
+                 level: float = LEVEL) -> dict:
+    """Per metric {value, low, high} from per-item confusion matrices `(n_items, C, C)` (or
+    PartNet's per-shape record)."""
+    n, stat, names = _statistic(items)
+    value = stat(np.ones((1, n)))
+    boot = stat(resample_counts(n, resamples, seed))
+    out = {k: dict(zip(("value", "low", "high"),
+                       (float(value[k][0]), *_interval(boot[k], level)))) for k in names}
+    return {**out, "items": n, "resamples": resamples, "seed": seed, "level": level}
+
+
+def paired_difference(items_a, items_b, resamples: int = RESAMPLES, seed: int = 0,
+                      level: float = LEVEL) -> dict:
+    """Per metric {a, b, delta (A − B), low, high, distinguishable}: the same resampled
+    items for both models."""
+    na, stat_a, names = _statistic(items_a)
+    nb, stat_b, _ = _statistic(items_b)
+    shapes = [np.shape(x if not isinstance(x, dict) else x["inter"]) for x in (items_a, items_b)]
+    if shapes[0] != shapes[1] or type(items_a) is not type(items_b):
+        raise ValueError(f"the two evaluations have different items: {shapes[0]} vs "
+                         f"{shapes[1]}")
+    counts = resample_counts(na, resamples, seed)
+    ones = np.ones((1, na))
+    va, vb = stat_a(ones), stat_b(ones)
+    ba, bb = stat_a(counts), stat_b(counts)
     out = {}
-    for k in METRICS:
+    for k in names:
         low, high = _interval(ba[k] - bb[k], level)
-        out[k] = {"a": float(va[k]), "b": float(vb[k]), "delta": float(va[k] - vb[k]),
-                  "low": low, "high": high, "distinguishable": bool(low > 0 or high < 0)}
-    return {**out, "items": int(len(a)), "resamples": resamples, "seed": seed, "level": level}
+        out[k] = {"a": float(va[k][0]), "b": float(vb[k][0]),
+                  "delta": float(va[k][0] - vb[k][0]), "low": low, "high": high,
+                  "distinguishable": bool(low > 0 or high < 0)}
+    return {**out, "items": na, "resamples": resamples, "seed": seed, "level": level}
 
 
 def bootstrap_mean(values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,

@@ -74,7 +74,8 @@ def evaluate(cfg: dict, predictor: Predictor, *, batch: int = 8, full_resolution
     test = data.test
     n_batches = -(-len(test) // batch)
     if task == "part_segmentation":
-        out["partnet"] = evaluate_parts(test, predictor, data.class_names, batch, progress)
+        out["partnet"] = evaluate_parts(test, predictor, data.class_names, batch, progress,
+                                        resamples, seed, items)
         return out
     n = len(data.class_names)
     cm, per_item = ConfusionMatrix(n), []
@@ -104,17 +105,34 @@ def evaluate(cfg: dict, predictor: Predictor, *, batch: int = 8, full_resolution
 
 
 def evaluate_parts(test, predictor: Predictor, class_names, batch: int = 8,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, resamples: int = RESAMPLES, seed: int = 0,
+                   items: dict | None = None) -> dict:
     """PartNet's rule on every stored point of every test shape (10 000 in PartNet's h5), each
-    covered by samples of the training point count (`cover_logits`), not a random subset."""
-    acc = PartNetIoU(len(class_names))
+    covered by samples of the training point count (`cover_logits`), not a random subset;
+    intervals over shapes, calibration on the points PartNet scores (label ≥ 1)."""
+    n = len(class_names)
+    acc = PartNetIoU(n)
+    parts = {"inter": [], "union": [], "shape_iou": []}
+    calibration = BeforeAfter(getattr(predictor, "temperature", 1.0))
     m = test.n_points or test.points.shape[1]
     for i in _progress(range(len(test)), progress, len(test), "shapes"):
         logits = cover_logits(test.points[i], predictor, m, batch, seed=i)
-        acc.update(predict_labels("part_segmentation", logits.T[None]), test.labels[i][None])
+        pred, labels = predict_labels("part_segmentation", logits.T[None]), test.labels[i][None]
+        acc.update(pred, labels)
+        shape = PartNetIoU(n).update(pred, labels)
+        parts["inter"].append(shape.inter)
+        parts["union"].append(shape.union)
+        parts["shape_iou"].append(shape.shape_ious[0] if shape.shape_ious else np.nan)
+        calibration.update(logits, np.where(labels[0] > 0, labels[0], -1))
     out = acc.summary(class_names)
     out["protocol"] = (f"every point of the {len(test)} test shapes, covered by samples of "
                        f"{m} points, votes averaged")
+    parts = {k: np.array(v, np.float64) for k, v in parts.items()}
+    if items is not None and len(test):
+        items["partnet"] = parts
+    if resamples and len(test):
+        out["ci"] = {**bootstrap_ci(parts, resamples, seed), "over": "shapes"}
+    out["calibration"] = calibration.record()
     return out
 
 
