@@ -103,7 +103,8 @@ def run(args) -> int:
               f"B: {args.compare[1]}\n{format_report(results[1])}")
         print(format_compare(out["compare"]))
     else:
-        out = six_fold(results) if args.six_fold else results[0]
+        out = (six_fold(results, per_item, args.bootstrap, args.bootstrap_seed)
+               if args.six_fold else results[0])
         print(format_report(out))
     if args.reliability:
         from pointgcn.viz.reliability import reliability_png

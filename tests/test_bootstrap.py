@@ -100,3 +100,17 @@ def test_partnet_record_equals_partnet_rule():
     assert ci["part_miou"]["low"] <= want["part_miou"] <= ci["part_miou"]["high"]
     same = paired_difference(parts, parts, resamples=100)
     assert same["part_miou"]["delta"] == 0 and not same["shape_miou"]["distinguishable"]
+
+
+def test_six_fold_interval_over_every_area_s_rooms():
+    from pointgcn.engine.evaluator import six_fold
+
+    rng = np.random.default_rng(7)
+    folds = [rng.integers(0, 30, (3 + i, 13, 13)) for i in range(6)]  # rooms per area
+    results = [{"full_resolution": {"confusion": f.sum(0).tolist()}} for f in folds]
+    out = six_fold(results, [{"full_resolution": f} for f in folds], resamples=200, seed=1)
+    ci = out["full_resolution"]["ci"]
+    assert ci["items"] == sum(len(f) for f in folds)
+    assert ci["miou"]["value"] == pytest.approx(out["full_resolution"]["miou"])
+    assert ci == {**bootstrap_ci(np.concatenate(folds), 200, 1), "over": ci["over"]}
+    assert "ci" not in six_fold(results)["full_resolution"]

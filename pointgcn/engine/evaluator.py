@@ -162,8 +162,10 @@ def evaluate_rooms(cfg: dict, predictor: Predictor, *, batch: int = 8,
     return trust(summary, per_room, calibration, resamples, seed, "rooms")
 
 
-def six_fold(results: list[dict]) -> dict:
-    """Combine six single-area evaluations: confusion matrices summed, then divided."""
+def six_fold(results: list[dict], items: list[dict] | None = None,
+             resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Combine six single-area evaluations: confusion matrices summed, then divided; with
+    each fold's per-item matrices (`items`), intervals over the rooms of all six areas."""
     out = {}
     for key in ("full_resolution", "per_block"):
         mats = [r[key]["confusion"] for r in results if key in r]
@@ -171,6 +173,10 @@ def six_fold(results: list[dict]) -> dict:
             cm = ConfusionMatrix(len(mats[0]))
             cm.matrix = np.sum(np.array(mats, dtype=np.int64), axis=0)
             out[key] = cm.summary(S3DIS_CLASSES)
+            if items and resamples and all(key in fold for fold in items):
+                every = np.concatenate([fold[key] for fold in items])
+                unit = "rooms" if key == "full_resolution" else "blocks"
+                out[key]["ci"] = {**bootstrap_ci(every, resamples, seed),
+                                  "over": f"{unit} of the six areas"}
     out["folds"] = len(results)
     return out
-
