@@ -105,15 +105,55 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
     return entry
 
 
+def _calibration_text(c: dict) -> str:
+    return (f"\n## Calibration\nTemperature {c['temperature']:.3f} (probabilities are "
+            f"softmax(logits / T)), fitted on the {c['fitted_on']}: ECE {c['ece_before']:.4f} "
+            f"before, {c['ece_after']:.4f} after, over {c['points']:,} points, {c['bins']} bins, "
+            f"measured on {c['measured_on']}. `pointgcn eval` reports it on the test split.\n")
+
+
+def record_calibration(name: str, record: dict, folder: Path | None = None) -> dict:
+    """Store a calibration `record` (calibration.calibration_report plus `fitted_on`,
+    `measured_on`) in a shipped model: its checkpoint's meta (`temperature`, `calibration`;
+    weights untouched), its manifest entry's sha256 and size, and its card's Calibration
+    section (added before Config, or replaced). Returns the new manifest entry."""
+    folder = folder or weights_dir()
+    path = resolve_weights(name, folder)  # hash-verified before it is changed
+    ckpt = read_checkpoint(path)
+    ckpt["meta"] = {**ckpt.get("meta", {}), "temperature": float(record["temperature"]),
+                    "calibration": dict(record)}
+    atomic_torch_save(ckpt, path)
+    entries = read_manifest(folder)
+    entry = next(m for m in entries if m["name"] == name)
+    entry.update(sha256=sha256(path), size_bytes=path.stat().st_size)
+    card = folder / entry["card"]
+    if card.is_file():
+        text, section = card.read_text(), _calibration_text(record)
+        if "\n## Calibration\n" in text:
+            head, _, rest = text.partition("\n## Calibration\n")
+            tail = rest[rest.index("\n## "):] if "\n## " in rest else ""
+            text = head + section + tail
+        else:
+            head, sep, tail = text.partition("\n## Config\n")
+            text = head + section + sep + tail if sep else text + section
+        text = text.replace(entry_sha_line(text), f"sha256 `{entry['sha256']}`")
+        with atomic_path(card) as tmp:
+            tmp.write_text(text)
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"models": entries}, indent=2) + "\n")
+    return entry
+
+
+def entry_sha_line(text: str) -> str:
+    """The card's `sha256 `…`` mention (the file's hash changes when its meta does)."""
+    start = text.index("sha256 `")
+    return text[start:text.index("`", start + 8) + 1]
+
+
 def _card_text(name: str, entry: dict, card: dict, config: dict,
                conventions: dict | None, calibration: dict | None = None) -> str:
     conv = conventions_of({**config, "conventions": conventions})
-    calibrated = (f"\n## Calibration\nTemperature {calibration['temperature']:.3f} (probabilities "
-                  f"are softmax(logits / T)), fitted on the {calibration['fitted_on']}: ECE "
-                  f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after, "
-                  f"over {calibration['points']:,} points, {calibration['bins']} bins, measured "
-                  f"on {calibration['measured_on']}. `pointgcn eval` reports it on the test "
-                  "split.\n" if calibration else "")
+    calibrated = _calibration_text(calibration) if calibration else ""
 
     provenance = ("- trained on real data (above); its metrics are on held-out shapes of that "
                   "data, not on an official test split" if card.get("real_data") else
