@@ -40,7 +40,8 @@ def add_arguments(p):
                    help="bootstrap resamples over rooms/shapes for the intervals (0: none)")
     p.add_argument("--bootstrap-seed", type=int, default=0)
     p.add_argument("--reliability", type=Output(".png"),
-                   help="draw the reliability diagram (before/after the temperature) here")
+                   help="draw the reliability diagram (before/after the temperature) here "
+                        "(with --compare: A's)")
     p.add_argument("--six-fold", action="store_true",
                    help="S3DIS: six checkpoints, the i-th tested on Area_i; sums the matrices")
     p.add_argument("--no-rooms", action="store_true", help="S3DIS: skip full-resolution rooms")
