@@ -3,6 +3,7 @@ values; each run's checkpoints carry a temperature fitted on the validation spli
 import json
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from conftest import shapes_config
@@ -66,3 +67,34 @@ def test_seeds_refused_with_resume_or_seed(synth_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(path), "--seeds", "0,0"])
     assert list(tmp_path.iterdir()) == [path]  # nothing written
+
+
+def test_part_segmentation_temperature_is_over_the_parts(synth_root, tmp_path):
+    """PartNet never predicts "other" (0) and ignores its points: the temperature is fitted
+    on the parts' softmax (classes ≥ 1) of points labelled ≥ 1."""
+    from conftest import tiny_model
+
+    from pointgcn.engine.calibration_hook import TemperatureHook
+    from pointgcn.engine.calibration import flatten_logits
+
+    cfg = {"seed": 0, "data": {"dataset": "partnet", "root": str(synth_root / "sem_seg_h5"),
+                               "category": "Chair", "n_points": 128, "val_fraction": 0.3},
+           "model": tiny_model(), "train": {"epochs": 1, "batch_size": 4, "lr": 0.01}}
+    data = build_datasets(cfg)
+    cfg["model"].update(in_channels=data.in_channels, n_classes=len(data.class_names),
+                        task=data.task)
+    trainer = Trainer(cfg, tmp_path / "run", data, progress=False, hooks=[TemperatureHook()])
+    trainer.fit()
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    trainer.model.load_state_dict(ckpt["state_dict"])
+    trainer.model.eval()
+    zs, ys = [], []
+    with torch.no_grad():
+        for i in range(len(data.val)):
+            x, y = data.val[i]
+            z, yy = flatten_logits(trainer.model(torch.as_tensor(x)[None]).numpy(), y[None])
+            zs.append(z[yy > 0][:, 1:])
+            ys.append(yy[yy > 0] - 1)
+    z, y = np.concatenate(zs), np.concatenate(ys)
+    assert ckpt["meta"]["calibration"]["points"] == len(y)
+    assert ckpt["meta"]["temperature"] == pytest.approx(fit_temperature(z, y), rel=1e-5)

@@ -65,8 +65,8 @@ def validation_logits(trainer, model: torch.nn.Module, max_points: int = MAX_POI
                                              trainer.seed):
             logits = model(to_device(feats, trainer.device)).float().cpu().numpy()
             z, y = flatten_logits(logits, labels.numpy(), ignore)
-            if trainer.task == "part_segmentation":  # PartNet ignores label 0 ("other")
-                z, y = z[y != 0], y[y != 0]
+            if trainer.task == "part_segmentation":  # PartNet scores and predicts parts 1…
+                z, y = z[y != 0][:, 1:], y[y != 0] - 1
             zs.append(z.astype(np.float32))
             ys.append(y)
     z, y = np.concatenate(zs), np.concatenate(ys)

@@ -109,7 +109,8 @@ def evaluate_parts(test, predictor: Predictor, class_names, batch: int = 8,
                    items: dict | None = None) -> dict:
     """PartNet's rule on every stored point of every test shape (10 000 in PartNet's h5), each
     covered by samples of the training point count (`cover_logits`), not a random subset;
-    intervals over shapes, calibration on the points PartNet scores (label ≥ 1)."""
+    intervals over shapes, calibration on the points PartNet scores (label ≥ 1) over the
+    classes it predicts (≥ 1)."""
     n = len(class_names)
     acc = PartNetIoU(n)
     parts = {"inter": [], "union": [], "shape_iou": []}
@@ -123,7 +124,8 @@ def evaluate_parts(test, predictor: Predictor, class_names, batch: int = 8,
         parts["inter"].append(shape.inter)
         parts["union"].append(shape.union)
         parts["shape_iou"].append(shape.shape_ious[0] if shape.shape_ious else np.nan)
-        calibration.update(logits, np.where(labels[0] > 0, labels[0], -1))
+        # PartNet never predicts "other" (0): confidence is over the parts 1… only
+        calibration.update(logits[:, 1:], np.where(labels[0] > 0, labels[0] - 1, -1))
     out = acc.summary(class_names)
     out["protocol"] = (f"every point of the {len(test)} test shapes, covered by samples of "
                        f"{m} points, votes averaged")
