@@ -98,3 +98,29 @@ def test_part_segmentation_temperature_is_over_the_parts(synth_root, tmp_path):
     z, y = np.concatenate(zs), np.concatenate(ys)
     assert ckpt["meta"]["calibration"]["points"] == len(y)
     assert ckpt["meta"]["temperature"] == pytest.approx(fit_temperature(z, y), rel=1e-5)
+
+
+def test_a_failing_seed_leaves_no_partial_recipe(synth_root, tmp_path, capsys, monkeypatch):
+    import apps.train as train_app
+    from pointgcn.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(shapes_config(synth_root, epochs=1)))
+    real = train_app._train_one
+
+    def second_fails(cfg, run_dir, args, d):
+        if cfg["seed"] == 1:
+            raise ConfigError("training diverged (simulated)")
+        return real(cfg, run_dir, args, d)
+
+    monkeypatch.setattr(train_app, "_train_one", second_fails)
+    out = tmp_path / "recipe"
+    assert main(["train", str(path), "--seeds", "0,1", "--out", str(out),
+                 "--no-progress"]) == 2
+    assert not out.exists()
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert main(["train", str(path), "--seeds", "0,1", "--out", str(keep),
+                 "--no-progress"]) == 2
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]  # the user's file untouched
