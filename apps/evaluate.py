@@ -38,8 +38,9 @@ def add_arguments(p):
                         "of A − B for OA, mAcc and mIoU (instead of --ckpt)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples over rooms/shapes for the intervals (0: none)")
-    p.add_argument("--bootstrap-seed", type=int, default=0)
-    p.add_argument("--reliability", type=Output(".png"),
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S",
+                   help="seed of the resampling (default 0: the same intervals every run)")
+    p.add_argument("--reliability", type=Output(".png"), metavar="PNG",
                    help="draw the reliability diagram (before/after the temperature) here "
                         "(with --compare: A's)")
     p.add_argument("--six-fold", action="store_true",
