@@ -124,3 +124,21 @@ def test_a_failing_seed_leaves_no_partial_recipe(synth_root, tmp_path, capsys, m
     assert main(["train", str(path), "--seeds", "0,1", "--out", str(keep),
                  "--no-progress"]) == 2
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]  # the user's file untouched
+
+
+def test_validation_logits_subsample_as_they_come(synth_root, tmp_path):
+    from conftest import rooms_config
+
+    cfg = rooms_config(synth_root)
+    data = build_datasets(cfg)
+    cfg["model"].update(in_channels=data.in_channels, n_classes=len(data.class_names),
+                        task=data.task)
+    trainer = Trainer(cfg, tmp_path / "run", data, progress=False)
+    z_all, y_all = validation_logits(trainer, trainer.model)
+    assert len(y_all) == len(data.val) * 256          # every labelled point when few
+    z, y = validation_logits(trainer, trainer.model, max_points=300)
+    assert 0 < len(y) <= 300
+    z2, y2 = validation_logits(trainer, trainer.model, max_points=300)
+    assert (z == z2).all() and (y == y2).all()        # seeded
+    rows = {r.tobytes() for r in z_all}
+    assert all(r.tobytes() in rows for r in z)         # real rows of the full set

@@ -7,8 +7,8 @@ in its meta (`temperature`, `calibration`); metrics.json gets the best checkpoin
 ECE "after" is measured on the points T was fitted on (said so in the record); `pointgcn
 eval` measures it on the test split. Nothing is relearned: labels do not change.
 
-Validation logits of large splits are subsampled (seeded) to at most `max_points` points,
-so S3DIS-sized validation sets do not hold every block's logits in memory.
+Validation logits of large splits are subsampled (seeded) as they come, to at most
+`max_points` points, so S3DIS-sized validation sets never hold every block's logits.
 """
 from __future__ import annotations
 
@@ -58,15 +58,21 @@ def validation_logits(trainer, model: torch.nn.Module, max_points: int = MAX_POI
     val, ignore = trainer.data.val, trainer.settings["ignore_index"]
     size = trainer.settings["eval_batch_size"] or trainer.state["batch_size"]
     rng = calibration_subset_rng(trainer.seed)
-    zs, ys = [], []
+    zs, ys, share = [], [], None
     model.eval()
     with torch.no_grad():
         for feats, labels in trainer._loader(val, split_batches(np.arange(len(val)), size),
                                              trainer.seed):
+            if share is None:  # points per item × items: the share to keep as we go
+                per_item = int(np.prod(labels.shape[1:])) if labels.dim() > 1 else 1
+                share = min(1.0, max_points / max(1, per_item * len(val)))
             logits = model(to_device(feats, trainer.device)).float().cpu().numpy()
             z, y = flatten_logits(logits, labels.numpy(), ignore)
             if trainer.task == "part_segmentation":  # PartNet scores and predicts parts 1…
                 z, y = z[y != 0][:, 1:], y[y != 0] - 1
+            if share < 1:
+                keep = rng.random(len(y)) < share
+                z, y = z[keep], y[keep]
             zs.append(z.astype(np.float32))
             ys.append(y)
     z, y = np.concatenate(zs), np.concatenate(ys)
