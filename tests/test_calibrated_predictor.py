@@ -45,3 +45,16 @@ def test_bad_temperature_refused(tmp_path, bad):
     save_checkpoint(tmp_path / "b.pt", _model(), {}, meta={"temperature": bad})
     with pytest.raises(FormatError, match="temperature"):
         open_model(tmp_path / "b.pt").predictor()
+
+
+def test_export_stage_carries_the_temperature(tmp_path, capsys):
+    from apps.cli import main
+
+    model = _model()
+    save_checkpoint(tmp_path / "t.pt", model, {"data": {"dataset": "modelnet40",
+                                                        "n_points": 32}},
+                    meta={"temperature": 1.75})
+    assert main(["export", str(tmp_path / "t.pt"), "--out", str(tmp_path / "t.onnx"),
+                 "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert open_model(tmp_path / "t.onnx").predictor().temperature == 1.75
