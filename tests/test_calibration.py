@@ -81,3 +81,13 @@ def test_confidence_entropy_and_uncertain_marks():
     assert mark_uncertain(np.array([0, 1, 2]), conf, None).tolist() == [0, 1, 2]
     with pytest.raises(ValueError):
         mark_uncertain(np.array([0]), conf[:1], 1.5)
+
+
+def test_uninformative_logits_hit_the_bound_and_say_so():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 3, (2000, 5))
+    y = rng.integers(0, 5, 2000)            # labels independent of the logits
+    t = fit_temperature(z, y)
+    rep = calibration_report(z, y, t)
+    assert t > 40 and rep["at_bound"]
+    assert not calibration_report(z, y, 1.0)["at_bound"]

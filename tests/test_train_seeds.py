@@ -31,6 +31,7 @@ def test_train_seeds_summary_and_calibrated_checkpoints(synth_root, tmp_path, ca
     assert summary["final_validation"]["oa"]["values"] == oa
     assert summary["final_validation"]["oa"]["mean"] == pytest.approx(np.mean(oa))
     assert summary["final_validation"]["oa"]["std"] == pytest.approx(np.std(oa, ddof=1))
+    assert "points" not in summary["final_validation"]  # a count, not a score
     loss = [m["last"]["loss"] for m in per_seed]
     assert summary["final_validation"]["loss"]["mean"] == pytest.approx(np.mean(loss))
     # each seed really is its own run (different seeds in the configs)

@@ -22,6 +22,7 @@ RESAMPLES = 1000
 LEVEL = 0.95
 METRICS = ("oa", "macc", "miou")
 PARTNET_METRICS = ("part_miou", "shape_miou")
+NOT_METRICS = ("epoch", "step", "split", "points", "lr")  # log fields that are not scores
 
 
 def resample_counts(n_items: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -139,7 +140,7 @@ def seed_summary(finals: dict[int, dict]) -> dict:
     the trainer's final record (metrics.json)."""
     seeds = sorted(finals)
     last = [finals[s]["last"] or {} for s in seeds]
-    names = [k for k, v in last[0].items() if k not in ("epoch", "step", "split")
+    names = [k for k, v in last[0].items() if k not in NOT_METRICS
              and isinstance(v, (int, float)) and all(k in row for row in last)]
 
     def stats(values):

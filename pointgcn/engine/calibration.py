@@ -147,14 +147,23 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> floa
     return ReliabilityBins(bins).update_probs(z[keep], y[keep]).ece()
 
 
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted T sits at an end of its search range: at the top, the logits carry
+    next to no information on those points (uniform is as good); at the bottom, they are far
+    too timid. Either way the model, not its calibration, needs attention."""
+    lo, hi = np.exp(LOG_T_BOUNDS[0]), np.exp(LOG_T_BOUNDS[1])
+    return bool(temperature >= hi * (1 - 1e-3) or temperature <= lo * (1 + 1e-3))
+
+
 def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: float,
                        bins: int = DEFAULT_BINS) -> dict:
     """ECE and NLL of `logits` (raw, as the network gives them) before and after dividing by
-    `temperature`."""
+    `temperature`; `at_bound` when T sits at an end of the search range."""
     z, y = flatten_logits(logits, labels)
     before = ReliabilityBins(bins).update_probs(softmax(z), y)
     after = ReliabilityBins(bins).update_probs(softmax(z, temperature), y)
-    return {"temperature": float(temperature), "points": int(len(y)), "bins": bins,
+    return {"temperature": float(temperature), "at_bound": at_bound(temperature),
+            "points": int(len(y)), "bins": bins,
             "ece_before": before.ece(), "ece_after": after.ece(),
             "nll_before": nll(z, y) if len(y) else None,
             "nll_after": nll(z, y, temperature) if len(y) else None}

@@ -49,6 +49,10 @@ class TemperatureHook(Hook):
             (trainer.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
             log.info(f"calibration ({c['checkpoint']}): temperature {c['temperature']:.3f}, "
                      f"validation ECE {c['ece_before']:.4f} → {c['ece_after']:.4f}")
+            if c["at_bound"]:
+                log.warning(f"the temperature of {c['checkpoint']} is at the end of its range "
+                            f"({c['temperature']:.3g}): its probabilities carry little "
+                            "information on the validation split")
 
 
 def validation_logits(trainer, model: torch.nn.Module, max_points: int = MAX_POINTS
