@@ -19,8 +19,9 @@ def reliability_png(calibration: dict, out_png, title: str = "") -> Path:
         ax.bar([r["low"] for r in rows], [r["accuracy"] for r in rows],
                width=[r["high"] - r["low"] for r in rows], align="edge", color="#4c72b0",
                edgecolor="white", label="accuracy")
-        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o",
-                color="#dd8452", markersize=3, label="mean confidence")
+        # each bin's mean confidence at its centre: calibrated where it meets the bar's top
+        ax.plot([(r["low"] + r["high"]) / 2 for r in rows], [r["confidence"] for r in rows],
+                "_", color="#c44e52", markersize=14, markeredgewidth=2, label="mean confidence")
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -28,7 +29,7 @@ def reliability_png(calibration: dict, out_png, title: str = "") -> Path:
         ax.set_ylabel("accuracy")
         ax.set_title(f"{name}: ECE {calibration[ece_key]:.4f}", fontsize=10)
         if i == 0:
-            ax.legend(loc="upper left", fontsize=8)
+            ax.legend(loc="lower right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
