@@ -93,6 +93,9 @@ def run(args) -> int:
     if "before" in m:
         print(f"held-out before: OA {m['before']['oa']:.4f}  mIoU {m['before']['miou']:.4f}")
     print(f"held-out after:  OA {m['after']['oa']:.4f}  mIoU {m['after']['miou']:.4f}")
+    c = m["calibration"]
+    print(f"calibration: temperature {result.temperature:.3f}, held-out ECE "
+          f"{c['ece_before']:.4f} → {c['ece_after']:.4f}")
     _write(args, result, cfg, meta, source, card, np.bincount(labels[labels >= 0],
                                                               minlength=len(names)))
     print(f"written: {args.out}, {card}")
@@ -164,6 +167,8 @@ def _write(args, result, cfg, meta, source, card_path, counts) -> None:
             "metrics": result.metrics,
             "labelled_per_class": dict(zip(result.class_names, map(int, counts)))}
     new_meta = {"class_names": result.class_names, "adapted": info,
+                "temperature": result.temperature,
+                "calibration": result.metrics["calibration"],
                 "conventions": conventions_of(cfg).to_dict()}  # the backbone's, unchanged
     run_cfg = {k: v for k, v in cfg.items() if k != "conventions"}
     save_checkpoint(args.out, result.model, run_cfg, meta=new_meta)
@@ -180,6 +185,10 @@ Classes: {', '.join(result.class_names)}.
 | model | OA | mIoU | points |
 |---|---|---|---|
 {rows}
+
+Calibration: temperature {result.temperature:.3f} fitted on the held-out points; their
+ECE {m['calibration']['ece_before']:.4f} → {m['calibration']['ece_after']:.4f} (the same
+points, so in-sample for the temperature).
 
 Labelled points per class: {json.dumps(info['labelled_per_class'])}
 """

@@ -8,7 +8,10 @@ Many files, folders (every readable file below them) and globs are classified wi
 load, one row per file; a file that cannot be read gets an `error:` row (stderr) and the run
 ends with exit code 2 after the others. Meshes are sampled on their surface (said so for a
 single file); each shape is normalised to the unit sphere and the model sees `votes` random
-subsets of its training point count, whose probabilities are averaged.
+subsets of its training point count, whose probabilities are averaged. The probabilities are
+calibrated (the model's logits divided by its temperature); each row gives the top one as
+`confidence` and the entropy (nats) of the averaged probabilities, and `--min-confidence X`
+reports a shape below X as class "uncertain" (index −1).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from apps.paths import Input, Output
 
 HELP = "classify clouds or meshes (files, folders, globs); ranked classes per file"
 SETTINGS = {"harmonise": "no_harmonise"}  # harmonise(enabled=False) is --no-harmonise
+UNCERTAIN = "uncertain"
 
 
 def add_arguments(p):
@@ -35,7 +39,11 @@ def add_arguments(p):
     table = p.add_mutually_exclusive_group()
     table.add_argument("--json", action="store_true", help="print a JSON list, one entry per file")
     table.add_argument("--csv", action="store_true",
-                       help="print CSV: file, then class and probability for each of --top")
+                       help="print CSV: file, class and probability for each of --top, "
+                            "then prediction (or 'uncertain'), confidence, entropy")
+    p.add_argument("--min-confidence", type=float, metavar="X",
+                   help="call a shape 'uncertain' (index −1) when its calibrated top "
+                        "probability is below X (0 to 1)")
     p.add_argument("--png", type=Output(".png"), help="also render a preview PNG (one input)")
     p.add_argument("--drop-invalid", action="store_true")
     p.add_argument("--threads", type=positive_int)
@@ -52,6 +60,8 @@ def run(args) -> int:
 
     if args.top < 1 or args.votes < 1 or not 1 <= args.mesh_points <= MAX_SAMPLES:
         raise InputError(f"--top and --votes must be ≥ 1, --mesh-points 1 to {MAX_SAMPLES:,}")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InputError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
     files = expand_inputs(args.input, SUPPORTED)
     if args.png and len(files) > 1:
         raise InputError(f"--png renders one shape; {len(files)} files were given")
@@ -98,6 +108,7 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
     import numpy as np
 
     from apps.source_args import preflight
+    from pointgcn.engine.calibration import confidence_and_entropy, mark_uncertain
     from pointgcn.engine.inference import classify_cloud
 
     cloud, report = read
@@ -118,13 +129,17 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
     order = np.argsort(-probs)[:args.top]
     ranking = [{"class": predictor.class_names[i], "index": int(i),
                 "probability": float(probs[i])} for i in order]
+    confidence, entropy = (float(v) for v in confidence_and_entropy(probs))
+    index = int(mark_uncertain(order[0], confidence, args.min_confidence))
+    verdict = {"class": predictor.class_names[index] if index >= 0 else UNCERTAIN,
+               "index": index, "confidence": confidence, "entropy": entropy}
     if args.png:
         from pointgcn.viz.render import render_png
         top = ranking[0]
         res = render_png(cloud, args.png, title=f"{top['class']} ({top['probability']:.2f})")
         if not (args.json or args.csv):
             print(f"preview → {res.path} ({res.backend})")
-    return {"input": str(path), "up_axis": pf.up_axis, "ranking": ranking}
+    return {"input": str(path), **verdict, "up_axis": pf.up_axis, "ranking": ranking}
 
 
 def _progress(files):
@@ -136,12 +151,14 @@ def _progress(files):
 
 
 def _print_text(row: dict, single: bool, write) -> None:
+    trust = f"confidence {row['confidence']:.4f}, entropy {row['entropy']:.4f} nats"
     if single:
         for r in row["ranking"]:
             print(f"{r['class']:16s} {r['probability']:.4f}")
+        print(f"{UNCERTAIN} ({trust})" if row["index"] < 0 else trust)
         return
     ranked = "  ".join(f"{r['class']} {r['probability']:.4f}" for r in row["ranking"])
-    write(f"{row['input']}  {ranked}")
+    write(f"{row['input']}  {UNCERTAIN + '  ' if row['index'] < 0 else ''}{ranked}  ({trust})")
 
 
 def _print_csv(rows: list[dict], top: int) -> None:
@@ -149,7 +166,10 @@ def _print_csv(rows: list[dict], top: int) -> None:
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["file"] + [f"{key}_{i}" for i in range(1, top + 1)
-                                for key in ("class", "probability")])
+                                for key in ("class", "probability")]
+                    + ["prediction", "confidence", "entropy"])
     for row in rows:
-        writer.writerow([row["input"]] + [v for r in row["ranking"]
-                                          for v in (r["class"], f"{r['probability']:.6f}")])
+        ranked = [v for r in row["ranking"] for v in (r["class"], f"{r['probability']:.6f}")]
+        ranked += [""] * (2 * top - len(ranked))  # fewer classes than --top
+        writer.writerow([row["input"]] + ranked + [row["class"], f"{row['confidence']:.6f}",
+                                                   f"{row['entropy']:.6f}"])

@@ -85,7 +85,8 @@ def run(args) -> int:
                          min_agreement=args.min_agreement, quantize=args.quantize,
                          run_config=src.run_config, class_names=src.meta.get("class_names"),
                          exporter=args.exporter, threads=args.threads, seed=args.seed,
-                         device=args.device, provider=args.provider)
+                         device=args.device, provider=args.provider,
+                         temperature=src.meta.get("temperature"))
     print(report.summary())
     print(f"report        {report.report_path}")
     return 0

@@ -7,6 +7,12 @@
   torchrun --nproc_per_node=2 -m apps.cli train CONFIG …   # data-parallel (one process per
                                                            # GPU with NCCL, gloo on the CPU)
 
+  pointgcn train CONFIG --seeds 0,1,2 --out runs/recipe   # one run per seed (runs/recipe/seed-0
+                                                        # …), then mean ± std (seeds.json)
+
+At the end each checkpoint gets the temperature fitted on the validation split (calibrated
+probabilities; `eval` reports ECE before/after on the test split).
+
 `--device` (default: the config's `device:`, else auto = CUDA when available). The run folder
 gets config.yaml (resolved, with the device), metrics.jsonl, metrics.json, checkpoints/last.pt
 and best.pt (the best validation key metric: mIoU, OA or PartNet part mIoU), and tb/.
@@ -31,32 +37,45 @@ def add_arguments(p):
                    help="continue the run in RUN_DIR from its last checkpoint (the only "
                         "override it takes is train.epochs=N, to extend the run)")
     p.add_argument("--seed", type=seed_int, help="overrides the config's seed")
+    p.add_argument("--seeds", type=seed_list, metavar="S,S,…",
+                   help="train the recipe once per seed into OUT/seed-S and write the mean ± "
+                        "std of the final validation metrics to OUT/seeds.json")
     add_device_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def seed_list(text: str) -> list[int]:
+    import argparse
+
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct whole numbers ≥ 0 separated by commas, "
+                                         f"got {text!r}")
+    return seeds
 
 
 def run(args) -> int:
     import torch
 
     from pointgcn.config import load_config
-    from pointgcn.data.build import build_datasets
-    from pointgcn.engine.device import device_line
     from pointgcn.engine.distributed import init_distributed, shutdown
     from pointgcn.engine.run_folder import check_new
     from pointgcn.engine.optim import drop_unreached_restarts, resolve_train
-    from pointgcn.engine.trainer import Trainer
     from pointgcn.errors import InputError
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
         overrides = [x for x in (args.config, *args.overrides) if x]  # argparse: 1st in config
-        if args.seed is not None or any(x.partition("=")[0].strip() != "train.epochs"
-                                        or "=" not in x for x in overrides):
+        if args.seed is not None or args.seeds or any(
+                x.partition("=")[0].strip() != "train.epochs" or "=" not in x for x in overrides):
             raise InputError("--resume continues a run exactly as configured; it takes no "
-                             "CONFIG, overrides (but train.epochs=N) or --seed (start a new "
-                             "run to change them)")
+                             "CONFIG, overrides (but train.epochs=N), --seed or --seeds (start "
+                             "a new run to change them)")
         cfg_path = args.resume / "config.yaml"
         if not cfg_path.is_file():
             raise InputError(f"{args.resume}: not a run folder (no config.yaml)")
@@ -69,16 +88,37 @@ def run(args) -> int:
     else:
         if not args.config:
             raise InputError("give a CONFIG (or --resume RUN_DIR)")
+        if args.seed is not None and args.seeds:
+            raise InputError("give --seed or --seeds, not both")
         cfg = load_config(args.config, args.overrides)
         if args.seed is not None:
             cfg["seed"] = args.seed
         name = cfg.get("name") or Path(args.config).stem
         run_dir = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_new(run_dir)
+        for seed in args.seeds or ():
+            check_new(run_dir / f"seed-{seed}")
+        if args.seeds and (run_dir / "seeds.json").exists():
+            raise InputError(f"{run_dir} already holds a multi-seed summary (seeds.json); "
+                             "choose another --out")
     if args.device is not None:
         cfg["device"] = args.device
     resolve_train(cfg.get("train"))  # a bad setting or device fails before the data is read
     d = init_distributed(cfg.get("device", "auto"))
+    if args.seeds:
+        _train_seeds(cfg, run_dir, args, d)
+    else:
+        _train_one(cfg, run_dir, args, d)
+    shutdown(d)
+    return 0
+
+
+def _train_one(cfg: dict, run_dir: Path, args, d) -> dict:
+    from pointgcn.data.build import build_datasets
+    from pointgcn.engine.calibration_hook import TemperatureHook
+    from pointgcn.engine.device import device_line
+    from pointgcn.engine.trainer import Trainer
+
     data = build_datasets(cfg, ("train", "val"), progress=not args.no_progress and d.main)
     for line in data.report.lines() if d.main else ():  # what reading the data repaired/dropped
         print(line)
@@ -88,13 +128,57 @@ def run(args) -> int:
     if d.main:
         print(f"device: {device_line(d.device)}")
     trainer = Trainer(cfg, run_dir, data, resume=bool(args.resume),
-                      progress=not args.no_progress, dist=d)
+                      progress=not args.no_progress, dist=d, hooks=[TemperatureHook()])
     final = trainer.fit()  # a new run that fails leaves no run folder behind
     if d.main:
         best = final["best"]
         print(f"run: {run_dir}\nbest validation {final['key_metric']} "
               f"{best[final['key_metric']]:.4f} at epoch {best['epoch']}")
-    shutdown(d)
-    return 0
+    return final
+
+
+def _train_seeds(cfg: dict, root: Path, args, d) -> None:
+    """One run per seed in ROOT/seed-S, then ROOT/seeds.json. A failure removes the seed runs
+    made here (and ROOT if made here), so no partial recipe is left; nothing else in ROOT is
+    touched."""
+    import copy
+    import json
+    import shutil
+
+    from pointgcn.engine.bootstrap import seed_summary
+    from pointgcn.io.atomic import atomic_path
+
+    finals, made_root = {}, not root.exists()
+    try:
+        for seed in args.seeds:
+            if d.main:
+                print(f"seed {seed}:")
+            run_cfg = {**copy.deepcopy(cfg), "seed": seed}
+            finals[seed] = _train_one(run_cfg, root / f"seed-{seed}", args, d)
+        summary = seed_summary(finals)
+        summary["runs"] = {str(s): str(root / f"seed-{s}") for s in args.seeds}
+        if d.main:
+            with atomic_path(root / "seeds.json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    except BaseException:
+        if d.main:
+            for seed in finals:  # completed runs of this recipe (a failed one removes itself)
+                shutil.rmtree(root / f"seed-{seed}", ignore_errors=True)
+            if made_root and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()
+        raise
+    if d.main:
+        print(format_seeds(summary) + f"\nsummary: {root / 'seeds.json'}")
+
+
+def format_seeds(summary: dict) -> str:
+    n = len(summary["seeds"])
+    lines = [f"over {n} seeds ({', '.join(map(str, summary['seeds']))}), final validation "
+             "(mean ± sample std):"]
+    for name, s in [*summary["final_validation"].items(),
+                    *((k, v) for k, v in summary.items() if k.startswith("best_"))]:
+        std = "n/a" if s["std"] is None else f"{s['std']:.4f}"
+        lines.append(f"  {name:14s} {s['mean']:.4f} ± {std}")
+    return "\n".join(lines)
 
 

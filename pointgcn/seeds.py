@@ -15,6 +15,7 @@ import numpy as np
 # epoch's order with [seed, epoch]: epoch 7's order shares this generator's state, which is
 # harmless, as the two draw different things: a permutation of samples, a choice of groups.)
 _VALIDATION_SPLIT = 7
+_CALIBRATION_SUBSET = "calibration"
 
 
 def item_rng(seed: int, *keys: int | str) -> np.random.Generator:
@@ -39,3 +40,8 @@ def loader_seed(seed: int, epoch: int) -> int:
     """The DataLoader's own generator for an epoch: making an iterator must not draw from the
     global RNG, or a resumed run (which makes one more iterator) would drift."""
     return seed * 1000 + epoch
+
+
+def calibration_subset_rng(seed: int) -> np.random.Generator:
+    """Which validation points a temperature is fitted on when there are too many to keep."""
+    return item_rng(seed, _CALIBRATION_SUBSET)

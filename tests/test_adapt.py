@@ -54,6 +54,13 @@ def test_adapted_model_is_better_on_the_unlabelled_rest(scan, tmp_path, capsys):
     assert ckpt["meta"]["adapted"]["metrics"]["labelled"] == int(labelled.sum())
     assert ckpt["meta"]["adapted"]["metrics"]["backbone_device"]["type"] == "cpu"
     assert "conventions" in ckpt["meta"] and (tmp_path / "mine.md").is_file()
+    # a temperature fitted on the held-out labels, served by the predictor
+    from pointgcn.export.serve import open_model
+    t, cal = ckpt["meta"]["temperature"], ckpt["meta"]["calibration"]
+    assert t > 0 and cal["nll_after"] <= cal["nll_before"] + 1e-12
+    assert cal["points"] == ckpt["meta"]["adapted"]["metrics"]["after"]["points"]
+    assert open_model(tmp_path / "mine.pt").predictor().temperature == t
+    assert f"calibration: temperature {t:.3f}" in out
 
 
 def test_new_classes_from_a_second_labels_file(scan, tmp_path, capsys):

@@ -299,7 +299,8 @@ def test_classify_many_files_folders_and_globs_one_model_load(weights, tmp_path,
     cls = ["--weights", str(weights / "cls.pt"), "--top", "2"]
     assert main(["classify", str(shapes), *cls, "--csv"]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert table[0] == ["file", "class_1", "probability_1", "class_2", "probability_2"]
+    assert table[0] == ["file", "class_1", "probability_1", "class_2", "probability_2",
+                        "prediction", "confidence", "entropy"]
     assert [Path(r[0]).name for r in table[1:]] == ["s0.ply", "s1.ply", "s2.ply", "b.off"]
     assert all(r[1] in "abcde" and 0 < float(r[2]) <= 1 for r in table[1:]) and loads == [1]
     assert main(["classify", str(shapes / "a" / "*.ply"), str(shapes / "b.off"), *cls,

@@ -86,3 +86,40 @@ def test_repository_weights_verify_and_load():
         meta = ckpt["meta"]
         best = [v for name, v in table.items() if name.startswith("best validation")]
         assert best == [f"{meta['metrics'][meta['key_metric']]:.4f}"], (e["name"], best)
+
+
+def test_card_gives_ece_when_the_checkpoint_records_it(tmp_path):
+    cfg = {"data": {"dataset": "modelnet40", "n_points": 64},
+           "model": dict(n_blocks=3, channels=8, k=4, in_channels=3, n_classes=4,
+                         task="classification", fusion_channels=16, prediction=[8])}
+    record = {"temperature": 1.734, "points": 1200, "bins": 15, "ece_before": 0.1234,
+              "ece_after": 0.0321, "fitted_on": "validation split",
+              "measured_on": "the same validation points (in-sample for the temperature)"}
+    save_checkpoint(tmp_path / "run.pt", build_model(cfg), cfg,
+                    meta={"temperature": 1.734, "calibration": record})
+    card = {"task": "classification", "data": "tiny", "command": "pointgcn train …",
+            "metrics": {"oa": 0.5}, "accuracy": {"metric": "oa", "value": 0.5, "data": "t"}}
+    (tmp_path / "w").mkdir()
+    ship_checkpoint(tmp_path / "run.pt", "cal", card, tmp_path / "w")
+    text = (tmp_path / "w" / "cal.md").read_text()
+    assert "Temperature 1.734" in text and "ECE 0.1234 before, 0.0321 after" in text
+    assert open_model(resolve_weights("cal", tmp_path / "w")).predictor().temperature == 1.734
+
+
+def test_record_calibration_on_a_shipped_model(shipped):
+    from pointgcn.models.weights import record_calibration
+
+    folder, entry = shipped
+    before = torch.load(folder / "tiny-cls.pt", weights_only=True)
+    record = {"temperature": 0.5, "points": 10, "bins": 15, "ece_before": 0.2,
+              "ece_after": 0.05, "fitted_on": "validation split", "measured_on": "the same"}
+    for t in (0.5, 0.75):  # twice: the card's section is replaced, not repeated
+        new = record_calibration("tiny-cls", {**record, "temperature": t}, folder)
+    path = resolve_weights("tiny-cls", folder)  # the manifest's hash follows the file
+    after = torch.load(path, weights_only=True)
+    assert all(torch.equal(before["state_dict"][k], v) for k, v in after["state_dict"].items())
+    assert open_model(path).predictor().temperature == 0.75
+    text = (folder / "tiny-cls.md").read_text()
+    assert text.count("## Calibration") == 1 and "Temperature 0.750" in text
+    assert f"sha256 `{new['sha256']}`" in text and new["sha256"] != entry["sha256"]
+    assert text.index("## Calibration") < text.index("## Config")

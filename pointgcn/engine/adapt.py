@@ -9,6 +9,7 @@ own, it starts from the model's layer, is held near it (an L2 pull of strength `
 weights, the biases free: with ~200 labels of one room a free layer learns that room's class
 mix and loses on other rooms, measured in docs/adaptation.md), and is compared with it on the
 same held-out points. The
+new layer's temperature is fitted on the held-out points (calibrated confidence). The
 result is an ordinary checkpoint of the same architecture with `n_classes` set to the new class
 list, so segment, eval, export and bench take it as they take any other.
 """
@@ -26,6 +27,7 @@ from ..errors import InputError, Setting
 from ..io.cloud import PointCloud
 from ..models import build_model
 from ..models.heads import FusionHead
+from .calibration import calibration_report, fit_temperature
 from .device import describe_device, resolve_device, to_device
 from .inference import cover_logits
 from .metrics import ConfusionMatrix
@@ -39,6 +41,7 @@ class Adapted:
     model: torch.nn.Module
     class_names: list[str]
     metrics: dict = field(default_factory=dict)  # held-out OA / mIoU, before and after
+    temperature: float = 1.0  # fitted on the held-out labelled points (calibration.py)
 
 
 def last_layer(model: torch.nn.Module) -> torch.nn.Module:
@@ -193,6 +196,13 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
                "backbone_device": describe_device(tap.device)}
     if same_classes:
         metrics["before"] = score(old, x_held, labels[held], n)
+    with torch.no_grad():
+        held_logits = layer(torch.from_numpy(x_held)).double().numpy()
+    temperature = fit_temperature(held_logits, labels[held])
+    metrics["calibration"] = {**calibration_report(held_logits, labels[held], temperature),
+                              "fitted_on": "held-out labelled points",
+                              "measured_on": "the same held-out points (in-sample for the "
+                                             "temperature)"}
     cfg = {**model.cfg, "n_classes": n}
     new = build_model({"model": cfg}).eval()
     state = model.state_dict()
@@ -200,4 +210,4 @@ def adapt(model: torch.nn.Module, cloud: PointCloud, labels: np.ndarray, class_n
     state[f"{prefix}.lin.weight"] = layer.weight.detach().clone()
     state[f"{prefix}.lin.bias"] = layer.bias.detach().clone()
     new.load_state_dict(state)
-    return Adapted(new, list(class_names), metrics)
+    return Adapted(new, list(class_names), metrics, temperature)

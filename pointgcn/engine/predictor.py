@@ -27,9 +27,12 @@ class Predictor(Protocol):
     name: str
     class_names: list[str]
     min_points: int    # the most neighbours one graph gathers (k × largest dilation)
+    temperature: float  # the logits are the network's divided by this (calibration)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        """Logits `(B, n_classes, N)` for segmentation, `(B, n_classes)` for classification."""
+        """Logits `(B, n_classes, N)` for segmentation, `(B, n_classes)` for classification,
+        already divided by the model's temperature (calibration.py), so their softmax is the
+        calibrated probability; `temperature` says by what (1.0: none recorded)."""
         ...
 
 
@@ -44,7 +47,8 @@ def finite_logits(logits: np.ndarray, name: str) -> np.ndarray:
 
 class TorchPredictor:
     def __init__(self, model: torch.nn.Module, name: str = "torch", threads: int | None = None,
-                 class_names: list[str] | None = None, device: str | torch.device = "cpu"):
+                 class_names: list[str] | None = None, device: str | torch.device = "cpu",
+                 temperature: float = 1.0):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.eval().to(self.device)
         cfg = model.cfg
@@ -52,11 +56,15 @@ class TorchPredictor:
         self.name = name
         self.class_names = class_names or [str(i) for i in range(self.n_classes)]
         self.min_points = min_points(model)  # as OnnxPredictor: max k·dilation of its graphs
+        self.temperature = float(temperature)
         if threads:
             torch.set_num_threads(threads)
 
     @torch.no_grad()
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = to_device(torch.from_numpy(np.ascontiguousarray(features, np.float32)), self.device)
-        return finite_logits(self.model(x).float().cpu().numpy(), self.name)
+        logits = self.model(x).float()
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return finite_logits(logits.cpu().numpy(), self.name)
 

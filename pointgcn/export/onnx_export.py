@@ -4,7 +4,8 @@ What the file holds: input `features (batch, C, points)` and output `logits` (`(
 points)` or `(batch, classes)`), both axes dynamic; the dilated kNN (distance matmul, TopK,
 Gather) inside the graph — export mode routes every kNN through the loop-free path, as a Python
 loop over row chunks would freeze N; eval mode turns stochastic dilation and dropout off. The
-`pointgcn.*` metadata (task, channels, classes, class names, run config, minimum points) makes
+`pointgcn.*` metadata (task, channels, classes, class names, run config, minimum points, the
+calibration temperature, applied by the onnxruntime predictor rather than baked in) makes
 the file usable on its own (see runtime.py).
 
 Order of work, so a failure leaves no file behind: export to a temp file next to the target →
@@ -87,14 +88,15 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
                 run_config: dict | None = None, class_names: list[str] | None = None,
                 exporter: str = "legacy", threads: int | None = None,
                 seed: int = 0, device: str | None = "cpu",
-                provider: str | None = None) -> ExportReport:
+                provider: str | None = None, temperature: float | None = None) -> ExportReport:
     """Export, check, (parity-check, quantise) and atomically write `out_path`.
 
     `points` is the nominal N (parity runs at ≈ N/2, N, 2N; N stays dynamic in the file either
     way). With `enforce`, failed parity raises `ExportError` (the report JSON is still saved).
     The parity run's PyTorch side runs on `device`, onnxruntime on `provider` (check_parity);
     it checks on `check_data` (described in the report as `check_data_name`, default "given"),
-    else on random clouds, as does the int8 comparison.
+    else on random clouds, as does the int8 comparison. `temperature` (the checkpoint's
+    calibration) is recorded in the metadata; the onnxruntime predictor divides by it.
     """
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
@@ -108,14 +110,14 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     try:
         return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
                        check_data_name, min_agreement, rel_tol, enforce, quantize, run_config,
-                       class_names, exporter, threads, seed, device, provider)
+                       class_names, exporter, threads, seed, device, provider, temperature)
     finally:
         model.train(was_training)
 
 
 def _export(model, cfg, out_path, opset, points, batch, parity, check_data, check_data_name,
             min_agreement, rel_tol, enforce, quantize, run_config, class_names, exporter,
-            threads, seed, device, provider):
+            threads, seed, device, provider, temperature=None):
     least = min_points(model)
     # The graph is the same for any traced N (both axes are dynamic), but tracing runs the model
     # once: a small N keeps that cheap (ten times cheaper for ResGCN-28, docs/performance.md).
@@ -125,6 +127,8 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, chec
         out = model(x)
     out_axes = {0: "batch", 2: "points"} if out.dim() == 3 else {0: "batch"}
     meta = _metadata(model, cfg, least, points, run_config, class_names, out)
+    if temperature is not None:
+        meta["temperature"] = float(temperature)
     report_path = out_path.with_suffix(".parity.json")
     with atomic_path(out_path) as tmp:
         t0 = time.perf_counter()

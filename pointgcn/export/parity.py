@@ -196,7 +196,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,
                                  threads=threads, workdir=Path(onnx_path).parent)
     place = resolve_device(device)
-    session = OnnxPredictor(onnx_path, threads=threads, providers=providers_for(provider, device))
+    session = OnnxPredictor(onnx_path, threads=threads, providers=providers_for(provider, device),
+                            calibrated=False)  # the graph's own logits, as the module's
     try:
         labels = label_agreement(model.to(place), session, inputs, place)
     finally:

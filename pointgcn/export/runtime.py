@@ -1,8 +1,8 @@
 """onnxruntime inference behind the `Predictor` interface, and the model's ONNX metadata.
 
 The exporter writes what a runtime needs to use the file on its own (task, channel and class
-counts, class names, the run config, the smallest usable point count) into the model's
-`metadata_props` under the `pointgcn.` prefix, so an `.onnx` file is self-describing. Files
+counts, class names, the run config, the smallest usable point count, the calibration
+temperature) into the model's `metadata_props` under the `pointgcn.` prefix, so an `.onnx` file is self-describing. Files
 exported elsewhere still load: the counts then come from the graph's input/output shapes.
 
 Execution providers (`--provider cpu|cuda`, `providers_for`): without `--provider` they follow
@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from ..data.classes import default_class_names
+from ..engine.calibration import temperature_of
 from ..engine.device import device_name
 from ..engine.predictor import finite_logits
 from ..errors import FormatError, InputError, Setting
@@ -167,9 +168,11 @@ class OnnxPredictor:
 
     def __init__(self, path: str | Path, threads: int | None = None,
                  providers: list[str] | None = None, optimization: str = "all",
-                 spin: bool | None = None, name: str | None = None):
+                 spin: bool | None = None, name: str | None = None, calibrated: bool = True):
         """`providers`: see `providers_for` (default: CUDA when a GPU and onnxruntime-gpu are
-        there, else the CPU)."""
+        there, else the CPU). `calibrated`: divide the logits by the temperature the file
+        records (`pointgcn.temperature`, as the eager predictor does); False gives the graph's
+        own output (parity against the eager module)."""
         self.path = Path(path)
         self.session = make_session(self.path, threads, providers, optimization, spin)
         self.providers = self.session.get_providers()
@@ -187,6 +190,7 @@ class OnnxPredictor:
             {"task": self.task, "n_classes": self.n_classes})
         self.name = name or self.path.name
         self.metadata = meta
+        self.temperature = temperature_of(meta) if calibrated else 1.0
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(features, dtype=np.float32)
@@ -196,8 +200,10 @@ class OnnxPredictor:
         if x.shape[2] < self.min_points:
             raise InputError(f"{self.name} needs at least {self.min_points} points per cloud "
                              f"(k × largest dilation), got {x.shape[2]}")
-        return finite_logits(self.session.run([self.output_name], {self.input_name: x})[0],
-                             self.name)
+        logits = self.session.run([self.output_name], {self.input_name: x})[0]
+        if self.temperature != 1.0:
+            logits = logits / np.float32(self.temperature)
+        return finite_logits(logits, self.name)
 
 
 def _static_dim(shape, axis: int, path: Path) -> int:

@@ -6,8 +6,9 @@ none; ours or an official deep_gcns_torch one), a shipped model's name (hash-ver
 config YAML or `overrides` alone. It returns a `LoadedModel`: the PyTorch module or the
 onnxruntime session, the run config the model was trained with (its `data:` section carries
 the sampling, so pre-processing matches training), the file's meta and the class names; its
-`predictor()` runs the model behind the `Predictor` interface. A checkpoint is unpickled once
-per open. A latency budget chooses among candidates in budget.py, which opens its choice here.
+`predictor()` runs the model behind the `Predictor` interface, its logits divided by the
+temperature the file records (engine/calibration.py; 1.0 for files that record none). A
+checkpoint is unpickled once per open. A latency budget chooses among candidates in budget.py, which opens its choice here.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..config import apply_overrides, load_config
 from ..data.classes import default_class_names
+from ..engine.calibration import temperature_of
 from ..engine.predictor import Predictor, TorchPredictor
 from ..errors import InputError, Setting
 from ..models import build_model
@@ -57,7 +59,8 @@ class LoadedModel:
         if self.session is not None:
             return self.session
         return TorchPredictor(self.module, name=self.name or self.label, threads=self.threads,
-                              class_names=self.class_names, device=self.device or "auto")
+                              class_names=self.class_names, device=self.device or "auto",
+                              temperature=temperature_of(self.meta))
 
 
 def open_model(spec: str | Path | None, *, overrides: Mapping | Iterable[str] = (),

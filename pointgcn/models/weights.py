@@ -93,8 +93,9 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
              **({"default": True} if card.get("default") else {}),
              **({"real_data": True} if card.get("real_data") else {})}
     conventions = (ckpt.get("meta") or {}).get("conventions")
+    calibration = (ckpt.get("meta") or {}).get("calibration")
     with atomic_path(folder / f"{name}.md") as tmp:
-        tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions))
+        tmp.write_text(_card_text(name, entry, card, ckpt["config"], conventions, calibration))
     entries = [m for m in read_manifest(folder) if m["name"] != name] + [entry]
     if entry.get("default"):  # one default per task
         entries = [m if m is entry or m.get("task") != entry["task"]
@@ -104,9 +105,55 @@ def ship_checkpoint(src: str | Path, name: str, card: dict, folder: Path | None 
     return entry
 
 
+def _calibration_text(c: dict) -> str:
+    return (f"\n## Calibration\nTemperature {c['temperature']:.3f} (probabilities are "
+            f"softmax(logits / T)), fitted on the {c['fitted_on']}: ECE {c['ece_before']:.4f} "
+            f"before, {c['ece_after']:.4f} after, over {c['points']:,} points, {c['bins']} bins, "
+            f"measured on {c['measured_on']}. `pointgcn eval` reports it on the test split.\n")
+
+
+def record_calibration(name: str, record: dict, folder: Path | None = None) -> dict:
+    """Store a calibration `record` (calibration.calibration_report plus `fitted_on`,
+    `measured_on`) in a shipped model: its checkpoint's meta (`temperature`, `calibration`;
+    weights untouched), its manifest entry's sha256 and size, and its card's Calibration
+    section (added before Config, or replaced). Returns the new manifest entry."""
+    folder = folder or weights_dir()
+    path = resolve_weights(name, folder)  # hash-verified before it is changed
+    ckpt = read_checkpoint(path)
+    ckpt["meta"] = {**ckpt.get("meta", {}), "temperature": float(record["temperature"]),
+                    "calibration": dict(record)}
+    atomic_torch_save(ckpt, path)
+    entries = read_manifest(folder)
+    entry = next(m for m in entries if m["name"] == name)
+    entry.update(sha256=sha256(path), size_bytes=path.stat().st_size)
+    card = folder / entry["card"]
+    if card.is_file():
+        text, section = card.read_text(), _calibration_text(record)
+        if "\n## Calibration\n" in text:
+            head, _, rest = text.partition("\n## Calibration\n")
+            tail = rest[rest.index("\n## "):] if "\n## " in rest else ""
+            text = head + section + tail
+        else:
+            head, sep, tail = text.partition("\n## Config\n")
+            text = head + section + sep + tail if sep else text + section
+        text = text.replace(entry_sha_line(text), f"sha256 `{entry['sha256']}`")
+        with atomic_path(card) as tmp:
+            tmp.write_text(text)
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"models": entries}, indent=2) + "\n")
+    return entry
+
+
+def entry_sha_line(text: str) -> str:
+    """The card's `sha256 `…`` mention (the file's hash changes when its meta does)."""
+    start = text.index("sha256 `")
+    return text[start:text.index("`", start + 8) + 1]
+
+
 def _card_text(name: str, entry: dict, card: dict, config: dict,
-               conventions: dict | None) -> str:
+               conventions: dict | None, calibration: dict | None = None) -> str:
     conv = conventions_of({**config, "conventions": conventions})
+    calibrated = _calibration_text(calibration) if calibration else ""
 
     provenance = ("- trained on real data (above); its metrics are on held-out shapes of that "
                   "data, not on an official test split" if card.get("real_data") else
@@ -134,7 +181,7 @@ def _card_text(name: str, entry: dict, card: dict, config: dict,
 | metric | value |
 |---|---|
 {metrics}
-
+{calibrated}
 {card.get('notes', '')}
 
 ## Config
