@@ -108,7 +108,7 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
     import numpy as np
 
     from apps.source_args import preflight
-    from pointgcn.engine.calibration import confidence_and_entropy, mark_uncertain
+    from pointgcn.engine.confidence import confidence_and_entropy, mark_uncertain
     from pointgcn.engine.inference import classify_cloud
 
     cloud, report = read

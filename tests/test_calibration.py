@@ -68,7 +68,7 @@ def test_segmentation_layout_and_ignored_points():
 
 
 def test_confidence_entropy_and_uncertain_marks():
-    from pointgcn.engine.calibration import confidence_and_entropy, mark_uncertain
+    from pointgcn.engine.confidence import confidence_and_entropy, mark_uncertain
 
     p = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.25, 0.25]])
     conf, ent = confidence_and_entropy(p)

@@ -187,22 +187,3 @@ class BeforeAfter:
                 "bins": self.after.bins, "ece_before": self.before.ece(),
                 "ece_after": self.after.ece(), "reliability_before": self.before.table(),
                 "reliability": self.after.table()}
-
-
-def confidence_and_entropy(probs: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Top probability and entropy (nats) along `axis` of (calibrated) probabilities."""
-    p = np.asarray(probs, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return p.max(axis), 0.0 - plogp.sum(axis)  # 0.0 - : no "-0.0" for certain points
-
-
-def mark_uncertain(labels: np.ndarray, confidence: np.ndarray,
-                   min_confidence: float | None) -> np.ndarray:
-    """`labels` with −1 where the confidence is below `min_confidence` (None: unchanged)."""
-    labels = np.asarray(labels)
-    if min_confidence is None:
-        return labels
-    if not 0 <= min_confidence <= 1:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    return np.where(np.asarray(confidence) < min_confidence, -1, labels)

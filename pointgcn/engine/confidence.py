@@ -36,7 +36,29 @@ def prediction_confidence(logits: np.ndarray, pred: np.ndarray | None = None,
         chosen = p.argmax(axis=1) if pred is None else np.asarray(pred[rows], np.int64)
         out_pred[rows] = chosen
         confidence[rows] = p[np.arange(len(p)), chosen]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(p > 0, p * np.log(p), 0.0)  # 0 · log 0 = 0
-        entropy[rows] = np.maximum(-terms.sum(axis=1), 0.0)
+        entropy[rows] = _entropy(p, axis=1)
     return out_pred, confidence, entropy
+
+
+def _entropy(p: np.ndarray, axis: int) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)  # 0 · log 0 = 0
+    return np.maximum(0.0 - plogp.sum(axis), 0.0)  # 0.0 - : no "-0.0" for certain points
+
+
+def confidence_and_entropy(probs: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Top probability and entropy (nats) along `axis` of (calibrated) probabilities, e.g. a
+    shape's vote-averaged class probabilities in `classify`."""
+    p = np.asarray(probs, np.float64)
+    return p.max(axis), _entropy(p, axis)
+
+
+def mark_uncertain(labels: np.ndarray, confidence: np.ndarray,
+                   min_confidence: float | None) -> np.ndarray:
+    """`labels` with −1 where the confidence is below `min_confidence` (None: unchanged)."""
+    labels = np.asarray(labels)
+    if min_confidence is None:
+        return labels
+    if not 0 <= min_confidence <= 1:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    return np.where(np.asarray(confidence) < min_confidence, -1, labels)

@@ -22,6 +22,7 @@ from ..errors import FormatError, InputError
 from .cloud import LOCAL_LIMIT
 from .columns import COLOR_NAMES, LABEL_NAMES, XYZ, as_labels
 from .ply import FORMATS, MAX_HEADER, _fixed_dtype, parse_header
+from .read import check_file
 
 STREAMED = (".ply", ".npy", ".las", ".laz")
 
@@ -62,6 +63,7 @@ class ChunkReader:
         if suffix not in STREAMED:
             raise InputError(f"{self.where}: streaming reads {' '.join(STREAMED)} files; "
                              f"convert {suffix or 'this file'} first")
+        check_file(self.path)  # before opening: a pipe would block, a device never end
         self.kind = "las" if suffix in (".las", ".laz") else suffix[1:]
         self.label_scheme = "asprs" if self.kind == "las" else None
         getattr(self, f"_open_{self.kind}")()

@@ -60,7 +60,8 @@ class ReadReport:
     notes: list[str] = field(default_factory=list)  # what was tolerated (stages print them)
 
 
-def _check_path(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """A readable regular file of a supported kind, else one line (never opens a pipe)."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise InputError(f"{path}: unknown extension {path.suffix or '(none)'!r}; supported: "
@@ -136,7 +137,7 @@ def read_points(path: str | Path, *, n_points: int | None = None, drop_invalid: 
     path = Path(path)
     where = str(path)
     report = report if report is not None else ReadReport()
-    _check_path(path)
+    check_file(path)
     try:
         cloud = _read_any(path, where, n_points, seed, as_mesh, drop_invalid, report)
     except (PermissionError, IsADirectoryError) as e:
