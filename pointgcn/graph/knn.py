@@ -3,7 +3,9 @@
 Why our own: PyG's `knn` moved to pyg-lib (not installable here) and torch_cluster's CPU kNN is
 slow on feature space (482 ms vs 33 ms for 64-d, N=4096, see docs/performance.md), and neither
 exports to ONNX. One augmented `bmm` per row chunk plus a selection does both; on CPU each
-worker thread runs whole chunks (product, numpy selection, ordering).
+worker thread runs whole chunks (product, numpy selection, ordering). Both paths score on
+features centred per cloud (`centre`): distances are shift-invariant, and float32 scores of
+uncentred deep features cancel badly (docs/performance.md, "Faithful kNN").
 
 Order contract (both paths): self first, then ascending squared distance, ties broken by the
 lower index, so the graph is deterministic. The eager path chunks rows to bound memory
@@ -63,12 +65,29 @@ def _check(x: torch.Tensor, k: int) -> None:
         raise InputError(f"k={k} neighbours requested but the cloud has only {n} points")
 
 
+def centre(xt: torch.Tensor) -> torch.Tensor:
+    """Features `(B, N, C)` shifted per cloud and channel by their midrange, (max + min) / 2.
+
+    Why: ‖x_j‖² − 2 x_i·x_j cancels badly in float32 when the features' norms are large against
+    the distances between neighbours (deep residual features): the rounding error grows with
+    ‖x‖², flips near-tied neighbours, and two runtimes (or a GPU) flip different ones.
+    Distances do not change under a shift, and after this one every |x| ≤ half the range.
+    The midrange, unlike the mean, is computed exactly (two exact reductions, one rounded sum
+    and an exact halving), so every runtime shifts by the same number, and integer or
+    half-integer data stay exact (ties stay ties).
+    """
+    return xt - (xt.amax(1, keepdim=True) + xt.amin(1, keepdim=True)) * 0.5
+
+
 def _augment(xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries [x, 1] and keys [−2x, ‖x‖²], so one bmm gives ‖x_j‖² − 2 x_i·x_j.
+    """Queries [x, 1] and keys [−2x, ‖x‖²] of the centred features, so one bmm gives
+    ‖x_j‖² − 2 x_i·x_j.
 
     The row constant ‖x_i‖² does not change a row's order, so it is left out; folding the
-    norm into the product avoids a broadcast copy per chunk.
+    norm into the product avoids a broadcast copy per chunk. The eager and export paths both
+    build their scores here: one formulation, the same arithmetic.
     """
+    xt = centre(xt)
     ones = torch.ones_like(xt[..., :1])
     sq = (xt * xt).sum(-1, keepdim=True)
     return torch.cat([xt, ones], -1), torch.cat([-2.0 * xt, sq], -1)
