@@ -85,7 +85,8 @@ def test_export_check_and_parity_at_three_point_counts(tmp_path, block, conv, op
     assert all(r["agreement"] >= 0.99 for r in report.parity["labels"])
     layers = report.parity["graphs"]  # per-layer neighbours, onnxruntime vs PyTorch
     assert [g["layer"] for g in layers] == list(range(graphs))
-    assert all(g["sets"] >= 0.99 and g["positions"] >= 0.99 for g in layers)
+    assert layers[0]["sets"] == layers[0]["positions"] == 1.0  # the same xyz: the same graph
+    assert all(0.9 <= g["positions"] <= g["sets"] <= 1.0 for g in layers)  # near-tie flips
     if block != "rev":
         assert [(g["k"], g["dilation"]) for g in layers] == [(4, 1), (4, 1), (4, 2)]
     saved = json.loads(out.with_suffix(".parity.json").read_text())
