@@ -234,3 +234,22 @@ def test_centring_shift_is_exact_and_keeps_integer_data_integer():
     assert torch.equal(c * 2, (c * 2).round())
     assert torch.equal(c.amax(1), -c.amin(1))  # symmetric about 0 per cloud and channel
     assert torch.equal(centre(x + 1000.0), c)
+
+
+def test_float64_scores_reference_mode():
+    """Inside float64_scores() every eager kNN scores in float64 (the parity check's reference):
+    on neighbours 10·2⁻⁷ apart in squared distance at coordinates up to 2000 — closer than
+    float32 scores resolve, farther than float64's — it picks the float64 neighbours where
+    plain float32 does not."""
+    from pointgcn.graph import float64_scores
+    from pointgcn.graph.knn import _FLOAT64
+    g = torch.Generator().manual_seed(0)
+    q = (torch.rand(60, 3, generator=g) * 2000).round()
+    far = q + torch.tensor([5.0 + 2 ** -7, 0, 0])   # d² = 25 + 10·2⁻⁷ + 2⁻¹⁴, lower index
+    near = q + torch.tensor([3.0, 4.0, 0])          # d² = 25 exactly
+    x = torch.stack([q, far, near], 1).reshape(-1, 3).T[None].contiguous()  # exact float32
+    expect = brute_knn(x, 3)
+    assert not torch.equal(knn(x, 3), expect)
+    with float64_scores():
+        assert torch.equal(knn(x, 3), expect)
+    assert _FLOAT64 == [False] and not torch.equal(knn(x, 3), expect)  # restored

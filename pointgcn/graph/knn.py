@@ -38,6 +38,7 @@ TIE_WINDOW = 8
 SMALL_TAKE = 12
 
 _EXPORTING = [False]
+_FLOAT64 = [False]
 
 
 @contextlib.contextmanager
@@ -49,6 +50,19 @@ def export_mode(enabled: bool = True):
         yield
     finally:
         _EXPORTING[0] = old
+
+
+@contextlib.contextmanager
+def float64_scores(enabled: bool = True):
+    """Score every eager kNN in float64: the reference a float32 run is compared with, to
+    tell how far a deep dynamic-graph model's labels move when only the last bits of its
+    neighbour scores do (export/parity.py)."""
+    old = _FLOAT64[0]
+    _FLOAT64[0] = enabled
+    try:
+        yield
+    finally:
+        _FLOAT64[0] = old
 
 
 def is_exporting() -> bool:
@@ -191,7 +205,9 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None) -> torch.Ten
         chunk_elements = GPU_CHUNK_ELEMENTS if x.is_cuda else CHUNK_ELEMENTS
     b, _, n = x.shape
     # Distances in at least float32 even under autocast (bf16 scores would reorder neighbours).
-    if x.dtype not in (torch.float32, torch.float64):
+    if _FLOAT64[0]:
+        x = x.double()
+    elif x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         queries, keys = _augment(x.detach().transpose(1, 2))
