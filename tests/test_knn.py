@@ -225,15 +225,18 @@ def test_knn_on_large_norm_features_equals_float64_in_both_paths():
                            expect.sort(-1).values)
 
 
-def test_centring_shift_is_exact_and_keeps_integer_data_integer():
-    """The midrange shift: the same number in every runtime (no rounded mean), and integer
-    coordinates stay on a half-integer grid, so exact ties stay exact."""
+def test_centring_shift_is_short_and_keeps_integer_data_exact():
+    """The shift is the mean on a grid of 1/16 of a power of two below the spread: integer
+    coordinates stay on a 2⁻⁴ grid (exact ties stay exact), within a grid step of the mean,
+    and a large offset goes."""
     from pointgcn.graph.knn import centre
-    x = torch.randint(-7, 9, (3, 40, 5)).float()  # (B, N, C)
+    x = torch.randint(-7, 9, (3, 40, 5)).float()  # (B, N, C), spread ≥ 1
     c = centre(x)
-    assert torch.equal(c * 2, (c * 2).round())
-    assert torch.equal(c.amax(1), -c.amin(1))  # symmetric about 0 per cloud and channel
-    assert torch.equal(centre(x + 1000.0), c)
+    assert torch.equal((c * 16).round(), c * 16)
+    assert ((x - c) - x.mean(1, keepdim=True)).abs().max() <= 0.5
+    assert torch.equal(centre(x + 3072.0), c)  # the offset is a multiple of the grid: exact
+    deep = _large_norm_features()[:, :, :50].transpose(1, 2)
+    assert centre(deep).abs().max() < 5 < deep.abs().min()
 
 
 def test_float64_scores_reference_mode():

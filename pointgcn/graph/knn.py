@@ -80,17 +80,22 @@ def _check(x: torch.Tensor, k: int) -> None:
 
 
 def centre(xt: torch.Tensor) -> torch.Tensor:
-    """Features `(B, N, C)` shifted per cloud and channel by their midrange, (max + min) / 2.
+    """Features `(B, N, C)` minus their per-cloud, per-channel mean, rounded to a grid of
+    1/16 of a power of two below the channel's spread.
 
     Why: ‖x_j‖² − 2 x_i·x_j cancels badly in float32 when the features' norms are large against
     the distances between neighbours (deep residual features): the rounding error grows with
     ‖x‖², flips near-tied neighbours, and two runtimes (or a GPU) flip different ones.
-    Distances do not change under a shift, and after this one every |x| ≤ half the range.
-    The midrange, unlike the mean, is computed exactly (two exact reductions, one rounded sum
-    and an exact halving), so every runtime shifts by the same number, and integer or
-    half-integer data stay exact (ties stay ties).
+    Distances do not change under a shift. The mean leaves the bulk of the points near 0 (the
+    midrange, tried first, is pulled by outliers: worse than no shift in the last blocks of
+    ResGCN-28, docs/performance.md). Rounded to that grid the shift is a short number:
+    integer data stay exact after it (exact ties stay ties), and runtimes whose means differ
+    in the last bits almost always shift by the same number.
     """
-    return xt - (xt.amax(1, keepdim=True) + xt.amin(1, keepdim=True)) * 0.5
+    mean = xt.mean(1, keepdim=True)
+    spread = (xt - mean).abs().amax(1, keepdim=True).clamp_min(1e-20)
+    grid = torch.pow(2.0, torch.floor(torch.log2(spread)) - 4)
+    return xt - torch.round(mean / grid) * grid
 
 
 def _augment(xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
