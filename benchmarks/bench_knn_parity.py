@@ -110,7 +110,8 @@ def main() -> None:
                                 providers=["CPUExecutionProvider"])(x)
         labels = float((ref.argmax(1) == got.argmax(1)).mean())
         print(f"[{name}] labels eager = onnxruntime: {100 * labels:.2f}%")
-        print("  layer  k·d  f32=f64 %  eager=ort (same features) %  shared neighbours end to end %")
+        print("  layer  k·d  f32=f64 %  eager=ort (same features) %  "
+              "shared neighbours end to end %")
         for s, e in zip(same, ends):
             print(f"  {s['layer']:5d} {s['kd']:4d}  {100 * s['f32_vs_f64']:9.2f}  "
                   f"{100 * s['eager_vs_ort']:28.2f}  {100 * e['sets']:29.2f}")
