@@ -9,7 +9,10 @@ and carries its task/classes/config as metadata (`pointgcn segment --onnx` reads
 Parity, printed and saved as <out stem>.parity.json: exact numbers on a static-graph copy,
 and label agreement with PyTorch at three point counts (must be ≥ --min-agreement, or the
 model is not written; PyTorch on --device, onnxruntime on --provider, default following
---device). --quantize adds <out stem>.int8.onnx (dynamic int8) with its label
+--device), each beside PyTorch's own agreement when its kNN scores in float64 (how far a
+deep dynamic-graph model's labels move on last-bit changes alone), and, per kNN layer, the
+share of PyTorch's neighbours onnxruntime picked too. --quantize adds <out stem>.int8.onnx
+(dynamic int8) with its label
 agreement and latency change. Checks run on procedural clouds of the model's kind (room blocks,
 shapes, part shapes; random ones for other kinds), or on --check-data: .npy/.npz features
 (B, C, N).

@@ -83,6 +83,12 @@ def test_export_check_and_parity_at_three_point_counts(tmp_path, block, conv, op
     sizes = [r["points"] for r in report.parity["labels"]]
     assert len(set(sizes)) == 3 and min(sizes) >= report.min_points
     assert all(r["agreement"] >= 0.99 for r in report.parity["labels"])
+    layers = report.parity["graphs"]  # per-layer neighbours, onnxruntime vs PyTorch
+    assert [g["layer"] for g in layers] == list(range(graphs))
+    assert layers[0]["sets"] == layers[0]["positions"] == 1.0  # the same xyz: the same graph
+    assert all(0.9 <= g["positions"] <= g["sets"] <= 1.0 for g in layers)  # near-tie flips
+    if block != "rev":
+        assert [(g["k"], g["dilation"]) for g in layers] == [(4, 1), (4, 1), (4, 2)]
     saved = json.loads(out.with_suffix(".parity.json").read_text())
     assert saved["passed"] and saved["parity"]["labels"] == report.parity["labels"]
     # the file works on its own at yet another N and batch, matching PyTorch
@@ -324,3 +330,12 @@ def test_default_check_clouds_are_of_the_models_kind():
                                     "data": {"category": "Table"}}, 2, 100)
     assert name == "synthetic part shapes" and parts.shape == (2, 3, 200)
     assert synthetic_clouds({"model": {"task": "segmentation", "in_channels": 4}}, 2, 64) is None
+
+
+def test_neighbour_agreement_counts_positions_and_shared_neighbours():
+    from pointgcn.export.parity import neighbour_agreement
+    a = torch.tensor([[[0, 1, 2, 3], [1, 0, 2, 3]]])
+    b = torch.tensor([[[0, 2, 1, 3], [1, 5, 6, 7]]])  # row 0: same set, 2 of 4 in place
+    got = neighbour_agreement(a, b)
+    assert got["positions"] == 3 / 8       # (0,0), (0,3), (1,0)
+    assert got["sets"] == (4 / 4 + 1 / 4) / 2

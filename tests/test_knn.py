@@ -177,3 +177,82 @@ def test_cluster_backend_keeps_self_first_with_duplicates():
     x = torch.rand(1, 3, 30).repeat(1, 1, 20)
     idx = knn_cluster(x, 16)
     assert torch.equal(idx[0, :, 0], torch.arange(600))
+
+
+def _large_norm_features(seed=0, offset=300.0, b=2, c=32, n=300):
+    """Deep residual features: a large common offset against small distances between points."""
+    g = torch.Generator().manual_seed(seed)
+    return (offset * torch.randn(b, c, 1, generator=g) + torch.randn(b, c, n, generator=g)).float()
+
+
+def _float64_distances(x):
+    p = x.double().transpose(1, 2)
+    return ((p.unsqueeze(2) - p.unsqueeze(1)) ** 2).sum(-1)  # (B, N, N), exact enough
+
+
+def test_centred_distances_match_float64_where_the_naive_formula_does_not():
+    """Scores + the row term ‖x_i − s‖² are squared distances: on large-norm features they
+    equal float64 brute force within 1e-3 (relative to the mean distance), while the naive
+    ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j in float32 misses that bound by orders of magnitude."""
+    from pointgcn.graph.knn import _augment, centre
+    x = _large_norm_features()
+    exact = _float64_distances(x)
+    scale = exact.mean()
+    xt = x.transpose(1, 2)
+    q, k = _augment(xt)
+    row = (centre(xt).double() ** 2).sum(-1, keepdim=True)
+    ours = torch.bmm(q, k.transpose(1, 2)).double() + row
+    sq = (xt * xt).sum(-1, keepdim=True)
+    naive = (sq + sq.transpose(1, 2) - 2 * torch.bmm(xt, xt.transpose(1, 2))).double()
+    ours_err = float((ours - exact).abs().max() / scale)
+    naive_err = float((naive - exact).abs().max() / scale)
+    assert ours_err < 1e-3, ours_err
+    assert naive_err > 1e-2, naive_err
+
+
+def test_knn_on_large_norm_features_equals_float64_in_both_paths():
+    """float32 kNN (eager and the export path) picks the float64 neighbours on features whose
+    norm is 300× their spread; uncentred float32 scores would pick other ones."""
+    x = _large_norm_features(seed=1)
+    expect = brute_knn(x, 24)
+    assert torch.equal(knn(x, 24), expect)
+    assert torch.equal(knn_export(x, 24), expect)
+    xt = x.transpose(1, 2)
+    naive = (xt * xt).sum(-1).unsqueeze(1) - 2 * torch.bmm(xt, xt.transpose(1, 2))
+    r = torch.arange(x.shape[2])
+    naive[:, r, r] = -float("inf")
+    assert not torch.equal(naive.topk(24, largest=False).indices.sort(-1).values,
+                           expect.sort(-1).values)
+
+
+def test_centring_shift_is_short_and_keeps_integer_data_exact():
+    """The shift is the mean on a grid of 1/16 of a power of two below the spread: integer
+    coordinates stay on a 2⁻⁴ grid (exact ties stay exact), within a grid step of the mean,
+    and a large offset goes."""
+    from pointgcn.graph.knn import centre
+    x = torch.randint(-7, 9, (3, 40, 5)).float()  # (B, N, C), spread ≥ 1
+    c = centre(x)
+    assert torch.equal((c * 16).round(), c * 16)
+    assert ((x - c) - x.mean(1, keepdim=True)).abs().max() <= 0.5
+    assert torch.equal(centre(x + 3072.0), c)  # the offset is a multiple of the grid: exact
+    deep = _large_norm_features()[:, :, :50].transpose(1, 2)
+    assert centre(deep).abs().max() < 5 < deep.abs().min()
+
+
+def test_float64_scores_reference_mode():
+    """Inside float64_scores() every eager kNN scores in float64 (the parity check's reference):
+    on neighbours 10·2⁻⁷ apart in squared distance at coordinates up to 2000 — closer than
+    float32 scores resolve, farther than float64's — it picks the float64 neighbours where
+    plain float32 does not."""
+    from pointgcn.graph import float64_scores
+    from pointgcn.graph.knn import _FLOAT64
+    g = torch.Generator().manual_seed(0)
+    q = (torch.rand(60, 3, generator=g) * 2000).round()
+    far = q + torch.tensor([5.0 + 2 ** -7, 0, 0])   # d² = 25 + 10·2⁻⁷ + 2⁻¹⁴, lower index
+    near = q + torch.tensor([3.0, 4.0, 0])          # d² = 25 exactly
+    x = torch.stack([q, far, near], 1).reshape(-1, 3).T[None].contiguous()  # exact float32
+    expect = brute_knn(x, 3)
+    assert not torch.equal(knn(x, 3), expect)
+    with float64_scores():
+        assert torch.equal(knn(x, 3), expect)
+    assert _FLOAT64 == [False] and not torch.equal(knn(x, 3), expect)  # restored

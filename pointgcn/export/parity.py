@@ -10,6 +10,9 @@ labels        The real exported model (kNN inside) against PyTorch on held-out c
               (classification) labels. Deep dynamic-kNN nets are not bit-stable across
               runtimes — a last-bit difference flips a near-tie neighbour and the flip
               propagates — so raw logits may differ there while labels must agree.
+graphs        Per kNN layer, on the nominal clouds: the share of the neighbours PyTorch picked
+              that onnxruntime picked too (each on its own features), where flips start and
+              how they spread (a report, not a gate: labels are the gate).
 
 Held-out clouds are the caller's (`check_data`: the user's .npy/.npz of `(B, C, N)` features,
 or procedural ones of the model's kind that `pointgcn export` draws from
@@ -29,7 +32,7 @@ from torch import nn
 
 from ..engine.device import resolve_device, to_device
 from ..errors import FormatError, InputError
-from ..graph import knn_modules, min_points
+from ..graph import float64_scores, knn_modules, min_points
 from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor, providers_for
 from .tracing import trace_to_onnx
 
@@ -157,19 +160,73 @@ def static_graph_parity(model: nn.Module, x: np.ndarray, *, opset: int = 17,
             "max_abs": err, "max_rel": err / max(scale, 1e-12), "max_logit": scale}
 
 
+class GraphsOut(nn.Module):
+    """A copy of `model` that returns its logits and every kNN graph it built, in call order:
+    exported, it shows which neighbours onnxruntime picked at each layer."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, graphs = record_graphs(self.model, x)
+        return (out, *graphs)
+
+
+def neighbour_agreement(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Two `(B, N, k)` graphs: the share of equal (point, rank) entries and of shared
+    neighbours (|A_i ∩ B_i| / k, averaged over points)."""
+    shared = (a.unsqueeze(-1) == b.unsqueeze(-2)).any(-1).float().mean()
+    return {"positions": float((a == b).float().mean()), "sets": float(shared)}
+
+
+def graph_agreement(model: nn.Module, x: np.ndarray, *, opset: int = 17,
+                    exporter: str = "legacy", threads: int | None = None,
+                    workdir: str | Path | None = None) -> list[dict]:
+    """Per kNN layer, the neighbours PyTorch and onnxruntime picked on `x`, each runtime on its
+    own features (so a flip's effect on later layers shows): see `neighbour_agreement`."""
+    xt = torch.from_numpy(x)
+    out, ref = record_graphs(model, xt)
+    names = [f"graph_{i}" for i in range(len(ref))]
+    axes = {INPUT_NAME: {0: "batch", 2: "points"}, OUTPUT_NAME: _output_axes(out)}
+    axes.update({n: {0: "batch", 1: "points"} for n in names})
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "graphs_out.onnx"
+        trace_to_onnx(GraphsOut(model), (xt,), path, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME, *names], dynamic_axes=axes, opset=opset,
+                      exporter=exporter)
+        sess = OnnxPredictor(path, threads=threads, providers=["CPUExecutionProvider"]).session
+        got = sess.run(names, {INPUT_NAME: x})
+    mods = knn_modules(model)
+    rows = []
+    for i, (r, g) in enumerate(zip(ref, got)):
+        row = {"layer": i, **neighbour_agreement(r, torch.from_numpy(g))}
+        if len(mods) == len(ref):  # each module builds one graph (DeepGCN, NAS cells)
+            row.update(k=mods[i].k, dilation=mods[i].dilation)
+        rows.append(row)
+    return rows
+
+
 def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray],
                     device: torch.device = torch.device("cpu")) -> list[dict]:
     """Per point count: share of equal argmax labels and max |logit difference| (PyTorch on
-    `device`, where `model` is)."""
+    `device`, where `model` is), and PyTorch's own label agreement with float64 neighbour
+    scores: how far labels move when only the last bits of the kNN scores do, which bounds
+    what any other float32 runtime can reach on a deep dynamic-graph model."""
     rows = []
     for x in inputs:
+        xt = to_device(torch.from_numpy(x), device)
         with torch.no_grad():
-            ref = model(to_device(torch.from_numpy(x), device)).float().cpu().numpy()
+            ref = model(xt).float().cpu().numpy()
+            with float64_scores():
+                precise = model(xt).float().cpu().numpy()
         got = predictor(x)
         same = ref.argmax(1) == got.argmax(1)
+        self_same = ref.argmax(1) == precise.argmax(1)
         rows.append({"points": int(x.shape[2]), "batch": int(x.shape[0]),
                      "labels": int(same.size), "agreement": float(same.mean()),
-                     "max_abs": float(np.abs(ref - got).max())})
+                     "max_abs": float(np.abs(ref - got).max()),
+                     "float64_knn_agreement": float(self_same.mean())})
     return rows
 
 
@@ -195,6 +252,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     nominal = min(inputs, key=lambda x: abs(x.shape[2] - points))
     static = static_graph_parity(model, nominal, opset=opset, exporter=exporter,
                                  threads=threads, workdir=Path(onnx_path).parent)
+    graphs = graph_agreement(model, nominal, opset=opset, exporter=exporter, threads=threads,
+                             workdir=Path(onnx_path).parent)
     place = resolve_device(device)
     session = OnnxPredictor(onnx_path, threads=threads, providers=providers_for(provider, device),
                             calibrated=False)  # the graph's own logits, as the module's
@@ -209,8 +268,10 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     for row in labels:
         if not row["agreement"] >= min_agreement:
             failures.append(f"label agreement {100 * row['agreement']:.2f}% < "
-                            f"{100 * min_agreement:.2f}% at N={row['points']}")
-    return {"static_graph": static, "labels": labels, "device": str(place),
+                            f"{100 * min_agreement:.2f}% at N={row['points']} (PyTorch "
+                            f"itself with float64 kNN scores: "
+                            f"{100 * row['float64_knn_agreement']:.2f}%)")
+    return {"static_graph": static, "labels": labels, "graphs": graphs, "device": str(place),
             "provider": session.providers[0], "min_agreement": min_agreement,
             "rel_tol": rel_tol,
             "data": data_name or ("given" if check_data is not None else "random"),
@@ -224,7 +285,14 @@ def format_parity(parity: dict) -> str:
              f"{s['graphs']} graphs given)"]
     for row in parity["labels"]:
         lines.append(f"labels        N={row['points']}: {100 * row['agreement']:.2f}% of "
-                     f"{row['labels']} agree (max |Δlogit| {row['max_abs']:.2e})")
+                     f"{row['labels']} agree (max |Δlogit| {row['max_abs']:.2e}; PyTorch "
+                     f"with float64 kNN scores: {100 * row['float64_knn_agreement']:.2f}%)")
+    if parity.get("graphs"):
+        g = parity["graphs"]
+        worst = min(g, key=lambda r: r["sets"])
+        lines.append(f"neighbours    N={s['points']}: {len(g)} graphs, onnxruntime picks "
+                     f"PyTorch's neighbours for {100 * np.mean([r['sets'] for r in g]):.2f}% "
+                     f"(least {100 * worst['sets']:.2f}% at layer {worst['layer']})")
     lines.append("parity        " + ("passed" if parity["passed"]
                                      else "FAILED: " + "; ".join(parity["failures"])))
     return "\n".join(lines)

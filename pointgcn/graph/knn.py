@@ -3,7 +3,9 @@
 Why our own: PyG's `knn` moved to pyg-lib (not installable here) and torch_cluster's CPU kNN is
 slow on feature space (482 ms vs 33 ms for 64-d, N=4096, see docs/performance.md), and neither
 exports to ONNX. One augmented `bmm` per row chunk plus a selection does both; on CPU each
-worker thread runs whole chunks (product, numpy selection, ordering).
+worker thread runs whole chunks (product, numpy selection, ordering). Both paths score on
+features centred per cloud (`centre`): distances are shift-invariant, and float32 scores of
+uncentred deep features cancel badly (docs/performance.md, "Faithful kNN").
 
 Order contract (both paths): self first, then ascending squared distance, ties broken by the
 lower index, so the graph is deterministic. The eager path chunks rows to bound memory
@@ -61,6 +63,7 @@ def point_mask(mask: torch.Tensor | None):
 
 def active_mask() -> torch.Tensor | None:
     return _MASK.get()
+_FLOAT64 = [False]
 
 
 @contextlib.contextmanager
@@ -72,6 +75,19 @@ def export_mode(enabled: bool = True):
         yield
     finally:
         _EXPORTING[0] = old
+
+
+@contextlib.contextmanager
+def float64_scores(enabled: bool = True):
+    """Score every eager kNN in float64: the reference a float32 run is compared with, to
+    tell how far a deep dynamic-graph model's labels move when only the last bits of its
+    neighbour scores do (export/parity.py)."""
+    old = _FLOAT64[0]
+    _FLOAT64[0] = enabled
+    try:
+        yield
+    finally:
+        _FLOAT64[0] = old
 
 
 def is_exporting() -> bool:
@@ -91,14 +107,43 @@ def _check(x: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> None:
         raise InputError(f"k={k} neighbours requested but the cloud has only {n} points")
 
 
+def centre(xt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Features `(B, N, C)` minus their per-cloud, per-channel mean, rounded to a grid of
+    1/16 of a power of two below the channel's spread (both over the real points of `mask`,
+    so padding never moves a cloud's shift).
+
+    Why: ‖x_j‖² − 2 x_i·x_j cancels badly in float32 when the features' norms are large against
+    the distances between neighbours (deep residual features): the rounding error grows with
+    ‖x‖², flips near-tied neighbours, and two runtimes (or a GPU) flip different ones.
+    Distances do not change under a shift. The mean leaves the bulk of the points near 0 (the
+    midrange, tried first, is pulled by outliers: worse than no shift in the last blocks of
+    ResGCN-28, docs/performance.md). Rounded to that grid the shift is a short number:
+    integer data stay exact after it (exact ties stay ties), and runtimes whose means differ
+    in the last bits almost always shift by the same number.
+    """
+    if mask is None:
+        mean = xt.mean(1, keepdim=True)
+        spread = (xt - mean).abs().amax(1, keepdim=True)
+    else:
+        real = mask.unsqueeze(-1).to(xt.dtype)
+        mean = (xt * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1)
+        spread = ((xt - mean).abs() * real).amax(1, keepdim=True)
+    spread = spread.clamp_min(1e-20)
+    grid = torch.pow(2.0, torch.floor(torch.log2(spread)) - 4)
+    return xt - torch.round(mean / grid) * grid
+
+
 def _augment(xt: torch.Tensor, mask: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries [x, 1] and keys [−2x, ‖x‖²], so one bmm gives ‖x_j‖² − 2 x_i·x_j.
+    """Queries [x, 1] and keys [−2x, ‖x‖²] of the centred features, so one bmm gives
+    ‖x_j‖² − 2 x_i·x_j.
 
     The row constant ‖x_i‖² does not change a row's order, so it is left out; folding the
-    norm into the product avoids a broadcast copy per chunk. A masked-out key's ‖x‖² is +inf,
-    so its score is +inf in every row: the one place padding is excluded.
+    norm into the product avoids a broadcast copy per chunk. The eager and export paths both
+    build their scores here: one formulation, the same arithmetic. A masked-out key's ‖x‖²
+    is +inf, so its score is +inf in every row: the one place padding is excluded.
     """
+    xt = centre(xt, mask)
     ones = torch.ones_like(xt[..., :1])
     sq = (xt * xt).sum(-1, keepdim=True)
     if mask is not None:
@@ -207,7 +252,9 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None,
         chunk_elements = GPU_CHUNK_ELEMENTS if x.is_cuda else CHUNK_ELEMENTS
     b, _, n = x.shape
     # Distances in at least float32 even under autocast (bf16 scores would reorder neighbours).
-    if x.dtype not in (torch.float32, torch.float64):
+    if _FLOAT64[0]:
+        x = x.double()
+    elif x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         queries, keys = _augment(x.detach().transpose(1, 2), mask)
