@@ -6,8 +6,8 @@ fusion    1×1 conv of [head, all block outputs] to `fusion_channels`
 seg       prediction MLP on [max-pooled fusion broadcast to every point, all block outputs]
 cls       prediction MLP on [max-pool, mean-pool] of the fusion
 
-Reversible backbones fuse only the last block's output (keeping all of them would undo the
-memory saving).
+Stacked backbones (rev, wt-rev, deq) fuse only their last output (keeping every block's would
+undo their memory saving).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..graph import DilatedKnn
-from ..nn import (BLOCKS, CONVS, RevStack, conv_option_defaults, graph_for, make_block,
-                  make_conv)
+from ..nn import (BLOCKS, CONVS, conv_option_defaults, graph_for, make_backbone, make_conv,
+                  resolve_deq)
 from .heads import FusionHead, check_head
 from .registry import MAX_DEPTH, MAX_WIDTH, MODELS
 
@@ -30,7 +30,8 @@ DEFAULTS = dict(
     k=16, conv="edge", block="res", norm="batch", act="relu", bias=True, act_first=False,
     use_dilation=True, stochastic=True, epsilon=0.2, knn_backend="dense", res_scale=1.0,
     growth=None, rev_groups=2, block_dropout=0.0, graph_channels=3, fusion_channels=1024,
-    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, **CONV_OPTIONS,
+    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, deq=None,
+    **CONV_OPTIONS,
 )
 # epsilon is a probability; t (softmax temperature) and eps (GIN) any finite number; p (power
 # mean) > 0, since 1/p is taken.
@@ -56,13 +57,18 @@ def resolve(cfg: dict) -> dict:
     check_head(c)
     for key, registry in (("conv", CONVS), ("block", BLOCKS)):
         c[key] = registry.canonical(str(c[key]).lower())
+    stack = BLOCKS.info(c["block"]).get("stack", False)
     if c["fusion_input"] is None:
-        c["fusion_input"] = "last" if c["block"] == "rev" else "all"
+        c["fusion_input"] = "last" if stack else "all"
     if c["fusion_input"] not in ("all", "last"):
         raise ConfigError("model.fusion_input must be 'all' or 'last'")
-    if c["block"] == "rev" and c["fusion_input"] == "all":
-        raise ConfigError("reversible blocks fuse only the last block (fusion_input: last); "
-                          "keeping every block output would undo their memory saving")
+    if stack and c["fusion_input"] == "all":
+        raise ConfigError(f"{c['block']} backbones fuse only the last output (fusion_input: "
+                          "last); keeping every block output would undo their memory saving")
+    if c["block"] == "deq":
+        c["deq"] = resolve_deq(c["deq"])
+    elif c.pop("deq") is not None:
+        raise ConfigError(f"model.deq configures block: deq, not block: {c['block']}")
     if c["graph_channels"] and c["graph_channels"] > c["in_channels"]:
         raise ConfigError("model.graph_channels exceeds model.in_channels")
     return c
@@ -78,16 +84,12 @@ class DeepGCN(FusionHead):
         width = c["channels"]
         self.head_graph = DilatedKnn(c["k"], 1, c["stochastic"], c["epsilon"], c["knn_backend"])
         self.head = make_conv(c["conv"], c["in_channels"], width, **post, **opts)
-        blocks, widths = [], [width]
-        for i in range(c["n_blocks"] - 1):
-            block = make_block(
-                c["block"], widths[-1], c["conv"], c["k"], 1 + i if c["use_dilation"] else 1,
-                stochastic=c["stochastic"], epsilon=c["epsilon"], knn_backend=c["knn_backend"],
-                res_scale=c["res_scale"], growth=c["growth"], dropout=c["block_dropout"],
-                rev_groups=c["rev_groups"], **post, **opts)
-            blocks.append(block)
-            widths.append(block.out_channels)
-        self.backbone = RevStack(blocks) if c["block"] == "rev" else nn.ModuleList(blocks)
+        self.backbone, widths = make_backbone(
+            c["block"], c["n_blocks"] - 1, width, c["conv"], c["k"], c["use_dilation"],
+            stochastic=c["stochastic"], epsilon=c["epsilon"], knn_backend=c["knn_backend"],
+            res_scale=c["res_scale"], growth=c["growth"], dropout=c["block_dropout"],
+            rev_groups=c["rev_groups"], deq=c.get("deq"), **post, **opts)
+        widths = [width] + widths
         fused = sum(widths) if c["fusion_input"] == "all" else widths[-1]
         self._build_head(c, fused, post)
 
@@ -96,11 +98,11 @@ class DeepGCN(FusionHead):
         c = self.cfg
         positions = x[:, :c["graph_channels"] or x.shape[1]]  # the head's graph: xyz only
         feats = [self.head(x, graph_for(self.head, self.head_graph, positions))]
-        if isinstance(self.backbone, RevStack):
-            feats.append(self.backbone(feats[-1]))
-        else:
+        if isinstance(self.backbone, nn.ModuleList):
             for block in self.backbone:
                 feats.append(block(feats[-1]))
+        else:  # a stack: one module, its last output
+            feats.append(self.backbone(feats[-1]))
         return feats if c["fusion_input"] == "all" else feats[-1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
