@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+RIDGE = 1e-13  # relative to ΔGᵀΔG's largest diagonal entry: drops collinear directions
 TINY = 1e-30   # keeps the relative residual finite at f(x) = 0
 
 
@@ -64,13 +65,20 @@ def _step(xs: list[torch.Tensor], gs: list[torch.Tensor], damping: float) -> tor
     """The Anderson step from the kept iterates and residuals (each (B, D), newest last).
 
     The constrained problem in differences: γ = argmin ‖g_k − ΔG γ‖ (ΔG: columns g_{i+1} − g_i),
-    then x ← x_k + β g_k − (ΔX + β ΔG) γ — the same point as mixing with α, solved by a
-    least-squares QR (rank-revealing, so near-collinear histories drop out) instead of normal
-    equations, whose squared condition number stalled float32 solves."""
+    then x ← x_k + β g_k − (ΔX + β ΔG) γ — the same point as mixing with α. The small normal
+    equations ΔGᵀΔG γ = ΔGᵀg are formed and solved in float64 whatever the working precision
+    (float32, bfloat16 under autocast), on any device, so their squared condition number costs
+    no float32 digits (a QR least squares did no better in float32 and has no bf16 or robust
+    CUDA path)."""
     x, g = xs[-1], gs[-1]
     if len(xs) == 1:
         return x + damping * g
     dx = torch.stack([b - a for a, b in zip(xs, xs[1:])], dim=2)
     dg = torch.stack([b - a for a, b in zip(gs, gs[1:])], dim=2)
-    gamma = torch.linalg.lstsq(dg, g.unsqueeze(2)).solution
-    return x + damping * g - ((dx + damping * dg) @ gamma).squeeze(2)
+    d64 = dg.double()
+    gram = d64.transpose(1, 2) @ d64
+    ridge = RIDGE * gram.diagonal(dim1=1, dim2=2).amax(1).clamp_min(TINY)
+    gram = gram + ridge.view(-1, 1, 1) * torch.eye(gram.shape[1], dtype=gram.dtype,
+                                                   device=gram.device)
+    gamma = torch.linalg.solve(gram, d64.transpose(1, 2) @ g.double().unsqueeze(2))
+    return x + damping * g - ((dx + damping * dg) @ gamma.to(dg.dtype)).squeeze(2)
