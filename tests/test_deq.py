@@ -161,3 +161,16 @@ def test_deq_trains_under_autocast():
     z.float().square().mean().backward()
     assert layer.stats["forward"]["converged"] and "backward" in layer.stats
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_solver_stats_are_logged_and_a_missed_tolerance_warns_once(caplog):
+    layer = _deq(tol=0.0, max_iter=3).eval()
+    x = torch.randn(1, 8, 32, dtype=torch.float64)
+    with caplog.at_level("DEBUG", logger="pointgcn.nn.deq"), torch.no_grad():
+        layer(x)
+        layer(x)
+    debug = [r for r in caplog.records if r.levelname == "DEBUG"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(debug) == 2 and "3 iterations" in debug[0].getMessage()
+    assert len(warnings) == 1 and "after 3 iterations" in warnings[0].getMessage()
+    assert layer.stats["forward"]["iterations"] == 3

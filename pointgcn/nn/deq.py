@@ -12,7 +12,8 @@ y = J_f(z*)ᵀ y + dL/dz* with the same solver (a hook on the output), so nothin
 iterations is stored and memory does not grow with them. `phantom_grad: k` instead
 backpropagates through k damped steps z ← (1−β) z + β f(z) from z* (k = 1, β = 1: the
 Jacobian-free gradient). The solver's iterations and residual are logged (DEBUG, logger
-`pointgcn.nn.deq`) and kept in `.stats`.
+`pointgcn.nn.deq`; the first solve that misses its tolerance as a WARNING) and kept in
+`.stats`.
 
 ONNX has no linear solve, so the exported model (and PyTorch under `unrolled`, for parity)
 runs `export_iters` damped Picard steps from zero; export reports how far that is from the
@@ -79,6 +80,7 @@ class DEQ(nn.Module):
         self.in_channels = self.out_channels = c
         self.unroll = False   # set by `unrolled`: run the exported computation
         self.stats: dict = {}
+        self._warned: set[str] = set()
         with torch.no_grad():  # start contractive: at C 16 / 64, k 16, N 256 the solve reached
             for p in conv.parameters():  # 1e-5 in 19 / 14 iterations vs 60+ / 50 at scale 0.5
                 if p.dim() > 1:
@@ -135,9 +137,16 @@ class DEQ(nn.Module):
         return z
 
     def _log(self, phase: str, stats) -> None:
+        """Every solve at DEBUG; the first that misses its tolerance, once, as a warning."""
         self.stats[phase] = stats.as_dict()
         log.debug("deq %s: %d iterations, relative residual %.2e%s", phase, stats.iterations,
                   stats.residual, "" if stats.converged else " (tolerance not reached)")
+        if not stats.converged and phase not in self._warned:
+            self._warned.add(phase)
+            tol = self.options["tol" if phase == "forward" else "backward_tol"]
+            log.warning("deq %s solve stopped at relative residual %.1e after %d iterations "
+                        "(tolerance %.0e); later misses are logged at DEBUG", phase,
+                        stats.residual, stats.iterations, tol)
 
     def extra_repr(self) -> str:
         o = self.options
