@@ -85,15 +85,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--depths", type=int, nargs="+", default=[7, 28, 112])
-    p.add_argument("--iters", type=int, nargs="+", default=[10, 30])
+    p.add_argument("--depths", type=int, nargs="*", default=[7, 28, 112])
+    p.add_argument("--iters", type=int, nargs="*", default=[10, 30])
     p.add_argument("--deep", type=int, default=1001, help="depth of the very deep runs (0: skip)")
     p.add_argument("--deep-blocks", nargs="+", default=["rev"], help="kinds run that deep")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
     plan = [(b, d, 0, False) for b in ("res", "rev", "wt-rev") for d in args.depths]
     plan += [("deq", 1, i, False) for i in args.iters]
-    plan += [("rev", d, 0, True) for d in (min(args.depths), max(args.depths))]
+    if args.depths:
+        plan += [("rev", d, 0, True) for d in sorted({min(args.depths), max(args.depths)})]
     if args.deep:
         plan += [(b, args.deep, 0, False) for b in args.deep_blocks]
     rows, base = [], {}
