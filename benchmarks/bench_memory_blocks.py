@@ -8,7 +8,8 @@ at 1001 blocks) and takes `--steps` SGD training steps; the parent reads the chi
 from `os.wait4` (ru_maxrss of that child alone) — the memory a user of the Python API sees,
 interpreter and torch included, with no allocator environment variables. The child also
 reports its RSS before the first step, so "step MB" is what training adds. Step time is the
-last step's (the first pays for first-touch allocation). Ratios are to the 7-block model of
+last step's (the first pays for first-touch allocation). "blocks" counts backbone blocks
+(the model's n_blocks is one more: the head). Ratios are to the 7-block model of
 the same kind (deq: to 10 iterations). Rows marked "glibc default" run with
 POINTGCN_MALLOPT=0, i.e. without the mmap threshold `import pointgcn` sets, to show why it
 is set. The CPU is shared: times are noisy, memory is not.
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--depths", type=int, nargs="*", default=[7, 28, 112])
     p.add_argument("--iters", type=int, nargs="*", default=[10, 30])
-    p.add_argument("--deep", type=int, default=1001, help="depth of the very deep runs (0: skip)")
+    p.add_argument("--deep", type=int, default=1000, help="backbone blocks of the very deep runs "
+                   "(1000 + the head: a 1001-layer model; 0: skip)")
     p.add_argument("--deep-blocks", nargs="+", default=["rev"], help="kinds run that deep")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)

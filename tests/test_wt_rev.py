@@ -57,3 +57,14 @@ def test_state_dict_round_trip_and_eval():
 def test_weight_tied_memory_flat_in_depth():
     base = dict(WT, channels=16, use_dilation=False, stochastic=False)
     assert saved_bytes({**base, "n_blocks": 56}) < 1.05 * saved_bytes({**base, "n_blocks": 7})
+
+
+def test_reversible_models_may_be_1001_layers_deep_others_200():
+    from pointgcn.errors import ConfigError
+
+    deep = build_model({**WT, "n_blocks": 1001, "use_dilation": False})
+    assert len(deep.backbone.blocks) == 1000
+    with pytest.raises(ConfigError, match="at most 1001"):
+        build_model({**WT, "n_blocks": 1002})
+    with pytest.raises(ConfigError, match="at most 200"):
+        build_model({**REV, "block": "res", "n_blocks": 201, "fusion_input": "last"})

@@ -20,7 +20,7 @@ from ..graph import DilatedKnn
 from ..nn import (BLOCKS, CONVS, conv_option_defaults, graph_for, make_backbone, make_conv,
                   resolve_deq)
 from .heads import FusionHead, check_head
-from .registry import MAX_DEPTH, MAX_WIDTH, MODELS
+from .registry import MAX_DEPTH, MAX_REVERSIBLE_DEPTH, MAX_WIDTH, MODELS
 
 # The conv options (heads, aggr, t, …, eps, train_eps) and their defaults come from the convs
 # that take them (`pointgcn.nn.conv_option_defaults`).
@@ -33,6 +33,7 @@ DEFAULTS = dict(
     fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, deq=None,
     **CONV_OPTIONS,
 )
+REVERSIBLE = ("rev", "wt-rev")  # training memory flat in depth: up to MAX_REVERSIBLE_DEPTH
 # epsilon is a probability; t (softmax temperature) and eps (GIN) any finite number; p (power
 # mean) > 0, since 1/p is taken.
 FLOAT_RANGES = dict(epsilon="[0, 1]", block_dropout="[0, 1)",
@@ -47,8 +48,7 @@ def resolve(cfg: dict) -> dict:
     c = {**DEFAULTS, **cfg}
     for key in ("in_channels", "n_classes", "channels", "growth", "k"):
         check_int(c, key, "model", maximum=MAX_WIDTH)
-    for key in ("n_blocks", "mlp_layers"):
-        check_int(c, key, "model", maximum=MAX_DEPTH)
+    check_int(c, "mlp_layers", "model", maximum=MAX_DEPTH)
     for key in ("rev_groups", "heads"):
         check_int(c, key, "model")
     check_int(c, "graph_channels", "model", minimum=0)
@@ -58,6 +58,8 @@ def resolve(cfg: dict) -> dict:
     for key, registry in (("conv", CONVS), ("block", BLOCKS)):
         c[key] = registry.canonical(str(c[key]).lower())
     stack = BLOCKS.info(c["block"]).get("stack", False)
+    check_int(c, "n_blocks", "model", maximum=MAX_REVERSIBLE_DEPTH if c["block"] in REVERSIBLE
+              else MAX_DEPTH)
     if c["fusion_input"] is None:
         c["fusion_input"] = "last" if stack else "all"
     if c["fusion_input"] not in ("all", "last"):
