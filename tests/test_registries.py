@@ -29,7 +29,7 @@ def test_info_json_lists_every_registered_model_including_nas():
     assert table["models"] == ["deepgcn", "nas"]
     assert table["convs"] == sorted(["edge", "mr", "gin", "sage", "rsage", "gat", "semi_gcn",
                                      "conv1x1", "gen"])
-    assert table["blocks"] == ["plain", "res", "dense", "res+", "rev"]
+    assert table["blocks"] == ["plain", "res", "dense", "res+", "rev", "wt-rev", "deq"]
     assert table["aggregators"] == ["mean", "max", "sum", "softmax", "softmax_sg", "power"]
     assert table["datasets"] == ["s3dis", "modelnet40", "modelnet10", "partnet", "pyg"]
 

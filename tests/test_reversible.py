@@ -102,9 +102,10 @@ print(status("VmHWM:") - before)
 
 
 def _peak_kb(depth, block):
-    # A fixed mmap threshold returns freed large buffers to the OS at once; glibc's adaptive
-    # threshold would otherwise keep them in a fragmented heap and RSS would count them.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    # No allocator variables: `import pointgcn` fixes glibc's mmap threshold itself (without it
+    # freed large buffers stay in a fragmented heap and RSS counts them), as a user gets it.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MALLOC_MMAP_THRESHOLD_", "POINTGCN_MALLOPT")}
     out = subprocess.run([sys.executable, "-c", PEAK, str(depth), block], capture_output=True,
                          text=True, check=True, env=env)
     return int(out.stdout.strip())

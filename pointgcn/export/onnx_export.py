@@ -12,6 +12,11 @@ Order of work, so a failure leaves no file behind: export to a temp file next to
 `onnx.checker` full check → metadata → parity check (parity.py) → rename. The parity report
 (plus the export facts) is saved as `<stem>.parity.json` next to the model even when parity
 fails, so the failure can be inspected; the model itself is then not written.
+
+Equilibrium (deq) layers solve to a tolerance with Anderson acceleration, which ONNX cannot
+express: they export as `model.deq.export_iters` Picard steps (metadata `deq_export_iters`),
+parity compares the file with PyTorch running the same unrolled steps, and the report's
+`deq` entry says how far the unrolled model is from the solved one on the check clouds.
 """
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ from torch import nn
 from ..errors import ExportError, Setting
 from ..graph import min_points
 from ..io.atomic import atomic_path
-from .parity import MIN_AGREEMENT, REL_TOL, check_parity, format_parity, random_clouds
+from ..nn import deq_layers, unrolled
+from .parity import (MIN_AGREEMENT, REL_TOL, check_inputs, check_parity, format_parity,
+                     random_clouds, unroll_gap)
 from .quantize import quantize_and_compare
 from .runtime import INPUT_NAME, OUTPUT_NAME, encode_metadata
 from .tracing import MIN_OPSET, trace_to_onnx
@@ -108,9 +115,11 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     was_training = model.training
     model.eval()
     try:
-        return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
-                       check_data_name, min_agreement, rel_tol, enforce, quantize, run_config,
-                       class_names, exporter, threads, seed, device, provider, temperature)
+        with unrolled(model):  # what the file computes, for the trace and for parity
+            return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
+                           check_data_name, min_agreement, rel_tol, enforce, quantize,
+                           run_config, class_names, exporter, threads, seed, device, provider,
+                           temperature)
     finally:
         model.train(was_training)
 
@@ -149,6 +158,9 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, chec
                                          seed=seed, min_agreement=min_agreement, rel_tol=rel_tol,
                                          opset=opset, exporter=exporter, threads=threads,
                                          device=device, provider=provider)
+            if deq_layers(model):
+                report.parity["deq"] = unroll_gap(model, check_inputs(
+                    points, least, cfg["in_channels"], batch, seed, check_data))
             if enforce and not report.parity["passed"]:
                 report.report_path = str(report_path)
                 _write_json(report, report_path)
@@ -177,6 +189,7 @@ def _metadata(model, cfg, least, points, run_config, class_names, out) -> dict:
             "in_channels": int(cfg["in_channels"]), "n_classes": n_classes,
             "class_names": list(class_names) if class_names else None,
             "min_points": least, "points": points, "config": config,
+            "deq_export_iters": [m.options["export_iters"] for m in deq_layers(model)] or None,
             "torch": torch.__version__, "onnx": onnx.__version__}
 
 

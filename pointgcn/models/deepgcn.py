@@ -8,8 +8,8 @@ cls       prediction MLP on [max-pool, mean-pool] of the fusion
 
 A PyG `Data` / `Batch` of ragged clouds is accepted as input (`models.pyg`).
 
-Reversible backbones fuse only the last block's output (keeping all of them would undo the
-memory saving).
+Stacked backbones (rev, wt-rev, deq) fuse only their last output (keeping every block's would
+undo their memory saving).
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from torch import nn
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..graph import DilatedKnn
-from ..nn import (BLOCKS, CONVS, RevStack, conv_option_defaults, graph_for, make_block,
-                  make_conv)
+from ..nn import (BLOCKS, CONVS, RevStack, conv_option_defaults, graph_for, make_backbone,
+                  make_conv, resolve_deq)
 from .heads import FusionHead, check_head
 from .pyg import forward_pyg, is_pyg_data
-from .registry import MAX_DEPTH, MAX_WIDTH, MODELS
+from .registry import MAX_DEPTH, MAX_REVERSIBLE_DEPTH, MAX_WIDTH, MODELS
 
 # The conv options (heads, aggr, t, …, eps, train_eps) and their defaults come from the convs
 # that take them (`pointgcn.nn.conv_option_defaults`).
@@ -33,8 +33,10 @@ DEFAULTS = dict(
     k=16, conv="edge", block="res", norm="batch", act="relu", bias=True, act_first=False,
     use_dilation=True, stochastic=True, epsilon=0.2, knn_backend="dense", res_scale=1.0,
     growth=None, rev_groups=2, block_dropout=0.0, graph_channels=3, fusion_channels=1024,
-    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, **CONV_OPTIONS,
+    fusion_input=None, pooling=None, prediction=[512, 256], dropout=0.5, deq=None,
+    **CONV_OPTIONS,
 )
+REVERSIBLE = ("rev", "wt-rev")  # training memory flat in depth: up to MAX_REVERSIBLE_DEPTH
 # epsilon is a probability; t (softmax temperature) and eps (GIN) any finite number; p (power
 # mean) > 0, since 1/p is taken.
 FLOAT_RANGES = dict(epsilon="[0, 1]", block_dropout="[0, 1)",
@@ -49,8 +51,7 @@ def resolve(cfg: dict) -> dict:
     c = {**DEFAULTS, **cfg}
     for key in ("in_channels", "n_classes", "channels", "growth", "k"):
         check_int(c, key, "model", maximum=MAX_WIDTH)
-    for key in ("n_blocks", "mlp_layers"):
-        check_int(c, key, "model", maximum=MAX_DEPTH)
+    check_int(c, "mlp_layers", "model", maximum=MAX_DEPTH)
     for key in ("rev_groups", "heads"):
         check_int(c, key, "model")
     check_int(c, "graph_channels", "model", minimum=0)
@@ -59,13 +60,20 @@ def resolve(cfg: dict) -> dict:
     check_head(c)
     for key, registry in (("conv", CONVS), ("block", BLOCKS)):
         c[key] = registry.canonical(str(c[key]).lower())
+    stack = BLOCKS.info(c["block"]).get("stack", False)
+    check_int(c, "n_blocks", "model", maximum=MAX_REVERSIBLE_DEPTH if c["block"] in REVERSIBLE
+              else MAX_DEPTH)
     if c["fusion_input"] is None:
-        c["fusion_input"] = "last" if c["block"] == "rev" else "all"
+        c["fusion_input"] = "last" if stack else "all"
     if c["fusion_input"] not in ("all", "last"):
         raise ConfigError("model.fusion_input must be 'all' or 'last'")
-    if c["block"] == "rev" and c["fusion_input"] == "all":
-        raise ConfigError("reversible blocks fuse only the last block (fusion_input: last); "
-                          "keeping every block output would undo their memory saving")
+    if stack and c["fusion_input"] == "all":
+        raise ConfigError(f"{c['block']} backbones fuse only the last output (fusion_input: "
+                          "last); keeping every block output would undo their memory saving")
+    if c["block"] == "deq":
+        c["deq"] = resolve_deq(c["deq"])
+    elif c.pop("deq") is not None:
+        raise ConfigError(f"model.deq configures block: deq, not block: {c['block']}")
     if c["graph_channels"] and c["graph_channels"] > c["in_channels"]:
         raise ConfigError("model.graph_channels exceeds model.in_channels")
     return c
@@ -81,16 +89,12 @@ class DeepGCN(FusionHead):
         width = c["channels"]
         self.head_graph = DilatedKnn(c["k"], 1, c["stochastic"], c["epsilon"], c["knn_backend"])
         self.head = make_conv(c["conv"], c["in_channels"], width, **post, **opts)
-        blocks, widths = [], [width]
-        for i in range(c["n_blocks"] - 1):
-            block = make_block(
-                c["block"], widths[-1], c["conv"], c["k"], 1 + i if c["use_dilation"] else 1,
-                stochastic=c["stochastic"], epsilon=c["epsilon"], knn_backend=c["knn_backend"],
-                res_scale=c["res_scale"], growth=c["growth"], dropout=c["block_dropout"],
-                rev_groups=c["rev_groups"], **post, **opts)
-            blocks.append(block)
-            widths.append(block.out_channels)
-        self.backbone = RevStack(blocks) if c["block"] == "rev" else nn.ModuleList(blocks)
+        self.backbone, widths = make_backbone(
+            c["block"], c["n_blocks"] - 1, width, c["conv"], c["k"], c["use_dilation"],
+            stochastic=c["stochastic"], epsilon=c["epsilon"], knn_backend=c["knn_backend"],
+            res_scale=c["res_scale"], growth=c["growth"], dropout=c["block_dropout"],
+            rev_groups=c["rev_groups"], deq=c.get("deq"), **post, **opts)
+        widths = [width] + widths
         fused = sum(widths) if c["fusion_input"] == "all" else widths[-1]
         self._build_head(c, fused, post)
 
@@ -99,17 +103,20 @@ class DeepGCN(FusionHead):
         c = self.cfg
         positions = x[:, :c["graph_channels"] or x.shape[1]]  # the head's graph: xyz only
         feats = [self.head(x, graph_for(self.head, self.head_graph, positions))]
-        if isinstance(self.backbone, RevStack):
-            feats.append(self.backbone(feats[-1]))
-        else:
+        if isinstance(self.backbone, nn.ModuleList):
             for block in self.backbone:
                 feats.append(block(feats[-1]))
+        else:  # a stack: one module, its last output
+            feats.append(self.backbone(feats[-1]))
         return feats if c["fusion_input"] == "all" else feats[-1:]
 
     def layers(self) -> list[tuple[str, nn.Module]]:
-        """The graph layers in order, each called once per forward (pointgcn.engine.analyze)."""
-        blocks = self.backbone.blocks if isinstance(self.backbone, RevStack) else self.backbone
-        return [("head", self.head)] + [(f"block{i + 1}", b) for i, b in enumerate(blocks)]
+        """The graph layers in order, each called once per forward (pointgcn.engine.analyze);
+        a weight-tied or equilibrium backbone, whose modules run many times, is one layer."""
+        if isinstance(self.backbone, (nn.ModuleList, RevStack)):
+            blocks = self.backbone.blocks if isinstance(self.backbone, RevStack) else self.backbone
+            return [("head", self.head)] + [(f"block{i + 1}", b) for i, b in enumerate(blocks)]
+        return [("head", self.head), (self.cfg["block"], self.backbone)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of `x` (B, C, N), or of a PyG `Data` / `Batch` per node / cloud (`models.pyg`)."""

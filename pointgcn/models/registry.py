@@ -20,6 +20,7 @@ from ..registry import Registry
 # Generous: the DeepGCN papers use 64–256 channels, a fusion of 1024 and at most 112 layers.
 MAX_WIDTH = 4096
 MAX_DEPTH = 200
+MAX_REVERSIBLE_DEPTH = 1001  # RevGNN's 1001 layers: reversible memory does not grow with depth
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights (16 GB to train with Adam)
 
 # name → class taking the model config. An entry may say which config keys can name a file

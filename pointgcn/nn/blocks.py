@@ -5,7 +5,10 @@ res     y = F(x) + s·x                         (ResGCN, s = res_scale)
 dense   y = [x, F(x)]                          (DenseGCN, concatenation grows channels)
 res+    y = x + F(dropout(σ(N(x))))            (DeeperGCN pre-activation residual)
 rev     see reversible.py (group additive coupling, memory flat in depth)
-where F(x) = conv(x, kNN_d(x)).
+wt-rev  rev with one set of convs shared by every layer (reversible.py)
+deq     one equilibrium layer z* = f(z*, x), solved, not stacked (deq.py)
+where F(x) = conv(x, kNN_d(x)). rev, wt-rev and deq are stacks (`build_stack`): the backbone
+is one module that keeps only its output, not a list of blocks.
 """
 from __future__ import annotations
 
@@ -99,6 +102,38 @@ class ResPlusBlock(GraphBlock):
         h = apply_norm(self.norm, x.transpose(1, 2)).transpose(1, 2)
         h = self.dropout(self.act(h))
         return x + self.conv(h, graph_for(self.conv, self.graph, x))
+
+
+def make_backbone(kind: str, depth: int, channels: int, conv: str, k: int,
+                  use_dilation: bool = True, stochastic: bool = False, epsilon: float = 0.0,
+                  knn_backend: str = "dense", norm: str = "batch", act: str = "relu",
+                  bias: bool = True, act_first: bool = False, res_scale: float = 1.0,
+                  growth: int | None = None, dropout: float = 0.0, rev_groups: int = 2,
+                  deq: dict | None = None, **conv_options) -> tuple[nn.Module, list[int]]:
+    """`depth` blocks of `kind` after `channels` features, block i with dilation 1 + i (when
+    `use_dilation`) → (backbone, output widths). Layer kinds give an `nn.ModuleList` whose
+    every output is kept; stacks one module returning its last output (widths: just that)."""
+    def graph_of(i: int) -> DilatedKnn:
+        return DilatedKnn(k, 1 + i if use_dilation else 1, stochastic, epsilon, knn_backend)
+
+    def conv_of(cin: int, cout: int, norm: str = norm, act: str = act) -> nn.Module:
+        return make_conv(conv, cin, cout, norm, act, bias=bias, act_first=act_first,
+                         **conv_options)
+
+    spec = BLOCKS.get(kind.lower())
+    options = dict(norm=norm, act=act, res_scale=res_scale, growth=growth, dropout=dropout,
+                   rev_groups=rev_groups)
+    if BLOCKS.info(kind.lower()).get("stack"):
+        if depth == 0:
+            return nn.ModuleList(), []
+        stack = spec.build_stack(depth, channels, conv_of, graph_of, deq=deq, **options)
+        return stack, [stack.out_channels]
+    blocks, widths = nn.ModuleList(), []
+    for i in range(depth):
+        blocks.append(spec.build(widths[-1] if widths else channels, conv_of, graph_of(i),
+                                 **options))
+        widths.append(blocks[-1].out_channels)
+    return blocks, widths
 
 
 def make_block(kind: str, channels: int, conv: str, k: int, dilation: int = 1,

@@ -55,7 +55,7 @@ def _frozen_buffers(module: nn.Module):
                 b.copy_(s)
 
 
-@BLOCKS.register("rev")
+@BLOCKS.register("rev", stack=True)
 class RevBlock(nn.Module):
     def __init__(self, convs: list[nn.Module], graph: DilatedKnn):
         super().__init__()
@@ -72,6 +72,12 @@ class RevBlock(nn.Module):
                               f"got rev_groups={rev_groups}")
         width = channels // rev_groups
         return cls([conv(width, width) for _ in range(rev_groups)], graph)
+
+    @classmethod
+    def build_stack(cls, depth: int, channels: int, conv, graph_of, rev_groups: int = 2, **_):
+        """`depth` blocks, each with its own convs and its graph `graph_of(i)`."""
+        return RevStack([cls.build(channels, conv, graph_of(i), rev_groups)
+                         for i in range(depth)])
 
     def _f(self, i: int, z: torch.Tensor, rng=None) -> torch.Tensor:
         conv = self.convs[i]
@@ -132,7 +138,9 @@ def _backward_blocks(ctx, stack, y, grad, grads):
     for block, rng in zip(reversed(stack.blocks), reversed(ctx.rng)):
         with _frozen_buffers(block):
             y, grad, got = _backward_block(block, y, grad, rng)
-        grads.update(got)
+        for p, g in got.items():  # weight-tied stacks reuse a parameter in every block: sum
+            if g is not None:
+                grads[p] = g if grads.get(p) is None else grads[p] + g
     return grad
 
 
@@ -174,6 +182,7 @@ class RevStack(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.memory_saving = memory_saving
+        self.out_channels = blocks[-1].out_channels if blocks else None
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -184,3 +193,29 @@ class RevStack(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
+
+
+@BLOCKS.register("wt-rev", aliases=("wtrev",), stack=True)
+class TiedRevStack(RevStack):
+    """Weight-tied reversible stack (RevGNN's WT-RevGNN): one set of G group convs shared by
+    every layer, so parameters do not grow with depth (O(C²)) and activations stay O(N·C).
+
+    Each layer keeps its own dynamic graph (its dilation); the layers are `RevBlock` views on
+    the shared convs, held in a plain list so the state dict names every weight once. Shared
+    norms see every layer: BatchNorm's running statistics average over the layers (its
+    training-mode output and the inversion use batch statistics, so gradients are exact).
+    """
+
+    def __init__(self, convs: list[nn.Module], graphs: list[DilatedKnn],
+                 memory_saving: bool = True):
+        nn.Module.__init__(self)
+        self.convs = nn.ModuleList(convs)
+        self.graphs = nn.ModuleList(graphs)
+        self.blocks = [RevBlock(list(self.convs), g) for g in self.graphs]
+        self.memory_saving = memory_saving
+        self.out_channels = self.blocks[0].out_channels
+
+    @classmethod
+    def build_stack(cls, depth: int, channels: int, conv, graph_of, rev_groups: int = 2, **_):
+        first = RevBlock.build(channels, conv, graph_of(0), rev_groups)
+        return cls(list(first.convs), [first.graph] + [graph_of(i) for i in range(1, depth)])
