@@ -1,7 +1,7 @@
 """Neighbour graphs on dense batched point features: kNN, dilation, stochastic dilation, and
 PyG-style `edge_index` graphs of ragged batches (`knn_graph`)."""
-from .knn import knn, knn_export, export_mode, float64_scores, is_exporting, point_mask,
-                  active_mask
+from .knn import (knn, knn_export, export_mode, float64_scores, is_exporting, point_mask,
+                  active_mask)
 from .dilated import DilatedKnn, dilate, knn_modules, min_points
 from .pyg import dense_batch, knn_graph
 
