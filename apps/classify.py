@@ -109,7 +109,7 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
 
     from apps.source_args import preflight
     from pointgcn.engine.confidence import confidence_and_entropy, mark_uncertain
-    from pointgcn.engine.inference import classify_cloud
+    from pointgcn.engine.inference import classify_cloud, mean_probabilities, vote_logits
 
     cloud, report = read
     talk = single and not (args.json or args.csv)
@@ -117,15 +117,22 @@ def _classify(path, read, args, predictor, settings, cfg, single: bool) -> dict:
         print(f"note: a mesh: classifying {len(cloud)} points sampled on its {report.n_faces} "
               "faces")
 
-    def probabilities(seen):
-        return classify_cloud(seen, predictor, settings, votes=args.votes, seed=args.seed)
+    calibrated = {}
 
-    # auto up runs the model on each axis's view (classify_cloud checks the points first);
+    def probabilities(seen):
+        """The network's own probabilities (temperature 1: harmonise's auto-up margin was
+        measured on them), keeping the calibrated ones of the same votes for the answer."""
+        logits = vote_logits(seen, predictor, settings, votes=args.votes, seed=args.seed)
+        own = mean_probabilities(logits * getattr(predictor, "temperature", 1.0))
+        calibrated[id(own)] = mean_probabilities(logits)
+        return own
+
+    # auto up runs the model on each axis's view (vote_logits checks the points first);
     # the chosen view's probabilities are the answer, not run again
     pf = preflight(args, cloud, cfg, probabilities, show=talk)
-    probs = pf.views.get(pf.up_axis)
-    if probs is None:
-        probs = probabilities(pf.cloud)
+    chosen = pf.views.get(pf.up_axis)
+    probs = calibrated[id(chosen)] if chosen is not None else \
+        classify_cloud(pf.cloud, predictor, settings, votes=args.votes, seed=args.seed)
     order = np.argsort(-probs)[:args.top]
     ranking = [{"class": predictor.class_names[i], "index": int(i),
                 "probability": float(probs[i])} for i in order]

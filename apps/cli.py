@@ -42,26 +42,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts such as --threads: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number ≥ {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        return value
+    return parse
 
 
-def seed_int(text: str) -> int:
-    """argparse type for --seed (every stage): a whole number ≥ 0, as numpy's generators take."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
-    return value
+positive_int = _whole_number(1)  # counts such as --threads
+positive_int.__doc__ = "argparse type for counts such as --threads: an integer ≥ 1."
+seed_int = _whole_number(0)  # --seed (every stage): numpy's generators take ≥ 0
+seed_int.__doc__ = "argparse type for --seed: a whole number ≥ 0, as numpy's generators take."
 
 
 def add_device_argument(parser) -> None:

@@ -131,8 +131,10 @@ def run(args) -> int:
         def run_model(seen):
             return segment_object(seen, predictor, settings, batch=args.batch, seed=args.seed)
 
-        def confidence(seen):  # mean top-part probability over the object's points
-            return float(prediction_confidence(run_model(seen))[1].mean())
+        def confidence(seen):  # mean top-part probability over the object's points, at the
+            # network's own temperature (harmonise's auto-up margin was measured there)
+            own = run_model(seen) * getattr(predictor, "temperature", 1.0)
+            return float(prediction_confidence(own)[1].mean())
     else:
         def run_model(seen):
             return segment_cloud(seen, predictor, settings, batch=args.batch, seed=args.seed)

@@ -220,13 +220,13 @@ def test_classify_auto_up_runs_the_model_once_per_axis(tmp_path, capsys, monkeyp
                         force="mesh")
     mesh.vertices = mesh.vertices @ Z_TO_Y.T
     mesh.export(tmp_path / "y.off")
-    real, calls = inference.classify_cloud, []
+    real, calls = inference.vote_logits, []
 
     def counted(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(inference, "classify_cloud", counted)
+    monkeypatch.setattr(inference, "vote_logits", counted)
     rows = {}
     for name, extra in (("auto", []), ("given", ["--up-axis", "y"])):
         calls.clear()

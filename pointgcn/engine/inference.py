@@ -125,14 +125,24 @@ def shape_features(cloud: PointCloud, settings: SampleSettings, rng: np.random.G
     return np.concatenate(cols, 1).T.astype(np.float32)
 
 
-def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
-                   votes: int = 3, seed: int = 0) -> np.ndarray:
-    """Class probabilities `(n_classes,)`, averaged over `votes` random point subsets."""
+def vote_logits(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
+                votes: int = 3, seed: int = 0) -> np.ndarray:
+    """`(votes, n_classes)` logits of `votes` random point subsets of one object."""
     check_distinct_points(cloud, predictor)
     rng = np.random.default_rng(seed)
     feats = np.stack([shape_features(cloud, settings, rng, predictor.in_channels)
                       for _ in range(votes)])
-    logits = predictor(feats)
+    return predictor(feats)
+
+
+def mean_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax of each vote's logits, averaged over the votes."""
     z = logits - logits.max(1, keepdims=True)
     p = np.exp(z)
     return (p / p.sum(1, keepdims=True)).mean(0)
+
+
+def classify_cloud(cloud: PointCloud, predictor: Predictor, settings: SampleSettings,
+                   votes: int = 3, seed: int = 0) -> np.ndarray:
+    """Class probabilities `(n_classes,)`, averaged over `votes` random point subsets."""
+    return mean_probabilities(vote_logits(cloud, predictor, settings, votes, seed))
