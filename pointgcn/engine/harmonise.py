@@ -64,6 +64,9 @@ TURN_MARGIN = {"scene": 1.1}
 # ×1.25, turned 15, all wrong: OA 96.3% vs 97.7% as trained), and turns back 109 of 200
 # copies turned y up (OA on those 73.5%, vs 36.0% kept as trained; the ratio rule: 95.0%)
 OBJECT_LOG_ODDS = 2.0
+# A view not turned to is still worth a note when it wins by this much (a quarter of the
+# margin): the user may know the file's axis; a near tie is not news.
+OBJECT_HINT_LOG_ODDS = 0.5
 
 
 @dataclass
@@ -246,7 +249,7 @@ def _auto_up(cloud: PointCloud, conv: Conventions, scale: float, confidence, vie
         turn = f"→ turned to the model's {conv.up_axis}"
     else:
         turn = "as trained"
-        if best != conv.up_axis:
+        if best != conv.up_axis and gain > OBJECT_HINT_LOG_ODDS:
             log.warning("%s: kept %s up as trained although %s up scores %.2f against %.2f "
                         "(log-odds +%.1f, not above %.1f); give the up axis as %s to turn it",
                         where, conv.up_axis, best, score[best], score[conv.up_axis], gain,
