@@ -62,9 +62,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=seed_int, default=0, help="block sampling seed")
     p.add_argument("--stream", action="store_true",
                    help="label a cloud larger than memory tile by tile (ply/npy/las/laz in, "
-                        "binary PLY with pred out; preflight on a subsample; no --png, no "
-                        "extra input fields); chosen by itself when the cloud would not fit "
-                        "in free memory")
+                        "binary PLY with pred, confidence and entropy out; preflight on a "
+                        "subsample; no --png, no extra input fields); chosen by itself when "
+                        "the cloud would not fit in free memory")
     p.add_argument("--resume", action="store_true",
                    help="with --stream: continue a killed streaming run of the same --out")
     p.add_argument("--tile-points", type=int, default=500_000, metavar="N",

@@ -155,13 +155,14 @@ def _cli(d, out, *extra):
 
 
 def _same_labelling(streamed, in_memory):
-    """The streamed PLY holds the in-memory output's points, class colours and `pred` exactly
-    (in-memory segment also writes confidence/entropy fields, which streaming does not)."""
+    """The streamed PLY holds the in-memory output's points, class colours, `pred`,
+    `confidence` and `entropy` exactly."""
     from pointgcn.io import read_points
 
     a, b = read_points(streamed), read_points(in_memory)
     assert np.array_equal(a.points, b.points) and np.array_equal(a.colors, b.colors)
-    assert np.array_equal(a.fields["pred"], b.fields["pred"])
+    for name in ("pred", "confidence", "entropy"):
+        assert np.array_equal(a.fields[name], b.fields[name]), name
 
 
 def test_cli_stream_matches_in_memory_output_with_progress_on_stderr(cli_case, tmp_path,

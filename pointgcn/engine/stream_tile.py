@@ -23,10 +23,14 @@ from ..data.rooms import DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_
 from ..data.tiles import TileGrid
 from ..io.cloud import PointCloud
 from .predictor import Predictor
+from .confidence import prediction_confidence
 from .task_metrics import predict_labels
 
 MIN_BLOCK_POINTS = 100  # predict_room's min_points: the in-memory path's rule
 
+
+# What a finished tile leaves on disk per core point (as in-memory segment's output fields).
+TILE_RESULT = np.dtype([("pred", "<i4"), ("confidence", "<f4"), ("entropy", "<f4")])
 
 def tile_record(colors: bool) -> np.dtype:
     """A point as a tile file stores it: its row in the input, float32 xyz (and colours)."""
@@ -44,14 +48,15 @@ def outside(xy: np.ndarray, square: tuple[float, float, float, float]) -> np.nda
 def segment_tile(tile: int, rows: np.ndarray, grid: TileGrid, frame, predictor: Predictor,
                  settings: SampleSettings, reach: float, batch: int = 8, seed: int = 0
                  ) -> tuple[np.ndarray, int]:
-    """(labels int32 of the tile's core points in `rows` order, points counted `far`)."""
+    """(the tile's core points in `rows` order as `TILE_RESULT` rows: label, confidence and
+    entropy of their mean logits; points counted `far`)."""
     mins = np.asarray(frame[0], np.float64)
     pts = rows["p"]
     colors = rows["c"] if "c" in rows.dtype.names else None
     xy = pts[:, :2].astype(np.float64) - mins[:2]
     core = grid.core(xy) == tile
     if not core.any():
-        return np.zeros(0, np.int32), 0
+        return np.zeros(0, TILE_RESULT), 0
     near = outside(xy, grid.core_square(tile)) <= reach
     plan = plan_blocks(pts, settings.block, settings.stride, settings.n_points,
                        MIN_BLOCK_POINTS, frame=frame)
@@ -75,4 +80,6 @@ def segment_tile(tile: int, rows: np.ndarray, grid: TileGrid, frame, predictor: 
         far = int((dist >= reach).sum())
         means[missing] = means[have[nearest]]
     labels = predict_labels(predictor.task, means[core].T[None])[0]
-    return labels.astype(np.int32), far
+    out = np.empty(len(labels), TILE_RESULT)
+    out["pred"], out["confidence"], out["entropy"] = prediction_confidence(means[core], labels)
+    return out, far

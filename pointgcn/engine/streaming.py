@@ -38,7 +38,7 @@ from ..io.atomic import atomic_path
 from ..io.chunks import ChunkReader, Scan
 from ..io.ply_stream import PlyRowWriter
 from .predictor import Predictor
-from .stream_tile import segment_tile, tile_record
+from .stream_tile import TILE_RESULT, segment_tile, tile_record
 
 log = logging.getLogger(__name__)
 FORMAT = "pointgcn-stream 1"
@@ -148,7 +148,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
         core = state["core"]
         with tqdm(total=scan.n, initial=sum(core[:state["done"]]), desc="segment", **bar) as b:
             for t in range(state["done"], len(grid)):
-                labels, far = np.zeros(0, np.int32), 0
+                labels, far = np.zeros(0, TILE_RESULT), 0
                 if core[t]:
                     rows = np.fromfile(work / f"t{t}.bin", tile_record(reader.has_colors))
                     labels, far = segment_tile(t, rows, grid, frame, predictor, settings,
@@ -213,24 +213,27 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
     if truth:
         result.confusion = np.zeros((n_classes, n_classes), np.int64)
     with atomic_path(out) as tmp:
-        writer = PlyRowWriter(tmp, scan.n, bool(offset.any()), True, label, ("pred",))
+        writer = PlyRowWriter(tmp, scan.n, bool(offset.any()), True, label, ("pred",),
+                              ("confidence", "entropy"))
         try:
             with tqdm(total=scan.n, desc="write", **bar) as b:
                 for c in reader.chunks(chunk):
                     points, _, labels = reader.converted(c, scan)
                     tiles = grid.core(points[:, :2].astype(np.float64) - mins[:2])
-                    pred = np.empty(len(points), np.int32)
+                    got_all = np.empty(len(points), TILE_RESULT)
                     for t in np.unique(tiles):
                         mine = tiles == t
                         k = int(mine.sum())
-                        got = np.fromfile(work / f"t{t}.pred", np.int32, k,
-                                          offset=4 * int(used[t]))
+                        got = np.fromfile(work / f"t{t}.pred", TILE_RESULT, k,
+                                          offset=TILE_RESULT.itemsize * int(used[t]))
                         if len(got) != k:
                             raise RuntimeError(f"tile {t}: {len(got)} labels for {k} points")
-                        pred[mine] = got
+                        got_all[mine] = got
                         used[t] += k
                     xyz = points.astype(np.float64) + offset if offset.any() else points
-                    writer.write(xyz, colorize(pred), labels, pred=pred)
+                    pred = got_all["pred"]
+                    writer.write(xyz, colorize(pred), labels, pred=pred,
+                                 confidence=got_all["confidence"], entropy=got_all["entropy"])
                     result.counts += np.bincount(pred, minlength=n_classes)
                     if labels is not None and len(labels):
                         result.label_max = max(result.label_max, int(labels.max()))
