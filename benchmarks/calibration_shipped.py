@@ -1,6 +1,7 @@
 """Temperature and ECE of a shipped (or any) model on its own validation split, honestly.
 
   PYTHONPATH=. python benchmarks/calibration_shipped.py modelnet10 [--resamples 1000]
+  PYTHONPATH=. python benchmarks/calibration_shipped.py synth-rooms data.root=… --record
 
 The validation split is the one the model's run config (seed, val_fraction) carves out of
 training, so the model never trained on it. Reports: the temperature fitted on all of it with
@@ -19,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from pointgcn.config import apply_overrides
 from pointgcn.data.build import build_datasets
 from pointgcn.engine.bootstrap import bootstrap_ci
 from pointgcn.engine.calibration import calibration_report, fit_temperature, flatten_logits
@@ -31,13 +33,16 @@ from pointgcn.models.weights import record_calibration
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides of the run config, e.g. data.root=… where the "
+                        "model's data were regenerated")
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--record", action="store_true",
                    help="store the temperature in the shipped model (weights/)")
     args = p.parse_args()
     loaded = open_model(args.model)
-    cfg = loaded.run_config
+    cfg = apply_overrides(loaded.run_config, args.overrides)
     data = build_datasets(cfg, ("val",), progress=False)
     start = time.perf_counter()
     logits, labels = [], []
@@ -69,9 +74,10 @@ def main() -> None:
     print(json.dumps(out, indent=2))
     if args.record:
         two = out["two_fold"]
+        kind = {"classification": "shapes", "segmentation": "blocks"}.get(task, "shapes")
         record = {**out["in_sample"],
-                  "fitted_on": f"{len(z)} validation shapes ({out['data']}; never trained on)",
-                  "measured_on": "the same shapes (in-sample); fitted on one half and measured "
+                  "fitted_on": f"{len(z)} validation {kind} ({out['data']}; never trained on)",
+                  "measured_on": f"the same {kind} (in-sample); fitted on one half and measured "
                                  f"on the other, both ways: ECE {two['ece_before']:.4f} → "
                                  f"{two['ece_after']:.4f} (benchmarks/calibration_shipped.py)",
                   "two_fold": two}
