@@ -47,9 +47,10 @@ def studies(names: list[str]) -> dict[str, dict[str, list[str]]]:
                 out["ablation"][f"{name} seed {seed}"] = [*over, "model.n_blocks=28",
                                                           f"seed={seed}"]
     if "aggregators" in names:
-        out["aggregators"] = {f"GEN {name}": ["model.conv=gen", "model.block=res+",
-                                              "model.n_blocks=7", *over]
-                              for name, over in AGGREGATORS.items()}
+        out["aggregators"] = {f"GEN {name}" + (f" seed {seed}" if seed else ""):
+                              ["model.conv=gen", "model.block=res+", "model.n_blocks=7", *over,
+                               f"seed={seed}"]
+                              for seed in (0, 1) for name, over in AGGREGATORS.items()}
     return out
 
 
