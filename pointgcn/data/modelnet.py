@@ -48,8 +48,7 @@ from ..io.atomic import atomic_folder
 from ..seeds import item_rng
 from ..tasks import DEFAULT_POINTS
 from .classes import MODELNET40_CLASSES
-from .formats import (integer_ids, read_h5, read_list_file, resolve_listed,
-                      write_npz)
+from .formats import integer_ids, read_h5, read_list_file, resolve_listed, write_npz
 from .report import DataReport
 from .transforms import normalize_unit_sphere, scale_anisotropic, shuffle, translate
 

@@ -137,15 +137,21 @@ def record_graphs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list
     return out, graphs
 
 
+def _graph_io(logits: torch.Tensor, graphs: list) -> tuple[list[str], dict]:
+    """Names of the recorded graphs as ONNX inputs/outputs, and every tensor's dynamic axes."""
+    names = [f"graph_{i}" for i in range(len(graphs))]
+    axes = {INPUT_NAME: {0: "batch", 2: "points"}, OUTPUT_NAME: _output_axes(logits)}
+    axes.update({n: {0: "batch", 1: "points"} for n in names})
+    return names, axes
+
+
 def static_graph_parity(model: nn.Module, x: np.ndarray, *, opset: int = 17,
                         exporter: str = "legacy", threads: int | None = None,
                         workdir: str | Path | None = None) -> dict:
     """Export the given-graph copy, feed it PyTorch's graphs, compare logits elementwise."""
     xt = torch.from_numpy(x)
     ref, graphs = record_graphs(model, xt)
-    names = [f"graph_{i}" for i in range(len(graphs))]
-    axes = {INPUT_NAME: {0: "batch", 2: "points"}, OUTPUT_NAME: _output_axes(ref)}
-    axes.update({n: {0: "batch", 1: "points"} for n in names})
+    names, axes = _graph_io(ref, graphs)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "static_graph.onnx"
         trace_to_onnx(GivenGraphs(model), (xt, *graphs), path, input_names=[INPUT_NAME, *names],
@@ -188,9 +194,7 @@ def graph_agreement(model: nn.Module, x: np.ndarray, *, opset: int = 17,
     own features (so a flip's effect on later layers shows): see `neighbour_agreement`."""
     xt = torch.from_numpy(x)
     out, ref = record_graphs(model, xt)
-    names = [f"graph_{i}" for i in range(len(ref))]
-    axes = {INPUT_NAME: {0: "batch", 2: "points"}, OUTPUT_NAME: _output_axes(out)}
-    axes.update({n: {0: "batch", 1: "points"} for n in names})
+    names, axes = _graph_io(out, ref)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "graphs_out.onnx"
         trace_to_onnx(GraphsOut(model), (xt,), path, input_names=[INPUT_NAME],
