@@ -82,6 +82,17 @@ def tiny_model(**over) -> dict:
     return {**base, **over}
 
 
+def tiny_room_checkpoint(path: Path, n_points: int, stride: float) -> Path:
+    """A random-weight 13-class room segmenter (9 input channels, 1 m blocks of `n_points`
+    sampled every `stride` m) saved at `path`: for tests of the segment stage."""
+    from pointgcn.models import build_model, save_checkpoint
+
+    cfg = {"data": {"dataset": "s3dis", "n_points": n_points, "block": 1.0, "stride": stride},
+           "model": tiny_model(in_channels=9, n_classes=13)}
+    save_checkpoint(path, build_model(cfg).eval(), cfg)
+    return path
+
+
 def shapes_config(root, **train) -> dict:
     return {"name": "t", "seed": 0,
             "data": {"dataset": "modelnet40", "root": str(root / "ModelNet40"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_model, tree_bytes
+from conftest import tiny_model, tiny_room_checkpoint, tree_bytes
 
 from apps.cli import build_parser, main
 from apps.paths import Input, Output, OutputFolder
@@ -24,11 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def seg_weights(tmp_path_factory):
-    d = tmp_path_factory.mktemp("w")
-    cfg = {"data": {"dataset": "s3dis", "n_points": 128, "block": 1.0, "stride": 0.5},
-           "model": tiny_model(in_channels=9, n_classes=13)}
-    save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
-    return d / "seg.pt"
+    return tiny_room_checkpoint(tmp_path_factory.mktemp("w") / "seg.pt", 128, 0.5)
 
 
 def refused(argv, capsys, message: str) -> None:

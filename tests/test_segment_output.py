@@ -3,7 +3,7 @@ colours and fields kept, pred/confidence/entropy against a hand-computed softmax
 logits, LAS inputs kept dimension by dimension, and refusals that write nothing."""
 import numpy as np
 import pytest
-from conftest import tiny_model
+from conftest import tiny_model, tiny_room_checkpoint
 
 from apps.cli import main
 from pointgcn.io import WRITERS, PointCloud, read_points, write_ply
@@ -15,11 +15,7 @@ laspy = pytest.importorskip("laspy")
 
 @pytest.fixture(scope="module")
 def seg_weights(tmp_path_factory):
-    d = tmp_path_factory.mktemp("w")
-    cfg = {"data": {"dataset": "s3dis", "n_points": 64, "block": 1.0, "stride": 1.0},
-           "model": tiny_model(in_channels=9, n_classes=13)}
-    save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
-    return d / "seg.pt"
+    return tiny_room_checkpoint(tmp_path_factory.mktemp("w") / "seg.pt", 64, 1.0)
 
 
 def room(n=300, seed=0):

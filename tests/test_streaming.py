@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_model
+from conftest import tiny_room_checkpoint
 
 from apps.cli import main
 from pointgcn.data.build import SampleSettings
@@ -19,7 +19,6 @@ from pointgcn.engine.inference import predict_room
 from pointgcn.engine.streaming import stream_segment, work_folder
 from pointgcn.io import PointCloud, read_points, write_npy, write_ply
 from pointgcn.io.chunks import ChunkReader
-from pointgcn.models import build_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,9 +140,7 @@ def test_tiles_load_every_point_within_the_halo_of_their_core():
 @pytest.fixture(scope="module")
 def cli_case(tmp_path_factory):
     d = tmp_path_factory.mktemp("stream")
-    cfg = {"data": {"dataset": "s3dis", "n_points": 64, "block": 1.0, "stride": 0.5},
-           "model": tiny_model(in_channels=9, n_classes=13)}
-    save_checkpoint(d / "seg.pt", build_model(cfg).eval(), cfg)
+    tiny_room_checkpoint(d / "seg.pt", 64, 0.5)
     cloud = scene(n=6000, seed=7, far=False)
     write_ply(d / "in.ply", cloud)
     return d
