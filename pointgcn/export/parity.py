@@ -14,6 +14,16 @@ graphs        Per kNN layer, on the nominal clouds: the share of the neighbours 
               that onnxruntime picked too (each on its own features), where flips start and
               how they spread (a report, not a gate: labels are the gate).
 
+The label gate. Deep dynamic-kNN nets are chaotic in the last bits: PyTorch against itself
+with float64 kNN scores (same weights, same clouds) moves 1–4% of a room model's labels, so
+no float32 runtime can promise 99% agreement on them. A label row passes when onnxruntime
+agrees on ≥ `min_agreement` of all labels, or — the model's own sensitivity, not an export
+fault — on ≥ `min_agreement` of the labels PyTorch is sure of (top-1 minus top-2 softmax
+probability ≥ SURE_MARGIN) while overall it stays within REFERENCE_SLACK of that float64
+reference. Measured on the shipped synth-rooms (synthetic blocks, N 1024–4096, two seeds):
+onnxruntime 98.0–99.6% overall against a float64 reference of 98.1–100%, and 99.6–100% on
+the 79–98% of points with margin ≥ 0.2; an export that flips sure labels still fails.
+
 Held-out clouds are the caller's (`check_data`: the user's .npy/.npz of `(B, C, N)` features,
 or procedural ones of the model's kind that `pointgcn export` draws from
 data/synthetic/check_clouds.py), else random ones shaped like training data: xyz uniform in
@@ -38,6 +48,8 @@ from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxPredictor, providers_for
 from .tracing import trace_to_onnx
 
 MIN_AGREEMENT = 0.99
+SURE_MARGIN = 0.2       # softmax top-1 − top-2 of PyTorch's logits: a label the model is sure of
+REFERENCE_SLACK = 0.02  # how far below PyTorch's own float64-kNN agreement onnxruntime may be
 REL_TOL = 1e-4
 CLS_BATCH = 8  # per-shape labels: enough shapes for a percentage to mean much
 
@@ -228,11 +240,38 @@ def label_agreement(model: nn.Module, predictor, inputs: list[np.ndarray],
         got = predictor(x)
         same = ref.argmax(1) == got.argmax(1)
         self_same = ref.argmax(1) == precise.argmax(1)
+        sure = softmax_margin(ref) >= SURE_MARGIN
         rows.append({"points": int(x.shape[2]), "batch": int(x.shape[0]),
                      "labels": int(same.size), "agreement": float(same.mean()),
                      "max_abs": float(np.abs(ref - got).max()),
-                     "float64_knn_agreement": float(self_same.mean())})
+                     "float64_knn_agreement": float(self_same.mean()),
+                     "sure_share": float(sure.mean()),
+                     "sure_agreement": float(same[sure].mean()) if sure.any() else None})
     return rows
+
+
+def softmax_margin(logits: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 softmax probability over the class axis (1) of (B, C[, N]) logits."""
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    top = np.sort(p, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def label_verdict(row: dict, min_agreement: float) -> str | None:
+    """Why one label row fails the gate (module doc), or None when it passes."""
+    if row["agreement"] >= min_agreement:
+        return None
+    sure, floor = row.get("sure_agreement"), row["float64_knn_agreement"] - REFERENCE_SLACK
+    if sure is not None and sure >= min_agreement and row["agreement"] >= floor:
+        return None
+    why = (f"label agreement {100 * row['agreement']:.2f}% < {100 * min_agreement:.2f}% at "
+           f"N={row['points']}")
+    if sure is None:
+        return why + f" (and no label has softmax margin ≥ {SURE_MARGIN})"
+    return why + (f" (labels PyTorch is sure of: {100 * sure:.2f}%; PyTorch itself with "
+                  f"float64 kNN scores: {100 * row['float64_knn_agreement']:.2f}%)")
 
 
 def check_batch(task: str, batch: int) -> int:
@@ -270,12 +309,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, *, points: int, batch:
     if not static["max_rel"] <= rel_tol:
         failures.append(f"static-graph relative error {static['max_rel']:.2e} > {rel_tol:.0e} "
                         f"at N={static['points']}")
-    for row in labels:
-        if not row["agreement"] >= min_agreement:
-            failures.append(f"label agreement {100 * row['agreement']:.2f}% < "
-                            f"{100 * min_agreement:.2f}% at N={row['points']} (PyTorch "
-                            f"itself with float64 kNN scores: "
-                            f"{100 * row['float64_knn_agreement']:.2f}%)")
+    failures += [why for why in (label_verdict(row, min_agreement) for row in labels) if why]
     return {"static_graph": static, "labels": labels, "graphs": graphs, "device": str(place),
             "provider": session.providers[0], "min_agreement": min_agreement,
             "rel_tol": rel_tol,
@@ -315,6 +349,10 @@ def format_parity(parity: dict) -> str:
         lines.append(f"labels        N={row['points']}: {100 * row['agreement']:.2f}% of "
                      f"{row['labels']} agree (max |Δlogit| {row['max_abs']:.2e}; PyTorch "
                      f"with float64 kNN scores: {100 * row['float64_knn_agreement']:.2f}%)")
+        if row.get("sure_agreement") is not None and row["agreement"] < parity["min_agreement"]:
+            lines.append(f"              {100 * row['sure_agreement']:.2f}% of the "
+                         f"{100 * row['sure_share']:.0f}% PyTorch is sure of (softmax margin "
+                         f"≥ {SURE_MARGIN})")
     if parity.get("graphs"):
         g = parity["graphs"]
         worst = min(g, key=lambda r: r["sets"])
@@ -330,7 +368,11 @@ def format_parity(parity: dict) -> str:
                      f"{solver.get('residual', float('nan')):.1e}); unrolled vs solved labels "
                      f"{100 * worst['label_agreement']:.2f}% equal at N={worst['points']}, "
                      f"max rel Δ {max(r['max_rel'] for r in d['vs_solved']):.1e}")
-    lines.append("parity        " + ("passed" if parity["passed"]
+    by_sure = any(r["agreement"] < parity["min_agreement"] for r in parity["labels"])
+    lines.append("parity        " + (("passed" + (" (labels by the sure-label rule: within "
+                                                  "the model's own float64 sensitivity)"
+                                                  if by_sure else ""))
+                                     if parity["passed"]
                                      else "FAILED: " + "; ".join(parity["failures"])))
     return "\n".join(lines)
 
