@@ -42,7 +42,7 @@ def add_arguments(p):
                    help="seed of the resampling (default 0: the same intervals every run)")
     p.add_argument("--reliability", type=Output(".png"), metavar="PNG",
                    help="draw the reliability diagram (before/after the temperature) here "
-                        "(with --compare: A's)")
+                        "(with --compare: A's; with --six-fold: pooled over the folds)")
     p.add_argument("--six-fold", action="store_true",
                    help="S3DIS: six checkpoints, the i-th tested on Area_i; sums the matrices")
     p.add_argument("--no-rooms", action="store_true", help="S3DIS: skip full-resolution rooms")
@@ -77,8 +77,6 @@ def run(args) -> int:
         raise InputError(f"--six-fold needs 6 checkpoints (Area_1 … Area_6), got {len(ckpts)}")
     if not args.six_fold and not args.compare and len(ckpts) != 1:
         raise InputError("give one --ckpt (or six with --six-fold)")
-    if args.reliability and args.six_fold:
-        raise InputError("--reliability draws one evaluation; it takes no --six-fold")
     results, per_item = [], []
     for i, ckpt in enumerate(ckpts or args.compare):
         model = open_model(ckpt, device=args.device, provider=args.provider,
@@ -111,9 +109,11 @@ def run(args) -> int:
     if args.reliability:
         from pointgcn.viz.reliability import reliability_png
 
-        key = main_protocol(results[0])
-        reliability_png(results[0][key]["calibration"], args.reliability,
-                        title=f"{results[0]['model']}: {key.replace('_', ' ')}")
+        drawn = out if args.six_fold else results[0]
+        key = main_protocol(drawn)
+        name = "six folds" if args.six_fold else results[0]["model"]
+        reliability_png(drawn[key]["calibration"], args.reliability,
+                        title=f"{name}: {key.replace('_', ' ')}")
         print(f"reliability diagram → {args.reliability}")
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -210,9 +210,14 @@ def _trust_lines(m: dict) -> list[str]:
                                  for k, name in METRIC_NAMES.items() if k in ci))
     if "calibration" in m:
         c = m["calibration"]
+        if "temperatures" in c:  # six folds, each model its own
+            which = "each fold's temperature (" + ", ".join(f"{t:.3f}" for t in c["temperatures"])
+            which += ")"
+        else:
+            which = f"temperature {c['temperature']:.3f}" + (" (none recorded)"
+                                                              if c["temperature"] == 1.0 else "")
         lines.append(f"  calibration: ECE {c['ece_before']:.4f} raw → {c['ece_after']:.4f} with "
-                     f"temperature {c['temperature']:.3f}"
-                     + (" (none recorded)" if c["temperature"] == 1.0 else ""))
+                     + which)
     return lines
 
 

@@ -91,3 +91,27 @@ def test_uninformative_logits_hit_the_bound_and_say_so():
     rep = calibration_report(z, y, t)
     assert t > 40 and rep["at_bound"]
     assert not calibration_report(z, y, 1.0)["at_bound"]
+
+
+def test_six_folds_pool_their_bins_each_with_its_own_temperature():
+    from pointgcn.engine.calibration import BeforeAfter, pool_records
+    from pointgcn.engine.evaluator import six_fold
+
+    rng = np.random.default_rng(3)
+    folds, raw, scaled, labels = [], [], [], []
+    for i in range(6):
+        z = rng.normal(0, 2 + i, (200 + 50 * i, 5))
+        y, t = _draw(z / 1.7, rng), 0.6 + 0.1 * i
+        rec = BeforeAfter(t)
+        rec.update(z / t, y)  # the predictor hands over logits already divided by T
+        folds.append({"full_resolution": {"confusion": np.eye(13, dtype=int).tolist(),
+                                          "calibration": rec.record()}})
+        raw.append(softmax(z)), scaled.append(softmax(z / t)), labels.append(y)
+    pooled = six_fold(folds)["full_resolution"]["calibration"]
+    y = np.concatenate(labels)
+    assert pooled["points"] == len(y)
+    assert pooled["ece_before"] == pytest.approx(ece(np.concatenate(raw), y), abs=1e-12)
+    assert pooled["ece_after"] == pytest.approx(ece(np.concatenate(scaled), y), abs=1e-12)
+    assert pooled["temperatures"] == pytest.approx([0.6 + 0.1 * i for i in range(6)])
+    assert pool_records([folds[0]["full_resolution"]["calibration"]])["ece_after"] == \
+        pytest.approx(folds[0]["full_resolution"]["calibration"]["ece_after"], abs=1e-12)

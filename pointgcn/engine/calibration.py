@@ -129,6 +129,17 @@ class ReliabilityBins:
                      - self.confidence[used] / self.count[used])
         return float((self.count[used] / n * gap).sum())
 
+    @classmethod
+    def from_table(cls, rows: list[dict], bins: int) -> "ReliabilityBins":
+        """Bins back from `table()` rows (each bin's sums are points × its means)."""
+        out = cls(bins)
+        for r in rows:
+            b = int(round(r["low"] * bins))
+            out.count[b] += r["points"]
+            out.confidence[b] += r["points"] * r["confidence"]
+            out.correct[b] += int(round(r["points"] * r["accuracy"]))
+        return out
+
     def table(self) -> list[dict]:
         """One row per non-empty bin: its range, points, accuracy, mean confidence."""
         rows = []
@@ -187,3 +198,20 @@ class BeforeAfter:
                 "bins": self.after.bins, "ece_before": self.before.ece(),
                 "ece_after": self.after.ece(), "reliability_before": self.before.table(),
                 "reliability": self.after.table()}
+
+
+def pool_records(records: list[dict]) -> dict:
+    """One calibration record over several evaluations (S3DIS's six folds, each model with its
+    own temperature): the bins summed, so ECE weighs every point once. `temperature` is the
+    points-weighted geometric mean, for display; `temperatures` lists each one."""
+    bins = records[0]["bins"]
+    before, after = ReliabilityBins(bins), ReliabilityBins(bins)
+    for r in records:
+        before += ReliabilityBins.from_table(r["reliability_before"], bins)
+        after += ReliabilityBins.from_table(r["reliability"], bins)
+    points = np.array([r["points"] for r in records], np.float64)
+    temps = [float(r["temperature"]) for r in records]
+    mean_t = float(np.exp(np.average(np.log(temps), weights=points))) if points.sum() else 1.0
+    return {"temperature": mean_t, "temperatures": temps, "points": int(points.sum()),
+            "bins": bins, "ece_before": before.ece(), "ece_after": after.ece(),
+            "reliability_before": before.table(), "reliability": after.table()}

@@ -21,7 +21,7 @@ from ..data.classes import S3DIS_CLASSES
 from ..data.s3dis import find_s3dis, iter_rooms, room_cloud
 from ..errors import InputError
 from .bootstrap import RESAMPLES, bootstrap_ci
-from .calibration import BeforeAfter
+from .calibration import BeforeAfter, pool_records
 from .inference import cover_logits, segment_cloud
 from .metrics import ConfusionMatrix, PartNetIoU
 from .predictor import Predictor
@@ -169,7 +169,8 @@ def evaluate_rooms(cfg: dict, predictor: Predictor, *, batch: int = 8,
 def six_fold(results: list[dict], items: list[dict] | None = None,
              resamples: int = RESAMPLES, seed: int = 0) -> dict:
     """Combine six single-area evaluations: confusion matrices summed, then divided; with
-    each fold's per-item matrices (`items`), intervals over the rooms of all six areas."""
+    each fold's per-item matrices (`items`), intervals over the rooms of all six areas; the
+    calibration bins pooled over every fold's points."""
     out = {}
     for key in ("full_resolution", "per_block"):
         mats = [r[key]["confusion"] for r in results if key in r]
@@ -182,5 +183,7 @@ def six_fold(results: list[dict], items: list[dict] | None = None,
                 unit = "rooms" if key == "full_resolution" else "blocks"
                 out[key]["ci"] = {**bootstrap_ci(every, resamples, seed),
                                   "over": f"{unit} of the six areas"}
+            if all("calibration" in r[key] for r in results):
+                out[key]["calibration"] = pool_records([r[key]["calibration"] for r in results])
     out["folds"] = len(results)
     return out
