@@ -61,10 +61,11 @@ def add_arguments(p):
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=seed_int, default=0, help="block sampling seed")
     p.add_argument("--stream", action="store_true",
-                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in, "
-                        "binary PLY with pred, confidence and entropy out; preflight on a "
-                        "subsample; no --png, no extra input fields); chosen by itself when "
-                        "the cloud would not fit in free memory")
+                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in; "
+                        "out as in memory, a chunk at a time: .ply .las .laz .npy .txt; "
+                        "preflight on a subsample; no --png, --labels, --min-confidence, "
+                        "--drop-invalid); chosen by itself when the cloud would not fit in "
+                        "free memory")
     p.add_argument("--resume", action="store_true",
                    help="with --stream: continue a killed streaming run of the same --out")
     p.add_argument("--tile-points", type=int, default=500_000, metavar="N",

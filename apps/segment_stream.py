@@ -54,16 +54,20 @@ def run_stream(args) -> int:
     from pointgcn.io.chunks import ChunkReader
     from pointgcn.viz.palettes import class_colors
 
+    from apps.segment import _OutputPlan
+    from pointgcn.io.stream_writers import STREAMED_OUT
+
     for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
-                        ("--labels", args.labels), ("--colors input", args.colors == "input"),
-                        ("--min-confidence", args.min_confidence is not None),
-                        ("--las-field", args.las_field)):
+                        ("--labels", args.labels),
+                        ("--min-confidence", args.min_confidence is not None)):
         if given:
             raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
-    if not str(args.out).lower().endswith(".ply"):
-        raise InputError(f"--out {args.out}: streaming writes binary PLY; give a .ply path")
+    if args.out.suffix.lower() not in STREAMED_OUT:
+        raise InputError(f"--out {args.out}: streaming writes {' '.join(STREAMED_OUT)} a chunk "
+                         f"at a time, not {args.out.suffix.lower() or 'this suffix'}")
+    plan = _OutputPlan(args)
     if args.tile_points < 1000:
         raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
     reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
@@ -72,6 +76,7 @@ def run_stream(args) -> int:
         raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
     names = predictor.class_names
     palette = "s3dis" if len(names) == 13 else "generic"
+    plan.check_classes(len(names), args.colors or ("input" if reader.has_colors else "class"))
     _preflight(args, reader, cfg)
     source = str(args.onnx or args.weights or "default")
     key = {"model": source, "input": os.path.realpath(args.input),
@@ -80,10 +85,12 @@ def run_stream(args) -> int:
     res = stream_segment(reader, args.out, predictor, SampleSettings.from_config(cfg), key,
                          batch=args.batch, seed=args.seed, resume=args.resume,
                          colorize=lambda pred: class_colors(pred, palette, len(names)),
-                         truth=truth, tile_points=args.tile_points)
+                         truth=truth, tile_points=args.tile_points, colors=args.colors,
+                         classification=plan.classification)
     if res.resumed_at:
         print(f"resumed at tile {res.resumed_at} of {res.tiles}")
-    print(f"{res.n} points → {args.out} ({res.tiles} tiles)")
+    where = ", pred in classification" if plan.classification else ""
+    print(f"{res.n} points → {args.out} ({res.tiles} tiles{where})")
     for name, c in zip(names, res.counts):
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")

@@ -36,7 +36,7 @@ from ..data.tiles import TileGrid, halo_for
 from ..errors import InputError, Setting
 from ..io.atomic import atomic_path
 from ..io.chunks import ChunkReader, Scan
-from ..io.ply_stream import PlyRowWriter
+from ..io.stream_writers import StreamOutput
 from .predictor import Predictor
 from .stream_tile import TILE_RESULT, segment_tile, tile_record
 
@@ -82,9 +82,13 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                    settings: SampleSettings, key: dict, *, batch: int = 8, seed: int = 0,
                    resume: bool = False, colorize: Callable[[np.ndarray], np.ndarray],
                    truth: bool = False, chunk: int = CHUNK, tile_points: int = TILE_POINTS,
-                   reach: float | None = None, progress: bool = True) -> StreamResult:
-    """Write `out` (binary PLY: x y z, class colours from `colorize(labels)`, the input's labels,
-    `pred`); see the module doc. `key` identifies the model for `resume`."""
+                   reach: float | None = None, progress: bool = True,
+                   colors: str | None = None, classification: str | None = None
+                   ) -> StreamResult:
+    """Write `out` by its suffix (io/stream_writers.py: what in-memory segment writes — the
+    input's colours, or `colors="class"`: `colorize(labels)`, every input field, `pred`,
+    `confidence`, `entropy`; LAS: `classification="pred"` stores pred there); see the module
+    doc. `key` identifies the model for `resume`."""
     if predictor.in_channels != 9:
         raise InputError(f"this model takes {predictor.in_channels} channels; room "
                          "segmentation needs a 9-channel (xyz, rgb, location) model")
@@ -105,6 +109,10 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
     if len(np.unique(first.xyz, axis=0)) < need:
         raise InputError(f"{reader.where}: fewer than {need} distinct points among the first "
                          f"{len(first.xyz)}; this model's kNN graphs gather {need} neighbours")
+    output = StreamOutput(out, reader, scan, colors=colors, classification=classification,
+                          colorize=colorize, n_classes=predictor.n_classes, chunk=chunk)
+    for note in output.notes:  # settled before the work, as in memory
+        log.warning(note)
     offset = scan.offset
     mins = np.array([np.float32(v) for v in scan.lo - offset], np.float64)
     extent = np.array([np.float32(v) for v in scan.hi - offset], np.float64) - mins
@@ -161,7 +169,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                 _atomic_json(progress_path, state)
                 b.update(core[t])
         result.far = state.get("far", 0)
-        _write(reader, scan, grid, mins, work, out, core, colorize, truth, chunk, bar, result)
+        _write(reader, scan, grid, mins, work, out, core, output, truth, chunk, bar, result)
     except InputError:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -202,25 +210,21 @@ def _bin(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work
 
 
 def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work: Path,
-           out: Path, core: list[int], colorize, truth: bool, chunk: int, bar: dict,
+           out: Path, core: list[int], output: StreamOutput, truth: bool, chunk: int, bar: dict,
            result: StreamResult) -> None:
     """Pass 4: the output, in input order, each point's label from its core tile's file."""
-    offset = scan.offset
-    label = ("classification" if reader.label_scheme == "asprs" else "label"
-             ) if reader.has_labels else None
     used = np.zeros(len(grid), np.int64)
     n_classes = len(result.counts)
     if truth:
         result.confusion = np.zeros((n_classes, n_classes), np.int64)
     with atomic_path(out) as tmp:
-        writer = PlyRowWriter(tmp, scan.n, bool(offset.any()), True, label, ("pred",),
-                              ("confidence", "entropy"))
+        writer = output.open(tmp)
         try:
             with tqdm(total=scan.n, desc="write", **bar) as b:
                 for c in reader.chunks(chunk):
-                    points, _, labels = reader.converted(c, scan)
-                    tiles = grid.core(points[:, :2].astype(np.float64) - mins[:2])
-                    got_all = np.empty(len(points), TILE_RESULT)
+                    part = reader.cloud(c, scan)
+                    tiles = grid.core(part.points[:, :2].astype(np.float64) - mins[:2])
+                    got_all = np.empty(len(part), TILE_RESULT)
                     for t in np.unique(tiles):
                         mine = tiles == t
                         k = int(mine.sum())
@@ -230,19 +234,18 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                             raise RuntimeError(f"tile {t}: {len(got)} labels for {k} points")
                         got_all[mine] = got
                         used[t] += k
-                    xyz = points.astype(np.float64) + offset if offset.any() else points
-                    pred = got_all["pred"]
-                    writer.write(xyz, colorize(pred), labels, pred=pred,
-                                 confidence=got_all["confidence"], entropy=got_all["entropy"])
+                    writer.write(c, output.rows(part, got_all))
+                    pred, labels = got_all["pred"], part.labels
                     result.counts += np.bincount(pred, minlength=n_classes)
                     if labels is not None and len(labels):
                         result.label_max = max(result.label_max, int(labels.max()))
                     if truth and labels is not None:
                         ok = (labels >= 0) & (labels < n_classes)
                         np.add.at(result.confusion, (labels[ok], pred[ok]), 1)
-                    b.update(len(points))
-        finally:
-            writer.file.close()
+                    b.update(len(part))
+        except BaseException:
+            writer.abort()
+            raise
         writer.close()
         if used.tolist() != list(core):
             raise RuntimeError(f"labels used {used.tolist()} != core points {core}")
