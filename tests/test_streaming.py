@@ -168,10 +168,10 @@ def test_cli_stream_matches_in_memory_output_with_progress_on_stderr(cli_case, t
     _same_labelling(tmp_path / "str.ply", tmp_path / "mem.ply")
 
 
-def test_sigkill_then_resume_labels_every_point_once(cli_case, tmp_path):
-    out = tmp_path / "killed.ply"
-    cmd = [sys.executable, "-m", "apps.cli", *_cli(cli_case, out, "--stream",
-                                                    "--tile-points", "1000")]
+def kill_after_first_tile(argv, out):
+    """Run `pointgcn ARGV` in a subprocess and SIGKILL it once a tile is done; returns the
+    progress record it left (shared by tests/test_stream_output.py)."""
+    cmd = [sys.executable, "-m", "apps.cli", *argv]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -194,6 +194,12 @@ def test_sigkill_then_resume_labels_every_point_once(cli_case, tmp_path):
     assert done >= 1 and not out.exists()
     tiles = json.loads(progress.read_text())
     assert tiles["done"] < len(tiles["core"])  # killed mid-run
+    return tiles
+
+
+def test_sigkill_then_resume_labels_every_point_once(cli_case, tmp_path):
+    out = tmp_path / "killed.ply"
+    kill_after_first_tile(_cli(cli_case, out, "--stream", "--tile-points", "1000"), out)
     assert main(_cli(cli_case, out, "--stream", "--tile-points", "1000")) == 2  # needs --resume
     assert main(_cli(cli_case, out, "--stream", "--resume", "--tile-points", "1000")) == 0
     assert not work_folder(out).exists()
