@@ -99,8 +99,8 @@ def child(mode: str, src: str, out: str, tile_points: int) -> None:
     settings = SampleSettings(2048, 1.5, 1.0)  # the shipped synth-rooms model's blocks
     grey = lambda pred: np.repeat(pred[:, None] / 12.0, 3, axis=1)  # noqa: E731
     if mode == "stream":
-        stream_segment(ChunkReader(src), out, LinearModel(), settings, {}, colorize=grey, colors="class",
-                       tile_points=tile_points, progress=False)
+        stream_segment(ChunkReader(src), out, LinearModel(), settings, {}, colorize=grey,
+                       colors="class", tile_points=tile_points, progress=False)
         return
     cloud = read_points(src)
     logits = predict_room(cloud, LinearModel(), 13, settings.block, settings.stride,
