@@ -278,3 +278,18 @@ def test_whole_cloud_choices_hold_across_chunks(tmp_path, suffix):
 
         assert coordinate_scale(cloud.points[:700])[0] == 0.01  # the first chunk's own choice
         assert las.header.scales[0] < 0.01  # the whole cloud's
+
+
+def test_las_with_empty_colour_slots_streams_as_colourless(weights, tmp_path):
+    """A point format with RGB that the scanner left at 0 reads as no colours (io/las.py): the
+    stream's model input and output agree with memory (class colours, not black)."""
+    src = tmp_path / "grey.las"
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    cloud = scene(n=4000, seed=6, far=False)
+    las.header.scales = [0.001] * 3
+    las.x, las.y, las.z = cloud.points.astype(np.float64).T
+    las.write(str(src))
+    assert read_points(src).colors is None
+    assert segment(src, tmp_path / "mem.ply", weights, stream=False) == 0
+    assert segment(src, tmp_path / "str.ply", weights) == 0
+    assert (tmp_path / "str.ply").read_bytes() == (tmp_path / "mem.ply").read_bytes()
