@@ -58,12 +58,13 @@ def run_stream(args) -> int:
     from pointgcn.io.stream_writers import STREAMED_OUT
 
     for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
-                        ("--labels", args.labels),
-                        ("--min-confidence", args.min_confidence is not None)):
+                        ("--labels", args.labels)):
         if given:
             raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InputError(f"--min-confidence must lie in 0–1, got {args.min_confidence}")
     if args.out.suffix.lower() not in STREAMED_OUT:
         raise InputError(f"--out {args.out}: streaming writes {' '.join(STREAMED_OUT)} a chunk "
                          f"at a time, not {args.out.suffix.lower() or 'this suffix'}")
@@ -86,12 +87,15 @@ def run_stream(args) -> int:
                          batch=args.batch, seed=args.seed, resume=args.resume,
                          colorize=lambda pred: class_colors(pred, palette, len(names)),
                          truth=truth, tile_points=args.tile_points, colors=args.colors,
-                         classification=plan.classification)
+                         classification=plan.classification,
+                         min_confidence=args.min_confidence)
     if res.resumed_at:
         print(f"resumed at tile {res.resumed_at} of {res.tiles}")
     where = ", pred in classification" if plan.classification else ""
     print(f"{res.n} points → {args.out} ({res.tiles} tiles{where})")
-    for name, c in zip(names, res.counts):
+    if args.min_confidence is not None:
+        print(f"{res.unsure} points below confidence {args.min_confidence:g}: pred -1")
+    for name, c in [*zip(names, res.counts), ("(unsure, -1)", res.unsure)]:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")
     if truth and res.label_max >= len(names):

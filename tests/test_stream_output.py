@@ -293,3 +293,25 @@ def test_las_with_empty_colour_slots_streams_as_colourless(weights, tmp_path):
     assert segment(src, tmp_path / "mem.ply", weights, stream=False) == 0
     assert segment(src, tmp_path / "str.ply", weights) == 0
     assert (tmp_path / "str.ply").read_bytes() == (tmp_path / "mem.ply").read_bytes()
+
+
+def test_min_confidence_marks_the_same_points_as_in_memory(weights, tmp_path, capsys):
+    src = tmp_path / "in.ply"
+    write_ply(src, scene(n=5000, seed=9, far=False))
+    assert segment(src, tmp_path / "o.ply", weights) == 0
+    cut = float(np.round(np.median(read_points(tmp_path / "o.ply").fields["confidence"]), 4))
+    extra = ["--min-confidence", str(cut), "--colors", "class"]
+    capsys.readouterr()
+    assert segment(src, tmp_path / "mem.ply", weights, *extra, stream=False) == 0
+    mem = capsys.readouterr().out
+    assert segment(src, tmp_path / "str.ply", weights, *extra) == 0
+    got = capsys.readouterr().out
+    assert (tmp_path / "str.ply").read_bytes() == (tmp_path / "mem.ply").read_bytes()
+    unsure = int((read_points(tmp_path / "str.ply").fields["pred"] < 0).sum())
+    assert 0 < unsure < 5000
+    line = f"{unsure} points below confidence {cut:g}: pred -1"
+    assert line in mem and line in got and "(unsure, -1)" in got
+    # pred −1 cannot be a LAS classification: refused, as in memory
+    assert segment(src, tmp_path / "x.las", weights, "--min-confidence", "0.5",
+                   "--las-field", "classification") == 2
+    assert not (tmp_path / "x.las").exists()

@@ -55,6 +55,7 @@ class StreamResult:
     resumed_at: int = 0
     confusion: np.ndarray | None = None  # (C, C) truth × pred, when `truth` was asked for
     label_max: int = -1  # the largest label in the file (another label set when ≥ C)
+    unsure: int = 0  # points below `min_confidence`, written with pred −1
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,12 +84,12 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                    resume: bool = False, colorize: Callable[[np.ndarray], np.ndarray],
                    truth: bool = False, chunk: int = CHUNK, tile_points: int = TILE_POINTS,
                    reach: float | None = None, progress: bool = True,
-                   colors: str | None = None, classification: str | None = None
-                   ) -> StreamResult:
+                   colors: str | None = None, classification: str | None = None,
+                   min_confidence: float | None = None) -> StreamResult:
     """Write `out` by its suffix (io/stream_writers.py: what in-memory segment writes — the
     input's colours, or `colors="class"`: `colorize(labels)`, every input field, `pred`,
-    `confidence`, `entropy`; LAS: `classification="pred"` stores pred there); see the module
-    doc. `key` identifies the model for `resume`."""
+    `confidence`, `entropy`; LAS: `classification="pred"` stores pred there; pred −1 below
+    `min_confidence`); see the module doc. `key` identifies the model for `resume`."""
     if predictor.in_channels != 9:
         raise InputError(f"this model takes {predictor.in_channels} channels; room "
                          "segmentation needs a 9-channel (xyz, rgb, location) model")
@@ -110,7 +111,8 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
         raise InputError(f"{reader.where}: fewer than {need} distinct points among the first "
                          f"{len(first.xyz)}; this model's kNN graphs gather {need} neighbours")
     output = StreamOutput(out, reader, scan, colors=colors, classification=classification,
-                          colorize=colorize, n_classes=predictor.n_classes, chunk=chunk)
+                          colorize=colorize, n_classes=predictor.n_classes,
+                          min_confidence=min_confidence, chunk=chunk)
     for note in output.notes:  # settled before the work, as in memory
         log.warning(note)
     offset = scan.offset
@@ -236,7 +238,10 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                         used[t] += k
                     writer.write(c, output.rows(part, got_all))
                     pred, labels = got_all["pred"], part.labels
-                    result.counts += np.bincount(pred, minlength=n_classes)
+                    sure = np.ones(len(pred), bool) if output.min_confidence is None else \
+                        got_all["confidence"] >= output.min_confidence
+                    result.unsure += int(len(pred) - sure.sum())
+                    result.counts += np.bincount(pred[sure], minlength=n_classes)
                     if labels is not None and len(labels):
                         result.label_max = max(result.label_max, int(labels.max()))
                     if truth and labels is not None:

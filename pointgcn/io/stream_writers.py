@@ -92,12 +92,14 @@ def _raw_types(raw) -> list[np.dtype]:
 class StreamOutput:
     """What the stream writes for `reader`'s rows, settled before the work (module doc).
     `colors`: "input", "class" or None (the input's when it has them, as in memory);
-    `classification`: the field a LAS output stores as `classification` (None: extra bytes)."""
+    `classification`: the field a LAS output stores as `classification` (None: extra bytes);
+    `min_confidence`: points less sure than this get pred −1."""
 
     def __init__(self, out: str | Path, reader, scan, *, colors: str | None = None,
                  classification: str | None = None,
                  colorize: Callable[[np.ndarray], np.ndarray] | None = None,
-                 n_classes: int = 256, chunk: int = 1 << 20):
+                 n_classes: int = 256, min_confidence: float | None = None,
+                 chunk: int = 1 << 20):
         self.out, self.where = Path(out), str(out)
         self.suffix = self.out.suffix.lower()
         if self.suffix not in STREAMED_OUT:
@@ -113,6 +115,7 @@ class StreamOutput:
         if self.colors == "class" and colorize is None:
             raise InputError("class colours need a palette")
         self.colorize, self.classification = colorize, classification
+        self.min_confidence = min_confidence
         self.template = reader.kind == "las" and self.suffix in LAS
         self.notes: list[str] = []
         chunks = reader.chunks(min(chunk, 1 << 16))
@@ -145,8 +148,13 @@ class StreamOutput:
 
     # ------------------------------------------------------------------ rows
     def rows(self, part: PointCloud, result: np.ndarray) -> PointCloud:
-        """A chunk's output rows: the input's rows `part` plus the tile results (TILE_RESULT)."""
-        return self._rows(part, {k: result[k] for k in ADDED})
+        """A chunk's output rows: the input's rows `part` plus the tile results (TILE_RESULT);
+        with `min_confidence`, less sure points get pred −1 (as in memory)."""
+        added = {k: result[k] for k in ADDED}
+        if self.min_confidence is not None:
+            added["pred"] = np.where(result["confidence"] < self.min_confidence, -1,
+                                     result["pred"]).astype(result["pred"].dtype)
+        return self._rows(part, added)
 
     def _rows(self, part: PointCloud, added: dict[str, np.ndarray]) -> PointCloud:
         fields = part.fields
