@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 FORMAT = "pointgcn-stream 1"
 CHUNK = 1 << 20
 TILE_POINTS = 500_000
+WRITE_CHUNK = 1 << 18  # rows per output chunk: every field of the input, converted, and the
+# output's columns (≈ 400 B per row for a LAS with a dozen dimensions, written as PLY)
 
 
 @dataclass
@@ -112,7 +114,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                          f"{len(first.xyz)}; this model's kNN graphs gather {need} neighbours")
     output = StreamOutput(out, reader, scan, colors=colors, classification=classification,
                           colorize=colorize, n_classes=predictor.n_classes,
-                          min_confidence=min_confidence, chunk=chunk)
+                          min_confidence=min_confidence, chunk=min(chunk, WRITE_CHUNK))
     for note in output.notes:  # settled before the work, as in memory
         log.warning(note)
     offset = scan.offset
@@ -223,7 +225,7 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
         writer = output.open(tmp)
         try:
             with tqdm(total=scan.n, desc="write", **bar) as b:
-                for c in reader.chunks(chunk):
+                for c in reader.chunks(min(chunk, WRITE_CHUNK)):
                     part = reader.cloud(c, scan)
                     tiles = grid.core(part.points[:, :2].astype(np.float64) - mins[:2])
                     got_all = np.empty(len(part), TILE_RESULT)

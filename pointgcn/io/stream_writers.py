@@ -273,7 +273,7 @@ class _Writer:
                 self.dtype = table.dtype
             elif table.dtype != self.dtype:
                 raise RuntimeError(f"{plan.where}: columns changed between chunks")
-            self.file.write(table.tobytes())
+            self.file.write(table)
         else:
             columns = txt_columns(rows, plan.where, plan.decimals)
             if self.first:
