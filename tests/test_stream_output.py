@@ -154,6 +154,7 @@ def test_ply_with_extra_properties_streams_what_memory_writes(weights, tmp_path,
                                   table["class"])  # LAS: extra bytes, not ASPRS codes
     assert not np.array_equal(back.fields["pred"], table["pred"])  # this run's predictions
     assert "integers beyond 32 bits written as double" in mem_out.out + str_out.err
+    assert "the input's field 'pred' is replaced by this run's" in str_out.err
 
 
 def test_sigkill_then_resume_writes_the_whole_las(weights, tmp_path):

@@ -121,7 +121,7 @@ class StreamOutput:
         chunks = reader.chunks(min(chunk, 1 << 16))
         first = next(chunks)
         chunks.close()
-        probe = reader.cloud(first, scan)
+        probe = head = reader.cloud(first, scan)
         need = self.suffix == ".txt" or (self.suffix in LAS and not self.template) or \
             any(_wide(t) for t in _raw_types(first.raw))
         if need:
@@ -134,14 +134,15 @@ class StreamOutput:
         if not self.template:
             fields, self.notes = output_fields(self.suffix, probe.fields)
             self.types = {k: v.dtype for k, v in fields.items()}
+        self.notes += [f"the input's field {name!r} is replaced by this run's" for name in ADDED
+                       if name in probe.fields]
         sample = self._rows(probe, {k: np.zeros(len(probe), t) for k, t in _PROBE.items()})
         self.decimals = coordinate_scale(sample.points)[1] if self.suffix == ".txt" else None
         self.las = None
         if self.suffix in LAS:
             self.las = self._las_layout(sample, n_classes)
         if self.template:  # the first chunk's rows, as they will be written
-            part = reader.cloud(first, scan)
-            self._las_points(first, self._rows(part, {k: np.zeros(len(part), t)
+            self._las_points(first, self._rows(head, {k: np.zeros(len(head), t)
                                                       for k, t in _PROBE.items()}))
         else:
             self._dry_run(sample)
