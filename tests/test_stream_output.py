@@ -316,3 +316,38 @@ def test_min_confidence_marks_the_same_points_as_in_memory(weights, tmp_path, ca
     assert segment(src, tmp_path / "x.las", weights, "--min-confidence", "0.5",
                    "--las-field", "classification") == 2
     assert not (tmp_path / "x.las").exists()
+
+
+def test_a_run_stopped_while_writing_resumes_by_writing_again(tmp_path, monkeypatch):
+    """Interrupted in the output pass (after every tile is done): no partial output, the tile
+    results kept, and --resume writes the same file as an uninterrupted run."""
+    from test_streaming import SETTINGS, LinearPredictor, grey
+
+    import pointgcn.io.stream_writers as writers
+    from pointgcn.engine.streaming import stream_segment
+    from pointgcn.io.chunks import ChunkReader
+
+    src = tmp_path / "in.laz"
+    las_input(src, "1.4", 7, n=4000, seed=5)
+    run = dict(colorize=grey, chunk=700, tile_points=1500, progress=False,
+               classification="pred")
+    real = writers._Writer.write
+    calls = []
+
+    def stop_at_third(self, chunk, rows):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, chunk, rows)
+
+    monkeypatch.setattr(writers._Writer, "write", stop_at_third)
+    out = tmp_path / "out.laz"
+    with pytest.raises(KeyboardInterrupt):
+        stream_segment(ChunkReader(src), out, LinearPredictor(), SETTINGS, {}, **run)
+    assert not out.exists() and (work_folder(out) / "progress.json").exists()
+    monkeypatch.setattr(writers._Writer, "write", real)
+    stream_segment(ChunkReader(src), out, LinearPredictor(), SETTINGS, {}, resume=True, **run)
+    stream_segment(ChunkReader(src), tmp_path / "whole.laz", LinearPredictor(), SETTINGS, {},
+                   **run)
+    same_las(out, tmp_path / "whole.laz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.laz", "out.laz", "whole.laz"]
