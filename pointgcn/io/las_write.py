@@ -68,10 +68,10 @@ def classification_limit(template: str | Path | None = None) -> tuple[int, bool]
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"{template}: unreadable LAS file ({message})") from None
     dim = point_format.dimension_by_name("classification")
-    return int(_dim_range(dim)[1]), "red" in set(point_format.dimension_names)
+    return int(dim_range(dim)[1]), "red" in set(point_format.dimension_names)
 
 
-def _dim_range(dim) -> tuple[float, float] | None:
+def dim_range(dim) -> tuple[float, float] | None:
     """The values a LAS dimension holds (None: any float)."""
     if dim.dtype is None:  # a bit field
         return 0, 2 ** dim.num_bits - 1
@@ -82,7 +82,7 @@ def _dim_range(dim) -> tuple[float, float] | None:
 
 
 def _fits(values: np.ndarray, dim) -> bool:
-    span = _dim_range(dim)
+    span = dim_range(dim)
     if span is None or not values.size:
         return True
     if values.dtype.kind == "f" and not np.all(values == np.round(values)):
@@ -90,10 +90,12 @@ def _fits(values: np.ndarray, dim) -> bool:
     return span[0] <= values.min() and values.max() <= span[1]
 
 
-def _put(las, name: str, values: np.ndarray, where: str) -> None:
+def put_dim(las, name: str, values: np.ndarray, where: str) -> None:
+    """Store `values` in the standard dimension `name` of `las` (a LasData or a point record),
+    refusing values it cannot hold."""
     dim = las.point_format.dimension_by_name(name)
     if not _fits(values, dim):
-        span = _dim_range(dim)
+        span = dim_range(dim)
         raise InputError(f"{where}: {name!r} values {values.min()}…{values.max()} do not fit "
                          f"the LAS dimension ({span[0]}–{span[1]})")
     las[name] = values
@@ -161,17 +163,17 @@ def _from_template(laspy, cloud: PointCloud, template: Path, where: str,
             for i, c in enumerate(RGB):
                 las[c] = rgb[:, i].astype(np.uint16)
     if classification is not None:
-        _put(las, "classification", cloud.fields[classification], where)
+        put_dim(las, "classification", cloud.fields[classification], where)
     elif cloud.labels is not None and cloud.label_scheme == "asprs" and \
             not np.array_equal(cloud.labels, np.asarray(las.classification)):
-        _put(las, "classification", cloud.labels, where)
+        put_dim(las, "classification", cloud.labels, where)
     for name, values in cloud.fields.items():
         if name == classification:
             continue
         if name in names:
             unchanged = np.array_equal(values, np.asarray(las[name]))
             if name not in ("X", "Y", "Z", *RGB) and not unchanged:
-                _put(las, name, values, where)
+                put_dim(las, name, values, where)
         else:
             params, values = extra_params(name, values, where)
             try:
@@ -280,7 +282,7 @@ def new_points(laspy, header, placement: dict, cloud: PointCloud, where: str):
         if dim in extra:
             rec[dim] = extra_params(dim, values, where)[1]
         else:
-            _put(rec, dim, values, where)
+            put_dim(rec, dim, values, where)
     return rec
 
 

@@ -29,10 +29,10 @@ import numpy as np
 
 from ..errors import InputError
 from .cloud import PointCloud
-from .las_write import (MAX_DECIMALS, RGB, _put, add_extra, coordinate_scale, extra_params,
-                        new_layout, new_points)
+from .las_write import (MAX_DECIMALS, RGB, add_extra, coordinate_scale, dim_range,
+                        extra_params, new_layout, new_points, put_dim)
 from .ply_stream import PlyRowWriter
-from .write import npy_table, output_fields, txt_columns, txt_rows
+from .write import npy_table, output_fields, ply_columns, txt_columns, txt_rows
 
 STREAMED_OUT = (".ply", ".las", ".laz", ".npy", ".txt")
 LAS = (".las", ".laz")
@@ -175,8 +175,6 @@ class StreamOutput:
     def _las_layout(self, sample: PointCloud, n_classes: int):
         import laspy
 
-        from .las_write import _dim_range
-
         if not self.template:
             header, placement, notes = new_layout(laspy, sample, self.where, self.classification)
             self.notes += notes
@@ -185,7 +183,7 @@ class StreamOutput:
             header = copy.deepcopy(f.header)
         names = set(header.point_format.dimension_names)
         if self.classification is not None:
-            top = _dim_range(header.point_format.dimension_by_name("classification"))[1]
+            top = dim_range(header.point_format.dimension_by_name("classification"))[1]
             if n_classes - 1 > top:
                 raise InputError(f"the model has {n_classes} classes; LAS classification of "
                                  f"{self.reader.where}'s point format holds 0–{top}")
@@ -213,7 +211,7 @@ class StreamOutput:
             for i, c in enumerate(RGB):
                 out[c] = rgb[:, i].astype(np.uint16)
         if self.classification is not None:
-            _put(out, "classification", rows.fields[self.classification], self.where)
+            put_dim(out, "classification", rows.fields[self.classification], self.where)
         extra = set(header.point_format.extra_dimension_names)
         for name in ADDED:
             if name == self.classification:
@@ -222,15 +220,13 @@ class StreamOutput:
             if name in extra and name not in raw.dtype.names:
                 out[name] = extra_params(name, values, self.where)[1]
             else:
-                _put(out, name, values, self.where)
+                put_dim(out, name, values, self.where)
         return out
 
     # ------------------------------------------------------------------ writing
     def _dry_run(self, sample: PointCloud) -> None:
         """Lay out the planned rows without writing: a value or name the format cannot hold
         is refused before the work."""
-        from .write import ply_columns
-
         if self.suffix == ".ply":
             ply_columns(sample, self.where)
         elif self.suffix == ".npy":
