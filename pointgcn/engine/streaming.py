@@ -9,8 +9,13 @@ Four passes over the file (io/chunks.py reads it a chunk at a time):
    `progress.json` records the tile as done (both written by rename);
 4. write: the input is read again in order and each point takes the next label of its core
    tile's result file (a tile's core points were binned in input order), into the output
-   through `atomic_path`.
+   through `atomic_path` — by its suffix, the file in-memory segment writes for this input
+   (io/stream_writers.py: every input field kept, LAS dimensions byte for byte), planned
+   right after the scan — for .txt, a new LAS, or integer columns that may pass 32 bits,
+   after one more pass keeping the rows that hold each column's extremes — so a format that
+   cannot hold the output is refused before the work.
 The work lives in a folder beside the output (`work_folder`), removed on success. A run killed
+in pass 4 leaves no output and its tile results, so `resume=True` writes again; one killed
 in pass 3 continues with `resume=True` from the first unfinished tile: every tile is labelled
 once into its own file, and pass 4 checks that each tile's labels are used up exactly, so no
 point is labelled twice or lost. Peak memory is a chunk or a tile (≈ `tile_points` core points

@@ -226,8 +226,8 @@ class ChunkReader:
             part = cloud_from_table(chunk.xyz, self.where, self.where)
         else:
             rows = chunk.raw
-            part = cloud_from_named({n: rows[n] for n in rows.dtype.names}, self.where,
-                                    self.where)
+            part = cloud_from_named({n: rows[n].reshape(-1) for n in rows.dtype.names},
+                                    self.where, self.where)  # as io/arrays.py names them
             part.colors = colors
         part.points, part.offset, part.source = points, scan.offset, str(self.path)
         return part
