@@ -351,3 +351,16 @@ def test_a_run_stopped_while_writing_resumes_by_writing_again(tmp_path, monkeypa
                    **run)
     same_las(out, tmp_path / "whole.laz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.laz", "out.laz", "whole.laz"]
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".npy", ".txt"])
+def test_las_in_other_formats_out_equals_in_memory(weights, tmp_path, suffix):
+    """Every LAS dimension read as read_points reads it (flags, GPS time, a scaled and a
+    3-value extra-bytes dimension, ASPRS classification), written as memory writes it."""
+    src = tmp_path / "tile.laz"
+    las_input(src, "1.4", 7, n=5000, seed=8)
+    assert segment(src, tmp_path / f"mem{suffix}", weights, stream=False) == 0
+    assert segment(src, tmp_path / f"str{suffix}", weights) == 0
+    assert (tmp_path / f"str{suffix}").read_bytes() == (tmp_path / f"mem{suffix}").read_bytes()
+    back = read_points(tmp_path / f"str{suffix}")
+    assert {"gps_time", "amplitude", "echo_0", "echo_2", "intensity"} <= set(back.fields)
