@@ -96,7 +96,7 @@ def run(args) -> int:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
         raise InputError(f"--min-confidence must lie in 0–1, got {args.min_confidence}")
-    plan = _OutputPlan(args)
+    plan = OutputPlan(args)
     report = ReadReport()
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, as_mesh=False, report=report)
     if report.dropped:
@@ -186,7 +186,7 @@ def run(args) -> int:
 ADDED = ("pred", "confidence", "entropy")  # the fields segment adds
 
 
-class _OutputPlan:
+class OutputPlan:
     """Where the predictions go in `--out`, settled before any work: its suffix, the LAS input
     whose layout a LAS output keeps (`template`), the field stored as LAS `classification`."""
 

@@ -54,7 +54,7 @@ def run_stream(args) -> int:
     from pointgcn.io.chunks import ChunkReader
     from pointgcn.viz.palettes import class_colors
 
-    from apps.segment import _OutputPlan
+    from apps.segment import OutputPlan
     from pointgcn.io.stream_writers import STREAMED_OUT
 
     for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
@@ -68,7 +68,7 @@ def run_stream(args) -> int:
     if args.out.suffix.lower() not in STREAMED_OUT:
         raise InputError(f"--out {args.out}: streaming writes {' '.join(STREAMED_OUT)} a chunk "
                          f"at a time, not {args.out.suffix.lower() or 'this suffix'}")
-    plan = _OutputPlan(args)
+    plan = OutputPlan(args)
     if args.tile_points < 1000:
         raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
     reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
