@@ -9,13 +9,17 @@ extra-bytes dimension) — so a LAS output keeps every input dimension byte for 
 `pred` in classification, as in-memory segment does. The model is bench_streaming.py's stand-in
 (fixed random linear logits of the 9 block channels): reading, tiling, voting and writing are
 measured, not the network. Each run is its own process (`os.wait4`: the child's own CPU time and
-`ru_maxrss`). Memory should not grow with the cloud for any format (the writers hold a chunk).
+`ru_maxrss`). The scene is written by a child process too: Linux carries the peak RSS of the
+process that spawned a child into the child's `ru_maxrss` (exec records the old address space's
+peak), so a parent holding a 10 M-point scene would show up as every run's peak. Memory should
+not grow with the cloud for any format (the writers hold a chunk).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -72,6 +76,7 @@ def main() -> int:
     p.add_argument("--sizes", type=float, nargs="+", default=[1e6])
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     p.add_argument("--child", nargs=2, metavar=("SRC", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--make", nargs=2, metavar=("SRC", "N"), help=argparse.SUPPRESS)
     p.add_argument("--tile-points", type=int, default=500_000)
     p.add_argument("--rooms", type=int, default=6)
     p.add_argument("--room-points", type=int, default=60000)
@@ -80,7 +85,9 @@ def main() -> int:
     if a.child:
         child(*a.child, a.tile_points)
         return 0
-    rooms = make_rooms(a.rooms, a.room_points)
+    if a.make:
+        write_las_scene(Path(a.make[0]), int(a.make[1]), make_rooms(a.rooms, a.room_points))
+        return 0
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +95,8 @@ def main() -> int:
         for size in a.sizes:
             n = int(size)
             src = tmp / f"scene_{n}.las"
-            write_las_scene(src, n, rooms)
+            subprocess.run([sys.executable, __file__, "--make", str(src), str(n), "--rooms",
+                            str(a.rooms), "--room-points", str(a.room_points)], check=True)
             for suffix in a.formats:
                 out = tmp / f"out_{n}{suffix}"
                 r = run_measured([__file__, "--child", str(src), str(out),
