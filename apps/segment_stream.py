@@ -5,9 +5,11 @@ own (with a note) when `too_big`: a streamable file whose in-memory run would ne
 the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The
 preflight (up axis, units, colours) runs on an even subsample; streaming labels the cloud as
 it is, so a cloud the preflight would turn or scale is refused (convert it, or --no-harmonise);
-the output is a binary PLY with x y z, class
-colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
-without other fields. Progress bars (with ETA) go to stderr.
+the output is what in-memory segment writes for the input — its colours (or --colors class),
+every field, pred, confidence and entropy; a LAS input written as LAS keeps every dimension,
+predictions in classification or --las-field pred; --min-confidence marks less sure points −1
+— as .ply, .las/.laz, .npy or .txt, a chunk at a time (pointgcn.io.stream_writers; .npz, a zip
+of whole arrays, is refused). Progress bars (with ETA) go to stderr.
 """
 from __future__ import annotations
 
