@@ -61,10 +61,10 @@ def add_arguments(p):
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--seed", type=seed_int, default=0, help="block sampling seed")
     p.add_argument("--stream", action="store_true",
-                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in, "
-                        "binary PLY with pred, confidence and entropy out; preflight on a "
-                        "subsample; no --png, no extra input fields); chosen by itself when "
-                        "the cloud would not fit in free memory")
+                   help="label a cloud larger than memory tile by tile (ply/npy/las/laz in; "
+                        "out as in memory, a chunk at a time: .ply .las .laz .npy .txt; "
+                        "preflight on a subsample; no --png, --labels, --drop-invalid); chosen "
+                        "by itself when the cloud would not fit in free memory")
     p.add_argument("--resume", action="store_true",
                    help="with --stream: continue a killed streaming run of the same --out")
     p.add_argument("--tile-points", type=int, default=500_000, metavar="N",
@@ -96,7 +96,7 @@ def run(args) -> int:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
         raise InputError(f"--min-confidence must lie in 0–1, got {args.min_confidence}")
-    plan = _OutputPlan(args)
+    plan = OutputPlan(args)
     report = ReadReport()
     cloud = read_points(args.input, drop_invalid=args.drop_invalid, as_mesh=False, report=report)
     if report.dropped:
@@ -186,7 +186,7 @@ def run(args) -> int:
 ADDED = ("pred", "confidence", "entropy")  # the fields segment adds
 
 
-class _OutputPlan:
+class OutputPlan:
     """Where the predictions go in `--out`, settled before any work: its suffix, the LAS input
     whose layout a LAS output keeps (`template`), the field stored as LAS `classification`."""
 

@@ -5,9 +5,11 @@ own (with a note) when `too_big`: a streamable file whose in-memory run would ne
 the memory available now (≈ BYTES_PER_POINT per point, measured: docs/performance.md). The
 preflight (up axis, units, colours) runs on an even subsample; streaming labels the cloud as
 it is, so a cloud the preflight would turn or scale is refused (convert it, or --no-harmonise);
-the output is a binary PLY with x y z, class
-colours, the input's labels (if named) and `pred` — the in-memory output's columns for a cloud
-without other fields. Progress bars (with ETA) go to stderr.
+the output is what in-memory segment writes for the input — its colours (or --colors class),
+every field, pred, confidence and entropy; a LAS input written as LAS keeps every dimension,
+predictions in classification or --las-field pred; --min-confidence marks less sure points −1
+— as .ply, .las/.laz, .npy or .txt, a chunk at a time (pointgcn.io.stream_writers; .npz, a zip
+of whole arrays, is refused). Progress bars (with ETA) go to stderr.
 """
 from __future__ import annotations
 
@@ -54,16 +56,21 @@ def run_stream(args) -> int:
     from pointgcn.io.chunks import ChunkReader
     from pointgcn.viz.palettes import class_colors
 
+    from apps.segment import OutputPlan
+    from pointgcn.io.stream_writers import STREAMED_OUT
+
     for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
-                        ("--labels", args.labels), ("--colors input", args.colors == "input"),
-                        ("--min-confidence", args.min_confidence is not None),
-                        ("--las-field", args.las_field)):
+                        ("--labels", args.labels)):
         if given:
             raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
-    if not str(args.out).lower().endswith(".ply"):
-        raise InputError(f"--out {args.out}: streaming writes binary PLY; give a .ply path")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InputError(f"--min-confidence must lie in 0–1, got {args.min_confidence}")
+    if args.out.suffix.lower() not in STREAMED_OUT:
+        raise InputError(f"--out {args.out}: streaming writes {' '.join(STREAMED_OUT)} a chunk "
+                         f"at a time, not {args.out.suffix.lower() or 'this suffix'}")
+    plan = OutputPlan(args)
     if args.tile_points < 1000:
         raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
     reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
@@ -72,6 +79,7 @@ def run_stream(args) -> int:
         raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
     names = predictor.class_names
     palette = "s3dis" if len(names) == 13 else "generic"
+    plan.check_classes(len(names), args.colors or ("input" if reader.has_colors else "class"))
     _preflight(args, reader, cfg)
     source = str(args.onnx or args.weights or "default")
     key = {"model": source, "input": os.path.realpath(args.input),
@@ -80,11 +88,16 @@ def run_stream(args) -> int:
     res = stream_segment(reader, args.out, predictor, SampleSettings.from_config(cfg), key,
                          batch=args.batch, seed=args.seed, resume=args.resume,
                          colorize=lambda pred: class_colors(pred, palette, len(names)),
-                         truth=truth, tile_points=args.tile_points)
+                         truth=truth, tile_points=args.tile_points, colors=args.colors,
+                         classification=plan.classification,
+                         min_confidence=args.min_confidence)
     if res.resumed_at:
         print(f"resumed at tile {res.resumed_at} of {res.tiles}")
-    print(f"{res.n} points → {args.out} ({res.tiles} tiles)")
-    for name, c in zip(names, res.counts):
+    where = ", pred in classification" if plan.classification else ""
+    print(f"{res.n} points → {args.out} ({res.tiles} tiles{where})")
+    if args.min_confidence is not None:
+        print(f"{res.unsure} points below confidence {args.min_confidence:g}: pred -1")
+    for name, c in [*zip(names, res.counts), ("(unsure, -1)", res.unsure)]:
         if c:
             print(f"  {name:12s} {c:9d}  {100 * c / res.n:5.1f}%")
     if truth and res.label_max >= len(names):

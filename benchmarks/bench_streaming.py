@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from pointgcn.data.classes import S3DIS_CLASSES  # noqa: E402
 from pointgcn.data.synthetic.rooms import ROOM_TYPES, build_room, scan  # noqa: E402
+from pointgcn.io.cloud import PointCloud  # noqa: E402
 from pointgcn.io.ply_stream import PlyRowWriter  # noqa: E402
 
 
@@ -60,15 +61,16 @@ def write_scene(path: Path, n: int, rooms) -> int:
     """Rooms on a square grid (cell: the largest room + 0.3 m) until `n` points; returns n."""
     cell = max(max(r[3][0], r[3][1]) for r in rooms) + 0.3
     per_row = int(np.ceil(np.sqrt(n / np.mean([len(r[0]) for r in rooms]))))
-    writer = PlyRowWriter(path, n, False, True, "label", ())
+    writer = PlyRowWriter(path, n)
     rgb01 = [r[1].astype(np.float64) / 255.0 for r in rooms]
     written, k = 0, 0
     while written < n:
         xyz, _, lab, _ = rooms[k % len(rooms)]
         take = min(len(xyz), n - written)
         shift = np.array([(k % per_row) * cell, (k // per_row) * cell, 0.0])
-        writer.write((xyz[:take] + shift).astype(np.float32), rgb01[k % len(rooms)][:take],
-                     lab[:take])
+        writer.write(PointCloud((xyz[:take] + shift).astype(np.float32),
+                                rgb01[k % len(rooms)][:take].astype(np.float32),
+                                labels=lab[:take]))
         written += take
         k += 1
     writer.close()
@@ -98,7 +100,7 @@ def child(mode: str, src: str, out: str, tile_points: int) -> None:
     grey = lambda pred: np.repeat(pred[:, None] / 12.0, 3, axis=1)  # noqa: E731
     if mode == "stream":
         stream_segment(ChunkReader(src), out, LinearModel(), settings, {}, colorize=grey,
-                       tile_points=tile_points, progress=False)
+                       colors="class", tile_points=tile_points, progress=False)
         return
     cloud = read_points(src)
     logits = predict_room(cloud, LinearModel(), 13, settings.block, settings.stride,

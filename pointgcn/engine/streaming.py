@@ -9,8 +9,13 @@ Four passes over the file (io/chunks.py reads it a chunk at a time):
    `progress.json` records the tile as done (both written by rename);
 4. write: the input is read again in order and each point takes the next label of its core
    tile's result file (a tile's core points were binned in input order), into the output
-   through `atomic_path`.
+   through `atomic_path` — by its suffix, the file in-memory segment writes for this input
+   (io/stream_writers.py: every input field kept, LAS dimensions byte for byte), planned
+   right after the scan — for .txt, a new LAS, or integer columns that may pass 32 bits,
+   after one more pass keeping the rows that hold each column's extremes — so a format that
+   cannot hold the output is refused before the work.
 The work lives in a folder beside the output (`work_folder`), removed on success. A run killed
+in pass 4 leaves no output and its tile results, so `resume=True` writes again; one killed
 in pass 3 continues with `resume=True` from the first unfinished tile: every tile is labelled
 once into its own file, and pass 4 checks that each tile's labels are used up exactly, so no
 point is labelled twice or lost. Peak memory is a chunk or a tile (≈ `tile_points` core points
@@ -36,7 +41,7 @@ from ..data.tiles import TileGrid, halo_for
 from ..errors import InputError, Setting
 from ..io.atomic import atomic_path
 from ..io.chunks import ChunkReader, Scan
-from ..io.ply_stream import PlyRowWriter
+from ..io.stream_writers import StreamOutput
 from .predictor import Predictor
 from .stream_tile import TILE_RESULT, segment_tile, tile_record
 
@@ -44,6 +49,8 @@ log = logging.getLogger(__name__)
 FORMAT = "pointgcn-stream 1"
 CHUNK = 1 << 20
 TILE_POINTS = 500_000
+WRITE_CHUNK = 1 << 18  # rows per output chunk: every field of the input, converted, and the
+# output's columns (≈ 400 B per row for a LAS with a dozen dimensions, written as PLY)
 
 
 @dataclass
@@ -55,6 +62,7 @@ class StreamResult:
     resumed_at: int = 0
     confusion: np.ndarray | None = None  # (C, C) truth × pred, when `truth` was asked for
     label_max: int = -1  # the largest label in the file (another label set when ≥ C)
+    unsure: int = 0  # points below `min_confidence`, written with pred −1
     notes: list[str] = field(default_factory=list)
 
 
@@ -82,9 +90,13 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                    settings: SampleSettings, key: dict, *, batch: int = 8, seed: int = 0,
                    resume: bool = False, colorize: Callable[[np.ndarray], np.ndarray],
                    truth: bool = False, chunk: int = CHUNK, tile_points: int = TILE_POINTS,
-                   reach: float | None = None, progress: bool = True) -> StreamResult:
-    """Write `out` (binary PLY: x y z, class colours from `colorize(labels)`, the input's labels,
-    `pred`); see the module doc. `key` identifies the model for `resume`."""
+                   reach: float | None = None, progress: bool = True,
+                   colors: str | None = None, classification: str | None = None,
+                   min_confidence: float | None = None) -> StreamResult:
+    """Write `out` by its suffix (io/stream_writers.py: what in-memory segment writes — the
+    input's colours, or `colors="class"`: `colorize(labels)`, every input field, `pred`,
+    `confidence`, `entropy`; LAS: `classification="pred"` stores pred there; pred −1 below
+    `min_confidence`); see the module doc. `key` identifies the model for `resume`."""
     if predictor.in_channels != 9:
         raise InputError(f"this model takes {predictor.in_channels} channels; room "
                          "segmentation needs a 9-channel (xyz, rgb, location) model")
@@ -105,6 +117,11 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
     if len(np.unique(first.xyz, axis=0)) < need:
         raise InputError(f"{reader.where}: fewer than {need} distinct points among the first "
                          f"{len(first.xyz)}; this model's kNN graphs gather {need} neighbours")
+    output = StreamOutput(out, reader, scan, colors=colors, classification=classification,
+                          colorize=colorize, n_classes=predictor.n_classes,
+                          min_confidence=min_confidence, chunk=min(chunk, WRITE_CHUNK))
+    for note in output.notes:  # settled before the work, as in memory
+        log.warning(note)
     offset = scan.offset
     mins = np.array([np.float32(v) for v in scan.lo - offset], np.float64)
     extent = np.array([np.float32(v) for v in scan.hi - offset], np.float64) - mins
@@ -161,7 +178,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                 _atomic_json(progress_path, state)
                 b.update(core[t])
         result.far = state.get("far", 0)
-        _write(reader, scan, grid, mins, work, out, core, colorize, truth, chunk, bar, result)
+        _write(reader, scan, grid, mins, work, out, core, output, truth, chunk, bar, result)
     except InputError:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -202,25 +219,21 @@ def _bin(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work
 
 
 def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work: Path,
-           out: Path, core: list[int], colorize, truth: bool, chunk: int, bar: dict,
+           out: Path, core: list[int], output: StreamOutput, truth: bool, chunk: int, bar: dict,
            result: StreamResult) -> None:
     """Pass 4: the output, in input order, each point's label from its core tile's file."""
-    offset = scan.offset
-    label = ("classification" if reader.label_scheme == "asprs" else "label"
-             ) if reader.has_labels else None
     used = np.zeros(len(grid), np.int64)
     n_classes = len(result.counts)
     if truth:
         result.confusion = np.zeros((n_classes, n_classes), np.int64)
     with atomic_path(out) as tmp:
-        writer = PlyRowWriter(tmp, scan.n, bool(offset.any()), True, label, ("pred",),
-                              ("confidence", "entropy"))
+        writer = output.open(tmp)
         try:
             with tqdm(total=scan.n, desc="write", **bar) as b:
-                for c in reader.chunks(chunk):
-                    points, _, labels = reader.converted(c, scan)
-                    tiles = grid.core(points[:, :2].astype(np.float64) - mins[:2])
-                    got_all = np.empty(len(points), TILE_RESULT)
+                for c in reader.chunks(min(chunk, WRITE_CHUNK)):
+                    part = reader.cloud(c, scan)
+                    tiles = grid.core(part.points[:, :2].astype(np.float64) - mins[:2])
+                    got_all = np.empty(len(part), TILE_RESULT)
                     for t in np.unique(tiles):
                         mine = tiles == t
                         k = int(mine.sum())
@@ -230,19 +243,21 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                             raise RuntimeError(f"tile {t}: {len(got)} labels for {k} points")
                         got_all[mine] = got
                         used[t] += k
-                    xyz = points.astype(np.float64) + offset if offset.any() else points
-                    pred = got_all["pred"]
-                    writer.write(xyz, colorize(pred), labels, pred=pred,
-                                 confidence=got_all["confidence"], entropy=got_all["entropy"])
-                    result.counts += np.bincount(pred, minlength=n_classes)
+                    writer.write(c, output.rows(part, got_all))
+                    pred, labels = got_all["pred"], part.labels
+                    sure = np.ones(len(pred), bool) if output.min_confidence is None else \
+                        got_all["confidence"] >= output.min_confidence
+                    result.unsure += int(len(pred) - sure.sum())
+                    result.counts += np.bincount(pred[sure], minlength=n_classes)
                     if labels is not None and len(labels):
                         result.label_max = max(result.label_max, int(labels.max()))
                     if truth and labels is not None:
                         ok = (labels >= 0) & (labels < n_classes)
                         np.add.at(result.confusion, (labels[ok], pred[ok]), 1)
-                    b.update(len(points))
-        finally:
-            writer.file.close()
+                    b.update(len(part))
+        except BaseException:
+            writer.abort()
+            raise
         writer.close()
         if used.tolist() != list(core):
             raise RuntimeError(f"labels used {used.tolist()} != core points {core}")

@@ -19,8 +19,10 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import FormatError, InputError
-from .cloud import LOCAL_LIMIT
-from .columns import COLOR_NAMES, LABEL_NAMES, XYZ, as_labels
+from .cloud import LOCAL_LIMIT, PointCloud
+from .columns import (COLOR_NAMES, LABEL_NAMES, XYZ, as_field, as_labels, cloud_from_named,
+                      cloud_from_table)
+from .las import NOT_FIELDS as LAS_NOT_FIELDS
 from .ply import FORMATS, MAX_HEADER, _fixed_dtype, parse_header
 from .read import check_file
 
@@ -34,6 +36,7 @@ class Chunk:
     xyz: np.ndarray
     rgb: np.ndarray | None
     labels: np.ndarray | None
+    raw: object = None  # the rows as read: a structured array, or laspy's point record
 
 
 @dataclass
@@ -153,12 +156,12 @@ class ChunkReader:
                     raise FormatError(f"{self.where}: truncated: {start + len(rows)} of "
                                       f"{self.n} points")
                 if self._xyz is None:
-                    yield Chunk(start, rows.astype(np.float64), None, None)
+                    yield Chunk(start, rows.astype(np.float64), None, None, rows)
                     continue
                 xyz = np.stack([rows[a].astype(np.float64) for a in self._xyz], axis=1)
                 rgb = np.stack([rows[c] for c in self._rgb], axis=1) if self._rgb else None
                 labels = rows[self._label] if self._label else None
-                yield Chunk(start, xyz, rgb, labels)
+                yield Chunk(start, xyz, rgb, labels, rows)
 
     def _las_chunks(self, size: int) -> Iterator[Chunk]:
         import laspy
@@ -170,7 +173,7 @@ class ChunkReader:
                 rgb = (np.stack([np.asarray(rec[c]) for c in self._rgb], 1)
                        if self._rgb else None)
                 labels = np.asarray(rec[self._label]) if self._label else None
-                yield Chunk(start, xyz.astype(np.float64), rgb, labels)
+                yield Chunk(start, xyz.astype(np.float64), rgb, labels, rec)
                 start += len(xyz)
 
     def scan(self, size: int) -> Scan:
@@ -190,6 +193,8 @@ class ChunkReader:
         if s.n != self.n:
             raise FormatError(f"{self.where}: the header counts {self.n} points, the body "
                               f"holds {s.n}")
+        if self.kind == "las" and self._rgb and s.rgb_max == 0:
+            self._rgb = None  # io/las.py: colour slots a scanner left at 0 are no colours
         return s
 
     def converted(self, chunk: Chunk, scan: Scan):
@@ -204,6 +209,28 @@ class ChunkReader:
             labels = (chunk.labels.astype(np.int64) if self.kind == "las"
                       else as_labels(chunk.labels, self.where, self._label))
         return points, colors, labels
+
+    def cloud(self, chunk: Chunk, scan: Scan) -> PointCloud:
+        """The chunk's rows as `read_points(path)` holds them — points, colours, normals,
+        labels and every other column as a field — in the frame of `scan.offset`."""
+        points, colors, _ = self.converted(chunk, scan)
+        if self.kind == "las":
+            rec = chunk.raw
+            names = list(rec.point_format.dimension_names)
+            fields = {n: as_field(np.asarray(rec[n])) for n in names if n not in LAS_NOT_FIELDS}
+            labels = (np.asarray(rec["classification"]).astype(np.int64)
+                      if "classification" in names else None)
+            part = PointCloud(points, colors, None, labels, fields, self.where,
+                              label_scheme="asprs" if labels is not None else None)
+        elif self._xyz is None:
+            part = cloud_from_table(chunk.xyz, self.where, self.where)
+        else:
+            rows = chunk.raw
+            part = cloud_from_named({n: rows[n].reshape(-1) for n in rows.dtype.names},
+                                    self.where, self.where)  # as io/arrays.py names them
+            part.colors = colors
+        part.points, part.offset, part.source = points, scan.offset, str(self.path)
+        return part
 
     def _colors(self, rgb: np.ndarray, rgb_max: float) -> np.ndarray:
         if self.kind == "las":  # io/las.py: 8-bit values in 16-bit fields when none > 255

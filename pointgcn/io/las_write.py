@@ -68,10 +68,10 @@ def classification_limit(template: str | Path | None = None) -> tuple[int, bool]
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"{template}: unreadable LAS file ({message})") from None
     dim = point_format.dimension_by_name("classification")
-    return int(_dim_range(dim)[1]), "red" in set(point_format.dimension_names)
+    return int(dim_range(dim)[1]), "red" in set(point_format.dimension_names)
 
 
-def _dim_range(dim) -> tuple[float, float] | None:
+def dim_range(dim) -> tuple[float, float] | None:
     """The values a LAS dimension holds (None: any float)."""
     if dim.dtype is None:  # a bit field
         return 0, 2 ** dim.num_bits - 1
@@ -82,7 +82,7 @@ def _dim_range(dim) -> tuple[float, float] | None:
 
 
 def _fits(values: np.ndarray, dim) -> bool:
-    span = _dim_range(dim)
+    span = dim_range(dim)
     if span is None or not values.size:
         return True
     if values.dtype.kind == "f" and not np.all(values == np.round(values)):
@@ -90,16 +90,20 @@ def _fits(values: np.ndarray, dim) -> bool:
     return span[0] <= values.min() and values.max() <= span[1]
 
 
-def _put(las, name: str, values: np.ndarray, where: str) -> None:
+def put_dim(las, name: str, values: np.ndarray, where: str) -> None:
+    """Store `values` in the standard dimension `name` of `las` (a LasData or a point record),
+    refusing values it cannot hold."""
     dim = las.point_format.dimension_by_name(name)
     if not _fits(values, dim):
-        span = _dim_range(dim)
+        span = dim_range(dim)
         raise InputError(f"{where}: {name!r} values {values.min()}…{values.max()} do not fit "
                          f"the LAS dimension ({span[0]}–{span[1]})")
     las[name] = values
 
 
-def _extra(las, name: str, values: np.ndarray, where: str) -> None:
+def extra_params(name: str, values: np.ndarray, where: str):
+    """The extra-bytes dimension `values` become (integers in int32's range as int32, bools as
+    uint8, 2–3 values per point as one multi-value dimension) and the values to store."""
     import laspy
 
     if len(name.encode()) > 32:
@@ -116,13 +120,17 @@ def _extra(las, name: str, values: np.ndarray, where: str) -> None:
     elif values.ndim != 1:
         raise InputError(f"{where}: field {name!r} has shape {values.shape}; LAS extra bytes "
                          "hold 1 to 3 values per point")
+    return laspy.ExtraBytesParams(name=name, type=kind), values
+
+
+def add_extra(header, params, where: str) -> None:
+    """Add an extra-bytes dimension to `header` (laspy's refusal as one line)."""
     try:
-        las.add_extra_dim(laspy.ExtraBytesParams(name=name, type=kind))
+        header.add_extra_dims([params])
     except Exception as e:  # laspy's own errors: a name it takes for another dimension
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{where}: field {name!r} cannot be a LAS extra-bytes dimension "
-                         f"({message})") from None
-    las[name] = values
+        raise InputError(f"{where}: field {params.name!r} cannot be a LAS extra-bytes "
+                         f"dimension ({message})") from None
 
 
 def _rgb_scale(raw: np.ndarray) -> float:
@@ -155,19 +163,26 @@ def _from_template(laspy, cloud: PointCloud, template: Path, where: str,
             for i, c in enumerate(RGB):
                 las[c] = rgb[:, i].astype(np.uint16)
     if classification is not None:
-        _put(las, "classification", cloud.fields[classification], where)
+        put_dim(las, "classification", cloud.fields[classification], where)
     elif cloud.labels is not None and cloud.label_scheme == "asprs" and \
             not np.array_equal(cloud.labels, np.asarray(las.classification)):
-        _put(las, "classification", cloud.labels, where)
+        put_dim(las, "classification", cloud.labels, where)
     for name, values in cloud.fields.items():
         if name == classification:
             continue
         if name in names:
             unchanged = np.array_equal(values, np.asarray(las[name]))
             if name not in ("X", "Y", "Z", *RGB) and not unchanged:
-                _put(las, name, values, where)
+                put_dim(las, name, values, where)
         else:
-            _extra(las, name, values, where)
+            params, values = extra_params(name, values, where)
+            try:
+                las.add_extra_dim(params)
+            except Exception as e:  # laspy's own errors: a name it takes for another one
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise InputError(f"{where}: field {name!r} cannot be a LAS extra-bytes "
+                                 f"dimension ({message})") from None
+            las[name] = values
     return las, []
 
 
@@ -188,9 +203,14 @@ def coordinate_scale(points: np.ndarray) -> tuple[float, int | None]:
     return float(step), None
 
 
-def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
+def new_layout(laspy, cloud: PointCloud, where: str, classification: str | None):
+    """What `write_las` without a template writes for `cloud` (module doc): (header, placement:
+    LAS dimension → where its values come from — ("field", name), ("labels",) or
+    ("normal", i) —, notes). Every choice that looks at values (scale, offset, which field fits
+    which dimension, integer widths) looks only at minima, maxima and a non-integral value
+    per column, so a few extreme rows decide as the whole cloud does (io/stream_writers.py)."""
     point_format = FORMAT_RGB if cloud.colors is not None else FORMAT_PLAIN
-    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=VERSION))
+    header = laspy.LasHeader(point_format=point_format, version=VERSION)
     absolute = cloud.absolute_points()
     scale, decimals = coordinate_scale(cloud.points)
     why = (f"the coordinates have {decimals} decimals" if decimals is not None
@@ -199,41 +219,73 @@ def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
     span = float((absolute.max(axis=0) - offset).max()) if len(cloud) else 0.0
     while span / scale >= 2 ** 31 - 1:  # LAS stores X Y Z as int32 steps from the offset
         scale, why = scale * 10, "coarser than the coordinates: LAS's 32-bit range"
-    las.header.scales, las.header.offsets = np.full(3, scale), offset
-    las.x, las.y, las.z = absolute[:, 0], absolute[:, 1], absolute[:, 2]
+    header.scales, header.offsets = np.full(3, scale), offset
     notes = [f"LAS {VERSION} point format {point_format}, scale {scale:g} ({why})"]
-    if cloud.colors is not None:
-        rgb = np.clip(np.round(cloud.colors.astype(np.float64) * 65535), 0, 65535)
-        for i, c in enumerate(RGB):
-            las[c] = rgb[:, i].astype(np.uint16)
-    standard = {n.lower() for n in las.point_format.dimension_names}
-    free = {n.lower(): n for n in las.point_format.dimension_names  # dims a field may fill
+    dims = header.point_format
+    standard = {n.lower() for n in dims.dimension_names}
+    free = {n.lower(): n for n in dims.dimension_names  # dims a field may fill
             if n not in ("X", "Y", "Z", *RGB)}
-    extras: dict[str, np.ndarray] = {}
+    placement: dict[str, tuple] = {}
+    extras: dict[str, tuple] = {}
     if classification is not None:
-        _put(las, "classification", cloud.fields[classification], where)
+        placement["classification"] = ("field", classification)
         free.pop("classification")
     if cloud.labels is not None:
         if cloud.label_scheme == "asprs" and "classification" in free:
             free.pop("classification")
-            _put(las, "classification", cloud.labels, where)
+            placement["classification"] = ("labels",)
         else:
-            extras[label_column(cloud)] = cloud.labels
+            extras[label_column(cloud)] = ("labels",)
     if cloud.normals is not None:
-        extras.update({n: cloud.normals[:, i] for i, n in enumerate(("nx", "ny", "nz"))})
+        extras.update({n: ("normal", i) for i, n in enumerate(("nx", "ny", "nz"))})
     for name, values in cloud.fields.items():
         if name == classification:
             continue
         dim = free.get(name.lower())  # case as the source wrote it: `Intensity` is intensity
-        if dim and values.ndim == 1 and _fits(values, las.point_format.dimension_by_name(dim)):
-            las[dim] = values
+        if dim and values.ndim == 1 and _fits(values, dims.dimension_by_name(dim)):
+            placement[dim] = ("field", name)
             free.pop(name.lower())
             continue
+        extra = name
         if name.lower() in standard:  # taken, or values the dimension cannot hold
             notes.append(f"field {name!r} is not LAS's own {name.lower()}: written as extra "
                          f"bytes {name + '_field'!r}")
-            name = name + "_field"
-        extras[name] = values
-    for name, values in extras.items():
-        _extra(las, name, values, where)
-    return las, notes
+            extra = name + "_field"
+        extras[extra] = ("field", name)
+    for name, source in extras.items():
+        params, _ = extra_params(name, _source(cloud, source), where)
+        add_extra(header, params, where)
+        placement[name] = source
+    return header, placement, notes
+
+
+def _source(cloud: PointCloud, source: tuple) -> np.ndarray:
+    if source[0] == "field":
+        return cloud.fields[source[1]]
+    if source[0] == "labels":
+        return cloud.labels
+    return cloud.normals[:, source[1]]
+
+
+def new_points(laspy, header, placement: dict, cloud: PointCloud, where: str):
+    """`cloud`'s rows as points of `new_layout`'s header and placement."""
+    rec = laspy.ScaleAwarePointRecord.zeros(len(cloud), header=header)
+    absolute = cloud.absolute_points()
+    rec.x, rec.y, rec.z = absolute[:, 0], absolute[:, 1], absolute[:, 2]
+    if cloud.colors is not None:
+        rgb = np.clip(np.round(cloud.colors.astype(np.float64) * 65535), 0, 65535)
+        for i, c in enumerate(RGB):
+            rec[c] = rgb[:, i].astype(np.uint16)
+    extra = set(header.point_format.extra_dimension_names)
+    for dim, source in placement.items():
+        values = _source(cloud, source)
+        if dim in extra:
+            rec[dim] = extra_params(dim, values, where)[1]
+        else:
+            put_dim(rec, dim, values, where)
+    return rec
+
+
+def _new(laspy, cloud: PointCloud, where: str, classification: str | None):
+    header, placement, notes = new_layout(laspy, cloud, where, classification)
+    return laspy.LasData(header, new_points(laspy, header, placement, cloud, where)), notes

@@ -82,11 +82,11 @@ def _color_bytes(colors: np.ndarray) -> np.ndarray:
     return np.clip(np.round(colors.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
-    """Write `cloud` as PLY (binary little endian by default, else ascii)."""
-    where = str(path)
-    n = _check(cloud, where)
-    columns: list[tuple[str, str, np.ndarray]] = []  # (name, ply type, values)
+def ply_columns(cloud: PointCloud, where: str) -> list[tuple[str, str, np.ndarray]]:
+    """(name, PLY type, values) of each vertex property `write_ply` writes, in order (the
+    module doc); the streamed writer (ply_stream.py) lays its rows out by the same list."""
+    _check(cloud, where)
+    columns: list[tuple[str, str, np.ndarray]] = []
     xyz = _xyz(cloud)
     xyz_kind, code = ("double", "<f8") if xyz.dtype == np.float64 else ("float", "<f4")
     columns += [(axis, xyz_kind, xyz[:, i].astype(code)) for i, axis in enumerate("xyz")]
@@ -109,20 +109,38 @@ def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
             columns.append((name, "double", values.astype("<f8")))
         else:
             columns.append((name, "float", values.astype("<f4")))
+    return columns
+
+
+def ply_header(columns, n: int, binary: bool = True) -> bytes:
+    """The header of a PLY file of `n` vertices with these `ply_columns`."""
     header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
               "comment written by pointgcn", f"element vertex {n}"]
     header += [f"property {kind} {name}" for name, kind, _ in columns]
     header.append("end_header")
-    head = ("\n".join(header) + "\n").encode("ascii")
+    return ("\n".join(header) + "\n").encode("ascii")
+
+
+def ply_rows(columns) -> np.ndarray:
+    """The binary rows of these `ply_columns`, as one structured array (`file.write` takes it
+    without a copy)."""
+    n = len(columns[0][2])
+    table = np.empty(n, np.dtype([(name, v.dtype) for name, _, v in columns]))
+    for name, _, v in columns:
+        table[name] = v
+    return table
+
+
+def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True) -> None:
+    """Write `cloud` as PLY (binary little endian by default, else ascii)."""
+    columns = ply_columns(cloud, str(path))
+    head = ply_header(columns, len(cloud), binary)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(head)
             if binary:
-                table = np.empty(n, np.dtype([(name, v.dtype) for name, _, v in columns]))
-                for name, _, v in columns:
-                    table[name] = v
-                f.write(table.tobytes())
-            elif n:
+                f.write(ply_rows(columns))
+            elif len(cloud):
                 fmt = " ".join({"float": "%.9g", "double": "%.17g"}.get(kind, "%d")
                                for _, kind, _ in columns)
                 np.savetxt(f, np.stack([v.astype(np.float64) for _, _, v in columns], axis=1),
@@ -197,9 +215,8 @@ def npy_columns(cloud: PointCloud) -> list[str]:
     return names + list(cloud.fields)
 
 
-def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
-    """Write the structured array described in the module doc; returns its column names."""
-    where = str(path)
+def npy_table(cloud: PointCloud, where: str) -> np.ndarray:
+    """The structured array `write_npy` saves (the module doc)."""
     _check(cloud, where)
     clash = [n for n in cloud.fields if n.lower() in _RESERVED_PLY]
     if clash:
@@ -217,10 +234,16 @@ def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
     table = np.empty(len(cloud), np.dtype([(n, v.dtype) for n, v in columns]))
     for name, values in columns:
         table[name] = values
+    return table
+
+
+def write_npy(path: str | Path, cloud: PointCloud) -> list[str]:
+    """Write the structured array described in the module doc; returns its column names."""
+    table = npy_table(cloud, str(path))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, table)
-    return [n for n, _ in columns]
+    return list(table.dtype.names)
 
 
 def write_npz(path: str | Path, cloud: PointCloud) -> None:
@@ -246,15 +269,15 @@ def write_npz(path: str | Path, cloud: PointCloud) -> None:
             np.savez(f, **arrays)
 
 
-def write_txt(path: str | Path, cloud: PointCloud) -> list[str]:
-    """Write the named text table described in the module doc; returns its column names."""
-    where = str(path)
+def txt_columns(cloud: PointCloud, where: str, decimals: int | None
+                ) -> list[tuple[str, str, np.ndarray]]:
+    """(name, %-format, values) of each column `write_txt` writes; `decimals`: those of the
+    coordinates (`coordinate_scale`, a whole-cloud rule the caller settles)."""
     _check(cloud, where)
     for name in cloud.fields:
         if not _NAME.match(name) or name.lower() in _RESERVED_PLY:
             raise InputError(f"{where}: field name {name!r} cannot be a text column "
                              "(letters, digits, _; not a reserved name)")
-    _, decimals = coordinate_scale(cloud.points)
     xyz = cloud.absolute_points()
     exact = "%.17g" if cloud.has_offset else "%.9g"  # float64 / float32 round-trip digits
     coordinate = exact if decimals is None else f"%.{decimals}f"
@@ -270,13 +293,25 @@ def write_txt(path: str | Path, cloud: PointCloud) -> list[str]:
         kind = "%d" if values.dtype.kind in "uib" else (
             "%.17g" if values.dtype.itemsize == 8 else "%.9g")
         columns.append((name, kind, values))
+    return columns
+
+
+def txt_rows(f, columns) -> None:
+    """Write the rows of these `txt_columns` to the text file `f`."""
+    row = " ".join(k for _, k, _ in columns) + "\n"
+    for start in range(0, len(columns[0][2]), TEXT_CHUNK):  # Python numbers format ≈ 4× faster
+        part = [v[start:start + TEXT_CHUNK].tolist() for _, _, v in columns]  # than savetxt
+        f.write("".join(row % values for values in zip(*part)))
+
+
+def write_txt(path: str | Path, cloud: PointCloud) -> list[str]:
+    """Write the named text table described in the module doc; returns its column names."""
+    _, decimals = coordinate_scale(cloud.points)
+    columns = txt_columns(cloud, str(path), decimals)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="ascii") as f:
             f.write(" ".join(n for n, _, _ in columns) + "\n")
-            row = " ".join(k for _, k, _ in columns) + "\n"
-            for start in range(0, len(cloud), TEXT_CHUNK):  # Python numbers format ≈ 4× faster
-                part = [v[start:start + TEXT_CHUNK].tolist() for _, _, v in columns]  # than savetxt
-                f.write("".join(row % values for values in zip(*part)))
+            txt_rows(f, columns)
     return [n for n, _, _ in columns]
 
 
