@@ -325,7 +325,27 @@ class VoteAccumulator:
                                  f"them from their nearest voted point")
             have = np.flatnonzero(voted)
             xyz = np.asarray(points)[:, :3]
-            tree = cKDTree(xyz[have], balanced_tree=False, compact_nodes=False)
-            _, nearest = tree.query(xyz[missing], k=1)
+            _, nearest = nearest_first(xyz[have], xyz[missing])
             out[missing] = out[have[nearest]]
         return out
+
+
+def nearest_first(candidates: np.ndarray, queries: np.ndarray, k: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, index into `candidates`) of each query's nearest candidate; among equally
+    near ones the first. A k-d tree returns any of them, depending on which other points it
+    holds, and quantised coordinates (LAS scales) make exact ties common: a streamed tile,
+    which holds a part of the cloud, must pick what the whole cloud picks (engine/stream_tile.py)."""
+    tree = cKDTree(candidates, balanced_tree=False, compact_nodes=False)
+    k = min(k, len(candidates))
+    dist, idx = tree.query(queries, k=k)
+    dist, idx = dist.reshape(len(queries), k), idx.reshape(len(queries), k)
+    c64, q64 = candidates.astype(np.float64), queries.astype(np.float64)
+    d2 = ((c64[idx] - q64[:, None, :]) ** 2).sum(axis=2)  # exact, whatever the tree computed
+    tied = d2 == d2.min(axis=1, keepdims=True)
+    best = np.where(tied, idx, len(candidates)).min(axis=1)
+    for row in np.flatnonzero(tied.all(axis=1) & (k < len(candidates))):  # more than k tied
+        near = np.asarray(tree.query_ball_point(queries[row], dist[row, 0] * (1 + 1e-9) + 1e-12))
+        d = ((c64[near] - q64[row]) ** 2).sum(axis=1)
+        best[row] = near[d == d.min()].min()
+    return np.sqrt(((c64[best] - q64) ** 2).sum(axis=1)), best
