@@ -378,8 +378,8 @@ def test_nearest_first_picks_the_first_of_equally_near_points():
     d2 = ((cand[None].astype(np.float64) - queries[:, None].astype(np.float64)) ** 2).sum(-1)
     want = np.array([np.flatnonzero(row == row.min()).min() for row in d2])
     assert (np.sum(d2 == d2.min(1, keepdims=True), 1) > 2).any()  # more ties than k
-    for k in (2, 8):
-        dist, got = nearest_first(cand, queries, k=k)
+    for k, rows in ((2, 50), (8, 1 << 16)):
+        dist, got = nearest_first(cand, queries, k=k, rows=rows)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_allclose(dist, np.sqrt(d2.min(1)))
 

@@ -330,22 +330,28 @@ class VoteAccumulator:
         return out
 
 
-def nearest_first(candidates: np.ndarray, queries: np.ndarray, k: int = 8
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_first(candidates: np.ndarray, queries: np.ndarray, k: int = 8,
+                  rows: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """(distance, index into `candidates`) of each query's nearest candidate; among equally
     near ones the first. A k-d tree returns any of them, depending on which other points it
     holds, and quantised coordinates (LAS scales) make exact ties common: a streamed tile,
-    which holds a part of the cloud, must pick what the whole cloud picks (engine/stream_tile.py)."""
+    which holds a part of the cloud, must pick what the whole cloud picks (engine/stream_tile.py).
+    Queries go `rows` at a time (the k candidates' float64 copies stay small)."""
     tree = cKDTree(candidates, balanced_tree=False, compact_nodes=False)
     k = min(k, len(candidates))
-    dist, idx = tree.query(queries, k=k)
-    dist, idx = dist.reshape(len(queries), k), idx.reshape(len(queries), k)
-    c64, q64 = candidates.astype(np.float64), queries.astype(np.float64)
-    d2 = ((c64[idx] - q64[:, None, :]) ** 2).sum(axis=2)  # exact, whatever the tree computed
-    tied = d2 == d2.min(axis=1, keepdims=True)
-    best = np.where(tied, idx, len(candidates)).min(axis=1)
-    for row in np.flatnonzero(tied.all(axis=1) & (k < len(candidates))):  # more than k tied
-        near = np.asarray(tree.query_ball_point(queries[row], dist[row, 0] * (1 + 1e-9) + 1e-12))
-        d = ((c64[near] - q64[row]) ** 2).sum(axis=1)
-        best[row] = near[d == d.min()].min()
-    return np.sqrt(((c64[best] - q64) ** 2).sum(axis=1)), best
+    c64 = candidates.astype(np.float64)
+    best = np.empty(len(queries), np.int64)
+    for start in range(0, len(queries), rows):
+        q64 = queries[start:start + rows].astype(np.float64)
+        dist, idx = tree.query(q64, k=k)
+        dist, idx = dist.reshape(len(q64), k), idx.reshape(len(q64), k)
+        d2 = ((c64[idx] - q64[:, None, :]) ** 2).sum(axis=2)  # exact, whatever the tree did
+        tied = d2 == d2.min(axis=1, keepdims=True)
+        part = np.where(tied, idx, len(candidates)).min(axis=1)
+        for row in np.flatnonzero(tied.all(axis=1) & (k < len(candidates))):  # > k tied
+            near = np.asarray(tree.query_ball_point(q64[row], dist[row, 0] * (1 + 1e-9)
+                                                    + 1e-12))
+            d = ((c64[near] - q64[row]) ** 2).sum(axis=1)
+            part[row] = near[d == d.min()].min()
+        best[start:start + rows] = part
+    return np.sqrt(((c64[best] - queries.astype(np.float64)) ** 2).sum(axis=1)), best
