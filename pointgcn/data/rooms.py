@@ -331,27 +331,28 @@ class VoteAccumulator:
 
 
 def nearest_first(candidates: np.ndarray, queries: np.ndarray, k: int = 8,
-                  rows: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+                  rows: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
     """(distance, index into `candidates`) of each query's nearest candidate; among equally
     near ones the first. A k-d tree returns any of them, depending on which other points it
     holds, and quantised coordinates (LAS scales) make exact ties common: a streamed tile,
     which holds a part of the cloud, must pick what the whole cloud picks (engine/stream_tile.py).
-    Queries go `rows` at a time (the k candidates' float64 copies stay small)."""
+    Queries go `rows` at a time (their k candidates' float64 copies stay small)."""
     tree = cKDTree(candidates, balanced_tree=False, compact_nodes=False)
     k = min(k, len(candidates))
-    c64 = candidates.astype(np.float64)
     best = np.empty(len(queries), np.int64)
+    dist = np.empty(len(queries), np.float64)
     for start in range(0, len(queries), rows):
         q64 = queries[start:start + rows].astype(np.float64)
-        dist, idx = tree.query(q64, k=k)
-        dist, idx = dist.reshape(len(q64), k), idx.reshape(len(q64), k)
-        d2 = ((c64[idx] - q64[:, None, :]) ** 2).sum(axis=2)  # exact, whatever the tree did
-        tied = d2 == d2.min(axis=1, keepdims=True)
+        _, idx = tree.query(q64, k=k)
+        idx = idx.reshape(len(q64), k)
+        d2 = ((candidates[idx].astype(np.float64) - q64[:, None, :]) ** 2).sum(axis=2)
+        low = d2.min(axis=1, keepdims=True)  # exact, whatever the tree computed
+        tied = d2 == low
         part = np.where(tied, idx, len(candidates)).min(axis=1)
         for row in np.flatnonzero(tied.all(axis=1) & (k < len(candidates))):  # > k tied
-            near = np.asarray(tree.query_ball_point(q64[row], dist[row, 0] * (1 + 1e-9)
+            near = np.asarray(tree.query_ball_point(q64[row], np.sqrt(low[row, 0]) * (1 + 1e-9)
                                                     + 1e-12))
-            d = ((c64[near] - q64[row]) ** 2).sum(axis=1)
+            d = ((candidates[near].astype(np.float64) - q64[row]) ** 2).sum(axis=1)
             part[row] = near[d == d.min()].min()
-        best[start:start + rows] = part
-    return np.sqrt(((c64[best] - queries.astype(np.float64)) ** 2).sum(axis=1)), best
+        best[start:start + rows], dist[start:start + rows] = part, np.sqrt(low[:, 0])
+    return dist, best
