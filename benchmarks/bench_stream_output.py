@@ -58,17 +58,49 @@ def write_las_scene(path: Path, n: int, rooms) -> None:
     las.write(str(path))
 
 
-def child(src: str, out: str, tile_points: int) -> None:
+def child(src: str, out: str, tile_points: int, memory: bool = False) -> None:
+    """One streamed run; `memory`: the in-memory peer (apps/segment.py's steps: read_points,
+    the room voting, confidence, the input's fields kept, write_points)."""
     from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.confidence import prediction_confidence
+    from pointgcn.engine.inference import predict_room
     from pointgcn.engine.streaming import stream_segment
+    from pointgcn.io import output_fields, read_points, write_points
     from pointgcn.io.chunks import ChunkReader
 
     settings = SampleSettings(2048, 1.5, 1.0)  # the shipped synth-rooms model's blocks
     grey = lambda pred: np.repeat(pred[:, None] / 12.0, 3, axis=1)  # noqa: E731
     las_out = out.endswith((".las", ".laz"))
-    stream_segment(ChunkReader(src), out, LinearModel(), settings, {}, colorize=grey,
-                   tile_points=tile_points, progress=False,
-                   classification="pred" if las_out else None)
+    if not memory:
+        stream_segment(ChunkReader(src), out, LinearModel(), settings, {}, colorize=grey,
+                       tile_points=tile_points, progress=False,
+                       classification="pred" if las_out else None)
+        return
+    cloud = read_points(src)
+    if not las_out:
+        cloud.fields = output_fields(Path(out).suffix, cloud.fields)[0]
+    logits = predict_room(cloud, LinearModel(), 13, settings.block, settings.stride,
+                          settings.n_points)
+    pred, sure, entropy = prediction_confidence(logits, logits.argmax(1))
+    del logits
+    cloud.fields = {**cloud.fields, "pred": pred.astype(np.int32), "confidence": sure,
+                    "entropy": entropy}
+    write_points(out, cloud, template=src if las_out else None,
+                 classification="pred" if las_out else None)
+
+
+def same_output(a: Path, b: Path) -> bool:
+    """Byte for byte; LAS/LAZ by header, VLR records and point records (laspy 2.7 fills an
+    extra-bytes dimension's min/max statistics from the first point of each write call)."""
+    if a.suffix not in (".las", ".laz"):
+        return a.read_bytes() == b.read_bytes()
+    import laspy
+
+    x, y = laspy.read(str(a)), laspy.read(str(b))
+    return (x.point_format == y.point_format and x.points.array.tobytes() ==
+            y.points.array.tobytes() and list(x.header.scales) == list(y.header.scales) and
+            list(x.header.offsets) == list(y.header.offsets) and
+            [v.user_id for v in x.header.vlrs] == [v.user_id for v in y.header.vlrs])
 
 
 def main() -> int:
@@ -77,13 +109,16 @@ def main() -> int:
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     p.add_argument("--child", nargs=2, metavar=("SRC", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--make", nargs=2, metavar=("SRC", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--peer", action="store_true",
+                   help="also run the in-memory path on the smallest size, and compare outputs")
     p.add_argument("--tile-points", type=int, default=500_000)
     p.add_argument("--rooms", type=int, default=6)
     p.add_argument("--room-points", type=int, default=60000)
     p.add_argument("--timeout", type=float, default=3600)
     a = p.parse_args()
     if a.child:
-        child(*a.child, a.tile_points)
+        child(*a.child, a.tile_points, a.memory)
         return 0
     if a.make:
         write_las_scene(Path(a.make[0]), int(a.make[1]), make_rooms(a.rooms, a.room_points))
@@ -98,21 +133,28 @@ def main() -> int:
             subprocess.run([sys.executable, __file__, "--make", str(src), str(n), "--rooms",
                             str(a.rooms), "--room-points", str(a.room_points)], check=True)
             for suffix in a.formats:
-                out = tmp / f"out_{n}{suffix}"
-                r = run_measured([__file__, "--child", str(src), str(out),
-                                  "--tile-points", str(a.tile_points)], a.timeout)
-                if out.exists():
-                    r["out_mb"] = round(out.stat().st_size / 2**20, 1)
-                    out.unlink()
-                rows.append({"points": n, "out": suffix, **r})
-                print(json.dumps(rows[-1]), flush=True)
+                paths = ["stream"] + ["in-memory"] * (a.peer and size == min(a.sizes))
+                for path in paths:
+                    out = tmp / f"out_{n}_{path}{suffix}"
+                    r = run_measured([__file__, "--child", str(src), str(out),
+                                      "--tile-points", str(a.tile_points)]
+                                     + ["--memory"] * (path == "in-memory"), a.timeout)
+                    if out.exists():
+                        r["out_mb"] = round(out.stat().st_size / 2**20, 1)
+                    rows.append({"points": n, "out": suffix, "path": path, **r})
+                    if path == "in-memory" and out.exists():
+                        rows[-1]["same_as_stream"] = same_output(
+                            out, tmp / f"out_{n}_stream{suffix}")
+                    print(json.dumps(rows[-1]), flush=True)
+                for path in paths:
+                    (tmp / f"out_{n}_{path}{suffix}").unlink(missing_ok=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    print(f"\n{'points':>10} {'out':>5} {'seconds':>8} {'cpu s':>7} {'peak RSS MB':>11} "
-          f"{'out MB':>7}")
+    print(f"\n{'points':>10} {'out':>5} {'path':>10} {'seconds':>8} {'cpu s':>7} "
+          f"{'peak RSS MB':>11} {'out MB':>7} same")
     for r in rows:
-        print(f"{r['points']:>10} {r['out']:>5} {r.get('seconds', '-'):>8} "
+        print(f"{r['points']:>10} {r['out']:>5} {r['path']:>10} {r.get('seconds', '-'):>8} "
               f"{r.get('cpu_seconds', '-'):>7} {r.get('peak_rss_mb', '-'):>11} "
-              f"{r.get('out_mb', '-'):>7}")
+              f"{r.get('out_mb', '-'):>7} {r.get('same_as_stream', '')}")
     return 0
 
 

@@ -8,7 +8,7 @@ from test_streaming import kill_after_first_tile, scene
 
 from apps.cli import main
 from pointgcn.engine.streaming import work_folder
-from pointgcn.io import read_points, write_ply
+from pointgcn.io import PointCloud, read_points, write_ply
 
 laspy = pytest.importorskip("laspy")
 
@@ -364,3 +364,54 @@ def test_las_in_other_formats_out_equals_in_memory(weights, tmp_path, suffix):
     assert (tmp_path / f"str{suffix}").read_bytes() == (tmp_path / f"mem{suffix}").read_bytes()
     back = read_points(tmp_path / f"str{suffix}")
     assert {"gps_time", "amplitude", "echo_0", "echo_2", "intensity"} <= set(back.fields)
+
+
+def test_nearest_first_picks_the_first_of_equally_near_points():
+    """Against brute force on a lattice, where most queries have several nearest candidates
+    (and more than k of them, with k = 2)."""
+    from pointgcn.data.rooms import nearest_first
+
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(6)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    cand = (grid[rng.permutation(len(grid))[:150]] * 0.05).astype(np.float32)
+    queries = ((rng.integers(0, 11, (400, 3)) * 0.025)).astype(np.float32)
+    d2 = ((cand[None].astype(np.float64) - queries[:, None].astype(np.float64)) ** 2).sum(-1)
+    want = np.array([np.flatnonzero(row == row.min()).min() for row in d2])
+    assert (np.sum(d2 == d2.min(1, keepdims=True), 1) > 2).any()  # more ties than k
+    for k, rows in ((2, 50), (8, 1 << 16)):
+        dist, got = nearest_first(cand, queries, k=k, rows=rows)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(dist, np.sqrt(d2.min(1)))
+
+
+def test_stream_equals_memory_when_undrawn_points_have_tied_neighbours(tmp_path):
+    """Quantised coordinates (a 10 cm lattice) and blocks that draw few of their points: the
+    undrawn take the logits of a nearest drawn point, and many have several. The stream's
+    tiles pick the one the whole cloud picks: the same confidence and entropy everywhere."""
+    from test_streaming import LinearPredictor, grey
+
+    from pointgcn.data.build import SampleSettings
+    from pointgcn.engine.confidence import prediction_confidence
+    from pointgcn.engine.inference import predict_room
+    from pointgcn.engine.streaming import stream_segment
+    from pointgcn.io.chunks import ChunkReader
+
+    settings = SampleSettings(n_points=16, block=1.0, stride=0.5)
+    grid = np.stack(np.meshgrid(np.arange(100), np.arange(80), np.arange(2), indexing="ij"),
+                    -1).reshape(-1, 3) * 0.1  # each point has 4–5 neighbours 10 cm away
+    rng = np.random.default_rng(11)
+    cloud = PointCloud(grid[rng.permutation(len(grid))].astype(np.float32),
+                       rng.random((len(grid), 3)).astype(np.float32))
+    write_ply(tmp_path / "in.ply", cloud)
+    ref = read_points(tmp_path / "in.ply")
+    logits = predict_room(ref, LinearPredictor(), 13, settings.block, settings.stride,
+                          settings.n_points)
+    pred, sure, entropy = prediction_confidence(logits)
+    res = stream_segment(ChunkReader(tmp_path / "in.ply"), tmp_path / "out.ply",
+                         LinearPredictor(), settings, {}, colorize=grey, tile_points=1500,
+                         reach=1.0, progress=False)
+    assert res.far == 0  # every undrawn point's nearest drawn point is within the tile's reach
+    got = read_points(tmp_path / "out.ply")
+    np.testing.assert_array_equal(got.fields["pred"], pred)
+    np.testing.assert_array_equal(got.fields["confidence"], sure)
+    np.testing.assert_array_equal(got.fields["entropy"], entropy)

@@ -325,7 +325,45 @@ class VoteAccumulator:
                                  f"them from their nearest voted point")
             have = np.flatnonzero(voted)
             xyz = np.asarray(points)[:, :3]
-            tree = cKDTree(xyz[have], balanced_tree=False, compact_nodes=False)
-            _, nearest = tree.query(xyz[missing], k=1)
+            _, nearest = nearest_first(xyz[have], xyz[missing])
             out[missing] = out[have[nearest]]
         return out
+
+
+def nearest_first(candidates: np.ndarray, queries: np.ndarray, k: int = 8,
+                  rows: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, index into `candidates`) of each query's nearest candidate; among equally
+    near ones the first. A k-d tree returns any of them, depending on which other points it
+    holds, and quantised coordinates (LAS scales) make exact ties common: a streamed tile,
+    which holds a part of the cloud, must pick what the whole cloud picks (engine/stream_tile.py).
+    The two nearest settle most queries; a tie asks for `k`, then for every candidate as near.
+    Queries go `rows` at a time (their candidates' float64 copies stay small)."""
+    tree = cKDTree(candidates, balanced_tree=False, compact_nodes=False)
+    best = np.empty(len(queries), np.int64)
+    dist = np.empty(len(queries), np.float64)
+    for start in range(0, len(queries), rows):
+        q64 = queries[start:start + rows].astype(np.float64)
+        part, low, tied = _first_of(tree, candidates, q64, 2)
+        if tied.any():  # the two nearest are equally near: look at more
+            sub = np.flatnonzero(tied)
+            part[sub], low[sub], more = _first_of(tree, candidates, q64[sub], k)
+            for row in sub[more]:  # every one of the k is as near: all within that distance
+                near = np.asarray(tree.query_ball_point(q64[row], np.sqrt(low[row]) * (1 + 1e-9)
+                                                        + 1e-12))
+                d = ((candidates[near].astype(np.float64) - q64[row]) ** 2).sum(axis=1)
+                part[row] = near[d == d.min()].min()
+        best[start:start + rows], dist[start:start + rows] = part, np.sqrt(low)
+    return dist, best
+
+
+def _first_of(tree, candidates: np.ndarray, q64: np.ndarray, k: int):
+    """Among each query's k nearest: the first of the nearest (exact float64 squared distance,
+    whatever the tree computed), that distance, and whether all k are as near (more may be)."""
+    k = min(k, tree.n)
+    _, idx = tree.query(q64, k=k)
+    idx = idx.reshape(len(q64), k)
+    d2 = ((candidates[idx].astype(np.float64) - q64[:, None, :]) ** 2).sum(axis=2)
+    low = d2.min(axis=1)
+    tied = d2 == low[:, None]
+    return (np.where(tied, idx, tree.n).min(axis=1), low,
+            tied.all(axis=1) & (k < tree.n) if k > 1 else np.zeros(len(q64), bool))

@@ -10,16 +10,17 @@ holding a point within `reach` of the core is planned, drawn and kept as in memo
 halo reaches `halo_for(block, stride, reach)` (tiles.py). Those blocks run in the whole cloud's
 block order, so each of these points sums its votes in the same order, to the same float32
 bits. An undrawn core point takes its nearest drawn point among those within `reach` (whose
-votes are complete); when that one lies farther than `reach`, a nearer one outside could exist,
+votes are complete; among equally near ones the first in input order, as in memory:
+`rooms.nearest_first`); when that one lies farther than `reach`, a nearer one outside could exist,
 and the point is counted in `far` (the caller says so; a larger reach removes it).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..data.build import SampleSettings
-from ..data.rooms import DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, plan_blocks
+from ..data.rooms import (DEFAULT_FILL_COLOR, VoteAccumulator, iter_blocks, nearest_first,
+                          plan_blocks)
 from ..data.tiles import TileGrid
 from ..io.cloud import PointCloud
 from .predictor import Predictor
@@ -75,8 +76,7 @@ def segment_tile(tile: int, rows: np.ndarray, grid: TileGrid, frame, predictor: 
         have = np.flatnonzero(voted & near)
         if not len(have):
             have = np.flatnonzero(voted)
-        tree = cKDTree(pts[have], balanced_tree=False, compact_nodes=False)
-        dist, nearest = tree.query(pts[missing], k=1)
+        dist, nearest = nearest_first(pts[have], pts[missing])  # ties: as in memory
         far = int((dist >= reach).sum())
         means[missing] = means[have[nearest]]
     labels = predict_labels(predictor.task, means[core].T[None])[0]
