@@ -84,6 +84,7 @@ def run(args) -> int:
     from pointgcn.errors import InputError
     from pointgcn.io import ReadReport, output_fields, read_points, write_points
     from pointgcn.io.columns import labels_field
+    from pointgcn.io.stream_writers import ADDED  # the fields segment adds
     from pointgcn.viz.palettes import class_colors
 
     from apps.segment_stream import run_stream, too_big  # out-of-core: apps/segment_stream.py
@@ -181,9 +182,6 @@ def run(args) -> int:
         res = render_png(out, args.png, palette=palette, class_names=names, **kw)
         print(f"preview → {res.path} ({res.backend})")
     return 0
-
-
-ADDED = ("pred", "confidence", "entropy")  # the fields segment adds
 
 
 class OutputPlan:

@@ -36,7 +36,7 @@ from .write import npy_table, output_fields, ply_columns, txt_columns, txt_rows
 
 STREAMED_OUT = (".ply", ".las", ".laz", ".npy", ".txt")
 LAS = (".las", ".laz")
-ADDED = ("pred", "confidence", "entropy")  # the fields segment adds (apps/segment.py)
+ADDED = ("pred", "confidence", "entropy")  # the fields segment adds, streamed or not
 _PROBE = {"pred": np.int32, "confidence": np.float32, "entropy": np.float32}
 
 
