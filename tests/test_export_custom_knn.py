@@ -86,6 +86,11 @@ def test_custom_operator_neighbours_equal_eager_and_brute_force(tmp_path, k, dil
     assert [n.op_type for n in nodes if n.domain == DOMAIN] == [OP_TYPE]
     assert not [n for n in nodes if n.op_type == "TopK"]
     session = make_session(path, threads=1)  # no pointgcn metadata: found by its nodes
+    # its pool threads do not spin (they would take the cores of the operator's kNN threads)
+    spin = "session.intra_op.allow_spinning"
+    assert session.get_session_options().get_session_config_entry(spin) == "0"
+    assert make_session(path, spin=True).get_session_options().get_session_config_entry(
+        spin) == "1"
     rng = np.random.default_rng(k)
     n = max(3 * k * dilation, 50)
     # integer coordinates: float32 scores are exact (so float64 brute force is the truth)

@@ -12,7 +12,8 @@ where onnxruntime lacks it is a one-line error saying how to get it. Threads:
 `intra_op_num_threads`.
 Spinning: onnxruntime's pool threads busy-wait after each run by default (lower latency on an
 idle machine, but they steal cores from anything else running, e.g. PyTorch in an interleaved
-benchmark or other tenants); `spin=None` keeps onnxruntime's default.
+benchmark or other tenants); `spin=None` keeps onnxruntime's default, except for files with
+the custom kNN operator, whose Python body runs its own worker threads: there it is off.
 """
 from __future__ import annotations
 
@@ -126,8 +127,11 @@ def make_session(path: str | Path, threads: int | None = None,
     if unknown:
         raise InputError(f"execution provider(s) {', '.join(unknown)} not available here "
                          f"(available: {', '.join(available)})")
+    custom = file_uses_custom_knn(path)
+    if custom and spin is None:  # spinning pool threads would take the operator's cores
+        spin = False             # (measured: docs/performance.md, "custom kNN operator")
     so = session_options(threads, optimization, spin, profile_prefix)
-    if file_uses_custom_knn(path):
+    if custom:
         custom_knn.register(so)  # or a one-line error naming the missing package
     try:
         return ort.InferenceSession(str(path), so, providers=providers)

@@ -11,7 +11,9 @@ stays available (`exporter="dynamo"`).
 
 Graph modules: every `DilatedKnn` in the model builds one dynamic kNN graph; models that build
 graphs elsewhere (e.g. future searched cells) export the same way as long as their kNN goes
-through `pointgcn.graph.knn` (which `export_mode()` routes to the loop-free path).
+through `pointgcn.graph.knn` (which `export_mode()` routes to the loop-free path). Inside
+`custom_knn.custom_knn_ops` each `DilatedKnn` traces as one custom node instead, and the file
+imports that node's domain (legacy exporter only).
 """
 from __future__ import annotations
 
