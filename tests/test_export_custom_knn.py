@@ -193,3 +193,33 @@ def test_bench_times_the_custom_variant_beside_eager_and_portable(tmp_path):
                        custom_knn=False)
     assert list(off["runtimes"]) == [EAGER, ORT]
     json.dumps(row)  # the bench's JSON holds it
+
+
+@needs_ortx
+def test_cli_export_custom_knn_then_segment_with_it(tmp_path, capsys):
+    """The user's path: `export --custom-knn` (parity, int8 copy), then `segment --onnx`."""
+    cfg = {**TINY, "in_channels": 9, "n_classes": 13}
+    torch.manual_seed(0)
+    ckpt = tmp_path / "rooms.pt"
+    save_checkpoint(ckpt, build_model(cfg), {"model": cfg, "data": {"n_points": 64}})
+    out = tmp_path / "rooms.onnx"
+    assert main(["export", str(ckpt), "--out", str(out), "--custom-knn", "--quantize",
+                 "--threads", "1"]) == 0
+    assert "parity        passed" in capsys.readouterr().out
+    assert read_metadata(out)["knn"] == "custom"
+    int8 = onnx.load(str(tmp_path / "rooms.int8.onnx"))
+    assert any(n.op_type == OP_TYPE for n in int8.graph.node)
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).uniform(0, 1, (300, 3)).astype(np.float32))
+    seg = tmp_path / "seg.npy"
+    assert main(["segment", str(cloud), "--onnx", str(out), "--out", str(seg),
+                 "--threads", "1", "--no-harmonise"]) == 0, capsys.readouterr().err
+    assert seg.is_file()
+
+
+@needs_ortx
+def test_custom_knn_needs_the_legacy_exporter(tmp_path):
+    with pytest.raises(InputError, match="legacy exporter only"):
+        export_onnx(_tiny(), tmp_path / "d.onnx", points=64, parity=False, custom_knn=True,
+                    exporter="dynamo")
+    assert not list(tmp_path.iterdir())
