@@ -223,3 +223,28 @@ def test_custom_knn_needs_the_legacy_exporter(tmp_path):
         export_onnx(_tiny(), tmp_path / "d.onnx", points=64, parity=False, custom_knn=True,
                     exporter="dynamo")
     assert not list(tmp_path.iterdir())
+
+
+@needs_ortx
+def test_the_predictors_thread_count_reaches_the_operator(tmp_path, monkeypatch):
+    import pointgcn.export.custom_knn as ck
+
+    seen, real = [], ck._THREADS
+
+    class Recorder:  # the operator reads its thread count here, inside onnxruntime's run
+        def get(self):
+            seen.append(real.get())
+            return seen[-1]
+
+        def set(self, value):
+            return real.set(value)
+
+        def reset(self, token):
+            real.reset(token)
+
+    monkeypatch.setattr(ck, "_THREADS", Recorder())
+    path = tmp_path / "m.onnx"
+    model = _tiny()
+    export_onnx(model, path, points=64, parity=False, custom_knn=True)
+    OnnxPredictor(path, threads=2)(np.random.default_rng(0).random((1, 6, 100), np.float32))
+    assert seen == [2] * len(knn_modules(model))
