@@ -117,7 +117,8 @@ def main() -> None:
             t = time_interleaved({n: (lambda s=s: s.run(None, feeds)) for n, s in
                                   sessions.items()}, args.runs, 1)
             p = {n: latency_stats(v)["p50_ms"] for n, v in t.items()}
-            print(f"| {kd} | {p['matmul']:.1f} | {p['sorted']:.1f} | {p['unsorted']:.1f} | {same} |")
+            print(f"| {kd} | {p['matmul']:.1f} | {p['sorted']:.1f} | {p['unsorted']:.1f} "
+                  f"| {same} |")
         print("\n(b) | k·d | eager | ORT portable | ORT custom op | custom = eager |")
         print("|---:|---:|---:|---:|---|")
         for d in DILATIONS:
