@@ -18,9 +18,9 @@ shapes, part shapes; random ones for other kinds), or on --check-data: .npy/.npz
 (B, C, N).
 
 --custom-knn writes each kNN as one custom onnxruntime node that runs pointgcn's eager kNN
-(faster in onnxruntime on dilated graphs, neighbours equal to eager PyTorch's on the same
-features); the file then needs onnxruntime-extensions (`pip install 'pointgcn[ortx]'`) and
-pointgcn to run. The default file is standard ONNX that any runtime loads.
+(neighbours equal to eager PyTorch's on the same features; no N×N score matrix and no ONNX
+TopK, whose cost grows with k·d — measured speed and memory in docs/performance.md); the file
+then needs onnxruntime-extensions (`pip install 'pointgcn[ortx]'`) and pointgcn to run. The default file is standard ONNX that any runtime loads.
 """
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def add_arguments(parser):
                         help="torch exporter (legacy: faster to export; see docs)")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime threads for the checks")
     parser.add_argument("--custom-knn", action="store_true",
-                        help="kNN as a custom onnxruntime-extensions node (needs "
-                             "pointgcn[ortx] to run; faster with dilation)")
+                        help="kNN as one custom onnxruntime-extensions node running "
+                             "pointgcn's kNN (needs pointgcn[ortx] to run)")
     add_device_argument(parser)
     add_provider_argument(parser)
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",

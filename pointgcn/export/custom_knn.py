@@ -6,7 +6,9 @@ model slower than eager PyTorch (docs/performance.md, "Eager PyTorch vs onnxrunt
 `DilatedKnn` exports as one node `ai.onnx.contrib:PointgcnDilatedKnn(features) → (B, N, k)`
 with attributes `k` and `dilation`, which onnxruntime-extensions runs as a Python operator: the
 eager `graph.knn.knn` (row chunks in worker threads, numpy selection) followed by `dilate`. The
-same function as eager, so the neighbours equal eager PyTorch's on the same features exactly.
+same function as eager, so the neighbours equal eager PyTorch's on the same features exactly,
+and it costs what eager's kNN costs; no N×N score matrix stays in memory. What that bought, per
+model and load, is in docs/performance.md ("The custom kNN operator").
 
 The domain is onnxruntime-extensions' (its Python operators are registered there). The file
 then needs that package (`pip install 'pointgcn[ortx]'`) and pointgcn's Python (the operator

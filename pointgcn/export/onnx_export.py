@@ -107,8 +107,8 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     else on random clouds, as does the int8 comparison. `temperature` (the checkpoint's
     calibration) is recorded in the metadata; the onnxruntime predictor divides by it.
     `custom_knn`: each kNN as one onnxruntime-extensions node running the eager kNN
-    (custom_knn.py; faster in onnxruntime on dilated graphs, but the file then needs that
-    package); recorded as metadata `knn` ("custom", else "standard").
+    (custom_knn.py: no N×N TopK, eager's neighbours; the file then needs that package);
+    recorded as metadata `knn` ("custom", else "standard").
     """
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
