@@ -28,7 +28,7 @@ $(VENV)/bin/python:
 # torch first, pinned, so pip takes the CPU wheel from local disk instead of a CUDA build.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ortx]'
 	touch $(STAMP)
 
 cluster: $(STAMP)

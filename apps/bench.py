@@ -9,7 +9,9 @@ with --model-config alone a model is built from those keys (e.g. the S3DIS ResGC
 `--model-config n_blocks=28 channels=64 k=16 in_channels=9 n_classes=13`). PyTorch models
 are exported to a temp dir and both runtimes run the same clouds, interleaved after warm-up:
 mean / p50 / p95 latency, points/s, peak inference memory (a subprocess per runtime) and the
-onnxruntime speed-up, as text, JSON and a markdown table with the environment line.
+onnxruntime speed-up, as text, JSON and a markdown table with the environment line. Where
+onnxruntime-extensions is installed (`pointgcn[ortx]`) the custom-kNN export (`pointgcn export
+--custom-knn`) runs in the same interleaved loop as a third runtime (--custom-knn on/off).
 
 --budget-ms: measure every manifest model (default: the shipped weights) and every MODEL
 (checkpoint, shipped name or .onnx — trained weights only, so no YAML or --model-config) on
@@ -50,6 +52,9 @@ def add_arguments(parser):
                         default="all", help="onnxruntime graph optimisation level")
     parser.add_argument("--spin", choices=["default", "on", "off"], default="default",
                         help="onnxruntime thread spinning between runs")
+    parser.add_argument("--custom-knn", choices=["auto", "on", "off"], default="auto",
+                        help="also time the custom-kNN export (auto: when "
+                             "onnxruntime-extensions is installed)")
     parser.add_argument("--budget-ms", type=float, help="pick a model whose p95 fits this")
     parser.add_argument("--manifest", type=Input(), help="candidates for --budget-ms "
                         "(default: the shipped weights manifest)")
@@ -96,7 +101,8 @@ def _bench(args) -> int:
                            warmup=args.warmup, threads=args.threads,
                            memory=not args.no_memory, optimization=args.optimization,
                            spin={"default": None, "on": True, "off": False}[args.spin],
-                           device=args.device or "auto", provider=args.provider)
+                           device=args.device or "auto", provider=args.provider,
+                           custom_knn={"auto": None, "on": True, "off": False}[args.custom_knn])
         print(format_row(row))
         rows.append(row)
     _write(args.json, json.dumps({"environment": env, "results": rows}, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Export a trained model to ONNX, with parity checks against PyTorch.
 
     pointgcn export CKPT --out model.onnx [--points N] [--quantize] [--opset 17]
-                         [--check-data clouds.npy] [--min-agreement 0.99]
+                         [--check-data clouds.npy] [--min-agreement 0.99] [--custom-knn]
 
 CKPT is a checkpoint path, a shipped model name, or a config YAML (random weights). The file
 has dynamic batch and point count with the dilated kNN inside the graph, passes onnx.checker,
@@ -18,6 +18,11 @@ share of PyTorch's neighbours onnxruntime picked too. --quantize adds <out stem>
 agreement and latency change. Checks run on procedural clouds of the model's kind (room blocks,
 shapes, part shapes; random ones for other kinds), or on --check-data: .npy/.npz features
 (B, C, N).
+
+--custom-knn writes each kNN as one custom onnxruntime node that runs pointgcn's eager kNN
+(neighbours equal to eager PyTorch's on the same features; no N×N score matrix and no ONNX
+TopK, whose cost grows with k·d — measured speed and memory in docs/performance.md); the file
+then needs onnxruntime-extensions (`pip install 'pointgcn[ortx]'`) and pointgcn to run. The default file is standard ONNX that any runtime loads.
 """
 from __future__ import annotations
 
@@ -50,6 +55,9 @@ def add_arguments(parser):
     parser.add_argument("--exporter", choices=["legacy", "dynamo"], default="legacy",
                         help="torch exporter (legacy: faster to export; see docs)")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime threads for the checks")
+    parser.add_argument("--custom-knn", action="store_true",
+                        help="kNN as one custom onnxruntime-extensions node running "
+                             "pointgcn's kNN (needs pointgcn[ortx] to run)")
     add_device_argument(parser)
     add_provider_argument(parser)
     parser.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
@@ -92,7 +100,7 @@ def run(args) -> int:
                          run_config=src.run_config, class_names=src.meta.get("class_names"),
                          exporter=args.exporter, threads=args.threads, seed=args.seed,
                          device=args.device, provider=args.provider,
-                         temperature=src.meta.get("temperature"))
+                         temperature=src.meta.get("temperature"), custom_knn=args.custom_knn)
     print(report.summary())
     print(f"report        {report.report_path}")
     return 0

@@ -104,7 +104,7 @@ def test_bench_cli_json_and_markdown(tmp_path, capsys):
     js, md = tmp_path / "b.json", tmp_path / "b.md"
     assert main(["bench", str(cfg), "--points", "64", "--runs", "3", "--warmup", "1",
                  "--threads", "1", "--no-memory", "--json", str(js), "--md", str(md),
-                 "--model-config", "k=6"]) == 0
+                 "--model-config", "k=6", "--custom-knn", "off"]) == 0
     res = json.loads(js.read_text())
     row = res["results"][0]
     assert set(row["runtimes"]) == {"eager", "onnxruntime"} and row["points"] == 64

@@ -32,7 +32,7 @@ REGISTRY_PLUGINS = {("models", "pointgcn.nas.network"), ("data", "pointgcn.data.
 # third-party packages that only some inputs or outputs need. Everything else, the package's
 # own modules above all, is imported at the top of its module.
 LAZY = {"open3d", "trimesh", "laspy", "pye57", "onnxruntime", "torch_cluster", "matplotlib",
-        "torch_geometric",
+        "torch_geometric", "onnxruntime_extensions",
         "mpl_toolkits"}
 
 

@@ -1,10 +1,12 @@
 """Eager PyTorch vs onnxruntime on the same model and the same clouds (`pointgcn bench`).
 
 Per model: export to a temp dir when given PyTorch weights (no parity gate: random-weight
-configs are benchmarked too), then interleaved runs of both runtimes after warm-up on one
-random batch, both pinned to the same thread count; latency stats, points/s, the label
-agreement of the two on that batch, and each runtime's peak inference memory measured in its
-own subprocess (timing.py explains how). What it measured, and why onnxruntime is not the
+configs are benchmarked too) — the portable file and, where onnxruntime-extensions is
+installed, the custom-kNN variant (custom_knn.py) —, then interleaved runs of the runtimes
+after warm-up on one random batch, all pinned to the same thread count; latency stats,
+points/s, each onnxruntime variant's label agreement with eager on that batch and speed-up
+over it, and each runtime's peak inference memory measured in its own subprocess (timing.py
+explains how). What it measured, and why onnxruntime is not the
 faster runtime for dilated graphs, is in docs/performance.md.
 """
 from __future__ import annotations
@@ -18,13 +20,14 @@ import torch
 from ..engine.device import resolve_device
 from ..engine.predictor import TorchPredictor
 from ..models import save_checkpoint
+from .custom_knn import extensions_available
 from .onnx_export import export_onnx
 from .parity import random_clouds
 from .runtime import OnnxPredictor, providers_for
 from .serve import LoadedModel
 from .timing import environment_line, latency_stats, peak_memory, time_interleaved
 
-EAGER, ORT = "eager", "onnxruntime"
+EAGER, ORT, CUSTOM = "eager", "onnxruntime", "ort-custom-knn"
 
 
 def bench_source(src: LoadedModel, *, points: int, batch: int = 1, runs: int = 10,
@@ -32,28 +35,35 @@ def bench_source(src: LoadedModel, *, points: int, batch: int = 1, runs: int = 1
                  optimization: str = "all", spin: bool | None = None,
                  exporter: str = "legacy", seed: int = 0,
                  workdir: str | Path | None = None, device: str | None = "cpu",
-                 provider: str | None = None) -> dict:
+                 provider: str | None = None, custom_knn: bool | None = None) -> dict:
     """Eager PyTorch on `device` against onnxruntime on `provider` (default: following
-    `device`); on a GPU the eager peak memory is the GPU's (allocated above the loaded model)."""
+    `device`); on a GPU the eager peak memory is the GPU's (allocated above the loaded model).
+    `custom_knn`: also the custom-kNN export in onnxruntime (None: when onnxruntime-extensions
+    is installed; PyTorch weights only)."""
     threads = threads or torch.get_num_threads()
     place = resolve_device(device)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         row = {"model": src.label, "points": points, "batch": batch, "threads": threads,
                "runs": runs, "optimization": optimization, "device": str(place)}
-        onnx_path, ckpt = src.path, None
+        files, ckpt = {ORT: src.path}, None
         predictors = {}
         if src.module is not None:
-            onnx_path = Path(tmp) / f"{src.label}.onnx"
-            report = export_onnx(src.module, onnx_path, points=points, batch=max(batch, 1),
-                                 parity=False, exporter=exporter, run_config=src.run_config)
-            row.update(export_seconds=report.export_seconds, onnx_nodes=report.nodes,
-                       exporter=exporter)
+            custom = extensions_available() if custom_knn is None else custom_knn
+            for name in (ORT, CUSTOM) if custom else (ORT,):
+                files[name] = Path(tmp) / f"{src.label}.{name}.onnx"
+                report = export_onnx(src.module, files[name], points=points,
+                                     batch=max(batch, 1), parity=False, exporter=exporter,
+                                     run_config=src.run_config, custom_knn=name == CUSTOM)
+                if name == ORT:
+                    row.update(export_seconds=report.export_seconds, onnx_nodes=report.nodes,
+                               exporter=exporter)
             predictors[EAGER] = TorchPredictor(src.module, threads=threads, device=place)
             if memory and place.type == "cpu":
                 ckpt = Path(tmp) / f"{src.label}.pt"
                 save_checkpoint(ckpt, src.module, {"model": dict(src.module.cfg)})
-        predictors[ORT] = OnnxPredictor(onnx_path, threads=threads, optimization=optimization,
-                                        spin=spin, providers=providers_for(provider, device))
+        for name, path in files.items():
+            predictors[name] = OnnxPredictor(path, threads=threads, optimization=optimization,
+                                             spin=spin, providers=providers_for(provider, device))
         row["provider"] = predictors[ORT].providers[0]
         ort = predictors[ORT]
         points = max(points, ort.min_points)
@@ -69,19 +79,21 @@ def bench_source(src: LoadedModel, *, points: int, batch: int = 1, runs: int = 1
             if memory and name == EAGER and place.type == "cuda":
                 stats["peak_mb"] = gpu_peak_mb(predictors[EAGER], x, place)
                 stats["memory_method"] = "torch.cuda.max_memory_allocated above the model"
-            elif memory and (name == ORT or place.type == "cpu"):
-                kind, path = ("torch", ckpt) if name == EAGER else ("onnx", onnx_path)
+            elif memory and (name != EAGER or place.type == "cpu"):
+                kind, path = ("torch", ckpt) if name == EAGER else ("onnx", files[name])
                 mem = peak_memory(kind, path, points, batch, threads)
                 stats["peak_mb"] = mem.get("peak_mb")
                 stats["memory_method"] = mem.get("method") or mem.get("error")
             row["runtimes"][name] = stats
         if EAGER in outputs:
-            a, b = outputs[EAGER].argmax(1), outputs[ORT].argmax(1)
-            row["label_agreement"] = float(np.mean(a == b))
-            row["speedup_p50"] = (row["runtimes"][EAGER]["p50_ms"]
-                                  / row["runtimes"][ORT]["p50_ms"])
-            row["speedup_mean"] = (row["runtimes"][EAGER]["mean_ms"]
-                                   / row["runtimes"][ORT]["mean_ms"])
+            a = outputs[EAGER].argmax(1)
+            for name in files:  # per onnxruntime variant: labels equal to eager's, speed-up
+                stats = row["runtimes"][name]
+                stats["label_agreement"] = float(np.mean(a == outputs[name].argmax(1)))
+                stats["speedup_p50"] = row["runtimes"][EAGER]["p50_ms"] / stats["p50_ms"]
+                stats["speedup_mean"] = row["runtimes"][EAGER]["mean_ms"] / stats["mean_ms"]
+            for key in ("label_agreement", "speedup_p50", "speedup_mean"):
+                row[key] = row["runtimes"][ORT][key]  # the portable file's, as before
     return row
 
 
@@ -96,12 +108,12 @@ def gpu_peak_mb(predictor, x: np.ndarray, device: torch.device) -> float:
 
 def markdown_table(rows: list[dict], env: dict) -> str:
     head = ("| model | N | batch | runtime | mean ms | p50 ms | p95 ms | points/s | peak MB "
-            "| ort speed-up (p50) |")
+            "| speed-up vs eager (p50) |")
     lines = [head, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         for name, s in r["runtimes"].items():
             peak = s.get("peak_mb")
-            ratio = f"{r['speedup_p50']:.2f}×" if name == ORT and "speedup_p50" in r else ""
+            ratio = f"{s['speedup_p50']:.2f}×" if "speedup_p50" in s else ""
             lines.append(f"| {r['model']} | {r['points']} | {r['batch']} | {name} | "
                          f"{s['mean_ms']:.1f} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | "
                          f"{s['points_per_s']:.0f} | "
@@ -119,7 +131,8 @@ def format_row(r: dict) -> str:
         parts.append(f"  {name:12s} mean {s['mean_ms']:8.1f}  p50 {s['p50_ms']:8.1f}  p95 "
                      f"{s['p95_ms']:8.1f} ms  {s['points_per_s']:10.0f} points/s"
                      + ("" if peak is None else f"  peak {peak:.0f} MB"))
-    if "speedup_p50" in r:
-        parts.append(f"  onnxruntime is {r['speedup_p50']:.2f}× eager (p50); labels agree on "
-                     f"{100 * r['label_agreement']:.1f}% of the batch")
+    for name, s in r["runtimes"].items():
+        if "speedup_p50" in s:
+            parts.append(f"  {name} is {s['speedup_p50']:.2f}× eager's speed (p50); labels "
+                         f"agree on {100 * s['label_agreement']:.1f}% of the batch")
     return "\n".join(parts)

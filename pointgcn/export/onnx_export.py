@@ -35,6 +35,7 @@ from ..errors import ExportError, Setting
 from ..graph import min_points
 from ..io.atomic import atomic_path
 from ..nn import deq_layers, unrolled
+from .custom_knn import CUSTOM, STANDARD, custom_knn_ops
 from .parity import (MIN_AGREEMENT, REL_TOL, check_inputs, check_parity, format_parity,
                      random_clouds, unroll_gap)
 from .quantize import quantize_and_compare
@@ -95,7 +96,8 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
                 run_config: dict | None = None, class_names: list[str] | None = None,
                 exporter: str = "legacy", threads: int | None = None,
                 seed: int = 0, device: str | None = "cpu",
-                provider: str | None = None, temperature: float | None = None) -> ExportReport:
+                provider: str | None = None, temperature: float | None = None,
+                custom_knn: bool = False) -> ExportReport:
     """Export, check, (parity-check, quantise) and atomically write `out_path`.
 
     `points` is the nominal N (parity runs at ≈ N/2, N, 2N; N stays dynamic in the file either
@@ -104,6 +106,9 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     it checks on `check_data` (described in the report as `check_data_name`, default "given"),
     else on random clouds, as does the int8 comparison. `temperature` (the checkpoint's
     calibration) is recorded in the metadata; the onnxruntime predictor divides by it.
+    `custom_knn`: each kNN as one onnxruntime-extensions node running the eager kNN
+    (custom_knn.py: no N×N TopK, eager's neighbours; the file then needs that package);
+    recorded as metadata `knn` ("custom", else "standard").
     """
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
@@ -115,18 +120,19 @@ def export_onnx(model: nn.Module, out_path: str | Path, *, opset: int = MIN_OPSE
     was_training = model.training
     model.eval()
     try:
-        with unrolled(model):  # what the file computes, for the trace and for parity
+        # unrolled: what the file computes, for the trace and for parity
+        with unrolled(model), custom_knn_ops(model, custom_knn):
             return _export(model, cfg, out_path, opset, points, batch, parity, check_data,
                            check_data_name, min_agreement, rel_tol, enforce, quantize,
                            run_config, class_names, exporter, threads, seed, device, provider,
-                           temperature)
+                           temperature, custom_knn)
     finally:
         model.train(was_training)
 
 
 def _export(model, cfg, out_path, opset, points, batch, parity, check_data, check_data_name,
             min_agreement, rel_tol, enforce, quantize, run_config, class_names, exporter,
-            threads, seed, device, provider, temperature=None):
+            threads, seed, device, provider, temperature=None, custom_knn=False):
     least = min_points(model)
     # The graph is the same for any traced N (both axes are dynamic), but tracing runs the model
     # once: a small N keeps that cheap (ten times cheaper for ResGCN-28, docs/performance.md).
@@ -138,6 +144,7 @@ def _export(model, cfg, out_path, opset, points, batch, parity, check_data, chec
     meta = _metadata(model, cfg, least, points, run_config, class_names, out)
     if temperature is not None:
         meta["temperature"] = float(temperature)
+    meta["knn"] = CUSTOM if custom_knn else STANDARD
     report_path = out_path.with_suffix(".parity.json")
     with atomic_path(out_path) as tmp:
         t0 = time.perf_counter()

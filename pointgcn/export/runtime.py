@@ -12,7 +12,8 @@ where onnxruntime lacks it is a one-line error saying how to get it. Threads:
 `intra_op_num_threads`.
 Spinning: onnxruntime's pool threads busy-wait after each run by default (lower latency on an
 idle machine, but they steal cores from anything else running, e.g. PyTorch in an interleaved
-benchmark or other tenants); `spin=None` keeps onnxruntime's default.
+benchmark or other tenants); `spin=None` keeps onnxruntime's default, except for files with
+the custom kNN operator, whose Python body runs its own worker threads: there it is off.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..engine.calibration import temperature_of
 from ..engine.device import device_name
 from ..engine.predictor import finite_logits
 from ..errors import FormatError, InputError, Setting
+from . import custom_knn
 
 META_PREFIX = "pointgcn."
 INPUT_NAME = "features"
@@ -125,10 +127,14 @@ def make_session(path: str | Path, threads: int | None = None,
     if unknown:
         raise InputError(f"execution provider(s) {', '.join(unknown)} not available here "
                          f"(available: {', '.join(available)})")
+    custom = file_uses_custom_knn(path)
+    if custom and spin is None:  # spinning pool threads would take the operator's cores
+        spin = False             # (measured: docs/performance.md, "custom kNN operator")
+    so = session_options(threads, optimization, spin, profile_prefix)
+    if custom:
+        custom_knn.register(so)  # or a one-line error naming the missing package
     try:
-        return ort.InferenceSession(str(path), session_options(threads, optimization, spin,
-                                                               profile_prefix),
-                                    providers=providers)
+        return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types per failure kind
         raise FormatError(f"{path}: onnxruntime cannot load it "
                           f"({str(e).strip().splitlines()[0][:200]})") from e
@@ -141,6 +147,25 @@ def read_metadata(path: str | Path) -> dict:
     except Exception as e:
         raise FormatError(f"{path}: not a readable ONNX model ({type(e).__name__})") from e
     return decode_metadata({p.key: p.value for p in model.metadata_props})
+
+
+def uses_custom_knn(meta: dict) -> bool:
+    """Whether a file's metadata says its kNN is pointgcn's custom operator
+    (export/custom_knn.py) rather than the standard-opset graph any runtime loads."""
+    return meta.get("knn") == custom_knn.CUSTOM
+
+
+def file_uses_custom_knn(path: str | Path) -> bool:
+    """The metadata says so, or a node is the custom operator (the parity check's copies
+    carry no metadata). False for an unreadable file (the session reports it)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnx raises DecodeError & co: onnxruntime then says why it cannot load
+        return False
+    if uses_custom_knn(decode_metadata({p.key: p.value for p in model.metadata_props})):
+        return True
+    return any(n.domain == custom_knn.DOMAIN and n.op_type == custom_knn.OP_TYPE
+               for n in model.graph.node)
 
 
 def decode_metadata(props: dict) -> dict:
@@ -191,6 +216,8 @@ class OnnxPredictor:
         self.name = name or self.path.name
         self.metadata = meta
         self.temperature = temperature_of(meta) if calibrated else 1.0
+        self.custom_knn = uses_custom_knn(meta)
+        self.threads = threads
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(features, dtype=np.float32)
@@ -200,7 +227,8 @@ class OnnxPredictor:
         if x.shape[2] < self.min_points:
             raise InputError(f"{self.name} needs at least {self.min_points} points per cloud "
                              f"(k × largest dilation), got {x.shape[2]}")
-        logits = self.session.run([self.output_name], {self.input_name: x})[0]
+        with custom_knn.knn_threads(self.threads):  # the custom kNN operator's threads
+            logits = self.session.run([self.output_name], {self.input_name: x})[0]
         if self.temperature != 1.0:
             logits = logits / np.float32(self.temperature)
         return finite_logits(logits, self.name)

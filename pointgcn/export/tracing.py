@@ -11,7 +11,9 @@ stays available (`exporter="dynamo"`).
 
 Graph modules: every `DilatedKnn` in the model builds one dynamic kNN graph; models that build
 graphs elsewhere (e.g. future searched cells) export the same way as long as their kNN goes
-through `pointgcn.graph.knn` (which `export_mode()` routes to the loop-free path).
+through `pointgcn.graph.knn` (which `export_mode()` routes to the loop-free path). Inside
+`custom_knn.custom_knn_ops` each `DilatedKnn` traces as one custom node instead, and the file
+imports that node's domain (legacy exporter only).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..graph import export_mode
+from . import custom_knn
 
 EXPORTERS = ("legacy", "dynamo")
 MIN_OPSET = 17
@@ -90,13 +93,17 @@ def trace_to_onnx(module: nn.Module, args: tuple, path: str | Path, *, input_nam
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: pointgcn exports need opset ≥ {MIN_OPSET}")
     what = type(module).__name__
+    custom = custom_knn.is_active()
+    if custom and exporter != "legacy":
+        raise ExportError("the custom kNN operator exports with the legacy exporter only")
     try:
         with export_mode(), torch.no_grad(), warnings.catch_warnings(), quiet_native_output():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, str(path), input_names=input_names,
                               output_names=output_names, dynamic_axes=dynamic_axes,
                               opset_version=opset, dynamo=exporter == "dynamo",
-                              do_constant_folding=True)
+                              do_constant_folding=True,
+                              **({"custom_opsets": {custom_knn.DOMAIN: 1}} if custom else {}))
     except ExportError:
         raise
     except Exception as e:  # the exporters raise many types (UnsupportedOperatorError, …)
