@@ -40,9 +40,12 @@ GPU_CHUNK_ELEMENTS = 1 << 26
 # Candidates beyond k inspected for ties at the k-th place (float32 rounding makes ties common
 # in deep feature spaces); a tie running past them falls back to sorting the whole row.
 TIE_WINDOW = 8
-# Up to this many candidates torch.topk beats numpy's argpartition (see _nearest); measured
-# per worker thread at N = 1024/4096: topk wins at 9 candidates, numpy from 17 (k = 9 + 8).
+# torch.topk selects up to SMALL_TAKE candidates, and up to 1/TOPK_SHARE of the row; numpy's
+# argpartition beyond (see _nearest). Measured per worker thread with torch 2.13 (docs/
+# performance.md, "Selection"): topk 1.1–4.4× faster at take ≤ N/16 (N 1024–4096), numpy
+# 1.1–1.4× faster from take ≈ N/10.
 SMALL_TAKE = 12
+TOPK_SHARE = 16
 
 _EXPORTING = [False]
 # The real-point mask of the padded batch a model is running on (a ContextVar: per thread).
@@ -154,11 +157,13 @@ def _augment(xt: torch.Tensor, mask: torch.Tensor | None = None
 def _nearest(d: torch.Tensor, take: int) -> torch.Tensor:
     """Indices of the `take` smallest entries of each row, ordered by (score, index).
 
-    On CPU, beyond a few dozen candidates numpy's introselect (`argpartition`, linear time)
-    beats `torch.topk` 2–4×, and `np.sort` of int64 keys beats torch's sort 1.4–3× (measured
-    at N=4096, k·d = 64…440: docs/performance.md); dilated graphs need up to k·d = 432.
+    On CPU `torch.topk` wins while `take` is a small share of the row (≤ N/TOPK_SHARE: the
+    dilated graphs of 2048-point room blocks, k·d + 8 ≤ 128); beyond, numpy's introselect
+    (`argpartition`, linear time) does, and `np.sort` of int64 keys beats torch's sort 1.4–3×
+    (docs/performance.md); dilated graphs need up to k·d = 432. Same indices either way.
     """
-    if d.is_cuda or take <= SMALL_TAKE or not d.is_contiguous() or d.dtype != torch.float32:
+    small = take <= SMALL_TAKE or take * TOPK_SHARE <= d.shape[-1]
+    if d.is_cuda or small or not d.is_contiguous() or d.dtype != torch.float32:
         vals, idx = d.topk(take, dim=-1, largest=False, sorted=False)
         return _sort_by_score_then_index(vals, idx)
     flat = d.numpy().reshape(-1, d.shape[-1])
