@@ -57,7 +57,8 @@ def test_float32_selection_path_by_share_of_the_row(monkeypatch):
     knn_mod = importlib.import_module("pointgcn.graph.knn")
     calls = []
     real = np.argpartition
-    monkeypatch.setattr(knn_mod.np, "argpartition", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(knn_mod.np, "argpartition",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
     g = torch.randint(-4, 5, (1, 3, 500)).float()
     x = torch.cat([g, g[:, :, :140]], 2)  # duplicated points: ties at every k
     n = x.shape[2]
