@@ -42,8 +42,8 @@ GPU_CHUNK_ELEMENTS = 1 << 26
 TIE_WINDOW = 8
 # torch.topk selects up to SMALL_TAKE candidates, and up to 1/TOPK_SHARE of the row; numpy's
 # argpartition beyond (see _nearest). Measured per worker thread with torch 2.13 (docs/
-# performance.md, "Selection"): topk 1.1–4.4× faster at take ≤ N/16 (N 1024–4096), numpy
-# 1.1–1.4× faster from take ≈ N/10.
+# performance.md, "kNN"): numpy ÷ topk time 0.96–4.4 at take ≤ N/16 (N 1024–4096), mixed
+# (0.70–1.3) beyond.
 SMALL_TAKE = 12
 TOPK_SHARE = 16
 
