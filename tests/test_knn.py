@@ -69,6 +69,27 @@ def test_float32_selection_path_by_share_of_the_row(monkeypatch):
         assert bool(calls) == numpy_path, k
 
 
+def test_cpu_score_chunks_reuse_one_buffer_per_thread(monkeypatch):
+    """Each thread keeps one score buffer across chunks and calls (fresh ones page-fault under
+    pointgcn's 64 KiB mmap threshold), and the neighbours stay exact."""
+    import importlib
+
+    knn_mod = importlib.import_module("pointgcn.graph.knn")
+    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunks run on this thread
+    try:
+        x = torch.randn(2, 5, 300)
+        assert torch.equal(knn(x, 20), brute_knn(x, 20))
+        first = knn_mod._SCORES.buf.data_ptr()
+        assert torch.equal(knn(x, 20, chunk_elements=2 * 300 * 7), brute_knn(x, 20))
+        y = torch.randn(1, 5, 200)
+        assert torch.equal(knn(y, 9), brute_knn(y, 9))
+        assert knn_mod._SCORES.buf.data_ptr() == first
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_knn_ties_broken_by_index():
     # An integer lattice with duplicated points: many exact ties, all computed exactly.
     g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)
