@@ -3,7 +3,7 @@
 Why our own: PyG's `knn` moved to pyg-lib (not installable here) and torch_cluster's CPU kNN is
 slow on feature space (482 ms vs 33 ms for 64-d, N=4096, see docs/performance.md), and neither
 exports to ONNX. One augmented `bmm` per row chunk plus a selection does both; on CPU each
-worker thread runs whole chunks (product, numpy selection, ordering). Both paths score on
+worker thread runs whole chunks (product, selection, ordering). Both paths score on
 features centred per cloud (`centre`): distances are shift-invariant, and float32 scores of
 uncentred deep features cancel badly (docs/performance.md, "Faithful kNN").
 
