@@ -300,7 +300,7 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None,
         def work(span):
             s, e = span
             q = queries[:, s:e]
-            if x.is_cuda:
+            if x.device.type != "cpu":
                 d = torch.bmm(q, keys_t)
             else:
                 d = torch.bmm(q, keys_t, out=_scores((b, e - s, n), q))
