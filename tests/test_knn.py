@@ -48,6 +48,48 @@ def test_float32_selection_path_exact_on_any_thread_count(threads):
         torch.set_num_threads(before)
 
 
+def test_float32_selection_path_by_share_of_the_row(monkeypatch):
+    """Rows whose candidates are ≤ 1/TOPK_SHARE of the row select with torch.topk (faster
+    there, docs/performance.md), longer takes with numpy's argpartition; both exact, with the
+    ties of integer coordinates and duplicated points ordered by index."""
+    import importlib
+
+    knn_mod = importlib.import_module("pointgcn.graph.knn")
+    calls = []
+    real = np.argpartition
+    monkeypatch.setattr(knn_mod.np, "argpartition",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    g = torch.randint(-4, 5, (1, 3, 500)).float()
+    x = torch.cat([g, g[:, :, :140]], 2)  # duplicated points: ties at every k
+    n = x.shape[2]
+    for k, numpy_path in ((20, False), (n // knn_mod.TOPK_SHARE - knn_mod.TIE_WINDOW, False),
+                          (n // knn_mod.TOPK_SHARE, True), (100, True)):
+        calls.clear()
+        assert torch.equal(knn(x, k), brute_knn(x, k)), k
+        assert bool(calls) == numpy_path, k
+
+
+def test_cpu_score_chunks_reuse_one_buffer_per_thread(monkeypatch):
+    """Each thread keeps one score buffer across chunks and calls (fresh ones page-fault under
+    pointgcn's 64 KiB mmap threshold), and the neighbours stay exact."""
+    import importlib
+
+    knn_mod = importlib.import_module("pointgcn.graph.knn")
+    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunks run on this thread
+    try:
+        x = torch.randn(2, 5, 300)
+        assert torch.equal(knn(x, 20), brute_knn(x, 20))
+        first = knn_mod._SCORES.buf.data_ptr()
+        assert torch.equal(knn(x, 20, chunk_elements=2 * 300 * 7), brute_knn(x, 20))
+        y = torch.randn(1, 5, 200)
+        assert torch.equal(knn(y, 9), brute_knn(y, 9))
+        assert knn_mod._SCORES.buf.data_ptr() == first
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_knn_ties_broken_by_index():
     # An integer lattice with duplicated points: many exact ties, all computed exactly.
     g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)

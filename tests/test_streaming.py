@@ -168,6 +168,21 @@ def test_cli_stream_matches_in_memory_output_with_progress_on_stderr(cli_case, t
     _same_labelling(tmp_path / "str.ply", tmp_path / "mem.ply")
 
 
+def test_cli_stream_with_an_onnx_model_matches_its_in_memory_output(cli_case, tmp_path,
+                                                                  capsys):
+    """--stream runs an exported model in onnxruntime (faster on the shipped room model:
+    docs/performance.md) with the in-memory labels, confidences and entropies of that .onnx."""
+    model = tmp_path / "seg.onnx"
+    assert main(["export", str(cli_case / "seg.pt"), "--out", str(model), "--no-parity"]) == 0
+    onnx = ["segment", str(cli_case / "in.ply"), "--onnx", str(model), "--no-harmonise",
+            "--threads", "1"]
+    assert main([*onnx, "--out", str(tmp_path / "mem.ply")]) == 0
+    assert main([*onnx, "--out", str(tmp_path / "str.ply"), "--stream",
+                 "--tile-points", "1000"]) == 0
+    capsys.readouterr()
+    _same_labelling(tmp_path / "str.ply", tmp_path / "mem.ply")
+
+
 def kill_after_first_tile(argv, out):
     """Run `pointgcn ARGV` in a subprocess and SIGKILL it once a tile is done; returns the
     progress record it left (shared by tests/test_stream_output.py)."""

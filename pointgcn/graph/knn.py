@@ -3,7 +3,7 @@
 Why our own: PyG's `knn` moved to pyg-lib (not installable here) and torch_cluster's CPU kNN is
 slow on feature space (482 ms vs 33 ms for 64-d, N=4096, see docs/performance.md), and neither
 exports to ONNX. One augmented `bmm` per row chunk plus a selection does both; on CPU each
-worker thread runs whole chunks (product, numpy selection, ordering). Both paths score on
+worker thread runs whole chunks (product, selection, ordering). Both paths score on
 features centred per cloud (`centre`): distances are shift-invariant, and float32 scores of
 uncentred deep features cancel badly (docs/performance.md, "Faithful kNN").
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,9 +41,12 @@ GPU_CHUNK_ELEMENTS = 1 << 26
 # Candidates beyond k inspected for ties at the k-th place (float32 rounding makes ties common
 # in deep feature spaces); a tie running past them falls back to sorting the whole row.
 TIE_WINDOW = 8
-# Up to this many candidates torch.topk beats numpy's argpartition (see _nearest); measured
-# per worker thread at N = 1024/4096: topk wins at 9 candidates, numpy from 17 (k = 9 + 8).
+# torch.topk selects up to SMALL_TAKE candidates, and up to 1/TOPK_SHARE of the row; numpy's
+# argpartition beyond (see _nearest). Measured per worker thread with torch 2.13 (docs/
+# performance.md, "kNN"): numpy ÷ topk time 0.96–4.4 at take ≤ N/16 (N 1024–4096), mixed
+# (0.70–1.3) beyond.
 SMALL_TAKE = 12
+TOPK_SHARE = 16
 
 _EXPORTING = [False]
 # The real-point mask of the padded batch a model is running on (a ContextVar: per thread).
@@ -154,16 +158,23 @@ def _augment(xt: torch.Tensor, mask: torch.Tensor | None = None
 def _nearest(d: torch.Tensor, take: int) -> torch.Tensor:
     """Indices of the `take` smallest entries of each row, ordered by (score, index).
 
-    On CPU, beyond a few dozen candidates numpy's introselect (`argpartition`, linear time)
-    beats `torch.topk` 2–4×, and `np.sort` of int64 keys beats torch's sort 1.4–3× (measured
-    at N=4096, k·d = 64…440: docs/performance.md); dilated graphs need up to k·d = 432.
+    On CPU `torch.topk` wins while `take` is a small share of the row (≤ N/TOPK_SHARE: the
+    dilated graphs of 2048-point room blocks, k·d + 8 ≤ 128); beyond, numpy's introselect
+    (`argpartition`, linear time) does. Either way the candidates are ordered by `np.sort` of
+    int64 keys, 1.4–6× faster than torch's sort (docs/performance.md); dilated graphs need up
+    to k·d = 432. Same indices either way.
     """
-    if d.is_cuda or take <= SMALL_TAKE or not d.is_contiguous() or d.dtype != torch.float32:
+    if d.is_cuda or not d.is_contiguous() or d.dtype != torch.float32:
         vals, idx = d.topk(take, dim=-1, largest=False, sorted=False)
         return _sort_by_score_then_index(vals, idx)
-    flat = d.numpy().reshape(-1, d.shape[-1])
-    idx = np.argpartition(flat, take - 1, axis=-1)[:, :take]
-    keys = _order_keys(np.take_along_axis(flat, idx, -1), idx)
+    if take <= SMALL_TAKE or take * TOPK_SHARE <= d.shape[-1]:
+        vals, idx = d.topk(take, dim=-1, largest=False, sorted=False)
+        vals, idx = vals.numpy().reshape(-1, take), idx.numpy().reshape(-1, take)
+    else:
+        flat = d.numpy().reshape(-1, d.shape[-1])
+        idx = np.argpartition(flat, take - 1, axis=-1)[:, :take]
+        vals = np.take_along_axis(flat, idx, -1)
+    keys = _order_keys(vals, idx)
     keys.sort(axis=-1)
     return torch.from_numpy(keys & 0xFFFFFFFF).view(*d.shape[:-1], take)
 
@@ -175,6 +186,28 @@ def _order_keys(vals: np.ndarray, idx: np.ndarray) -> np.ndarray:
     bits <<= 32
     bits |= idx
     return bits
+
+
+_SCORES = threading.local()
+
+
+def _scores(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """This thread's reusable CPU score buffer (≤ CHUNK_ELEMENTS; larger ones are fresh),
+    viewed as `shape`.
+
+    Why: pointgcn sets glibc's mmap threshold to 64 KiB (pointgcn/__init__.py), so a fresh
+    4 MB chunk of scores is a new mapping whose every page faults on first write. Reused, 16
+    2048-point room blocks through the shipped model take half the page faults (917 k → 460 k)
+    and 1.6 → 0.9 s of system time (docs/performance.md)."""
+    numel = 1
+    for v in shape:
+        numel *= v
+    if numel > CHUNK_ELEMENTS:
+        return torch.empty(shape, dtype=like.dtype)
+    buf = getattr(_SCORES, "buf", None)
+    if buf is None or buf.numel() < numel or buf.dtype != like.dtype:
+        buf = _SCORES.buf = torch.empty(numel, dtype=like.dtype)
+    return buf[:numel].view(shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -266,7 +299,11 @@ def knn(x: torch.Tensor, k: int, chunk_elements: int | None = None,
         @torch.no_grad()  # grad mode is per thread
         def work(span):
             s, e = span
-            d = torch.bmm(queries[:, s:e], keys_t)
+            q = queries[:, s:e]
+            if x.device.type != "cpu":
+                d = torch.bmm(q, keys_t)
+            else:
+                d = torch.bmm(q, keys_t, out=_scores((b, e - s, n), q))
             r = torch.arange(e - s, device=x.device)
             d[:, r, r + s] = -float("inf")  # self first, whatever the rounding
             idx = _nearest(d, take)
