@@ -21,9 +21,9 @@ def test_softmax_margin_equals_torch_top2():
     np.testing.assert_allclose(softmax_margin(shapes), want[:, 0], atol=1e-12)
 
 
-def _row(agreement, sure, reference):
+def _row(agreement, sure, reference, share=0.9):
     return {"points": 2048, "agreement": agreement, "sure_agreement": sure,
-            "sure_share": 0.9, "float64_knn_agreement": reference}
+            "sure_share": share, "float64_knn_agreement": reference}
 
 
 @pytest.mark.parametrize("row, passes", [
@@ -32,7 +32,8 @@ def _row(agreement, sure, reference):
     (_row(0.980, 0.997, 0.980 + REFERENCE_SLACK), True),   # at the slack's edge
     (_row(0.980, 0.980, 0.985), False),                    # flips labels the model is sure of
     (_row(0.950, 0.995, 0.990), False),                    # far below the model's own floor
-    (_row(0.980, None, 0.980), False),                     # no sure label to judge by
+    (_row(0.980, None, 0.980, 0.0), False),                # no sure label to judge by
+    (_row(0.980, 1.0, 0.980, 0.01), False),                # a handful of sure labels: no say
 ])
 def test_label_verdict(row, passes):
     why = label_verdict(row, 0.99)

@@ -19,10 +19,12 @@ with float64 kNN scores (same weights, same clouds) moves 1–4% of a room model
 no float32 runtime can promise 99% agreement on them. A label row passes when onnxruntime
 agrees on ≥ `min_agreement` of all labels, or — the model's own sensitivity, not an export
 fault — on ≥ `min_agreement` of the labels PyTorch is sure of (top-1 minus top-2 softmax
-probability ≥ SURE_MARGIN) while overall it stays within REFERENCE_SLACK of that float64
-reference. Measured on the shipped synth-rooms (synthetic blocks, N 1024–4096, two seeds):
-onnxruntime 98.0–99.6% overall against a float64 reference of 98.1–100%, and 99.6–100% on
-the 79–98% of points with margin ≥ 0.2; an export that flips sure labels still fails.
+probability ≥ SURE_MARGIN; at least SURE_SHARE of them) while overall it stays within
+REFERENCE_SLACK of that float64 reference. Measured on the shipped synth-rooms (synthetic
+blocks, N 1024–4096, two seeds): onnxruntime 98.0–99.6% overall against a float64 reference
+of 98.1–100%, and 99.6–100% on the 79–98% of points with margin ≥ 0.2; an export that flips
+sure labels still fails, and so does a random-weight ResGCN-28 (chaotic: 65–73% overall,
+PyTorch against itself 76–85%, next to no sure labels).
 
 Held-out clouds are the caller's (`check_data`: the user's .npy/.npz of `(B, C, N)` features,
 or procedural ones of the model's kind that `pointgcn export` draws from
@@ -50,6 +52,7 @@ from .tracing import trace_to_onnx
 MIN_AGREEMENT = 0.99
 SURE_MARGIN = 0.2       # softmax top-1 − top-2 of PyTorch's logits: a label the model is sure of
 REFERENCE_SLACK = 0.02  # how far below PyTorch's own float64-kNN agreement onnxruntime may be
+SURE_SHARE = 0.5        # the rule speaks only for a model sure of at least this share of labels
 REL_TOL = 1e-4
 CLS_BATCH = 8  # per-shape labels: enough shapes for a percentage to mean much
 
@@ -264,12 +267,14 @@ def label_verdict(row: dict, min_agreement: float) -> str | None:
     if row["agreement"] >= min_agreement:
         return None
     sure, floor = row.get("sure_agreement"), row["float64_knn_agreement"] - REFERENCE_SLACK
-    if sure is not None and sure >= min_agreement and row["agreement"] >= floor:
+    if (sure is not None and sure >= min_agreement and row["agreement"] >= floor
+            and row["sure_share"] >= SURE_SHARE):
         return None
     why = (f"label agreement {100 * row['agreement']:.2f}% < {100 * min_agreement:.2f}% at "
            f"N={row['points']}")
-    if sure is None:
-        return why + f" (and no label has softmax margin ≥ {SURE_MARGIN})"
+    if sure is None or row["sure_share"] < SURE_SHARE:
+        return why + (f" (and PyTorch is sure of only {100 * row['sure_share']:.1f}% of the "
+                      f"labels: softmax margin ≥ {SURE_MARGIN})")
     return why + (f" (labels PyTorch is sure of: {100 * sure:.2f}%; PyTorch itself with "
                   f"float64 kNN scores: {100 * row['float64_knn_agreement']:.2f}%)")
 
