@@ -93,6 +93,36 @@ def tiny_room_checkpoint(path: Path, n_points: int, stride: float) -> Path:
     return path
 
 
+def write_rich_las(path, version: str, point_format: int, xyz: np.ndarray, scale: float, rng,
+                   rgb: np.ndarray | None = None):
+    """A georeferenced LAS/LAZ with every kind of dimension: returns, flags, GPS time, a scaled
+    int16 and a 3-float extra-bytes dimension, a VLR, and RGB where the format has it (`rgb`,
+    else drawn from `rng`); returns it as laspy reads it back."""
+    import laspy
+
+    n = len(xyz)
+    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=version))
+    las.add_extra_dim(laspy.ExtraBytesParams(name="amplitude", type=np.int16, scales=[0.01],
+                                             offsets=[1.0]))
+    las.add_extra_dim(laspy.ExtraBytesParams(name="echo", type="3f4"))
+    las.header.offsets, las.header.scales = [654000.0, 5432000.0, 0.0], [scale] * 3
+    las.x, las.y, las.z = xyz.T
+    las.classification = rng.integers(0, 20, n)
+    las.intensity = rng.integers(0, 65536, n)
+    las.return_number, las.number_of_returns = rng.integers(1, 3, n), np.full(n, 3)
+    las.gps_time = rng.random(n) * 1e6
+    las.user_data, las.point_source_id = rng.integers(0, 256, n), rng.integers(0, 65536, n)
+    rgb = rng.integers(0, 65536, (n, 3)) if rgb is None else rgb
+    if "red" in las.point_format.dimension_names:
+        las.red, las.green, las.blue = rgb.T
+    las.amplitude = np.round(rng.random(n) * 100, 2)
+    las.echo = rng.random((n, 3)).astype(np.float32)
+    las.header.vlrs.append(laspy.VLR(user_id="survey", record_id=7, description="crs stand-in",
+                                     record_data=b"EPSG:32632"))
+    las.write(str(path))
+    return laspy.read(str(path))
+
+
 def shapes_config(root, **train) -> dict:
     return {"name": "t", "seed": 0,
             "data": {"dataset": "modelnet40", "root": str(root / "ModelNet40"),

@@ -3,7 +3,7 @@ colours and fields kept, pred/confidence/entropy against a hand-computed softmax
 logits, LAS inputs kept dimension by dimension, and refusals that write nothing."""
 import numpy as np
 import pytest
-from conftest import tiny_model, tiny_room_checkpoint
+from conftest import tiny_model, tiny_room_checkpoint, write_rich_las
 
 from apps.cli import main
 from pointgcn.io import WRITERS, PointCloud, read_points, write_ply
@@ -106,27 +106,8 @@ def test_class_colours_and_min_confidence(seg_weights, tmp_path, monkeypatch, ca
 
 def _las_input(path, version, point_format, n=200, seed=0):
     rng = np.random.default_rng(seed)
-    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=version))
-    las.add_extra_dim(laspy.ExtraBytesParams(name="amplitude", type=np.int16, scales=[0.01],
-                                             offsets=[1.0]))
-    las.add_extra_dim(laspy.ExtraBytesParams(name="echo", type="3f4"))
     xyz = np.round(rng.random((n, 3)) * [3.0, 2.0, 2.5], 4) + [654321.0, 5432100.0, 300.0]
-    las.header.offsets, las.header.scales = [654000.0, 5432000.0, 0.0], [0.0001] * 3
-    las.x, las.y, las.z = xyz.T
-    las.classification = rng.integers(0, 20, n)
-    las.intensity = rng.integers(0, 65536, n)
-    las.return_number, las.number_of_returns = rng.integers(1, 3, n), np.full(n, 3)
-    las.gps_time = rng.random(n) * 1e6
-    las.user_data, las.point_source_id = rng.integers(0, 256, n), rng.integers(0, 65536, n)
-    rgb = rng.integers(0, 65536, (n, 3))
-    if "red" in las.point_format.dimension_names:
-        las.red, las.green, las.blue = rgb.T
-    las.amplitude = np.round(rng.random(n) * 100, 2)
-    las.echo = rng.random((n, 3)).astype(np.float32)
-    las.header.vlrs.append(laspy.VLR(user_id="survey", record_id=7, description="crs stand-in",
-                                     record_data=b"EPSG:32632"))
-    las.write(str(path))
-    return laspy.read(str(path))
+    return write_rich_las(path, version, point_format, xyz, 0.0001, rng)
 
 
 @pytest.mark.parametrize("version, point_format", [("1.2", 3), ("1.4", 6), ("1.4", 7)])

@@ -3,7 +3,7 @@ every streamable format (compared byte for byte, and LAS dimension by dimension 
 input), a LAS output that survives SIGKILL + --resume, and refusals that write nothing."""
 import numpy as np
 import pytest
-from conftest import tiny_room_checkpoint
+from conftest import tiny_room_checkpoint, write_rich_las
 from test_streaming import kill_after_first_tile, scene
 
 from apps.cli import main
@@ -43,30 +43,11 @@ def segment(src, out, weights, *extra, stream=True):
 
 
 def las_input(path, version, point_format, n=6000, seed=0):
-    """A georeferenced LAS/LAZ with every kind of dimension: returns, flags, GPS time, a scaled
-    int16 and a 3-float extra-bytes dimension, a VLR (and RGB where the format has it)."""
+    """`write_rich_las` of a synthetic scene (its colours as RGB), 1 mm coordinates."""
     cloud = scene(n=n, seed=seed, far=False)
-    rng = np.random.default_rng(seed)
-    las = laspy.LasData(laspy.LasHeader(point_format=point_format, version=version))
-    las.add_extra_dim(laspy.ExtraBytesParams(name="amplitude", type=np.int16, scales=[0.01],
-                                             offsets=[1.0]))
-    las.add_extra_dim(laspy.ExtraBytesParams(name="echo", type="3f4"))
-    las.header.offsets, las.header.scales = [654000.0, 5432000.0, 0.0], [0.001] * 3
     xyz = np.round(cloud.points.astype(np.float64), 3) + [654321.0, 5432100.0, 300.0]
-    las.x, las.y, las.z = xyz.T
-    las.classification = rng.integers(0, 20, n)
-    las.intensity = rng.integers(0, 65536, n)
-    las.return_number, las.number_of_returns = rng.integers(1, 3, n), np.full(n, 3)
-    las.gps_time = rng.random(n) * 1e6
-    las.user_data, las.point_source_id = rng.integers(0, 256, n), rng.integers(0, 65536, n)
-    if "red" in las.point_format.dimension_names:
-        las.red, las.green, las.blue = (cloud.colors * 65535).astype(np.uint16).T
-    las.amplitude = np.round(rng.random(n) * 100, 2)
-    las.echo = rng.random((n, 3)).astype(np.float32)
-    las.header.vlrs.append(laspy.VLR(user_id="survey", record_id=7, description="crs stand-in",
-                                     record_data=b"EPSG:32632"))
-    las.write(str(path))
-    return laspy.read(str(path))
+    return write_rich_las(path, version, point_format, xyz, 0.001, np.random.default_rng(seed),
+                          rgb=(cloud.colors * 65535).astype(np.uint16))
 
 
 @pytest.mark.parametrize("version, point_format, suffix", [("1.2", 3, ".las"),
