@@ -9,13 +9,15 @@ the output is what in-memory segment writes for the input — its colours (or --
 every field, pred, confidence and entropy; a LAS input written as LAS keeps every dimension,
 predictions in classification or --las-field pred; --min-confidence marks less sure points −1
 — as .ply, .las/.laz, .npy or .txt, a chunk at a time (pointgcn.io.stream_writers; .npz, a zip
-of whole arrays, is refused). Progress bars (with ETA) go to stderr.
+of whole arrays, is refused); --png draws every k-th point (≤ PREVIEW_POINTS) gathered while
+writing. Progress bars (with ETA) go to stderr.
 """
 from __future__ import annotations
 
 import os
 
 BYTES_PER_POINT = 300  # in-memory segment: ≈ 225 measured at 10 M points, plus a margin
+PREVIEW_POINTS = 1_000_000  # --png draws every k-th point, at most this many (≈ 30 MB)
 
 
 def available_memory() -> int | None:
@@ -59,8 +61,7 @@ def run_stream(args) -> int:
     from apps.segment import OutputPlan
     from pointgcn.io.stream_writers import STREAMED_OUT
 
-    for flag, given in (("--png", args.png), ("--drop-invalid", args.drop_invalid),
-                        ("--labels", args.labels)):
+    for flag, given in (("--drop-invalid", args.drop_invalid), ("--labels", args.labels)):
         if given:
             raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
@@ -85,12 +86,14 @@ def run_stream(args) -> int:
     key = {"model": source, "input": os.path.realpath(args.input),
            "input_stat": _stat(args.input), "model_stat": _stat(source)}
     truth = reader.has_labels and reader.label_scheme is None
+    scored = False
     res = stream_segment(reader, args.out, predictor, SampleSettings.from_config(cfg), key,
                          batch=args.batch, seed=args.seed, resume=args.resume,
                          colorize=lambda pred: class_colors(pred, palette, len(names)),
                          truth=truth, tile_points=args.tile_points, colors=args.colors,
                          classification=plan.classification,
-                         min_confidence=args.min_confidence)
+                         min_confidence=args.min_confidence,
+                         preview=PREVIEW_POINTS if args.png else 0)
     if res.resumed_at:
         print(f"resumed at tile {res.resumed_at} of {res.tiles}")
     where = ", pred in classification" if plan.classification else ""
@@ -107,9 +110,17 @@ def run_stream(args) -> int:
         cm = ConfusionMatrix(len(names))
         cm.matrix += res.confusion
         print(f"against the file's labels: OA {cm.oa():.4f}  mIoU {cm.miou():.4f}")
+        scored = True
     elif reader.has_labels and reader.label_scheme is not None:
         print("note: the file's labels are ASPRS class codes, not this model's classes: "
               "no metrics")
+    if args.png:  # every k-th point, gathered while writing: the cloud is never in memory
+        from pointgcn.viz.render import render_png
+
+        kw = dict(labels="truth", compare="pred") if scored else dict(labels="pred")
+        drawn = render_png(res.preview, args.png, palette=palette, class_names=names, **kw)
+        print(f"preview → {drawn.path} ({drawn.backend}; {len(res.preview):,} of {res.n:,} "
+              "points, every k-th)")
     return 0
 
 

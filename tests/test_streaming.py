@@ -296,3 +296,29 @@ def test_stream_preflight_passes_metres_and_refuses_millimetres(cli_case, tmp_pa
     assert main(argv) == 2
     assert "--no-harmonise" in capsys.readouterr().err
     assert not (tmp_path / "mm_out.ply").exists()
+
+
+def test_preview_takes_every_kth_point_of_the_whole_file_across_chunks():
+    from pointgcn.engine.streaming import _Preview
+    from pointgcn.io import PointCloud
+
+    xyz = np.arange(30, dtype=np.float32).reshape(10, 3)
+    labels = np.arange(10) % 3
+    preview = _Preview(10, 3)  # step 4: rows 0, 4, 8 of the file
+    for start in (0, 3, 7):  # chunks of 3, 4 and 3 rows
+        stop = {0: 3, 3: 7, 7: 10}[start]
+        part = PointCloud(xyz[start:stop], None, None, labels[start:stop])
+        preview.add(start, part, np.arange(start, stop) * 10)
+    got = preview.cloud()
+    np.testing.assert_array_equal(got.points, xyz[[0, 4, 8]])
+    np.testing.assert_array_equal(got.fields["pred"], [0, 40, 80])
+    np.testing.assert_array_equal(got.fields["truth"], labels[[0, 4, 8]])
+    assert _Preview(10, 0).cloud() is None
+
+
+def test_cli_stream_png_preview(cli_case, tmp_path, capsys):
+    png = tmp_path / "str.png"
+    assert main(_cli(cli_case, tmp_path / "str.ply", "--stream", "--tile-points", "1000",
+                     "--png", str(png))) == 0
+    assert "6,000 of 6,000 points" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

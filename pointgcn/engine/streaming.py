@@ -41,6 +41,7 @@ from ..data.tiles import TileGrid, halo_for
 from ..errors import InputError, Setting
 from ..io.atomic import atomic_path
 from ..io.chunks import ChunkReader, Scan
+from ..io.cloud import PointCloud
 from ..io.stream_writers import StreamOutput
 from .predictor import Predictor
 from .stream_tile import TILE_RESULT, segment_tile, tile_record
@@ -64,6 +65,33 @@ class StreamResult:
     label_max: int = -1  # the largest label in the file (another label set when ≥ C)
     unsure: int = 0  # points below `min_confidence`, written with pred −1
     notes: list[str] = field(default_factory=list)
+    preview: PointCloud | None = None  # every k-th point with `pred` (and `truth`): a PNG's
+
+
+class _Preview:
+    """Every k-th output point (at most `limit`) with its prediction and the file's label: what
+    a preview PNG of a cloud that is never in memory draws, gathered in the write pass."""
+
+    def __init__(self, n: int, limit: int):
+        self.step = -(-n // limit) if limit else 0
+        self.parts: list[tuple] = []
+
+    def add(self, start: int, part: PointCloud, pred: np.ndarray) -> None:
+        if self.step:
+            sel = slice((-start) % self.step, None, self.step)
+            self.parts.append((part.points[sel], None if part.colors is None
+                               else part.colors[sel], pred[sel],
+                               None if part.labels is None else part.labels[sel]))
+
+    def cloud(self) -> PointCloud | None:
+        if not self.parts:
+            return None
+        points, colors, pred, truth = zip(*self.parts)
+        fields = {"pred": np.concatenate(pred).astype(np.int32)}
+        if truth[0] is not None:
+            fields["truth"] = np.concatenate(truth).astype(np.int32)
+        return PointCloud(np.concatenate(points),
+                          None if colors[0] is None else np.concatenate(colors), fields=fields)
 
 
 def work_folder(out: str | Path) -> Path:
@@ -92,11 +120,12 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                    truth: bool = False, chunk: int = CHUNK, tile_points: int = TILE_POINTS,
                    reach: float | None = None, progress: bool = True,
                    colors: str | None = None, classification: str | None = None,
-                   min_confidence: float | None = None) -> StreamResult:
+                   min_confidence: float | None = None, preview: int = 0) -> StreamResult:
     """Write `out` by its suffix (io/stream_writers.py: what in-memory segment writes — the
     input's colours, or `colors="class"`: `colorize(labels)`, every input field, `pred`,
     `confidence`, `entropy`; LAS: `classification="pred"` stores pred there; pred −1 below
-    `min_confidence`); see the module doc. `key` identifies the model for `resume`."""
+    `min_confidence`); see the module doc. `key` identifies the model for `resume`. With
+    `preview` > 0, `result.preview` holds every k-th point (at most `preview`) with `pred`."""
     if predictor.in_channels != 9:
         raise InputError(f"this model takes {predictor.in_channels} channels; room "
                          "segmentation needs a 9-channel (xyz, rgb, location) model")
@@ -178,7 +207,8 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                 _atomic_json(progress_path, state)
                 b.update(core[t])
         result.far = state.get("far", 0)
-        _write(reader, scan, grid, mins, work, out, core, output, truth, chunk, bar, result)
+        result.preview = _write(reader, scan, grid, mins, work, out, core, output, truth, chunk,
+                                bar, result, _Preview(scan.n, preview))
     except InputError:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -220,8 +250,9 @@ def _bin(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work
 
 def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work: Path,
            out: Path, core: list[int], output: StreamOutput, truth: bool, chunk: int, bar: dict,
-           result: StreamResult) -> None:
-    """Pass 4: the output, in input order, each point's label from its core tile's file."""
+           result: StreamResult, preview: _Preview) -> PointCloud | None:
+    """Pass 4: the output, in input order, each point's label from its core tile's file;
+    returns the preview's points."""
     used = np.zeros(len(grid), np.int64)
     n_classes = len(result.counts)
     if truth:
@@ -247,6 +278,7 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                     pred, labels = got_all["pred"], part.labels
                     sure = np.ones(len(pred), bool) if output.min_confidence is None else \
                         got_all["confidence"] >= output.min_confidence
+                    preview.add(c.start, part, np.where(sure, pred, -1))  # as written
                     result.unsure += int(len(pred) - sure.sum())
                     result.counts += np.bincount(pred[sure], minlength=n_classes)
                     if labels is not None and len(labels):
@@ -261,3 +293,4 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
         writer.close()
         if used.tolist() != list(core):
             raise RuntimeError(f"labels used {used.tolist()} != core points {core}")
+    return preview.cloud()
