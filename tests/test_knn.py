@@ -90,6 +90,27 @@ def test_cpu_score_chunks_reuse_one_buffer_per_thread(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_score_buffer_made_under_inference_mode_serves_later_calls(monkeypatch):
+    """A first kNN under `torch.inference_mode` (latency measurement) must not leave this
+    thread an inference-tensor buffer that a later no_grad or training call cannot write."""
+    import importlib
+
+    knn_mod = importlib.import_module("pointgcn.graph.knn")
+    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunks run on this thread
+    try:
+        x = torch.randn(1, 5, 200)
+        want = brute_knn(x, 9)
+        with torch.inference_mode():
+            assert torch.equal(knn(x, 9), want)
+        with torch.no_grad():
+            assert torch.equal(knn(x, 9), want)
+        assert torch.equal(knn(x, 9), want)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_knn_ties_broken_by_index():
     # An integer lattice with duplicated points: many exact ties, all computed exactly.
     g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij")).reshape(1, 3, -1)

@@ -206,7 +206,10 @@ def _scores(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         return torch.empty(shape, dtype=like.dtype)
     buf = getattr(_SCORES, "buf", None)
     if buf is None or buf.numel() < numel or buf.dtype != like.dtype:
-        buf = _SCORES.buf = torch.empty(numel, dtype=like.dtype)
+        # a normal tensor even under inference_mode: an inference tensor could not be written
+        # by a later call outside it (training after a latency measurement, say)
+        with torch.inference_mode(False):
+            buf = _SCORES.buf = torch.empty(numel, dtype=like.dtype)
     return buf[:numel].view(shape)
 
 
