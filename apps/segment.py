@@ -206,14 +206,27 @@ class OutputPlan:
         self.args = args
 
     def check_classes(self, n_classes: int, colors: str) -> None:
-        """A LAS classification too narrow for the model's classes, or no RGB for class
+        """A LAS classification too narrow for the model's classes, a LAS input's own
+        pred/confidence/entropy dimension that cannot hold this run's, or no RGB for class
         colours the user asked for: said before the work."""
+        import math
+
         from pointgcn.errors import InputError
-        from pointgcn.io.las_write import classification_limit
+        from pointgcn.io.las_write import classification_limit, dims_refusing
 
         if self.suffix not in LAS:
             return
         top, rgb = classification_limit(self.template)
+        written = {"confidence": (0.0, 1.0, True), "entropy": (0.0, math.log(n_classes), True)}
+        if not self.classification:
+            written["pred"] = (-1 if self.args.min_confidence is not None else 0, n_classes - 1,
+                               False)
+        refused = dims_refusing(self.template, written) if self.template else []
+        if refused:
+            (name, (lo, hi)), (least, most, _) = refused[0], written[refused[0][0]]
+            raise InputError(f"{self.template} has its own LAS dimension {name!r} ({lo}–{hi}), "
+                             f"which cannot hold this run's {name} ({least:g}–{most:.3g}): "
+                             "write another format, or rename that dimension")
         if self.classification and n_classes - 1 > top:
             raise InputError(f"the model has {n_classes} classes; LAS classification of "
                              f"{self.template}'s point format holds 0–{top}: add --las-field "

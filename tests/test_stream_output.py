@@ -396,3 +396,29 @@ def test_stream_equals_memory_when_undrawn_points_have_tied_neighbours(tmp_path)
     np.testing.assert_array_equal(got.fields["pred"], pred)
     np.testing.assert_array_equal(got.fields["confidence"], sure)
     np.testing.assert_array_equal(got.fields["entropy"], entropy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("dim, extra", [("confidence", []),
+                                        ("pred", ["--las-field", "pred", "--min-confidence",
+                                                  "0.5"])])
+def test_a_las_dimension_that_cannot_hold_this_runs_field_is_refused_before_the_work(
+        weights, tmp_path, capsys, stream, dim, extra):
+    """A scanner's own uint8 `confidence` (or a `pred` without room for −1) would fail only
+    when writing, after every tile: refused up front, in memory and streamed, nothing written."""
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    las.add_extra_dim(laspy.ExtraBytesParams(name=dim, type=np.uint8))
+    xyz = scene(n=3000, seed=3, far=False).points.astype(np.float64)
+    las.header.scales = [0.001] * 3
+    las.x, las.y, las.z = xyz.T
+    src = tmp_path / "scan.las"
+    las.write(str(src))
+    before = src.read_bytes()
+    out = tmp_path / "out.las"
+    assert segment(src, out, weights, *extra, stream=stream) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if f"own LAS dimension {dim!r}" in line]
+    assert len(errors) == 1 and errors[0].startswith("error")
+    assert "segment" not in err.split("error")[0]  # no progress bar: before the work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.las"]
+    assert src.read_bytes() == before

@@ -53,22 +53,41 @@ def write_las(path: str | Path, cloud: PointCloud, *, template: str | Path | Non
     return notes
 
 
+def template_format(template: str | Path):
+    """The point format of a LAS/LAZ template, from its header alone."""
+    import laspy
+
+    try:
+        with laspy.open(str(template)) as f:
+            return f.header.point_format
+    except Exception as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FormatError(f"{template}: unreadable LAS file ({message})") from None
+
+
 def classification_limit(template: str | Path | None = None) -> tuple[int, bool]:
     """(largest class id LAS `classification` can hold, whether there is RGB) in what
     `write_las` writes: the template's point format (0–5: 5 bits), else ours (8 bits, RGB
     when the cloud has colours — reported True). Reads only the template's header."""
-    import laspy
-
     if template is None:
         return 255, True
-    try:
-        with laspy.open(str(template)) as f:
-            point_format = f.header.point_format
-    except Exception as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FormatError(f"{template}: unreadable LAS file ({message})") from None
+    point_format = template_format(template)
     dim = point_format.dimension_by_name("classification")
     return int(dim_range(dim)[1]), "red" in set(point_format.dimension_names)
+
+
+def dims_refusing(template: str | Path, values: dict[str, tuple[float, float, bool]]
+                  ) -> list[tuple[str, tuple[float, float]]]:
+    """The template's own dimensions among `values` (name → (least, most, fractional)) that
+    cannot hold them, with their ranges: said before the work, not when writing."""
+    point_format = template_format(template)
+    names = set(point_format.dimension_names)
+    out = []
+    for name, (lo, hi, fractional) in values.items():
+        span = dim_range(point_format.dimension_by_name(name)) if name in names else None
+        if span is not None and (fractional or lo < span[0] or hi > span[1]):
+            out.append((name, span))
+    return out
 
 
 def dim_range(dim) -> tuple[float, float] | None:
