@@ -113,5 +113,8 @@ def test_six_folds_pool_their_bins_each_with_its_own_temperature():
     assert pooled["ece_before"] == pytest.approx(ece(np.concatenate(raw), y), abs=1e-12)
     assert pooled["ece_after"] == pytest.approx(ece(np.concatenate(scaled), y), abs=1e-12)
     assert pooled["temperatures"] == pytest.approx([0.6 + 0.1 * i for i in range(6)])
+    other = {**folds[1]["full_resolution"]["calibration"], "bins": 10}
+    with pytest.raises(ValueError, match="different bins"):
+        pool_records([folds[0]["full_resolution"]["calibration"], other])
     assert pool_records([folds[0]["full_resolution"]["calibration"]])["ece_after"] == \
         pytest.approx(folds[0]["full_resolution"]["calibration"]["ece_after"], abs=1e-12)

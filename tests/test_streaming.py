@@ -322,3 +322,21 @@ def test_cli_stream_png_preview(cli_case, tmp_path, capsys):
                      "--png", str(png))) == 0
     assert "6,000 of 6,000 points" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_refusal_in_the_binning_pass_leaves_no_folder_behind(tmp_path, capsys):
+    """A bad label in a late chunk is found while binning, after the work folder (and the
+    output's new parent folders) exist: refused in one line, and nothing is left."""
+    ckpt = tiny_room_checkpoint(tmp_path / "seg.pt", 64, 0.5)
+    cloud = scene(n=70_000, seed=2, far=False)
+    rows = np.zeros(len(cloud), [("x", "f4"), ("y", "f4"), ("z", "f4"), ("label", "f4")])
+    rows["x"], rows["y"], rows["z"] = cloud.points.T
+    rows["label"][-1] = 1.5  # not a class id, in the last chunk
+    src = tmp_path / "in.npy"
+    np.save(src, rows)
+    out = tmp_path / "new" / "dir" / "o.ply"
+    assert main(["segment", str(src), "--weights", str(ckpt), "--out", str(out),
+                 "--no-harmonise", "--threads", "1", "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\nerror") + err.startswith("error") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "seg.pt"]

@@ -205,6 +205,9 @@ def pool_records(records: list[dict]) -> dict:
     own temperature): the bins summed, so ECE weighs every point once. `temperature` is the
     points-weighted geometric mean, for display; `temperatures` lists each one."""
     bins = records[0]["bins"]
+    if any(r["bins"] != bins for r in records):
+        raise ValueError(f"calibration records with different bins "
+                         f"({sorted({r['bins'] for r in records})}) cannot be pooled")
     before, after = ReliabilityBins(bins), ReliabilityBins(bins)
     for r in records:
         before += ReliabilityBins.from_table(r["reliability_before"], bins)

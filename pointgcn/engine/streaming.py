@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..data.build import SampleSettings
 from ..data.tiles import TileGrid, halo_for
 from ..errors import InputError, Setting
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, make_parents, remove_empty
 from ..io.chunks import ChunkReader, Scan
 from ..io.cloud import PointCloud
 from ..io.stream_writers import StreamOutput
@@ -163,6 +163,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                 "mins": mins.tolist(), "extent": extent.tolist()}
     progress_path = work / "progress.json"
     state = {"binned": False, "done": 0}
+    created: list[Path] = []  # folders above the work folder this run made
     if (work / "manifest.json").exists():
         try:
             old = json.loads((work / "manifest.json").read_text())
@@ -181,7 +182,8 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
     else:
         if resume:
             log.warning("nothing to resume for this output: starting from the beginning")
-        work.mkdir(parents=True)
+        created = make_parents(work.parent, str(out))  # removed again on a refusal
+        work.mkdir()
         _atomic_json(work / "manifest.json", manifest)
     frame = (mins, extent)
     try:
@@ -211,6 +213,7 @@ def stream_segment(reader: ChunkReader, out: str | Path, predictor: Predictor,
                                 bar, result, _Preview(scan.n, preview))
     except InputError:
         shutil.rmtree(work, ignore_errors=True)
+        remove_empty(created)
         raise
     shutil.rmtree(work, ignore_errors=True)
     if result.far:

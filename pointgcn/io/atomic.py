@@ -85,7 +85,7 @@ def clean_stale(folder: Path, prefix: str) -> list[Path]:
     return removed
 
 
-def _make_parents(folder: Path, where: str) -> list[Path]:
+def make_parents(folder: Path, where: str) -> list[Path]:
     """mkdir -p `folder`; return the folders it created (outermost first)."""
     missing = []
     probe = folder
@@ -99,7 +99,8 @@ def _make_parents(folder: Path, where: str) -> list[Path]:
     return missing[::-1]
 
 
-def _remove_empty(created: list[Path]) -> None:
+def remove_empty(created: list[Path]) -> None:
+    """Remove the folders `make_parents` created, innermost first, where still empty."""
     for folder in reversed(created):
         with contextlib.suppress(OSError):
             folder.rmdir()
@@ -128,7 +129,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     where = str(path)
     if is_protected(path):
         raise InputError(f"{where} is an input of this run; refusing to replace it")
-    created = _make_parents(path.parent, where)
+    created = make_parents(path.parent, where)
     clean_stale(path.parent, f".{path.stem}.")
     tmp = path.parent / f".{path.stem}.{tag()}.tmp{path.suffix}"
     ok = False
@@ -150,7 +151,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
         if not ok:
-            _remove_empty(created)
+            remove_empty(created)
 
 
 @contextlib.contextmanager
@@ -168,7 +169,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
                          "folder (it is written whole or not at all)")
     if is_protected(target):
         raise InputError(f"{where} is an input of this run; refusing to replace it")
-    created = _make_parents(target.parent, where)
+    created = make_parents(target.parent, where)
     clean_stale(target.parent, f".{target.name}.partial-")
     stage = target.parent / f".{target.name}.partial-{tag()}"
     ok = False
@@ -187,7 +188,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if not ok:
-            _remove_empty(created)
+            remove_empty(created)
 
 
 def check_writable(path: str | Path) -> Path:
