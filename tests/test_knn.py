@@ -69,46 +69,43 @@ def test_float32_selection_path_by_share_of_the_row(monkeypatch):
         assert bool(calls) == numpy_path, k
 
 
-def test_cpu_score_chunks_reuse_one_buffer_per_thread(monkeypatch):
+@pytest.fixture
+def fresh_buffer_on_this_thread(monkeypatch):
+    """The kNN module with no score buffer yet, its chunks run on this thread (1 thread)."""
+    import importlib
+
+    knn_mod = importlib.import_module("pointgcn.graph.knn")
+    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield knn_mod
+    torch.set_num_threads(before)
+
+
+def test_cpu_score_chunks_reuse_one_buffer_per_thread(fresh_buffer_on_this_thread):
     """Each thread keeps one score buffer across chunks and calls (fresh ones page-fault under
     pointgcn's 64 KiB mmap threshold), and the neighbours stay exact."""
-    import importlib
-
-    knn_mod = importlib.import_module("pointgcn.graph.knn")
-    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # chunks run on this thread
-    try:
-        x = torch.randn(2, 5, 300)
-        assert torch.equal(knn(x, 20), brute_knn(x, 20))
-        first = knn_mod._SCORES.buf.data_ptr()
-        assert torch.equal(knn(x, 20, chunk_elements=2 * 300 * 7), brute_knn(x, 20))
-        y = torch.randn(1, 5, 200)
-        assert torch.equal(knn(y, 9), brute_knn(y, 9))
-        assert knn_mod._SCORES.buf.data_ptr() == first
-    finally:
-        torch.set_num_threads(before)
+    knn_mod = fresh_buffer_on_this_thread
+    x = torch.randn(2, 5, 300)
+    assert torch.equal(knn(x, 20), brute_knn(x, 20))
+    first = knn_mod._SCORES.buf.data_ptr()
+    assert torch.equal(knn(x, 20, chunk_elements=2 * 300 * 7), brute_knn(x, 20))
+    y = torch.randn(1, 5, 200)
+    assert torch.equal(knn(y, 9), brute_knn(y, 9))
+    assert knn_mod._SCORES.buf.data_ptr() == first
 
 
-def test_score_buffer_made_under_inference_mode_serves_later_calls(monkeypatch):
+def test_score_buffer_made_under_inference_mode_serves_later_calls(
+        fresh_buffer_on_this_thread):
     """A first kNN under `torch.inference_mode` (latency measurement) must not leave this
     thread an inference-tensor buffer that a later no_grad or training call cannot write."""
-    import importlib
-
-    knn_mod = importlib.import_module("pointgcn.graph.knn")
-    monkeypatch.setattr(knn_mod._SCORES, "buf", None, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # chunks run on this thread
-    try:
-        x = torch.randn(1, 5, 200)
-        want = brute_knn(x, 9)
-        with torch.inference_mode():
-            assert torch.equal(knn(x, 9), want)
-        with torch.no_grad():
-            assert torch.equal(knn(x, 9), want)
+    x = torch.randn(1, 5, 200)
+    want = brute_knn(x, 9)
+    with torch.inference_mode():
         assert torch.equal(knn(x, 9), want)
-    finally:
-        torch.set_num_threads(before)
+    with torch.no_grad():
+        assert torch.equal(knn(x, 9), want)
+    assert torch.equal(knn(x, 9), want)
 
 
 def test_knn_ties_broken_by_index():
