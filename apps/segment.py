@@ -63,7 +63,7 @@ def add_arguments(p):
     p.add_argument("--stream", action="store_true",
                    help="label a cloud larger than memory tile by tile (ply/npy/las/laz in; "
                         "out as in memory, a chunk at a time: .ply .las .laz .npy .txt; "
-                        "preflight on a subsample; --png of every k-th point; no --labels, "
+                        "preflight on a subsample; --png of every k-th point; no "
                         "--drop-invalid); chosen "
                         "by itself when the cloud would not fit in free memory")
     p.add_argument("--resume", action="store_true",

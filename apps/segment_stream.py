@@ -10,7 +10,8 @@ every field, pred, confidence and entropy; a LAS input written as LAS keeps ever
 predictions in classification or --las-field pred; --min-confidence marks less sure points −1
 — as .ply, .las/.laz, .npy or .txt, a chunk at a time (pointgcn.io.stream_writers; .npz, a zip
 of whole arrays, is refused); --png draws every k-th point (≤ PREVIEW_POINTS) gathered while
-writing. Progress bars (with ETA) go to stderr.
+writing; --labels FIELD scores against that column, its range checked in the preflight's pass
+(before the work, as in memory). Progress bars (with ETA) go to stderr.
 """
 from __future__ import annotations
 
@@ -61,9 +62,8 @@ def run_stream(args) -> int:
     from apps.segment import OutputPlan
     from pointgcn.io.stream_writers import STREAMED_OUT
 
-    for flag, given in (("--drop-invalid", args.drop_invalid), ("--labels", args.labels)):
-        if given:
-            raise InputError(f"{flag} does not stream; leave out --stream/--resume to use it")
+    if args.drop_invalid:
+        raise InputError("--drop-invalid does not stream; leave out --stream/--resume to use it")
     if args.batch < 1:
         raise InputError(f"--batch must be ≥ 1, got {args.batch}")
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
@@ -75,13 +75,15 @@ def run_stream(args) -> int:
     if args.tile_points < 1000:
         raise InputError(f"--tile-points must be ≥ 1000, got {args.tile_points}")
     reader = ChunkReader(args.input)  # a format it cannot stream fails before the model loads
+    if args.labels is not None:
+        reader.select_labels(args.labels)
     predictor, cfg = predictor_from_args(args, "segmentation")
     if predictor.task != "segmentation":
         raise InputError(f"--stream labels scenes; this is a {predictor.task} model")
     names = predictor.class_names
     palette = "s3dis" if len(names) == 13 else "generic"
     plan.check_classes(len(names), args.colors or ("input" if reader.has_colors else "class"))
-    _preflight(args, reader, cfg)
+    _preflight(args, reader, cfg, len(names))
     source = str(args.onnx or args.weights or "default")
     key = {"model": source, "input": os.path.realpath(args.input),
            "input_stat": _stat(args.input), "model_stat": _stat(source)}
@@ -113,7 +115,7 @@ def run_stream(args) -> int:
         scored = True
     elif reader.has_labels and reader.label_scheme is not None:
         print("note: the file's labels are ASPRS class codes, not this model's classes: "
-              "no metrics")
+              "no metrics (--labels classification scores them anyway)")
     if args.png:  # every k-th point, gathered while writing: the cloud is never in memory
         from pointgcn.viz.render import render_png
 
@@ -124,8 +126,9 @@ def run_stream(args) -> int:
     return 0
 
 
-def _preflight(args, reader, cfg, sample: int = 200_000) -> None:
-    """segment's preflight on every k-th point (≤ `sample`); refuse what it would change."""
+def _preflight(args, reader, cfg, n_classes: int, sample: int = 200_000) -> None:
+    """segment's preflight on every k-th point (≤ `sample`); refuse what it would change, and
+    --labels beyond the model's classes (every label read: as in memory, before the work)."""
     import numpy as np
 
     from apps.source_args import preflight
@@ -134,7 +137,15 @@ def _preflight(args, reader, cfg, sample: int = 200_000) -> None:
     from pointgcn.models.conventions import conventions_of
 
     step = max(1, -(-reader.n // sample))
-    parts = [c.xyz[(-c.start) % step::step] for c in reader.chunks(1 << 20)]
+    parts, top = [], -1
+    for c in reader.chunks(1 << 20):
+        parts.append(c.xyz[(-c.start) % step::step])
+        labels = reader.labels_of(c) if args.labels is not None else None
+        if labels is not None and labels.size:
+            top = max(top, int(labels.max()))
+    if top >= n_classes:
+        raise InputError(f"--labels: the labels go up to {top}, beyond this model's classes "
+                         f"0–{n_classes - 1}: another label set")
     xyz = np.concatenate(parts) if parts else np.zeros((0, 3))
     xyz = xyz[np.isfinite(xyz).all(axis=1)]
     if len(xyz) < 2:

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from pointgcn.errors import FormatError, InputError
-from pointgcn.io import PointCloud, ReadReport, read_points, write_npy, write_npz, write_points
+from pointgcn.io import (PointCloud, ReadReport, output_fields, read_points, write_npy, write_npz,
+                         write_ply, write_points)
 
 rng = np.random.default_rng(0)
 N = 30
@@ -51,6 +52,24 @@ def test_structured_npy(tmp_path):
     np.testing.assert_array_equal(cloud.points, XYZ)
     np.testing.assert_array_equal(cloud.labels, LAB)
     np.testing.assert_array_equal(cloud.fields["t"], np.arange(N) * 0.5)
+
+
+def test_structured_npy_sub_array_field_keeps_one_row_per_point(tmp_path):
+    """A (3,)-valued column is one field of shape (N, 3) — it was flattened to 3N values,
+    which no writer could write — and PLY output splits it into vec_0 … vec_2."""
+    table = np.zeros(N, [("x", "f4"), ("y", "f4"), ("z", "f4"), ("vec", "f4", (3,))])
+    for i, a in enumerate("xyz"):
+        table[a] = XYZ[:, i]
+    table["vec"] = np.arange(3 * N, dtype=np.float32).reshape(N, 3)
+    np.save(tmp_path / "v.npy", table)
+    cloud = read_points(tmp_path / "v.npy")
+    np.testing.assert_array_equal(cloud.fields["vec"], table["vec"])
+    fields, _ = output_fields(".ply", cloud.fields)
+    cloud.fields = fields
+    write_ply(tmp_path / "v.ply", cloud)
+    back = read_points(tmp_path / "v.ply")
+    for j in range(3):
+        np.testing.assert_array_equal(back.fields[f"vec_{j}"], table["vec"][:, j])
 
 
 def test_npz_keys(tmp_path):

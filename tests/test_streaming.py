@@ -307,8 +307,8 @@ def test_preview_takes_every_kth_point_of_the_whole_file_across_chunks():
     preview = _Preview(10, 3)  # step 4: rows 0, 4, 8 of the file
     for start in (0, 3, 7):  # chunks of 3, 4 and 3 rows
         stop = {0: 3, 3: 7, 7: 10}[start]
-        part = PointCloud(xyz[start:stop], None, None, labels[start:stop])
-        preview.add(start, part, np.arange(start, stop) * 10)
+        part = PointCloud(xyz[start:stop])
+        preview.add(start, part, np.arange(start, stop) * 10, labels[start:stop])
     got = preview.cloud()
     np.testing.assert_array_equal(got.points, xyz[[0, 4, 8]])
     np.testing.assert_array_equal(got.fields["pred"], [0, 40, 80])
@@ -339,4 +339,52 @@ def test_a_refusal_in_the_binning_pass_leaves_no_folder_behind(tmp_path, capsys)
                  "--no-harmonise", "--threads", "1", "--stream"]) == 2
     err = capsys.readouterr().err
     assert err.count("\nerror") + err.startswith("error") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "seg.pt"]
+
+
+def _npy_with_fields(path, n=6000, seed=5, sem_top=12):
+    """xyz, rgb and two label-like columns: `label` and a second set `sem` (ints to sem_top)."""
+    cloud = scene(n=n, seed=seed, far=False)
+    rows = np.zeros(n, [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
+                        ("blue", "u1"), ("label", "i4"), ("sem", "f4"), ("normal", "f4", (3,))])
+    rows["x"], rows["y"], rows["z"] = cloud.points.T
+    rows["red"], rows["green"], rows["blue"] = (cloud.colors * 255).astype(np.uint8).T
+    rows["label"] = cloud.labels
+    rows["sem"] = np.random.default_rng(seed + 1).integers(0, sem_top + 1, n)
+    np.save(path, rows)
+    return path
+
+
+def test_cli_stream_scores_the_labels_field_named_as_in_memory(tmp_path, capsys):
+    ckpt = tiny_room_checkpoint(tmp_path / "seg.pt", 64, 0.5)
+    src = _npy_with_fields(tmp_path / "in.npy")
+    argv = ["segment", str(src), "--weights", str(ckpt), "--no-harmonise", "--threads", "1",
+            "--labels", "sem"]
+    assert main([*argv, "--out", str(tmp_path / "mem.ply")]) == 0
+    mem = [line for line in capsys.readouterr().out.splitlines() if "OA" in line]
+    assert main([*argv, "--out", str(tmp_path / "str.ply"), "--stream",
+                 "--tile-points", "1000"]) == 0
+    out = capsys.readouterr().out
+    got = [line for line in out.splitlines() if "OA" in line]
+    assert len(mem) == 1 and len(got) == 1
+    oa = lambda line: float(line.split("OA")[1].split()[0])  # noqa: E731
+    assert oa(got[0]) == pytest.approx(oa(mem[0]), abs=5e-5)
+    _same_labelling(tmp_path / "str.ply", tmp_path / "mem.ply")  # the output is unchanged
+    pred = read_points(tmp_path / "str.ply").fields["pred"]
+    sem = np.load(src)["sem"].astype(np.int64)
+    assert oa(got[0]) == pytest.approx((pred == sem).mean(), abs=5e-5)
+
+
+@pytest.mark.parametrize("field, sem_top, says", [
+    ("missing", 12, "no field 'missing' to take labels from"),
+    ("normal", 12, "'normal' has 3 values per point"),
+    ("sem", 20, "the labels go up to 20, beyond this model's classes 0–12"),
+])
+def test_cli_stream_labels_refused_before_the_work(tmp_path, capsys, field, sem_top, says):
+    ckpt = tiny_room_checkpoint(tmp_path / "seg.pt", 64, 0.5)
+    src = _npy_with_fields(tmp_path / "in.npy", sem_top=sem_top)
+    assert main(["segment", str(src), "--weights", str(ckpt), "--no-harmonise", "--threads",
+                 "1", "--labels", field, "--out", str(tmp_path / "o.ply"), "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "segment:" not in err  # no progress bar: before the work
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "seg.pt"]

@@ -76,12 +76,13 @@ class _Preview:
         self.step = -(-n // limit) if limit else 0
         self.parts: list[tuple] = []
 
-    def add(self, start: int, part: PointCloud, pred: np.ndarray) -> None:
+    def add(self, start: int, part: PointCloud, pred: np.ndarray,
+            labels: np.ndarray | None) -> None:
         if self.step:
             sel = slice((-start) % self.step, None, self.step)
             self.parts.append((part.points[sel], None if part.colors is None
                                else part.colors[sel], pred[sel],
-                               None if part.labels is None else part.labels[sel]))
+                               None if labels is None else labels[sel]))
 
     def cloud(self) -> PointCloud | None:
         if not self.parts:
@@ -278,10 +279,10 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                         got_all[mine] = got
                         used[t] += k
                     writer.write(c, output.rows(part, got_all))
-                    pred, labels = got_all["pred"], part.labels
+                    pred, labels = got_all["pred"], reader.labels_of(c)  # the scored ones
                     sure = np.ones(len(pred), bool) if output.min_confidence is None else \
                         got_all["confidence"] >= output.min_confidence
-                    preview.add(c.start, part, np.where(sure, pred, -1))  # as written
+                    preview.add(c.start, part, np.where(sure, pred, -1), labels)  # as written
                     result.unsure += int(len(pred) - sure.sum())
                     result.counts += np.bincount(pred[sure], minlength=n_classes)
                     if labels is not None and len(labels):

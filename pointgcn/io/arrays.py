@@ -43,8 +43,8 @@ def _load(path: Path, where: str):
 
 def _from_array(array: np.ndarray, where: str, source: str) -> PointCloud:
     if array.dtype.names:
-        return cloud_from_named({n: array[n].reshape(-1) for n in array.dtype.names}, where,
-                                source)
+        rows = array.reshape(-1)  # one record per point; a sub-array field keeps its values
+        return cloud_from_named({n: rows[n] for n in array.dtype.names}, where, source)
     if array.dtype.kind not in "uif":
         raise FormatError(f"{where}: array of {array.dtype} is not numeric")
     return cloud_from_table(array, where, source)

@@ -69,6 +69,7 @@ class ChunkReader:
         check_file(self.path)  # before opening: a pipe would block, a device never end
         self.kind = "las" if suffix in (".las", ".laz") else suffix[1:]
         self.label_scheme = "asprs" if self.kind == "las" else None
+        self._columns: list[str] = []  # what select_labels may name
         getattr(self, f"_open_{self.kind}")()
 
     # ------------------------------------------------------------------ headers
@@ -121,8 +122,10 @@ class ChunkReader:
                               ) from None
         self._rgb = ("red", "green", "blue") if {"red", "green", "blue"} <= names else None
         self._label = "classification" if "classification" in names else None
+        self._columns = sorted(names)
 
     def _names(self, names: list[str]) -> None:
+        self._columns = list(names)
         lower = {}
         for name in names:
             lower.setdefault(name.lower(), name)
@@ -132,6 +135,18 @@ class ChunkReader:
         self._rgb = next((tuple(lower[c] for c in g) for g in COLOR_NAMES
                           if all(c in lower for c in g)), None)
         self._label = next((lower[n] for n in LABEL_NAMES if n in lower), None)
+
+    def select_labels(self, name: str) -> None:
+        """Take the labels from the column `name` (one whole number per point), as this
+        model's class ids — not a LAS's ASPRS codes; as `io.columns.labels_field` does."""
+        if name not in self._columns:
+            raise InputError(f"{self.where}: no field {name!r} to take labels from (it has: "
+                             f"{', '.join(self._columns) or 'none'})")
+        if self.kind != "las" and self._dtype[name].shape:
+            raise InputError(f"{self.where}: field {name!r} has "
+                             f"{int(np.prod(self._dtype[name].shape))} values per point; labels "
+                             "need one")
+        self._label, self.label_scheme = name, None
 
     @property
     def has_colors(self) -> bool:
@@ -204,11 +219,15 @@ class ChunkReader:
         xyz = chunk.xyz - offset if offset.any() else chunk.xyz
         points = np.ascontiguousarray(xyz, np.float32)
         colors = None if chunk.rgb is None else self._colors(chunk.rgb, scan.rgb_max)
-        labels = None
-        if chunk.labels is not None:
-            labels = (chunk.labels.astype(np.int64) if self.kind == "las"
-                      else as_labels(chunk.labels, self.where, self._label))
-        return points, colors, labels
+        return points, colors, self.labels_of(chunk)
+
+    def labels_of(self, chunk: Chunk) -> np.ndarray | None:
+        """The chunk's labels as int64 class ids (−1: unlabelled), or None."""
+        if chunk.labels is None:
+            return None
+        if self.kind == "las" and self._label == "classification":
+            return chunk.labels.astype(np.int64)
+        return as_labels(np.asarray(chunk.labels), self.where, self._label)
 
     def cloud(self, chunk: Chunk, scan: Scan) -> PointCloud:
         """The chunk's rows as `read_points(path)` holds them — points, colours, normals,
@@ -226,7 +245,7 @@ class ChunkReader:
             part = cloud_from_table(chunk.xyz, self.where, self.where)
         else:
             rows = chunk.raw
-            part = cloud_from_named({n: rows[n].reshape(-1) for n in rows.dtype.names},
+            part = cloud_from_named({n: rows[n] for n in rows.dtype.names},
                                     self.where, self.where)  # as io/arrays.py names them
             part.colors = colors
         part.points, part.offset, part.source = points, scan.offset, str(self.path)
