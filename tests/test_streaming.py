@@ -112,7 +112,7 @@ def test_chunks_read_what_read_points_reads(tmp_path):
         write(path, cloud)
         reader = ChunkReader(path)
         scan = reader.scan(700)
-        parts = [reader.converted(c, scan) for c in reader.chunks(700)]
+        parts = [(*reader.converted(c, scan), reader.labels_of(c)) for c in reader.chunks(700)]
         ref = read_points(path)
         for k, want in enumerate((ref.points, ref.colors, ref.labels)):
             np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), want)

@@ -238,7 +238,7 @@ def _bin(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, work
     core = np.zeros(len(grid), np.int64)
     with tqdm(total=scan.n, desc="tiles", **bar) as b:
         for c in reader.chunks(chunk):
-            points, colors, _ = reader.converted(c, scan)
+            points, colors = reader.converted(c, scan)
             xy = points[:, :2].astype(np.float64) - mins[:2]
             core += np.bincount(grid.core(xy), minlength=len(grid))
             for t, idx in grid.loading(xy):
@@ -279,7 +279,8 @@ def _write(reader: ChunkReader, scan: Scan, grid: TileGrid, mins: np.ndarray, wo
                         got_all[mine] = got
                         used[t] += k
                     writer.write(c, output.rows(part, got_all))
-                    pred, labels = got_all["pred"], reader.labels_of(c)  # the scored ones
+                    pred = got_all["pred"]
+                    labels = reader.labels_of(c) if truth else None  # the scored ones
                     sure = np.ones(len(pred), bool) if output.min_confidence is None else \
                         got_all["confidence"] >= output.min_confidence
                     preview.add(c.start, part, np.where(sure, pred, -1), labels)  # as written

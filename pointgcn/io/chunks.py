@@ -213,13 +213,13 @@ class ChunkReader:
         return s
 
     def converted(self, chunk: Chunk, scan: Scan):
-        """(float32 points relative to `scan.offset`, colours 0–1 or None, int64 labels or None)
-        exactly as `read_points` stores those rows."""
+        """(float32 points relative to `scan.offset`, colours 0–1 or None) exactly as
+        `read_points` stores those rows; the labels, where wanted, are `labels_of`'s."""
         offset = scan.offset
         xyz = chunk.xyz - offset if offset.any() else chunk.xyz
         points = np.ascontiguousarray(xyz, np.float32)
         colors = None if chunk.rgb is None else self._colors(chunk.rgb, scan.rgb_max)
-        return points, colors, self.labels_of(chunk)
+        return points, colors
 
     def labels_of(self, chunk: Chunk) -> np.ndarray | None:
         """The chunk's labels as int64 class ids (−1: unlabelled), or None."""
@@ -232,7 +232,7 @@ class ChunkReader:
     def cloud(self, chunk: Chunk, scan: Scan) -> PointCloud:
         """The chunk's rows as `read_points(path)` holds them — points, colours, normals,
         labels and every other column as a field — in the frame of `scan.offset`."""
-        points, colors, _ = self.converted(chunk, scan)
+        points, colors = self.converted(chunk, scan)
         if self.kind == "las":
             rec = chunk.raw
             names = list(rec.point_format.dimension_names)
